@@ -1,0 +1,2 @@
+//! Command line of the Microsoft 365 mail archiver.
+fn main() {}

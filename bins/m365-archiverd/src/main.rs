@@ -1,0 +1,2 @@
+//! Service that runs scheduled archiving profiles.
+fn main() {}

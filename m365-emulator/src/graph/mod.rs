@@ -1,0 +1,1 @@
+//! Graph v1.0 routes: users, mail folders, messages, delta, `$value`, `$batch`.

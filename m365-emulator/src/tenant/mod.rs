@@ -1,0 +1,1 @@
+//! The emulated tenant: users, mailboxes, folders and messages, generated deterministically from a seed.

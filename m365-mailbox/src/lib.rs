@@ -1,0 +1,177 @@
+//! Mailboxes over Microsoft Graph: folder tree, per-folder delta enumeration,
+//! MIME download and deletion, with Outlook throttling handled inside.
+//!
+//! The [`MailboxSource`] trait is the seam the profile engine uses; callers never
+//! see throttling or retries except in [`MailboxMetrics`].
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+
+/// One folder of a mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Folder {
+    /// Graph folder id (immutable id form).
+    pub id: String,
+    /// Display path from the root, segments joined by `/`; a `/` or `\` inside a
+    /// display name is escaped as `\/` or `\\`.
+    pub path: String,
+    /// The folder's own display name.
+    pub display_name: String,
+    /// Well-known name (`inbox`, `sentitems`, ...) when the folder is one.
+    pub well_known_name: Option<String>,
+    /// Parent folder id (`None` for children of the root).
+    pub parent_id: Option<String>,
+    /// Items in the folder (all kinds, as Graph counts them).
+    pub total_items: u64,
+    /// Unread items in the folder.
+    pub unread_items: u64,
+    /// Number of child folders.
+    pub child_folders: u64,
+    /// Hidden folder (`isHidden`).
+    pub hidden: bool,
+    /// A search folder (`mailSearchFolder`): its items live elsewhere, callers skip it.
+    pub search_folder: bool,
+}
+
+/// Opaque position in a folder's delta sequence (a Graph `deltaLink`).
+/// Persist it after the changes it follows are durably archived.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeltaCursor(pub String);
+
+/// What Graph tells about one message in a delta or listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageSummary {
+    /// Immutable message id.
+    pub id: String,
+    /// Folder holding the message.
+    pub folder_id: String,
+    /// `receivedDateTime`.
+    pub received: Option<DateTime<Utc>>,
+    /// `internetMessageId` (the Message-ID header).
+    pub internet_message_id: Option<String>,
+    /// `isRead`.
+    pub is_read: bool,
+    /// Flag status is `flagged`.
+    pub flagged: bool,
+    /// `PR_MESSAGE_SIZE` in bytes, when Graph gave it.
+    pub size: Option<u64>,
+    /// Subject, for progress and logs.
+    pub subject: Option<String>,
+}
+
+/// One item of a folder's change stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeltaEvent {
+    /// A message was added or changed.
+    Upsert(MessageSummary),
+    /// A message left the folder (deleted or moved away).
+    Removed {
+        /// Immutable id of the message.
+        id: String,
+    },
+    /// The saved cursor was rejected (410 / `syncStateNotFound`): the folder is being
+    /// enumerated again from scratch; events after this one are a full listing.
+    Restarted,
+    /// The round is complete: save this cursor for the next incremental pass.
+    /// Always the last item of a successful stream.
+    Done(DeltaCursor),
+}
+
+/// How to delete a message from its mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteMode {
+    /// `move` to Deleted Items.
+    MoveToDeletedItems,
+    /// `DELETE` (to Recoverable Items).
+    SoftDelete,
+    /// `permanentDelete`.
+    HardDelete,
+}
+
+/// Raw RFC 822 bytes of a message, complete and checked against the transfer length.
+/// Small messages stay in memory; large ones are spooled to a private temporary file
+/// so memory stays bounded whatever the message size.
+#[derive(Debug)]
+pub enum MimeContent {
+    /// The bytes, in memory.
+    Memory(Bytes),
+    /// The bytes, in a temporary file deleted on drop.
+    Spooled(tempfile::TempPath),
+}
+
+impl MimeContent {
+    /// Path of the spooled file, if spooled.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            MimeContent::Memory(_) => None,
+            MimeContent::Spooled(p) => Some(p),
+        }
+    }
+}
+
+/// Request counters for one mailbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MailboxMetrics {
+    /// HTTP requests sent (retries included).
+    pub requests: u64,
+    /// Responses that were 429.
+    pub throttled: u64,
+    /// Requests repeated after a throttle, fault or timeout.
+    pub retries: u64,
+    /// Body bytes received.
+    pub bytes: u64,
+}
+
+/// The seam between the profile engine and a mail service.
+#[async_trait]
+pub trait MailboxSource: Send + Sync {
+    /// Can this mailbox be read, and if not, why (the "Test" button).
+    async fn probe(&self, mailbox: &str) -> Result<(), MailboxError>;
+
+    /// The whole folder tree, parents before children.
+    async fn folders(&self, mailbox: &str) -> Result<Vec<Folder>, MailboxError>;
+
+    /// Changes in one folder since `cursor` (all messages when `None`), page by page,
+    /// ending with [`DeltaEvent::Done`]. Pages are fetched as the stream is polled.
+    fn changes(
+        &self,
+        mailbox: &str,
+        folder_id: &str,
+        cursor: Option<DeltaCursor>,
+    ) -> BoxStream<'static, Result<DeltaEvent, MailboxError>>;
+
+    /// The raw MIME bytes of a message; at most `max_bytes`.
+    async fn fetch_mime(
+        &self,
+        mailbox: &str,
+        message_id: &str,
+        max_bytes: u64,
+    ) -> Result<MimeContent, MailboxError>;
+
+    /// Deletes a message in the given mode.
+    async fn delete(
+        &self,
+        mailbox: &str,
+        message_id: &str,
+        mode: DeleteMode,
+    ) -> Result<(), MailboxError>;
+
+    /// Counters for a mailbox so far.
+    fn metrics(&self, mailbox: &str) -> MailboxMetrics;
+}
+
+/// What went wrong with a mailbox, in terms a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum MailboxError {
+    /// The user has no Exchange Online mailbox (unlicensed, guest, on-premises).
+    #[error("{mailbox} has no Exchange Online mailbox (unlicensed, guest or on-premises)")]
+    NoMailbox {
+        /// The mailbox address.
+        mailbox: String,
+    },
+}

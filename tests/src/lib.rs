@@ -1,0 +1,1 @@
+//! End-to-end and reliability tests across the archiver crates (see `tests/`).
