@@ -1,0 +1,404 @@
+//! The command tree (fixed by the design: scripts depend on it).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Archive Microsoft 365 mailboxes into a local, searchable, verifiable archive.
+#[derive(Debug, Parser)]
+#[command(name = "m365-archiver", version, propagate_version = true)]
+pub struct Cli {
+    /// Data directory (credentials, profiles, users, archive, state).
+    /// Default: $M365_ARCHIVER_DATA, else the platform data directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Machine-readable output: one JSON document on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Archive an emulated tenant end to end, in about a minute.
+    Demo(DemoArgs),
+    /// App registrations the archiver authenticates with.
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
+    /// Local users (archive owners), synchronised from the tenant or added by hand.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Archiving profiles: what to archive, where, how and when.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// The archive: statistics, integrity, search, export and import.
+    #[command(subcommand)]
+    Archive(ArchiveCommand),
+}
+
+/// `demo` options.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Regular users (with mailboxes) in the emulated tenant.
+    #[arg(long, default_value_t = 20)]
+    pub users: usize,
+    /// Messages per mailbox.
+    #[arg(long, default_value_t = 200)]
+    pub messages_per_user: usize,
+}
+
+/// Cloud of an app registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CloudArg {
+    /// Microsoft Entra ID global service.
+    Global,
+    /// US Government (GCC High, L4).
+    Usgov,
+    /// US Government DoD (L5).
+    UsgovDod,
+    /// Microsoft Azure operated by 21Vianet (China).
+    China,
+    /// Any other endpoints (`--login-url`, `--graph-url`).
+    Custom,
+}
+
+/// `credentials` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CredentialsCommand {
+    /// Stores an app registration (secret by reference or file, or certificate).
+    Add(CredentialsAddArgs),
+    /// Lists stored credentials (never their secrets).
+    List,
+    /// Obtains a token, and with --mailbox checks that mailbox can be read.
+    Test {
+        /// Credential name.
+        name: String,
+        /// A mailbox to probe with the token.
+        #[arg(long, value_name = "ADDR")]
+        mailbox: Option<String>,
+    },
+    /// Deletes stored credentials.
+    Remove {
+        /// Credential name.
+        name: String,
+    },
+}
+
+/// `credentials add` options.
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("secret")
+        .required(true)
+        .args(["secret_env", "secret_file", "certificate"])
+))]
+pub struct CredentialsAddArgs {
+    /// Name to refer to these credentials by.
+    pub name: String,
+    /// Tenant id (GUID) or primary domain.
+    #[arg(long, value_name = "T")]
+    pub tenant: String,
+    /// Application (client) id of the app registration.
+    #[arg(long, value_name = "ID")]
+    pub client_id: String,
+    /// Environment variable holding the client secret (read at use, never stored).
+    #[arg(long, value_name = "VAR")]
+    pub secret_env: Option<String>,
+    /// File holding the client secret.
+    #[arg(long, value_name = "F")]
+    pub secret_file: Option<PathBuf>,
+    /// PEM certificate registered with the app.
+    #[arg(long, value_name = "CERT.pem", requires = "private_key")]
+    pub certificate: Option<PathBuf>,
+    /// PEM private key (PKCS#8 or PKCS#1) of the certificate.
+    #[arg(long, value_name = "KEY.pem", requires = "certificate")]
+    pub private_key: Option<PathBuf>,
+    /// Cloud of the tenant.
+    #[arg(long, value_enum, default_value_t = CloudArg::Global)]
+    pub cloud: CloudArg,
+    /// Login (authority) root URL, for `--cloud custom`.
+    #[arg(long, value_name = "URL", required_if_eq("cloud", "custom"))]
+    pub login_url: Option<String>,
+    /// Graph root URL, for `--cloud custom`.
+    #[arg(long, value_name = "URL", required_if_eq("cloud", "custom"))]
+    pub graph_url: Option<String>,
+    /// Extra CA certificates (PEM) to trust, e.g. for a TLS-intercepting proxy.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `users` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Synchronises users from the tenant's directory (never deletes anyone).
+    Sync {
+        /// Credentials to read the directory with.
+        #[arg(long, value_name = "NAME")]
+        credentials: String,
+        /// Also create users whose account is disabled.
+        #[arg(long)]
+        include_disabled: bool,
+        /// Also create guest users.
+        #[arg(long)]
+        include_guests: bool,
+    },
+    /// Lists local users.
+    List,
+    /// Adds a user by hand (first address primary, the others aliases).
+    Add {
+        /// User name.
+        name: String,
+        /// Email addresses.
+        #[arg(long, value_name = "ADDR", num_args = 1.., required = true)]
+        email: Vec<String>,
+    },
+    /// Removes a user who has no archive.
+    Remove {
+        /// User name.
+        name: String,
+    },
+}
+
+/// `profile` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Writes a new profile.
+    Create(ProfileCreateArgs),
+    /// Lists profiles with their schedule and last run.
+    List,
+    /// Prints a profile (TOML, or JSON with --json).
+    Show {
+        /// Profile name.
+        name: String,
+    },
+    /// Checks that every selected mailbox can be read.
+    Test {
+        /// Profile name.
+        name: String,
+    },
+    /// Runs a profile now and prints its report.
+    Run {
+        /// Profile name.
+        name: String,
+    },
+    /// Deletes a profile (its archived mail stays).
+    Remove {
+        /// Profile name.
+        name: String,
+    },
+}
+
+/// `profile create` options.
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("selection")
+        .required(true)
+        .args(["mailbox", "all", "all_except", "only"])
+))]
+pub struct ProfileCreateArgs {
+    /// Profile name.
+    pub name: String,
+    /// Credentials the profile runs with.
+    #[arg(long, value_name = "C")]
+    pub credentials: String,
+    /// Archive this one mailbox ...
+    #[arg(long, value_name = "ADDR", requires = "target_user")]
+    pub mailbox: Option<String>,
+    /// ... into this local user's archive.
+    #[arg(long, value_name = "U", requires = "mailbox")]
+    pub target_user: Option<String>,
+    /// Every local user with an email address.
+    #[arg(long)]
+    pub all: bool,
+    /// Every local user with an email address except these.
+    #[arg(long, value_name = "U,...", value_delimiter = ',')]
+    pub all_except: Option<Vec<String>>,
+    /// Only these local users.
+    #[arg(long, value_name = "U,...", value_delimiter = ',')]
+    pub only: Option<Vec<String>>,
+    /// Synchronise users from the directory before each run.
+    #[arg(long)]
+    pub sync_directory: bool,
+    /// Folder to archive (path or well-known name); repeatable; default all.
+    #[arg(long, value_name = "P")]
+    pub include_folder: Vec<String>,
+    /// Folder to skip (path or well-known name); repeatable.
+    #[arg(long, value_name = "P")]
+    pub exclude_folder: Vec<String>,
+    /// Archive only mail older than N days.
+    #[arg(long, value_name = "N")]
+    pub older_than_days: Option<u32>,
+    /// Delete archived mail from the mailbox: never, move_to_deleted_items, soft_delete, hard_delete.
+    #[arg(long = "delete", value_name = "MODE", requires = "delete_after_days")]
+    pub delete_mode: Option<String>,
+    /// Delete only archived mail older than N days.
+    #[arg(long, value_name = "N", requires = "delete_mode")]
+    pub delete_after_days: Option<u32>,
+    /// Per-request timeout in seconds.
+    #[arg(long, value_name = "N")]
+    pub timeout_secs: Option<u64>,
+    /// When to run: manual, "every 30m", "daily 02:00", "weekly mon 03:00".
+    #[arg(long, value_name = "S")]
+    pub schedule: Option<String>,
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// A directory of `.eml` files, one sub-directory per folder.
+    Eml,
+    /// One mbox file (mboxrd quoting).
+    Mbox,
+}
+
+/// `archive` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Messages, unique contents, chunks and bytes.
+    Stats,
+    /// Re-reads and re-hashes everything; names each broken object.
+    Verify,
+    /// Rebuilds the indexes from the packs.
+    Reindex,
+    /// Full-text search.
+    Search {
+        /// Words to look for (subject, addresses, body, attachment names).
+        query: String,
+        /// Only this user's archive.
+        #[arg(long, value_name = "U")]
+        user: Option<String>,
+        /// At most N hits.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: usize,
+    },
+    /// Headers and text of one archived message.
+    Show {
+        /// Message id (as `archive search` prints it).
+        id: String,
+    },
+    /// Writes a user's archive (or part of it) as .eml files or mbox.
+    Export {
+        /// Archive owner.
+        #[arg(long, value_name = "U")]
+        user: String,
+        /// Only this folder (and its subfolders).
+        #[arg(long, value_name = "P")]
+        folder: Option<String>,
+        /// Only messages matching this search.
+        #[arg(long, value_name = "Q")]
+        query: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Output directory (eml) or file (mbox).
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+    },
+    /// Imports a directory of .eml files or an mbox file into a user's archive.
+    Import {
+        /// Archive owner.
+        #[arg(long, value_name = "U")]
+        user: String,
+        /// Folder to file the messages under.
+        #[arg(long, value_name = "P")]
+        folder: Option<String>,
+        /// Directory of .eml files or an mbox file.
+        path: PathBuf,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("m365-archiver").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn credentials_add_needs_exactly_one_secret_kind() {
+        let base = [
+            "credentials",
+            "add",
+            "c",
+            "--tenant",
+            "t",
+            "--client-id",
+            "i",
+        ];
+        assert!(parse(&base).is_err());
+        let mut both = base.to_vec();
+        both.extend(["--secret-env", "V", "--secret-file", "f"]);
+        assert!(parse(&both).is_err());
+        let mut cert_only = base.to_vec();
+        cert_only.extend(["--certificate", "c.pem"]);
+        assert!(parse(&cert_only).is_err());
+        let mut ok = base.to_vec();
+        ok.extend(["--certificate", "c.pem", "--private-key", "k.pem"]);
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn custom_cloud_needs_urls() {
+        let base = [
+            "credentials",
+            "add",
+            "c",
+            "--tenant",
+            "t",
+            "--client-id",
+            "i",
+            "--secret-env",
+            "V",
+        ];
+        let mut custom = base.to_vec();
+        custom.extend(["--cloud", "custom"]);
+        assert!(parse(&custom).is_err());
+        custom.extend([
+            "--login-url",
+            "http://127.0.0.1:1",
+            "--graph-url",
+            "http://127.0.0.1:2",
+        ]);
+        assert!(parse(&custom).is_ok());
+    }
+
+    #[test]
+    fn profile_create_selection_is_exclusive_and_required() {
+        let base = ["profile", "create", "p", "--credentials", "c"];
+        assert!(parse(&base).is_err());
+        let mut two = base.to_vec();
+        two.extend(["--all", "--only", "a,b"]);
+        assert!(parse(&two).is_err());
+        let mut single = base.to_vec();
+        single.extend(["--mailbox", "a@b.c"]);
+        assert!(parse(&single).is_err(), "--mailbox needs --target-user");
+        single.extend(["--target-user", "alice"]);
+        assert!(parse(&single).is_ok());
+        let mut only = base.to_vec();
+        only.extend(["--only", "a,b", "--json"]);
+        let cli = parse(&only).unwrap();
+        assert!(cli.json);
+        match cli.command {
+            Command::Profile(ProfileCommand::Create(args)) => {
+                assert_eq!(args.only, Some(vec!["a".to_string(), "b".to_string()]));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli = parse(&["--data-dir", "/d", "archive", "stats", "--json"]).unwrap();
+        assert_eq!(cli.data_dir, Some(PathBuf::from("/d")));
+        assert!(cli.json);
+    }
+}
