@@ -1,1 +1,325 @@
 //! The emulated tenant: users, mailboxes, folders and messages, generated deterministically from a seed.
+//!
+//! Messages are stored as compact recipes (seed, kind, size) and rendered to MIME lazily and
+//! deterministically on request, so 100 users × 1,000 messages fit in a few tens of MB. Only
+//! messages delivered through the control API or loaded from `.eml` files keep their bytes.
+//! Every mutation of a mailbox takes a new sequence number: delta tokens are sequence watermarks.
+
+mod generate;
+mod mime;
+mod model;
+mod names;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use serde::{Deserialize, Serialize};
+
+pub(crate) use mime::{MimeSource, MimeStream};
+pub(crate) use model::{
+    Folder, FolderKind, Mailbox, MessageBody, MessageRecord, Removal, UserRecord,
+};
+
+/// What to generate: the knobs of [`TenantStore::generate`].
+#[derive(Debug, Clone, Default)]
+pub struct TenantSpec {
+    /// Regular enabled members with mailboxes.
+    pub users: usize,
+    /// Messages generated in each regular mailbox.
+    pub messages_per_user: usize,
+    /// Seed: the same seed gives the same tenant, byte for byte.
+    pub seed: u64,
+    /// Add the special users (disabled, guest, unlicensed, policy-excluded, no mail).
+    pub special_users: bool,
+    /// Add one message of this size to the first user's inbox (rendered as a stream).
+    pub large_message_bytes: Option<u64>,
+    /// Load the `.eml` files under this directory into the first user's mailbox (sub-directory = folder).
+    pub eml_dir: Option<PathBuf>,
+}
+
+/// A directory user as tests and the control API see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    /// Object id (GUID).
+    pub id: String,
+    /// User principal name.
+    pub upn: String,
+    /// Primary SMTP address, when the user has one.
+    pub mail: Option<String>,
+    /// Display name.
+    pub display_name: String,
+    /// `accountEnabled`.
+    pub enabled: bool,
+    /// `userType` is `Guest`.
+    pub guest: bool,
+    /// The user has an Exchange Online mailbox.
+    pub has_mailbox: bool,
+    /// An application access policy excludes the mailbox (403 `ErrorAccessDenied`).
+    pub access_denied: bool,
+}
+
+/// A user to add through the control API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NewUser {
+    /// User principal name (required, unique).
+    pub upn: String,
+    /// Display name (defaults to the UPN's local part).
+    pub display_name: String,
+    /// Primary SMTP address; `None` gives a user without `mail`.
+    pub mail: Option<String>,
+    /// Further SMTP aliases (go into `proxyAddresses` as `smtp:`).
+    pub aliases: Vec<String>,
+    /// `accountEnabled`.
+    pub enabled: bool,
+    /// A guest (`userType` Guest).
+    pub guest: bool,
+    /// Give the user an (empty) mailbox with the well-known folders.
+    pub has_mailbox: bool,
+    /// Exclude the mailbox through an application access policy.
+    pub access_denied: bool,
+}
+
+impl Default for NewUser {
+    fn default() -> Self {
+        Self {
+            upn: String::new(),
+            display_name: String::new(),
+            mail: None,
+            aliases: Vec::new(),
+            enabled: true,
+            guest: false,
+            has_mailbox: true,
+            access_denied: false,
+        }
+    }
+}
+
+/// Changes to an existing user (control API `PATCH /users/{id}`); `None` leaves a field alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UserPatch {
+    /// New display name.
+    pub display_name: Option<String>,
+    /// Enable or disable the account.
+    pub enabled: Option<bool>,
+    /// Add an SMTP alias to `proxyAddresses`.
+    pub add_alias: Option<String>,
+}
+
+/// What can go wrong when building or changing the tenant.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    /// No user has this id or UPN.
+    #[error("unknown user '{0}'")]
+    UnknownUser(String),
+    /// The user exists but has no Exchange Online mailbox.
+    #[error("user '{0}' has no mailbox")]
+    NoMailbox(String),
+    /// The mailbox has no folder with this id or well-known name.
+    #[error("mailbox '{mailbox}' has no folder '{folder}'")]
+    FolderNotFound {
+        /// Mailbox UPN.
+        mailbox: String,
+        /// Folder id or well-known name asked for.
+        folder: String,
+    },
+    /// The mailbox has no message with this id.
+    #[error("mailbox '{mailbox}' has no message '{id}'")]
+    MessageNotFound {
+        /// Mailbox UPN.
+        mailbox: String,
+        /// Message id asked for.
+        id: String,
+    },
+    /// A user with this UPN already exists.
+    #[error("a user with UPN '{0}' already exists")]
+    DuplicateUser(String),
+    /// A field of a new user or patch is unusable.
+    #[error("invalid user field '{field}': {reason}")]
+    InvalidUser {
+        /// The field.
+        field: &'static str,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The `.eml` directory could not be read.
+    #[error("cannot read eml file or directory '{path}': {source}")]
+    EmlDir {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Something else about the spec is unusable (e.g. no user to receive the large message).
+    #[error("invalid tenant spec: {0}")]
+    InvalidSpec(String),
+}
+
+/// Why a mail route cannot reach a mailbox (maps onto Graph error codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MailboxAccess {
+    /// No such user: 404 `ErrorInvalidUser`.
+    UnknownUser,
+    /// No Exchange mailbox: 404 `MailboxNotEnabledForRESTAPI`.
+    NoMailbox,
+    /// Excluded by an application access policy: 403 `ErrorAccessDenied`.
+    Denied,
+}
+
+/// The tenant's mutable state behind one lock.
+#[derive(Debug, Default)]
+pub(crate) struct Tenant {
+    /// Tenant seed (ids, tokens).
+    pub(crate) seed: u64,
+    /// Live users in creation order.
+    pub(crate) users: Vec<UserRecord>,
+    /// Deleted users: (object id, directory sequence of the deletion).
+    pub(crate) removed_users: Vec<(String, u64)>,
+    /// Directory change counter (users delta).
+    pub(crate) directory_seq: u64,
+    /// Mailboxes by user object id.
+    pub(crate) mailboxes: HashMap<String, Mailbox>,
+    /// Counter for users added at run time (deterministic ids).
+    pub(crate) added_users: u64,
+}
+
+/// The tenant: thread-safe, cheap to read concurrently.
+#[derive(Debug, Clone)]
+pub struct TenantStore {
+    inner: Arc<RwLock<Tenant>>,
+}
+
+impl TenantStore {
+    /// Builds the tenant described by `spec`, deterministically from its seed.
+    ///
+    /// # Errors
+    /// [`TenantError::EmlDir`] when `eml_dir` cannot be read; [`TenantError::InvalidSpec`] when a
+    /// large message or `.eml` directory is asked for without any user to receive it.
+    pub fn generate(spec: &TenantSpec) -> Result<TenantStore, TenantError> {
+        let tenant = generate::generate(spec)?;
+        Ok(TenantStore {
+            inner: Arc::new(RwLock::new(tenant)),
+        })
+    }
+
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Tenant> {
+        self.inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Tenant> {
+        self.inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// All live users, in directory order.
+    pub fn users(&self) -> Vec<UserInfo> {
+        self.read().users.iter().map(UserRecord::info).collect()
+    }
+
+    /// Messages in the mailbox (all folders under the root, search folders and recoverable items
+    /// excluded); 0 for an unknown user or a user without a mailbox.
+    pub fn message_count(&self, upn: &str) -> usize {
+        let tenant = self.read();
+        tenant
+            .mailbox(upn)
+            .map_or(0, Mailbox::visible_message_count)
+    }
+
+    /// Immutable ids of the messages [`TenantStore::message_count`] counts.
+    pub fn message_ids(&self, upn: &str) -> Vec<String> {
+        let tenant = self.read();
+        tenant
+            .mailbox(upn)
+            .map_or_else(Vec::new, Mailbox::visible_message_ids)
+    }
+
+    /// The exact bytes `$value` serves for a message (by immutable or regular id).
+    pub fn message_mime(&self, upn: &str, id: &str) -> Option<Vec<u8>> {
+        self.mime_source(upn, id).map(|source| source.render())
+    }
+
+    /// The lazily rendered MIME of a message, for streaming (`$value`).
+    pub(crate) fn mime_source(&self, upn: &str, id: &str) -> Option<MimeSource> {
+        let tenant = self.read();
+        let mailbox = tenant.mailbox(upn)?;
+        let record = mailbox.message(id)?;
+        Some(mailbox.mime_source(record))
+    }
+
+    /// Delivers raw MIME into a folder (well-known name or folder id); answers the new immutable id.
+    ///
+    /// # Errors
+    /// Unknown user, user without mailbox, unknown folder.
+    pub fn deliver(&self, upn: &str, folder: &str, mime: Vec<u8>) -> Result<String, TenantError> {
+        let mut tenant = self.write();
+        let mailbox = tenant.mailbox_mut_checked(upn)?;
+        let folder_index =
+            mailbox
+                .folder_index(folder)
+                .ok_or_else(|| TenantError::FolderNotFound {
+                    mailbox: mailbox.upn.clone(),
+                    folder: folder.to_owned(),
+                })?;
+        Ok(mailbox.deliver(folder_index, mime))
+    }
+
+    /// Deletes a message for good (as `permanentDelete`).
+    ///
+    /// # Errors
+    /// Unknown user, user without mailbox, unknown message.
+    pub fn delete_message(&self, upn: &str, id: &str) -> Result<(), TenantError> {
+        let mut tenant = self.write();
+        let mailbox = tenant.mailbox_mut_checked(upn)?;
+        if mailbox.remove_message(id).is_none() {
+            return Err(TenantError::MessageNotFound {
+                mailbox: mailbox.upn.clone(),
+                id: id.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds a user (with an empty mailbox holding the well-known folders when `has_mailbox`).
+    ///
+    /// # Errors
+    /// [`TenantError::DuplicateUser`], [`TenantError::InvalidUser`].
+    pub fn add_user(&self, user: NewUser) -> Result<UserInfo, TenantError> {
+        self.write().add_user(user)
+    }
+
+    /// Renames, enables/disables or adds an alias to a user (by object id or UPN).
+    ///
+    /// # Errors
+    /// [`TenantError::UnknownUser`], [`TenantError::InvalidUser`].
+    pub fn update_user(&self, id: &str, patch: UserPatch) -> Result<UserInfo, TenantError> {
+        self.write().update_user(id, patch)
+    }
+
+    /// Deletes a user (by object id or UPN) and its mailbox; `/users/delta` reports it as removed.
+    ///
+    /// # Errors
+    /// [`TenantError::UnknownUser`].
+    pub fn delete_user(&self, id: &str) -> Result<(), TenantError> {
+        self.write().delete_user(id)
+    }
+
+    /// The UPN of the user named by object id or UPN (case-insensitive, percent-decoded).
+    pub fn resolve_mailbox(&self, id_or_upn: &str) -> Option<String> {
+        let tenant = self.read();
+        tenant.user(id_or_upn).map(|user| user.upn.clone())
+    }
+}
+
+/// Percent-decodes and lower-cases a user key.
+pub(crate) fn normalise_user_key(id_or_upn: &str) -> String {
+    percent_encoding::percent_decode_str(id_or_upn)
+        .decode_utf8_lossy()
+        .trim()
+        .to_lowercase()
+}
