@@ -1,5 +1,385 @@
 //! A local Microsoft identity platform + Graph v1.0 emulator: the tenant every
 //! test, example, demo and benchmark of the archiver runs against on 127.0.0.1.
+//!
+//! [`Emulator::start`] generates a tenant deterministically from a seed, then serves three
+//! loopback listeners: the identity platform (`login_url`), Graph (`graph_url`) and the control
+//! API (`admin_url`). They are separate on purpose: a client that sends a Graph call to the login
+//! host (or the reverse) fails as it would against Microsoft. Graph calls go through the same
+//! gates as the real service: bearer-token check, Outlook throttling per app and mailbox, and
+//! seeded fault injection.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), m365_emulator::EmulatorError> {
+//! use m365_emulator::{Emulator, EmulatorConfig};
+//! let emu = Emulator::start(EmulatorConfig { users: 5, messages_per_user: 30, seed: 7, ..Default::default() }).await?;
+//! let token_url = emu.login_url().join(&format!("{}/oauth2/v2.0/token", emu.tenant_id())).ok();
+//! assert!(token_url.is_some());
+//! emu.shutdown().await;
+//! # Ok(()) }
+//! ```
 
+mod admin;
+mod faults;
+mod gate;
 mod graph;
+mod identity;
+mod server;
+mod state;
+mod stats;
 mod tenant;
+mod throttle;
+mod wire;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use stats::{EmulatorStats, MailboxStats};
+pub use tenant::{NewUser, TenantError, UserInfo, UserPatch};
+
+use state::AppState;
+
+/// How to build and run an emulator. Every field has a default; start from
+/// `EmulatorConfig { users: 5, ..Default::default() }`.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// Regular enabled members with mailboxes.
+    pub users: usize,
+    /// Messages generated in each regular mailbox.
+    pub messages_per_user: usize,
+    /// Seed of the tenant generator and of the fault injector: same seed, same bytes.
+    pub seed: u64,
+    /// Serve https with a freshly generated CA ([`Emulator::ca_pem`]).
+    pub tls: bool,
+    /// Divides the Outlook throttling windows, `Retry-After` values and the mail service latency
+    /// (benchmarks use e.g. 60.0 to compress ten minutes into ten seconds). Values ≤ 0 count as 1.
+    pub time_scale: f64,
+    /// Fault rates applied from the start (change them later with [`Emulator::set_faults`]).
+    pub faults: FaultConfig,
+    /// Lifetime of issued access tokens (`expires_in`).
+    pub token_lifetime: Duration,
+    /// Enforce Outlook's per-mailbox limits (4 concurrent requests, 10,000 per 10 minutes).
+    pub throttling: bool,
+    /// Add the special users: disabled, guest, unlicensed, policy-excluded, without mail.
+    pub special_users: bool,
+    /// Add one message of this size to the first user's inbox.
+    pub large_message_bytes: Option<u64>,
+    /// Fill the first user's mailbox from the `.eml` files under this directory (folder = sub-directory).
+    pub eml_dir: Option<PathBuf>,
+    /// Time Exchange takes to answer a mail request before its body starts (divided by
+    /// `time_scale`). Real Outlook answers in tens to hundreds of milliseconds; a few milliseconds
+    /// keep tests fast while letting concurrent requests overlap as they do in production.
+    pub mail_latency: Duration,
+    /// Address of the Graph listener (port 0: any free port). The login and control listeners
+    /// take free ports on the same address; the control API always listens on 127.0.0.1.
+    pub listen: SocketAddr,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            users: 5,
+            messages_per_user: 30,
+            seed: 1,
+            tls: false,
+            time_scale: 1.0,
+            faults: FaultConfig::default(),
+            token_lifetime: Duration::from_secs(3599),
+            throttling: true,
+            special_users: true,
+            large_message_bytes: None,
+            eml_dir: None,
+            mail_latency: Duration::from_millis(5),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+/// Fault rates per Graph request (0.0..=1.0), drawn from a generator seeded by the tenant seed so
+/// that the same sequence of requests meets the same faults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FaultConfig {
+    /// 503 Service Unavailable (half of them with `Retry-After`).
+    pub status_503: f64,
+    /// 504 Gateway Timeout.
+    pub status_504: f64,
+    /// Connection reset in the middle of the response body.
+    pub reset: f64,
+    /// Truncated body: `Content-Length` larger than the bytes sent, then the connection closes.
+    pub truncate: f64,
+    /// Extra delay before every Graph response, in milliseconds (0: none).
+    pub slow_ms: u64,
+}
+
+impl FaultConfig {
+    /// Checks that every rate lies in 0..=1; names the culprit otherwise.
+    ///
+    /// # Errors
+    /// [`EmulatorError::InvalidConfig`] naming the field.
+    pub fn validate(&self) -> Result<(), EmulatorError> {
+        for (name, rate) in [
+            ("status_503", self.status_503),
+            ("status_504", self.status_504),
+            ("reset", self.reset),
+            ("truncate", self.truncate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(EmulatorError::InvalidConfig(format!(
+                    "fault rate '{name}' must lie in 0..=1, got {rate}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses the command-line form `503=0.05,504=0.01,reset=0.02,truncate=0.01,slow=200`.
+    ///
+    /// # Errors
+    /// [`EmulatorError::InvalidConfig`] naming the unknown key or bad value.
+    pub fn parse_spec(spec: &str) -> Result<FaultConfig, EmulatorError> {
+        let mut faults = FaultConfig::default();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part.split_once('=').ok_or_else(|| {
+                EmulatorError::InvalidConfig(format!("fault '{part}' is not KEY=VALUE"))
+            })?;
+            let key = key.trim();
+            let value = value.trim();
+            let rate = || {
+                value.parse::<f64>().map_err(|_| {
+                    EmulatorError::InvalidConfig(format!(
+                        "fault '{key}': '{value}' is not a number"
+                    ))
+                })
+            };
+            match key {
+                "503" | "status_503" => faults.status_503 = rate()?,
+                "504" | "status_504" => faults.status_504 = rate()?,
+                "reset" => faults.reset = rate()?,
+                "truncate" => faults.truncate = rate()?,
+                "slow" | "slow_ms" => {
+                    faults.slow_ms = value.parse().map_err(|_| {
+                        EmulatorError::InvalidConfig(format!(
+                            "fault '{key}': '{value}' is not a whole number of ms"
+                        ))
+                    })?;
+                }
+                other => {
+                    return Err(EmulatorError::InvalidConfig(format!(
+                        "unknown fault '{other}' (expected 503, 504, reset, truncate, slow)"
+                    )));
+                }
+            }
+        }
+        faults.validate()?;
+        Ok(faults)
+    }
+}
+
+/// What can go wrong when starting or driving an emulator.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    /// The tenant could not be built or changed (unknown user, folder, message, duplicate UPN...).
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The app certificate, the CA or the TLS configuration could not be built.
+    #[error("cannot build credentials: {0}")]
+    Credentials(String),
+    /// A configuration value is unusable.
+    #[error("invalid emulator configuration: {0}")]
+    InvalidConfig(String),
+}
+
+/// A running emulator. Dropping it stops its listeners; [`Emulator::shutdown`] also waits for them.
+pub struct Emulator {
+    state: Arc<AppState>,
+    endpoints: server::Endpoints,
+    running: server::Running,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("login_url", &self.endpoints.login_url.as_str())
+            .field("graph_url", &self.endpoints.graph_url.as_str())
+            .field("admin_url", &self.endpoints.admin_url.as_str())
+            .field("tenant_id", &self.state.identity.tenant_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Emulator {
+    /// Generates the tenant and starts the listeners.
+    ///
+    /// # Errors
+    /// [`EmulatorError::Tenant`] for an unusable tenant spec (e.g. unreadable `eml_dir`),
+    /// [`EmulatorError::Bind`], [`EmulatorError::Credentials`], [`EmulatorError::InvalidConfig`].
+    pub async fn start(config: EmulatorConfig) -> Result<Emulator, EmulatorError> {
+        config.faults.validate()?;
+        if !config.time_scale.is_finite() {
+            return Err(EmulatorError::InvalidConfig(format!(
+                "time_scale must be finite, got {}",
+                config.time_scale
+            )));
+        }
+        let state = Arc::new(AppState::build(config)?);
+        let (endpoints, running) = server::serve(Arc::clone(&state)).await?;
+        Ok(Emulator {
+            state,
+            endpoints,
+            running,
+        })
+    }
+
+    /// Authority root: the token endpoint is `{login_url}/{tenant}/oauth2/v2.0/token`.
+    pub fn login_url(&self) -> url::Url {
+        self.endpoints.login_url.clone()
+    }
+
+    /// Graph root: the v1.0 API lives at `{graph_url}/v1.0/...`.
+    pub fn graph_url(&self) -> url::Url {
+        self.endpoints.graph_url.clone()
+    }
+
+    /// Control API root (`GET {admin_url}/stats`, `POST {admin_url}/faults`, ...).
+    pub fn admin_url(&self) -> url::Url {
+        self.endpoints.admin_url.clone()
+    }
+
+    /// The tenant id (GUID).
+    pub fn tenant_id(&self) -> String {
+        self.state.identity.tenant_id().to_owned()
+    }
+
+    /// The tenant's initial domain, accepted by the token endpoint in place of the id.
+    pub fn tenant_domain(&self) -> String {
+        self.state.identity.tenant_domain().to_owned()
+    }
+
+    /// The registered application's client id (GUID).
+    pub fn client_id(&self) -> String {
+        self.state.identity.client_id().to_owned()
+    }
+
+    /// A valid client secret of the application.
+    pub fn client_secret(&self) -> String {
+        self.state.identity.client_secret().to_owned()
+    }
+
+    /// A second secret of the same application that has expired (AADSTS7000222).
+    pub fn expired_client_secret(&self) -> String {
+        self.state.identity.expired_client_secret().to_owned()
+    }
+
+    /// The application's registered certificate (PEM).
+    pub fn certificate_pem(&self) -> String {
+        self.state.identity.certificate_pem().to_owned()
+    }
+
+    /// The certificate's private key (PKCS#8 PEM).
+    pub fn private_key_pem(&self) -> String {
+        self.state.identity.private_key_pem().to_owned()
+    }
+
+    /// The CA certificate that signed the listeners' certificate, when started with `tls`.
+    pub fn ca_pem(&self) -> Option<String> {
+        self.endpoints.ca_pem.clone()
+    }
+
+    /// Counters since start (the same content as `GET {admin_url}/stats`).
+    pub async fn stats(&self) -> EmulatorStats {
+        self.state.stats.snapshot()
+    }
+
+    /// All live users of the tenant, in directory order.
+    pub fn users(&self) -> Vec<UserInfo> {
+        self.state.tenant.users()
+    }
+
+    /// Messages in the mailbox, all folders except search folders (0 for an unknown mailbox).
+    pub fn message_count(&self, upn: &str) -> usize {
+        self.state.tenant.message_count(upn)
+    }
+
+    /// Immutable ids of the messages [`Emulator::message_count`] counts.
+    pub fn message_ids(&self, upn: &str) -> Vec<String> {
+        self.state.tenant.message_ids(upn)
+    }
+
+    /// The exact bytes `$value` serves for this message.
+    pub fn message_mime(&self, upn: &str, id: &str) -> Option<Vec<u8>> {
+        self.state.tenant.message_mime(upn, id)
+    }
+
+    /// Delivers raw MIME into a folder (well-known name or folder id); answers the new message id.
+    ///
+    /// # Errors
+    /// [`EmulatorError::Tenant`]: unknown user, user without mailbox, unknown folder.
+    pub fn deliver(&self, upn: &str, folder: &str, mime: Vec<u8>) -> Result<String, EmulatorError> {
+        Ok(self.state.tenant.deliver(upn, folder, mime)?)
+    }
+
+    /// Deletes a message for good.
+    ///
+    /// # Errors
+    /// [`EmulatorError::Tenant`]: unknown user, user without mailbox, unknown message.
+    pub fn delete_message(&self, upn: &str, id: &str) -> Result<(), EmulatorError> {
+        Ok(self.state.tenant.delete_message(upn, id)?)
+    }
+
+    /// Sets the fault rates from now on (rates outside 0..=1 are clamped).
+    pub fn set_faults(&self, faults: FaultConfig) {
+        self.state.faults.set(faults);
+    }
+
+    /// Invalidates every token issued so far: Graph answers 401 `InvalidAuthenticationToken`.
+    pub fn revoke_tokens(&self) {
+        self.state.identity.revoke_all();
+    }
+
+    /// Lifetime (`expires_in`) of the tokens issued from now on.
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.state.identity.set_token_lifetime(lifetime);
+    }
+
+    /// Adds a user (with an empty mailbox when `has_mailbox`).
+    ///
+    /// # Errors
+    /// [`EmulatorError::Tenant`]: duplicate UPN, invalid field.
+    pub fn add_user(&self, user: NewUser) -> Result<UserInfo, EmulatorError> {
+        Ok(self.state.tenant.add_user(user)?)
+    }
+
+    /// Renames, enables/disables or adds an alias to a user (by object id or UPN).
+    ///
+    /// # Errors
+    /// [`EmulatorError::Tenant`]: unknown user, invalid field.
+    pub fn update_user(&self, id: &str, patch: UserPatch) -> Result<UserInfo, EmulatorError> {
+        Ok(self.state.tenant.update_user(id, patch)?)
+    }
+
+    /// Deletes a user and its mailbox (by object id or UPN).
+    ///
+    /// # Errors
+    /// [`EmulatorError::Tenant`]: unknown user.
+    pub fn delete_user(&self, id: &str) -> Result<(), EmulatorError> {
+        Ok(self.state.tenant.delete_user(id)?)
+    }
+
+    /// Stops the listeners and waits until they have closed.
+    pub async fn shutdown(self) {
+        self.running.stop().await;
+    }
+}

@@ -1,0 +1,294 @@
+//! The gates every Graph request passes before a handler, outermost first:
+//! 1. context: `request-id`/`client-request-id`, counters (requests, routes, bytes served);
+//! 2. token: `Authorization: Bearer` checked against the identity platform (401
+//!    `InvalidAuthenticationToken` otherwise);
+//! 3. throttle: Outlook limits per app and mailbox on mail routes (429 `ApplicationThrottled`),
+//!    plus the mail service latency inside the admitted slot;
+//! 4. faults: seeded 503/504, reset, truncation and slowness (outer requests only).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use futures::StreamExt as _;
+use http_body_util::BodyExt as _;
+
+use crate::faults::Fault;
+use crate::identity::{Caller, TokenRejection};
+use crate::state::{AppState, InnerRequest, RequestContext, graph_error};
+
+/// Per-connection control the server puts into each request: lets the fault gate ask for the
+/// connection to be reset (closed with RST) rather than closed.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConnectionControl {
+    /// Set to make the connection close with a TCP reset.
+    pub(crate) reset: Arc<AtomicBool>,
+}
+
+/// Puts the `request-id` and `client-request-id` headers on a response.
+pub(crate) fn set_request_headers(headers: &mut HeaderMap, context: &RequestContext) {
+    if let Ok(value) = HeaderValue::from_str(&context.request_id) {
+        headers.insert("request-id", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&context.client_request_id) {
+        headers.insert("client-request-id", value);
+    }
+}
+
+/// Outlook resources under `/users/{id}/...`: requests to these count against the mailbox.
+const MAIL_SEGMENTS: [&str; 9] = [
+    "messages",
+    "mailfolders",
+    "mailboxsettings",
+    "events",
+    "calendar",
+    "calendars",
+    "contacts",
+    "contactfolders",
+    "inferenceclassification",
+];
+
+/// The user segment of a mail route (`/v1.0/users/{user}/messages/...`), if this is one.
+pub(crate) fn mailbox_segment(path: &str) -> Option<&str> {
+    let mut segments = path.trim_start_matches('/').split('/');
+    let version = segments.next()?;
+    if !version.eq_ignore_ascii_case("v1.0") && !version.eq_ignore_ascii_case("beta") {
+        return None;
+    }
+    if !segments.next()?.eq_ignore_ascii_case("users") {
+        return None;
+    }
+    let user = segments.next()?;
+    let resource = segments.next()?;
+    let resource = resource
+        .split('(')
+        .next()
+        .unwrap_or(resource)
+        .to_ascii_lowercase();
+    MAIL_SEGMENTS.contains(&resource.as_str()).then_some(user)
+}
+
+/// Gate 1: request ids and counters.
+pub(crate) async fn context(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let client_request_id = request
+        .headers()
+        .get("client-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map_or_else(|| request_id.clone(), str::to_owned);
+    let context = RequestContext {
+        request_id,
+        client_request_id,
+    };
+    let inner = request.extensions().get::<InnerRequest>().is_some();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(no route)", MatchedPath::as_str)
+        .to_owned();
+    state.stats.route(&format!("{} {route}", request.method()));
+    if !inner {
+        state.stats.request();
+    }
+    request.extensions_mut().insert(context.clone());
+    let mut response = next.run(request).await;
+    set_request_headers(response.headers_mut(), &context);
+    if inner {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let counter = Arc::clone(&state);
+    let body = body.map_frame(move |frame| {
+        if let Some(data) = frame.data_ref() {
+            counter.stats.bytes(data.len() as u64);
+        }
+        frame
+    });
+    Response::from_parts(parts, Body::new(body))
+}
+
+/// Gate 2: the bearer token.
+pub(crate) async fn token(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let context = request.extensions().get::<RequestContext>().cloned();
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned());
+    let checked = match bearer.as_deref() {
+        None | Some("") => Err(TokenRejection::Missing),
+        Some(token) => state.identity.validate(token),
+    };
+    match checked {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(rejection) => {
+            tracing::debug!(?rejection, path = %request.uri().path(), "bearer token refused");
+            let mut response = graph_error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                rejection.message(),
+                context.as_ref(),
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(
+                    "Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", client_id=\"00000003-0000-0000-c000-000000000000\"",
+                ),
+            );
+            response
+        }
+    }
+}
+
+/// Gate 3: Outlook throttling per app and mailbox, and the mail service latency.
+pub(crate) async fn throttle(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(segment) = mailbox_segment(request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let Some(mailbox) = state.tenant.resolve_mailbox(segment) else {
+        // Unknown user: the handler answers ErrorInvalidUser.
+        return next.run(request).await;
+    };
+    let app = request
+        .extensions()
+        .get::<Caller>()
+        .map_or_else(String::new, |c| c.app_id.clone());
+    let admission = match state.throttle.admit(&app, &mailbox) {
+        Ok(admission) => admission,
+        Err(refusal) => {
+            state.stats.mailbox_request(&mailbox, true, 0);
+            tracing::debug!(mailbox = %mailbox, ?refusal, "request throttled");
+            let context = request.extensions().get::<RequestContext>().cloned();
+            let mut response = graph_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "ApplicationThrottled",
+                refusal.message(),
+                context.as_ref(),
+            );
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(refusal.retry_after()),
+            );
+            return response;
+        }
+    };
+    state
+        .stats
+        .mailbox_request(&mailbox, false, u64::from(admission.concurrency));
+    let latency = state.mail_latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let response = next.run(request).await;
+    // The slot stays taken until the body has been sent (or dropped).
+    let slot = admission.slot;
+    let (parts, body) = response.into_parts();
+    let body = body.map_frame(move |frame| {
+        let _held = &slot;
+        frame
+    });
+    Response::from_parts(parts, Body::new(body))
+}
+
+/// Gate 4: seeded faults (outer requests only).
+pub(crate) async fn faults(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.extensions().get::<InnerRequest>().is_some() {
+        return next.run(request).await;
+    }
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| request.uri().path().to_owned(), |p| p.to_string());
+    let plan = state
+        .faults
+        .plan(request.method().as_str(), &path_and_query);
+    if !plan.delay.is_zero() {
+        tokio::time::sleep(plan.delay).await;
+    }
+    let Some(fault) = plan.fault else {
+        return next.run(request).await;
+    };
+    state.stats.fault();
+    let context = request.extensions().get::<RequestContext>().cloned();
+    tracing::debug!(?fault, path = %path_and_query, "injecting fault");
+    match fault {
+        Fault::ServiceUnavailable { retry_after } => {
+            let mut response = graph_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "serviceNotAvailable",
+                "The service is temporarily unavailable. Please retry later.",
+                context.as_ref(),
+            );
+            if let Some(secs) = retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            response
+        }
+        Fault::GatewayTimeout => graph_error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "UnknownError",
+            "The gateway did not receive a response in time.",
+            context.as_ref(),
+        ),
+        Fault::Reset | Fault::Truncate => {
+            let control = request.extensions().get::<ConnectionControl>().cloned();
+            let response = next.run(request).await;
+            let (mut parts, body) = response.into_parts();
+            let bytes = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => Bytes::new(),
+            };
+            if fault == Fault::Reset
+                && let Some(control) = control
+            {
+                control.reset.store(true, Ordering::SeqCst);
+            }
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            let sent = bytes.slice(..bytes.len() / 2);
+            let first = futures::stream::once(async move { Ok::<Bytes, std::io::Error>(sent) });
+            // Give the first half time to leave before the connection dies.
+            let cut = futures::stream::once(async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "injected fault: connection cut mid-body",
+                ))
+            });
+            Response::from_parts(parts, Body::from_stream(first.chain(cut)))
+        }
+    }
+}

@@ -1,0 +1,966 @@
+//! The Microsoft identity platform of the emulated tenant: the app registration (two secrets,
+//! one expired; one certificate), the client-credentials token endpoint with real verification of
+//! certificate assertions, AADSTS errors as Entra ID sends them, and the issued-token registry
+//! Graph's gate checks (binding to tenant and app, expiry, revocation).
+//!
+//! The app's RSA key and certificate are derived from the seed (ChaCha20 seeded RNG), so the same
+//! seed gives the same credentials. Access tokens are JWTs signed with a per-instance random key:
+//! a token of another emulator instance is foreign and refused, as a token of another tenant is.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use rand::{RngCore as _, SeedableRng as _};
+use rsa::pkcs8::{EncodePrivateKey as _, LineEnding};
+use rsa::signature::Verifier as _;
+use sha1::Digest as _;
+
+use crate::EmulatorError;
+use crate::state::AppState;
+use crate::wire::{
+    AadErrorBody, AccessTokenClaims, AccessTokenHeader, AssertionClaims, AssertionHeader,
+    TokenResponse,
+};
+
+/// The assertion type of certificate credentials.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// Graph's well-known application id (a scope may name the resource by it).
+const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
+/// Clock skew tolerated on assertion `nbf`/`exp` (Entra allows a few minutes).
+const ASSERTION_SKEW_SECS: i64 = 300;
+/// Application permissions granted to the app (reported in the token's `roles`).
+const ROLES: [&str; 3] = ["Mail.ReadWrite", "User.Read.All", "MailboxSettings.Read"];
+
+/// The app's key material, costly to generate, shared by every emulator of a seed in a process.
+struct AppCredential {
+    certificate_pem: String,
+    private_key_pem: String,
+    public_key: rsa::RsaPublicKey,
+    /// base64url SHA-1 of the certificate DER (`x5t`).
+    x5t: String,
+    /// base64url SHA-256 of the certificate DER (`x5t#S256`).
+    x5t_s256: String,
+}
+
+fn credential_cache() -> &'static Mutex<HashMap<u64, Arc<AppCredential>>> {
+    static CACHE: OnceLock<Mutex<HashMap<u64, Arc<AppCredential>>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn app_credential(seed: u64, client_id: &str) -> Result<Arc<AppCredential>, EmulatorError> {
+    let mut cache = credential_cache()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(found) = cache.get(&seed) {
+        return Ok(Arc::clone(found));
+    }
+    let credential = Arc::new(generate_app_credential(seed, client_id)?);
+    cache.insert(seed, Arc::clone(&credential));
+    Ok(credential)
+}
+
+fn generate_app_credential(seed: u64, client_id: &str) -> Result<AppCredential, EmulatorError> {
+    let fail =
+        |what: &str, e: &dyn std::fmt::Display| EmulatorError::Credentials(format!("{what}: {e}"));
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ 0x6170_702d_6365_7274);
+    let private_key =
+        rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| fail("RSA key generation", &e))?;
+    let public_key = rsa::RsaPublicKey::from(&private_key);
+    let pkcs8 = private_key
+        .to_pkcs8_der()
+        .map_err(|e| fail("PKCS#8 encoding", &e))?;
+    let private_key_pem = private_key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| fail("PKCS#8 PEM encoding", &e))?
+        .to_string();
+    let key_pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+        &rustls::pki_types::PrivatePkcs8KeyDer::from(pkcs8.as_bytes()),
+        &rcgen::PKCS_RSA_SHA256,
+    )
+    .map_err(|e| fail("certificate key", &e))?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("m365-archiver app {client_id}"),
+    );
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2049, 12, 31);
+    let mut serial = seed.to_be_bytes().to_vec();
+    serial.insert(0, 0x01);
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    let certificate = params
+        .self_signed(&key_pair)
+        .map_err(|e| fail("certificate", &e))?;
+    let der: &[u8] = certificate.der();
+    Ok(AppCredential {
+        certificate_pem: certificate.pem(),
+        private_key_pem,
+        public_key,
+        x5t: URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(der)),
+        x5t_s256: URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(der)),
+    })
+}
+
+/// A GUID derived from the seed and a label: stable across runs.
+fn seeded_guid(seed: u64, label: &str) -> String {
+    let digest = sha2::Sha256::digest(format!("{seed}/{label}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
+/// A client secret shaped like Entra's (`xxx8Q~...`, 40 characters), derived from the seed.
+fn seeded_secret(seed: u64, label: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
+    let digest = sha2::Sha256::digest(format!("{seed}/secret/{label}").as_bytes());
+    let chars: String = digest
+        .iter()
+        .chain(digest.iter().rev())
+        .map(|b| ALPHABET[usize::from(*b) % 64] as char)
+        .collect();
+    format!("{}8Q~{}", &chars[..3], &chars[3..36])
+}
+
+/// One issued access token.
+#[derive(Debug, Clone)]
+struct IssuedToken {
+    expires_at: i64,
+    epoch: u64,
+}
+
+#[derive(Debug)]
+struct TokenBook {
+    lifetime: Duration,
+    /// Tokens issued in an older epoch are revoked.
+    epoch: u64,
+    /// `uti` → token.
+    issued: HashMap<String, IssuedToken>,
+    /// Assertion `jti` → its `exp`, kept until then to refuse replays.
+    used_jtis: HashMap<String, i64>,
+}
+
+/// Who called Graph: what the gate puts into the request extensions.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    /// Client id of the calling app.
+    pub(crate) app_id: String,
+}
+
+/// Why a bearer token is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenRejection {
+    /// No `Authorization: Bearer` header.
+    Missing,
+    /// Not a JWT of ours, bad signature, wrong audience, tenant or app.
+    Invalid,
+    /// Past its `exp`.
+    Expired,
+    /// Revoked through the control API.
+    Revoked,
+}
+
+impl TokenRejection {
+    /// The message Graph sends with 401 `InvalidAuthenticationToken`.
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            TokenRejection::Missing => "Access token is empty.",
+            TokenRejection::Invalid => {
+                "Invalid audience, signature or issuer: the token was not issued for this tenant."
+            }
+            TokenRejection::Expired => "Lifetime validation failed, the token is expired.",
+            TokenRejection::Revoked => "Access token has expired or is not yet valid.",
+        }
+    }
+}
+
+/// The tenant's identity and the app registration.
+pub(crate) struct IdentityRegistry {
+    tenant_id: String,
+    tenant_domain: String,
+    client_id: String,
+    client_secret: String,
+    expired_client_secret: String,
+    credential: Arc<AppCredential>,
+    /// HMAC key of issued tokens, random per instance.
+    token_key: [u8; 32],
+    /// `kid` put in token headers.
+    token_kid: String,
+    /// URL of the login listener (for the assertion `aud` and the discovery document).
+    login_url: OnceLock<url::Url>,
+    /// URL of the Graph listener (accepted as the scope's resource).
+    graph_url: OnceLock<url::Url>,
+    book: Mutex<TokenBook>,
+}
+
+impl std::fmt::Debug for IdentityRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityRegistry")
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn hmac_sha256(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
+    let mut inner = sha2::Sha256::new();
+    let mut outer = sha2::Sha256::new();
+    let mut ipad = [0x36u8; 64];
+    let mut opad = [0x5cu8; 64];
+    for (i, byte) in key.iter().enumerate() {
+        ipad[i] ^= byte;
+        opad[i] ^= byte;
+    }
+    inner.update(ipad);
+    inner.update(message);
+    outer.update(opad);
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// Constant-time comparison of secrets.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl IdentityRegistry {
+    /// The registration of a seed: ids, secrets and the certificate.
+    pub(crate) fn generate(
+        seed: u64,
+        token_lifetime: Duration,
+    ) -> Result<IdentityRegistry, EmulatorError> {
+        let client_id = seeded_guid(seed, "client");
+        let credential = app_credential(seed, &client_id)?;
+        let mut token_key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut token_key);
+        Ok(IdentityRegistry {
+            tenant_id: seeded_guid(seed, "tenant"),
+            tenant_domain: "contoso.onmicrosoft.com".to_owned(),
+            client_secret: seeded_secret(seed, "current"),
+            expired_client_secret: seeded_secret(seed, "expired"),
+            client_id,
+            credential,
+            token_kid: URL_SAFE_NO_PAD.encode(&sha2::Sha256::digest(token_key)[..12]),
+            token_key,
+            login_url: OnceLock::new(),
+            graph_url: OnceLock::new(),
+            book: Mutex::new(TokenBook {
+                lifetime: token_lifetime,
+                epoch: 0,
+                issued: HashMap::new(),
+                used_jtis: HashMap::new(),
+            }),
+        })
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, TokenBook> {
+        self.book
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records where the listeners are (once, at start).
+    pub(crate) fn set_urls(&self, login_url: url::Url, graph_url: url::Url) {
+        let _ = self.login_url.set(login_url);
+        let _ = self.graph_url.set(graph_url);
+    }
+
+    pub(crate) fn tenant_id(&self) -> &str {
+        &self.tenant_id
+    }
+    pub(crate) fn tenant_domain(&self) -> &str {
+        &self.tenant_domain
+    }
+    pub(crate) fn client_id(&self) -> &str {
+        &self.client_id
+    }
+    pub(crate) fn client_secret(&self) -> &str {
+        &self.client_secret
+    }
+    pub(crate) fn expired_client_secret(&self) -> &str {
+        &self.expired_client_secret
+    }
+    pub(crate) fn certificate_pem(&self) -> &str {
+        &self.credential.certificate_pem
+    }
+    pub(crate) fn private_key_pem(&self) -> &str {
+        &self.credential.private_key_pem
+    }
+
+    /// Invalidates every token issued so far.
+    pub(crate) fn revoke_all(&self) {
+        let mut book = self.book();
+        book.epoch += 1;
+        book.issued.clear();
+    }
+
+    /// Lifetime of the tokens issued from now on.
+    pub(crate) fn set_token_lifetime(&self, lifetime: Duration) {
+        self.book().lifetime = lifetime;
+    }
+
+    /// Whether `tenant` (from the URL path) names this tenant: its id or its domain.
+    fn is_our_tenant(&self, tenant: &str) -> bool {
+        tenant.eq_ignore_ascii_case(&self.tenant_id)
+            || tenant.eq_ignore_ascii_case(&self.tenant_domain)
+    }
+
+    /// Issues an access token for the app.
+    fn issue(&self) -> Result<(String, u64), String> {
+        let now = now_secs();
+        let uti = URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes());
+        let lifetime = {
+            let mut book = self.book();
+            book.issued.retain(|_, token| token.expires_at > now);
+            let lifetime = book.lifetime;
+            let expires_at = now + i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 2);
+            let epoch = book.epoch;
+            book.issued
+                .insert(uti.clone(), IssuedToken { expires_at, epoch });
+            lifetime
+        };
+        let lifetime_secs = lifetime.as_secs();
+        let claims = AccessTokenClaims {
+            aud: "https://graph.microsoft.com".to_owned(),
+            iss: format!("https://sts.windows.net/{}/", self.tenant_id),
+            iat: now,
+            nbf: now,
+            exp: now + i64::try_from(lifetime_secs).unwrap_or(i64::MAX / 2),
+            appid: self.client_id.clone(),
+            appidacr: "1".to_owned(),
+            idtyp: "app".to_owned(),
+            oid: seeded_guid(0, &format!("service-principal/{}", self.client_id)),
+            roles: ROLES.iter().map(|r| (*r).to_owned()).collect(),
+            sub: seeded_guid(0, &self.client_id),
+            tid: self.tenant_id.clone(),
+            uti,
+            ver: "1.0".to_owned(),
+        };
+        let header = AccessTokenHeader {
+            typ: "JWT".to_owned(),
+            alg: "HS256".to_owned(),
+            kid: self.token_kid.clone(),
+        };
+        let encode =
+            |value: &dyn erased::Json| value.to_json().map(|json| URL_SAFE_NO_PAD.encode(json));
+        let signing_input = format!("{}.{}", encode(&header)?, encode(&claims)?);
+        let signature =
+            URL_SAFE_NO_PAD.encode(hmac_sha256(&self.token_key, signing_input.as_bytes()));
+        Ok((format!("{signing_input}.{signature}"), lifetime_secs))
+    }
+
+    /// Checks a bearer token presented to Graph.
+    pub(crate) fn validate(&self, token: &str) -> Result<Caller, TokenRejection> {
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenRejection::Invalid);
+        };
+        let signing_input_len = header.len() + 1 + payload.len();
+        let expected = hmac_sha256(&self.token_key, &token.as_bytes()[..signing_input_len]);
+        let given = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| TokenRejection::Invalid)?;
+        if given.len() != expected.len()
+            || given
+                .iter()
+                .zip(expected)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                != 0
+        {
+            return Err(TokenRejection::Invalid);
+        }
+        let claims: AccessTokenClaims = URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or(TokenRejection::Invalid)?;
+        if claims.tid != self.tenant_id
+            || claims.appid != self.client_id
+            || claims.aud != "https://graph.microsoft.com"
+        {
+            return Err(TokenRejection::Invalid);
+        }
+        if claims.exp <= now_secs() {
+            return Err(TokenRejection::Expired);
+        }
+        let book = self.book();
+        match book.issued.get(&claims.uti) {
+            Some(issued) if issued.epoch == book.epoch => Ok(Caller {
+                app_id: claims.appid,
+            }),
+            _ => Err(TokenRejection::Revoked),
+        }
+    }
+
+    /// The scopes' resources this emulator answers to.
+    fn scope_is_valid(&self, scope: &str) -> bool {
+        let mut resources = Vec::new();
+        for item in scope.split(' ').filter(|s| !s.is_empty()) {
+            let Some(resource) = item.strip_suffix("/.default") else {
+                return false;
+            };
+            resources.push(resource.trim_end_matches('/').to_ascii_lowercase());
+        }
+        let graph_local = self
+            .graph_url
+            .get()
+            .map(|u| u.as_str().trim_end_matches('/').to_ascii_lowercase());
+        let known = |r: &str| {
+            r == "https://graph.microsoft.com"
+                || r == GRAPH_APP_ID
+                || graph_local.as_deref() == Some(r)
+        };
+        !resources.is_empty() && resources.iter().all(|r| known(r))
+    }
+
+    /// The token endpoint URLs an assertion's `aud` may name.
+    fn assertion_audiences(&self) -> Vec<String> {
+        let Some(login) = self.login_url.get() else {
+            return Vec::new();
+        };
+        let base = login.as_str().trim_end_matches('/');
+        [&self.tenant_id, &self.tenant_domain]
+            .iter()
+            .flat_map(|t| {
+                [
+                    format!("{base}/{t}/oauth2/v2.0/token"),
+                    format!("{base}/{t}/v2.0"),
+                ]
+            })
+            .collect()
+    }
+
+    /// Verifies a client assertion (header, signature against the registered certificate, claims,
+    /// replay). `Err` carries the AADSTS error to answer.
+    fn verify_assertion(&self, assertion: &str, client_id: &str) -> Result<(), AadError> {
+        let malformed = || {
+            AadError::new(
+                400,
+                "invalid_request",
+                50027,
+                "JWT token is invalid or malformed.".to_owned(),
+            )
+        };
+        let mut parts = assertion.split('.');
+        let (Some(header_b64), Some(claims_b64), Some(signature_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed());
+        };
+        let header: AssertionHeader = URL_SAFE_NO_PAD
+            .decode(header_b64)
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or_else(malformed)?;
+        let claims: AssertionClaims = URL_SAFE_NO_PAD
+            .decode(claims_b64)
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or_else(malformed)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature_b64)
+            .map_err(|_| malformed())?;
+        let invalid_signature = |reason: &str| {
+            AadError::new(
+                401,
+                "invalid_client",
+                700027,
+                format!(
+                    "Client assertion failed signature validation. [Reason - {reason}, Thumbprint of key used by client: '{}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{client_id}'.]",
+                    header
+                        .x5t_s256
+                        .as_deref()
+                        .or(header.x5t.as_deref())
+                        .unwrap_or("")
+                ),
+            )
+        };
+        // The key: by `x5t` (SHA-1) or `x5t#S256` thumbprint of the registered certificate.
+        let key_found = match (&header.x5t_s256, &header.x5t) {
+            (Some(s256), _) => *s256 == self.credential.x5t_s256,
+            (None, Some(sha1)) => *sha1 == self.credential.x5t,
+            (None, None) => {
+                return Err(invalid_signature(
+                    "The key was not found: the header names no x5t or x5t#S256",
+                ));
+            }
+        };
+        if !key_found {
+            return Err(invalid_signature("The key was not found."));
+        }
+        let signing_input = &assertion.as_bytes()[..header_b64.len() + 1 + claims_b64.len()];
+        let public_key = self.credential.public_key.clone();
+        let verified = match header.alg.as_str() {
+            "RS256" => {
+                rsa::pkcs1v15::Signature::try_from(signature.as_slice()).is_ok_and(|signature| {
+                    rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(public_key)
+                        .verify(signing_input, &signature)
+                        .is_ok()
+                })
+            }
+            "PS256" => rsa::pss::Signature::try_from(signature.as_slice()).is_ok_and(|signature| {
+                rsa::pss::VerifyingKey::<sha2::Sha256>::new(public_key)
+                    .verify(signing_input, &signature)
+                    .is_ok()
+            }),
+            other => {
+                return Err(invalid_signature(&format!(
+                    "The algorithm '{other}' is not supported; use PS256 or RS256"
+                )));
+            }
+        };
+        if !verified {
+            return Err(invalid_signature(
+                "The provided signature value did not match the expected signature value.",
+            ));
+        }
+        if claims.iss.as_deref() != Some(client_id) || claims.sub.as_deref() != Some(client_id) {
+            return Err(AadError::new(
+                401,
+                "invalid_client",
+                700021,
+                "Client assertion application identifier doesn't match 'client_id' parameter: 'iss' and 'sub' must both be the client id.".to_owned(),
+            ));
+        }
+        let audiences = self.assertion_audiences();
+        if !claims
+            .aud
+            .as_ref()
+            .is_some_and(|aud| audiences.iter().any(|a| aud.contains(a)))
+        {
+            return Err(AadError::new(
+                401,
+                "invalid_client",
+                700212,
+                format!(
+                    "Client assertion audience claim does not match the token endpoint. Expected '{}'.",
+                    audiences.first().map_or("", String::as_str)
+                ),
+            ));
+        }
+        let now = now_secs();
+        let (Some(exp), nbf) = (claims.exp, claims.nbf) else {
+            return Err(AadError::new(
+                401,
+                "invalid_client",
+                700024,
+                "Client assertion is not within its valid time range: it carries no 'exp' claim."
+                    .to_owned(),
+            ));
+        };
+        let fmt = |t: i64| {
+            chrono::DateTime::from_timestamp(t, 0)
+                .map_or_else(String::new, |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        };
+        if exp + ASSERTION_SKEW_SECS < now || nbf.is_some_and(|nbf| nbf - ASSERTION_SKEW_SECS > now)
+        {
+            return Err(AadError::new(
+                401,
+                "invalid_client",
+                700024,
+                format!(
+                    "Client assertion is not within its valid time range. Current time: {}, assertion valid from {}, expiry time of assertion {}.",
+                    fmt(now),
+                    fmt(nbf.unwrap_or(0)),
+                    fmt(exp)
+                ),
+            ));
+        }
+        let Some(jti) = claims.jti.filter(|j| !j.is_empty()) else {
+            return Err(AadError::new(
+                401,
+                "invalid_client",
+                50013,
+                "Assertion is invalid: it carries no 'jti' claim.".to_owned(),
+            ));
+        };
+        let mut book = self.book();
+        book.used_jtis
+            .retain(|_, until| *until + ASSERTION_SKEW_SECS >= now);
+        if book.used_jtis.contains_key(&jti) {
+            return Err(AadError::new(
+                401,
+                "invalid_client",
+                50013,
+                format!(
+                    "Assertion is invalid: the client assertion with jti '{jti}' was already used (replay)."
+                ),
+            ));
+        }
+        book.used_jtis.insert(jti, exp);
+        Ok(())
+    }
+}
+
+/// Serialisation helper so `issue` can encode header and claims through one closure.
+mod erased {
+    pub(super) trait Json {
+        fn to_json(&self) -> Result<Vec<u8>, String>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> Result<Vec<u8>, String> {
+            serde_json::to_vec(self).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// An AADSTS error about to be sent.
+#[derive(Debug)]
+pub(crate) struct AadError {
+    status: u16,
+    error: &'static str,
+    code: u32,
+    description: String,
+}
+
+impl AadError {
+    fn new(status: u16, error: &'static str, code: u32, description: String) -> Self {
+        Self {
+            status,
+            error,
+            code,
+            description,
+        }
+    }
+
+    fn missing(parameter: &str) -> Self {
+        AadError::new(
+            400,
+            "invalid_request",
+            900144,
+            format!("The request body must contain the following parameter: '{parameter}'."),
+        )
+    }
+
+    fn into_response(self) -> Response {
+        let now = chrono::Utc::now();
+        let trace_id = uuid::Uuid::new_v4().to_string();
+        let correlation_id = uuid::Uuid::new_v4().to_string();
+        let timestamp = now.format("%Y-%m-%d %H:%M:%SZ").to_string();
+        let body = AadErrorBody {
+            error: self.error,
+            error_description: format!(
+                "AADSTS{}: {} Trace ID: {trace_id} Correlation ID: {correlation_id} Timestamp: {timestamp}",
+                self.code, self.description
+            ),
+            error_codes: vec![self.code],
+            timestamp,
+            trace_id,
+            correlation_id,
+            error_uri: format!("https://login.microsoftonline.com/error?code={}", self.code),
+        };
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut response = (status, axum::Json(body)).into_response();
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store, no-cache"),
+        );
+        response
+    }
+}
+
+/// The login listener's routes.
+pub(crate) fn router() -> axum::Router<Arc<AppState>> {
+    axum::Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(token))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(openid_configuration),
+        )
+        .route("/{tenant}/discovery/v2.0/keys", get(keys))
+}
+
+/// Decoded `Authorization: Basic` credentials (RFC 6749 §2.3.1: form-encoded id and secret).
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let unescape = |s: &str| {
+        url::form_urlencoded::parse(format!("v={s}").as_bytes())
+            .next()
+            .map_or_else(String::new, |(_, v)| v.into_owned())
+    };
+    Some((unescape(id), unescape(secret)))
+}
+
+async fn token(
+    State(state): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    state.stats.token_request();
+    match issue_token(&state, &tenant, &headers, &body) {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::debug!(code = error.code, tenant = %tenant, "token request refused");
+            error.into_response()
+        }
+    }
+}
+
+fn issue_token(
+    state: &AppState,
+    tenant: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, AadError> {
+    let identity = &state.identity;
+    if !identity.is_our_tenant(tenant) {
+        return Err(AadError::new(
+            400,
+            "invalid_request",
+            90002,
+            format!(
+                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."
+            ),
+        ));
+    }
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    let form: HashMap<String, String> = if is_form {
+        url::form_urlencoded::parse(body).into_owned().collect()
+    } else {
+        HashMap::new()
+    };
+    let field = |name: &str| form.get(name).map(String::as_str).filter(|v| !v.is_empty());
+    let grant_type = field("grant_type").ok_or_else(|| AadError::missing("grant_type"))?;
+    if grant_type != "client_credentials" {
+        return Err(AadError::new(
+            400,
+            "unsupported_grant_type",
+            70003,
+            format!("The app requested an unsupported grant type '{grant_type}'."),
+        ));
+    }
+    let basic = basic_credentials(headers);
+    let client_id = field("client_id")
+        .map(str::to_owned)
+        .or_else(|| basic.as_ref().map(|(id, _)| id.clone()))
+        .ok_or_else(|| AadError::missing("client_id"))?;
+    if let Some((basic_id, _)) = &basic
+        && field("client_id").is_some_and(|id| id != basic_id)
+    {
+        return Err(AadError::new(
+            401,
+            "invalid_client",
+            50144,
+            "The client_id in the body and in the Authorization header differ.".to_owned(),
+        ));
+    }
+    if !client_id.eq_ignore_ascii_case(&identity.client_id) {
+        let shown = if uuid::Uuid::parse_str(&client_id).is_ok() {
+            client_id.as_str()
+        } else {
+            "(not a GUID)"
+        };
+        return Err(AadError::new(
+            400,
+            "unauthorized_client",
+            700016,
+            format!(
+                "Application with identifier '{shown}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.",
+                identity.tenant_domain
+            ),
+        ));
+    }
+    let client_id = identity.client_id.clone();
+    let scope = field("scope").ok_or_else(|| AadError::missing("scope"))?;
+    if !identity.scope_is_valid(scope) {
+        return Err(AadError::new(
+            400,
+            "invalid_scope",
+            70011,
+            format!(
+                "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+            ),
+        ));
+    }
+    let secret = field("client_secret")
+        .map(str::to_owned)
+        .or_else(|| basic.map(|(_, secret)| secret));
+    let assertion = field("client_assertion");
+    match (secret, assertion) {
+        (Some(_), Some(_)) => {
+            return Err(AadError::new(
+                400,
+                "invalid_request",
+                7000219,
+                "Send either 'client_assertion' or 'client_secret', not both.".to_owned(),
+            ));
+        }
+        (Some(secret), None) => {
+            if same_secret(&secret, &identity.expired_client_secret) {
+                return Err(AadError::new(
+                    401,
+                    "invalid_client",
+                    7000222,
+                    format!(
+                        "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."
+                    ),
+                ));
+            }
+            if !same_secret(&secret, &identity.client_secret) {
+                return Err(AadError::new(
+                    401,
+                    "invalid_client",
+                    7000215,
+                    format!(
+                        "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+                    ),
+                ));
+            }
+        }
+        (None, Some(assertion)) => {
+            match field("client_assertion_type") {
+                Some(JWT_BEARER) => {}
+                Some(other) => {
+                    return Err(AadError::new(
+                        400,
+                        "invalid_request",
+                        50027,
+                        format!(
+                            "The client_assertion_type '{other}' is not supported; use '{JWT_BEARER}'."
+                        ),
+                    ));
+                }
+                None => return Err(AadError::missing("client_assertion_type")),
+            }
+            identity.verify_assertion(assertion, &client_id)?;
+        }
+        (None, None) => {
+            return Err(AadError::new(
+                400,
+                "invalid_client",
+                7000218,
+                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.".to_owned(),
+            ));
+        }
+    }
+    let (access_token, expires_in) = identity.issue().map_err(|e| {
+        AadError::new(
+            500,
+            "server_error",
+            90033,
+            format!("Token could not be issued: {e}"),
+        )
+    })?;
+    let mut response = axum::Json(TokenResponse {
+        token_type: "Bearer",
+        expires_in,
+        ext_expires_in: expires_in,
+        access_token,
+    })
+    .into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store, no-cache"),
+    );
+    Ok(response)
+}
+
+async fn openid_configuration(
+    State(state): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+) -> Response {
+    let identity = &state.identity;
+    if !identity.is_our_tenant(&tenant) {
+        return AadError::new(
+            400,
+            "invalid_tenant",
+            90002,
+            format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."),
+        )
+        .into_response();
+    }
+    let base = identity
+        .login_url
+        .get()
+        .map_or_else(String::new, |u| u.as_str().trim_end_matches('/').to_owned());
+    let tid = &identity.tenant_id;
+    axum::Json(serde_json::json!({
+        "token_endpoint": format!("{base}/{tid}/oauth2/v2.0/token"),
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+        "jwks_uri": format!("{base}/{tid}/discovery/v2.0/keys"),
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "issuer": format!("{base}/{tid}/v2.0"),
+        "request_uri_parameter_supported": false,
+        "authorization_endpoint": format!("{base}/{tid}/oauth2/v2.0/authorize"),
+        "device_authorization_endpoint": format!("{base}/{tid}/oauth2/v2.0/devicecode"),
+        "http_logout_supported": true,
+        "frontchannel_logout_supported": true,
+        "end_session_endpoint": format!("{base}/{tid}/oauth2/v2.0/logout"),
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "tid", "ver"],
+        "tenant_region_scope": "EU",
+        "cloud_instance_name": "microsoftonline.com",
+        "cloud_graph_host_name": "graph.windows.net",
+        "msgraph_host": identity.graph_url.get().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default(),
+    }))
+    .into_response()
+}
+
+async fn keys() -> Response {
+    // Access tokens are signed with a per-instance symmetric key: there is no public key to publish.
+    axum::Json(serde_json::json!({ "keys": [] })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_secrets_are_stable_per_seed() {
+        assert_eq!(seeded_guid(7, "tenant"), seeded_guid(7, "tenant"));
+        assert_ne!(seeded_guid(7, "tenant"), seeded_guid(8, "tenant"));
+        let secret = seeded_secret(7, "current");
+        assert_eq!(secret.len(), 40);
+        assert_eq!(&secret[3..6], "8Q~");
+        assert_ne!(secret, seeded_secret(7, "expired"));
+    }
+
+    #[test]
+    fn hmac_matches_rfc4231_case_2_shape() {
+        // Our key is always 32 bytes; check against a known HMAC-SHA256 computed with a padded key.
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(b"Jefe");
+        let mac = hmac_sha256(&key, b"what do ya want for nothing?");
+        // RFC 4231 test case 2 (the key "Jefe" zero-padded to the block size gives the same MAC).
+        assert_eq!(
+            mac.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}
