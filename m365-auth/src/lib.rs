@@ -5,6 +5,53 @@
 //! This crate performs that flow itself (graph-oauth cannot target a custom
 //! authority), caches tokens, refreshes them ahead of expiry with one request in
 //! flight per credential, and hands them to graph-rs-sdk through `ClientApplication`.
+//!
+//! Map of the crate:
+//! - [`cloud`]: national clouds (login host, Graph root, `.default` scope);
+//! - [`credential`]: secrets and certificates, and where they come from;
+//! - [`registration`]: tenant + client id + credential + cloud, validated;
+//! - [`assertion`]: signed client assertions (PS256 / RS256);
+//! - [`wire`]: the token endpoint's request and response format;
+//! - [`provider`]: [`ClientCredentialsProvider`] (cache, single flight, retries);
+//! - [`graph_client`]: graph-rs-sdk's `ClientApplication` and a ready `GraphClient`;
+//! - [`store`]: [`CredentialStore`], named credentials on disk.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), m365_auth::AuthError> {
+//! use m365_auth::{AppRegistration, ClientCredential, ClientCredentialsProvider, Cloud,
+//!                 ProviderOptions, TokenProvider};
+//! let registration = AppRegistration::new(
+//!     "contoso.onmicrosoft.com",
+//!     "11111111-2222-3333-4444-555555555555",
+//!     ClientCredential::secret("value from a secret manager"),
+//!     Cloud::Global,
+//! )?;
+//! let provider = ClientCredentialsProvider::new(registration, ProviderOptions::default())?;
+//! let token = provider.token().await?;
+//! assert!(!token.expires_within(std::time::Duration::from_secs(60)));
+//! # Ok(()) }
+//! ```
+
+pub mod assertion;
+pub mod cloud;
+pub mod credential;
+mod error;
+pub mod graph_client;
+pub mod provider;
+pub mod registration;
+pub mod store;
+pub mod wire;
+
+pub use cloud::Cloud;
+pub use credential::{
+    AssertionAlgorithm, CertificateSource, ClientCertificate, ClientCredential, CredentialSource,
+    SecretSource,
+};
+pub use error::{AuthError, hint_for};
+pub use graph_client::{GraphClientOptions, GraphTokenSource, graph_client};
+pub use provider::{ClientCredentialsProvider, ProviderOptions};
+pub use registration::{AppRegistration, ClientId, TenantId};
+pub use store::{CredentialStore, CredentialSummary, StoredCredential};
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -66,6 +113,14 @@ pub trait TokenProvider: Send + Sync {
     /// Called after Graph answered 401 to `rejected`: drop it from the cache so the
     /// next [`TokenProvider::token`] call acquires a new one (once, however many callers).
     fn invalidate(&self, rejected: &AccessToken);
+
+    /// A token that did not come from the cache (graph-rs-sdk's `ForceTokenRefresh`).
+    /// Concurrent callers may share one fresh acquisition.
+    async fn refreshed_token(&self) -> Result<AccessToken, AuthError> {
+        let current = self.token().await?;
+        self.invalidate(&current);
+        self.token().await
+    }
 }
 
 /// A provider that always returns the same token: for tests and for callers that
@@ -91,15 +146,17 @@ impl TokenProvider for StaticTokenProvider {
     fn invalidate(&self, _rejected: &AccessToken) {}
 }
 
-/// Why no token could be obtained.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    /// The authority rejected the request with an AADSTS code.
-    #[error("the identity platform refused the token request ({code}): {hint}")]
-    Rejected {
-        /// The AADSTS code, e.g. `AADSTS7000215`.
-        code: String,
-        /// Plain-language advice for an administrator.
-        hint: String,
-    },
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Test fixtures: a certificate and its key (never registered anywhere).
+    use secrecy::SecretString;
+
+    pub const CERT_PEM: &str = include_str!("../tests/fixtures/cert.pem");
+    pub const KEY_PEM: &str = include_str!("../tests/fixtures/key.pem");
+    pub const KEY_PKCS1_PEM: &str = include_str!("../tests/fixtures/key-pkcs1.pem");
+    pub const OTHER_KEY_PEM: &str = include_str!("../tests/fixtures/other-key.pem");
+
+    pub fn certificate() -> crate::ClientCertificate {
+        crate::ClientCertificate::from_pem(CERT_PEM, &SecretString::from(KEY_PEM)).unwrap()
+    }
 }
