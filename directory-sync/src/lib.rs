@@ -4,6 +4,21 @@
 //! `/users/delta`); [`UserStore`] keeps the local users. A sync never deletes a
 //! user: a user gone from the directory is deactivated and keeps their archive.
 
+mod addresses;
+mod graph;
+mod memory;
+mod names;
+mod store;
+mod sync;
+mod wire;
+
+pub use addresses::{MailAddresses, mail_addresses, normalize_address};
+pub use graph::{GraphDirectoryOptions, GraphDirectorySource, GraphDirectoryStats, RetryPolicy};
+pub use memory::{MemoryDirectorySource, MemoryUserStore};
+pub use names::{NameAllocator, base_name, validate_name};
+pub use store::SledUserStore;
+pub use sync::{SkipReason, SyncOptions, SyncReport, sync};
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -121,10 +136,28 @@ pub trait UserStore: Send + Sync {
     fn directory_token(&self) -> Result<Option<DirectoryToken>, DirectoryError>;
     /// Saves the directory delta token.
     fn set_directory_token(&self, token: Option<&DirectoryToken>) -> Result<(), DirectoryError>;
+
+    /// Creates or replaces several users at once. Address and object-id uniqueness is
+    /// checked against the state after the whole batch, so users may trade addresses.
+    /// Implementations should apply the batch atomically; the default writes one by one.
+    fn put_many(&self, users: &[LocalUser]) -> Result<(), DirectoryError> {
+        users.iter().try_for_each(|u| self.put(u))
+    }
+
+    /// The user synchronised from directory object `object_id`.
+    fn find_by_object_id(&self, object_id: &str) -> Result<Option<LocalUser>, DirectoryError> {
+        Ok(self.list()?.into_iter().find(|u| {
+            matches!(&u.origin, UserOrigin::Directory { object_id: id } if id == object_id)
+        }))
+    }
 }
 
 /// What went wrong in a directory read or the user store.
+///
+/// Each variant names the culprit (request, user, address, file) and, where an
+/// administrator can do something about it, says what.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DirectoryError {
     /// A user with an archive cannot be deleted.
     #[error("user {name} has an archive and cannot be deleted")]
@@ -132,4 +165,173 @@ pub enum DirectoryError {
         /// The user's name.
         name: String,
     },
+
+    /// No token could be obtained for Graph.
+    #[error("no access token for Microsoft Graph: {0}")]
+    Auth(#[from] m365_auth::AuthError),
+
+    /// Graph answered with an error status (after retries where retrying made sense).
+    #[error("Graph answered {status} {code} to {request}: {message}{}", graph_hint(*status, code))]
+    Graph {
+        /// The request, e.g. `GET /v1.0/users/delta` (never its query: links carry tokens).
+        request: String,
+        /// HTTP status.
+        status: u16,
+        /// Graph's error code, e.g. `Authorization_RequestDenied` (empty when the body had none).
+        code: String,
+        /// Graph's error message.
+        message: String,
+        /// Graph's `request-id`, for Microsoft support.
+        request_id: Option<String>,
+    },
+
+    /// Graph could not be reached or the connection failed, after retries.
+    #[error("Graph request {request} failed after {attempts} attempt(s): {reason}")]
+    Network {
+        /// The request.
+        request: String,
+        /// Attempts made.
+        attempts: u32,
+        /// What the network stack reported last.
+        reason: String,
+    },
+
+    /// Graph answered something this client cannot understand.
+    #[error("unexpected answer from Graph to {request}: {reason}")]
+    InvalidResponse {
+        /// The request.
+        request: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+
+    /// The restricting group does not exist.
+    #[error(
+        "group {group} was not found in the directory: check the group id (an object id, not a name)"
+    )]
+    GroupNotFound {
+        /// The configured group id.
+        group: String,
+    },
+
+    /// A setting of the directory source is unusable.
+    #[error("invalid directory option {option}: {reason}")]
+    Config {
+        /// The option.
+        option: &'static str,
+        /// Why.
+        reason: String,
+    },
+
+    /// The user store could not be opened, read or written.
+    #[error("user store at {path}: {reason}")]
+    StoreIo {
+        /// The store's directory.
+        path: String,
+        /// What the storage layer reported.
+        reason: String,
+    },
+
+    /// Another process holds the user store open.
+    #[error(
+        "user store at {path} is in use by another process (only one archiver process may use a \
+         data directory at a time)"
+    )]
+    StoreLocked {
+        /// The store's directory.
+        path: String,
+    },
+
+    /// A record of the user store cannot be decoded.
+    #[error("user store at {path} holds a corrupt record {key}: {reason}")]
+    StoreCorrupt {
+        /// The store's directory.
+        path: String,
+        /// The record's key.
+        key: String,
+        /// Why it cannot be decoded.
+        reason: String,
+    },
+
+    /// The store was written by a newer version of this software.
+    #[error(
+        "user store at {path} has format version {found}; this version reads up to {supported}: \
+         upgrade the archiver"
+    )]
+    StoreVersion {
+        /// The store's directory.
+        path: String,
+        /// Format version found.
+        found: u32,
+        /// Newest format this version reads.
+        supported: u32,
+    },
+
+    /// No local user has this name.
+    #[error("no local user named {name}")]
+    NotFound {
+        /// The name asked for.
+        name: String,
+    },
+
+    /// A local user is not acceptable as given.
+    #[error("user {name}: {reason}")]
+    InvalidUser {
+        /// The user's name as given.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// An address already belongs to another local user.
+    #[error("address {address} of user {name} already belongs to user {owner}")]
+    AddressTaken {
+        /// The user being written.
+        name: String,
+        /// The contested address.
+        address: String,
+        /// The user who holds it.
+        owner: String,
+    },
+
+    /// A directory object is already linked to another local user.
+    #[error("directory object {object_id} of user {name} is already linked to user {owner}")]
+    ObjectTaken {
+        /// The user being written.
+        name: String,
+        /// The directory object id.
+        object_id: String,
+        /// The user it is linked to.
+        owner: String,
+    },
+}
+
+impl DirectoryError {
+    /// Whether trying again later may succeed without changing anything.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DirectoryError::Network { .. } => true,
+            DirectoryError::Graph { status, .. } => *status == 429 || *status >= 500,
+            DirectoryError::Auth(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// Advice for Graph errors an administrator can fix.
+fn graph_hint(status: u16, code: &str) -> &'static str {
+    match (status, code) {
+        (401, _) => {
+            ". The token was refused twice: check that the credential belongs to this tenant \
+             and cloud"
+        }
+        (403, _) => {
+            ". The application lacks a directory permission: grant it the User.Read.All \
+             application permission (GroupMember.Read.All too when restricted to a group) \
+             and an administrator's consent"
+        }
+        (429, _) => ". Graph kept throttling the directory reads: try again later",
+        (500..=599, _) => ". Graph is having trouble: try again later",
+        _ => "",
+    }
 }

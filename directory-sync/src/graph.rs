@@ -1,0 +1,870 @@
+//! [`GraphDirectorySource`]: the tenant's users through Microsoft Graph.
+//!
+//! The first read is an initial `/users/delta` round (every user, page by page,
+//! ending in a deltaLink); later reads follow the saved deltaLink and return only
+//! what changed. A refused link (410 Gone, `syncStateNotFound`, 400 for a bad or
+//! expired token, a link for another Graph root) falls back to a full round. With a
+//! group restriction the source lists `/groups/{id}/transitiveMembers` in full every
+//! time (Graph has no delta of transitive membership), so users who leave the group
+//! are deactivated.
+//!
+//! graph-rs-sdk builds and sends the first request of a round; nextLink and
+//! deltaLink URLs are followed verbatim with reqwest (also used for every request
+//! when an extra CA certificate is configured, which graph-rs-sdk cannot trust).
+//! Every status is checked: 429 and 5xx are retried with `Retry-After` or
+//! exponential backoff with jitter, a 401 leads to one token refresh, network
+//! failures and truncated bodies are retried, anything else is an error naming the
+//! request and Graph's code.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use graph_rs_sdk::error::{AuthExecutionError, AuthExecutionResult};
+use graph_rs_sdk::{GraphClient, GraphClientConfiguration, ODataQuery};
+use m365_auth::{AccessToken, TokenProvider};
+use reqwest::StatusCode;
+use reqwest::header::RETRY_AFTER;
+use tracing::{debug, warn};
+use url::Url;
+
+use crate::wire::{self, ErrorBody, Item, Page, WireObject};
+use crate::{DirectoryChanges, DirectoryError, DirectorySource, DirectoryToken, DirectoryUser};
+
+/// How failed requests are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per request, the first included (at least 1).
+    pub max_attempts: u32,
+    /// Backoff before the first retry; doubles with each further retry.
+    pub initial_backoff: Duration,
+    /// Longest backoff between two attempts.
+    pub max_backoff: Duration,
+    /// Longest `Retry-After` honoured (longer values are cut to this).
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (1 for the first retry), with jitter.
+    fn backoff(&self, retry: u32) -> Duration {
+        let exponent = retry.saturating_sub(1).min(20);
+        let full = self
+            .initial_backoff
+            .saturating_mul(1u32 << exponent)
+            .min(self.max_backoff);
+        // Between half and all of it, so that clients do not retry in lockstep.
+        let jitter = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+            % 1000;
+        full / 2 + full / 2 * u32::try_from(jitter).unwrap_or(0) / 1000
+    }
+
+    /// A `Retry-After` value (seconds or HTTP date), capped.
+    fn retry_after(&self, value: &str, now: SystemTime) -> Option<Duration> {
+        let value = value.trim();
+        let wait = match value.parse::<u64>() {
+            Ok(seconds) => Duration::from_secs(seconds),
+            Err(_) => httpdate::parse_http_date(value)
+                .ok()?
+                .duration_since(now)
+                .unwrap_or(Duration::ZERO),
+        };
+        Some(wait.min(self.max_retry_after))
+    }
+}
+
+/// Options of [`GraphDirectorySource`].
+#[derive(Debug, Clone)]
+pub struct GraphDirectoryOptions {
+    /// Longest time one request (answer and body) may take.
+    pub request_timeout: Duration,
+    /// A PEM CA certificate (or bundle) to trust besides the system's, e.g. for a
+    /// TLS-intercepting proxy or a private Graph endpoint.
+    pub extra_ca_pem: Option<String>,
+    /// Only the (transitive) members of this group, by object id.
+    pub group_id: Option<String>,
+    /// Retries of failed requests.
+    pub retry: RetryPolicy,
+}
+
+impl Default for GraphDirectoryOptions {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(60),
+            extra_ca_pem: None,
+            group_id: None,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Counters of a [`GraphDirectorySource`] since it was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GraphDirectoryStats {
+    /// HTTP requests sent (retries included).
+    pub requests: u64,
+    /// Requests retried after a throttling answer, a 5xx, a network failure or a bad body.
+    pub retries: u64,
+    /// 429 answers received.
+    pub throttled: u64,
+    /// Tokens refreshed after a 401.
+    pub token_refreshes: u64,
+    /// Full reads (first sync, refused token, group restriction).
+    pub full_reads: u64,
+    /// Incremental reads from a saved deltaLink.
+    pub delta_reads: u64,
+    /// Saved links Graph (or this client) refused, each followed by a full read.
+    pub links_refused: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    retries: AtomicU64,
+    throttled: AtomicU64,
+    token_refreshes: AtomicU64,
+    full_reads: AtomicU64,
+    delta_reads: AtomicU64,
+    links_refused: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The tenant's directory, read through Microsoft Graph.
+///
+/// ```no_run
+/// # async fn demo(tokens: std::sync::Arc<dyn m365_auth::TokenProvider>) -> Result<(), directory_sync::DirectoryError> {
+/// use directory_sync::{GraphDirectoryOptions, GraphDirectorySource, MemoryUserStore, SyncOptions, sync};
+/// let graph = url::Url::parse("https://graph.microsoft.com").expect("valid URL");
+/// let source = GraphDirectorySource::new(tokens, graph, GraphDirectoryOptions::default())?;
+/// let store = MemoryUserStore::new();
+/// let report = sync(&source, &store, &SyncOptions::default()).await?;
+/// println!("{} users created", report.created.len());
+/// # Ok(()) }
+/// ```
+pub struct GraphDirectorySource {
+    api: Url,
+    tokens: Arc<dyn TokenProvider>,
+    /// Builds (and, without an extra CA, sends) the first request of a round.
+    graph: GraphClient,
+    /// Follows links; sends everything when an extra CA is configured.
+    http: reqwest::Client,
+    sdk_sends: bool,
+    options: GraphDirectoryOptions,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for GraphDirectorySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphDirectorySource")
+            .field("api", &self.api.as_str())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+tokio::task_local! {
+    /// The bearer token chosen for the request graph-rs-sdk is sending in this task.
+    static REQUEST_TOKEN: String;
+}
+
+/// graph-rs-sdk's view of the token chosen for the current request (so that a 401
+/// can invalidate exactly the token that was refused).
+#[derive(Clone)]
+struct ChosenToken {
+    provider: Arc<dyn TokenProvider>,
+}
+
+#[async_trait]
+impl graph_core::identity::ClientApplication for ChosenToken {
+    fn get_token_silent(&mut self) -> AuthExecutionResult<String> {
+        REQUEST_TOKEN.try_with(Clone::clone).map_err(|_| {
+            AuthExecutionError::Other("directory-sync sends no blocking Graph requests".into())
+        })
+    }
+
+    async fn get_token_silent_async(&mut self) -> AuthExecutionResult<String> {
+        if let Ok(token) = REQUEST_TOKEN.try_with(Clone::clone) {
+            return Ok(token);
+        }
+        self.provider
+            .token()
+            .await
+            .map(|t| t.secret().to_owned())
+            .map_err(|e| AuthExecutionError::Other(Box::new(e)))
+    }
+
+    fn with_force_token_refresh(
+        &mut self,
+        _force: graph_core::identity::ForceTokenRefresh,
+    ) {
+    }
+}
+
+/// A request of a read.
+#[derive(Debug, Clone)]
+enum Request {
+    /// The first request of a full `/users/delta` round.
+    UsersDelta,
+    /// The first request of a group's transitive member listing.
+    GroupMembers(String),
+    /// A nextLink or deltaLink; `saved` for a link from a previous sync.
+    Link { url: Url, saved: bool },
+}
+
+/// Why a read stopped.
+#[derive(Debug)]
+enum Failure {
+    /// The saved link was refused: read everything instead.
+    LinkRefused { status: u16, code: String },
+    /// An error for the caller.
+    Error(DirectoryError),
+}
+
+impl From<DirectoryError> for Failure {
+    fn from(e: DirectoryError) -> Self {
+        Failure::Error(e)
+    }
+}
+
+/// What one round of pages produced.
+#[derive(Debug, Default)]
+struct Round {
+    users: Vec<DirectoryUser>,
+    removed: Vec<String>,
+    delta_link: Option<String>,
+}
+
+impl GraphDirectorySource {
+    /// A source reading the directory behind Graph root `graph_root` (e.g.
+    /// `https://graph.microsoft.com`, a national cloud's root, or an emulator's; a
+    /// trailing `/v1.0` is accepted) with tokens from `tokens`.
+    ///
+    /// # Errors
+    /// [`DirectoryError::Config`] for an unusable URL, CA certificate or group id.
+    pub fn new(
+        tokens: Arc<dyn TokenProvider>,
+        graph_root: Url,
+        options: GraphDirectoryOptions,
+    ) -> Result<Self, DirectoryError> {
+        let api = api_root(&graph_root)?;
+        if let Some(group) = &options.group_id {
+            if group.trim().is_empty() || group.contains(['/', '?', '#', '%']) {
+                return Err(DirectoryError::Config {
+                    option: "group_id",
+                    reason: format!("{group:?} is not a group object id"),
+                });
+            }
+        }
+        let mut http = reqwest::Client::builder()
+            .timeout(options.request_timeout)
+            .connect_timeout(options.request_timeout)
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(pem) = &options.extra_ca_pem {
+            let certificates =
+                reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
+                    DirectoryError::Config {
+                        option: "extra_ca_pem",
+                        reason: format!("not a PEM certificate: {e}"),
+                    }
+                })?;
+            if certificates.is_empty() {
+                return Err(DirectoryError::Config {
+                    option: "extra_ca_pem",
+                    reason: "no certificate in the PEM text".into(),
+                });
+            }
+            for certificate in certificates {
+                http = http.add_root_certificate(certificate);
+            }
+        }
+        let http = http.build().map_err(|e| DirectoryError::Config {
+            option: "extra_ca_pem",
+            reason: format!("cannot build the HTTP client: {e}"),
+        })?;
+        let mut config = GraphClientConfiguration::new()
+            .client_application(ChosenToken {
+                provider: tokens.clone(),
+            })
+            .timeout(options.request_timeout)
+            .connect_timeout(options.request_timeout);
+        if api.scheme() == "http" {
+            config = config.https_only(false);
+        }
+        let mut graph = GraphClient::from(config);
+        graph.use_test_endpoint(&api);
+        Ok(Self {
+            sdk_sends: options.extra_ca_pem.is_none(),
+            api,
+            tokens,
+            graph,
+            http,
+            options,
+            counters: Counters::default(),
+        })
+    }
+
+    /// The v1.0 API root requests go to.
+    pub fn api_root(&self) -> &Url {
+        &self.api
+    }
+
+    /// Counters since this source was created.
+    pub fn stats(&self) -> GraphDirectoryStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        GraphDirectoryStats {
+            requests: get(&c.requests),
+            retries: get(&c.retries),
+            throttled: get(&c.throttled),
+            token_refreshes: get(&c.token_refreshes),
+            full_reads: get(&c.full_reads),
+            delta_reads: get(&c.delta_reads),
+            links_refused: get(&c.links_refused),
+        }
+    }
+
+    /// A saved token usable as a deltaLink: a `/users/delta` URL under this API root.
+    fn saved_link(&self, token: &DirectoryToken) -> Option<Url> {
+        let url = Url::parse(&token.0).ok()?;
+        let api_path = self.api.path().trim_end_matches('/');
+        let rest = url.path().strip_prefix(api_path)?;
+        let is_users_delta = matches!(rest, "/users/delta" | "/users/delta()");
+        (self.same_origin(&url) && is_users_delta).then_some(url)
+    }
+
+    fn same_origin(&self, url: &Url) -> bool {
+        url.scheme() == self.api.scheme()
+            && url.host_str() == self.api.host_str()
+            && url.port_or_known_default() == self.api.port_or_known_default()
+    }
+
+    /// `GET path` of a request, for messages (never the query: links carry tokens).
+    fn label(&self, request: &Request) -> String {
+        match request {
+            Request::UsersDelta => format!("GET {}/users/delta", self.api.path()),
+            Request::GroupMembers(id) => {
+                format!("GET {}/groups/{id}/transitiveMembers", self.api.path())
+            }
+            Request::Link { url, .. } => format!("GET {}", url.path()),
+        }
+    }
+
+    /// Sends one attempt of `request` with `token`.
+    async fn dispatch(
+        &self,
+        request: &Request,
+        token: &AccessToken,
+    ) -> Result<reqwest::Response, String> {
+        let handler = match request {
+            Request::Link { url, .. } => {
+                return self
+                    .http
+                    .get(url.clone())
+                    .bearer_auth(token.secret())
+                    .send()
+                    .await
+                    .map_err(|e| describe_reqwest(&e));
+            }
+            Request::UsersDelta => self.graph.users().delta().select(wire::USER_SELECT),
+            Request::GroupMembers(id) => self
+                .graph
+                .group(id)
+                .transitive_members()
+                .list_transitive_members()
+                .select(wire::USER_SELECT),
+        };
+        if self.sdk_sends {
+            REQUEST_TOKEN
+                .scope(token.secret().to_owned(), handler.send())
+                .await
+                .map_err(|e| describe_graph_failure(&e))
+        } else {
+            self.http
+                .get(handler.url())
+                .bearer_auth(token.secret())
+                .send()
+                .await
+                .map_err(|e| describe_reqwest(&e))
+        }
+    }
+
+    /// Fetches one page: retries, token refresh, status checks, body decoding.
+    async fn fetch(&self, request: &Request) -> Result<Page, Failure> {
+        let policy = &self.options.retry;
+        let label = self.label(request);
+        let mut refreshed = false;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let token = self.tokens.token().await.map_err(DirectoryError::Auth)?;
+            bump(&self.counters.requests);
+            let timeout = self.options.request_timeout;
+            let sent = tokio::time::timeout(timeout, async {
+                let response = self.dispatch(request, &token).await?;
+                let status = response.status();
+                let retry_after = response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|e| format!("reading the answer failed: {}", describe_reqwest(&e)))?;
+                Ok::<_, String>((status, retry_after, body))
+            })
+            .await
+            .unwrap_or_else(|_| Err(format!("no complete answer within {timeout:?}")));
+
+            // What went wrong with this attempt, when it may be retried.
+            let (problem, wait, last_error) = match sent {
+                Err(reason) => (reason, None, None),
+                Ok((status, _, body)) if status.is_success() => {
+                    match serde_json::from_slice::<Page>(&body) {
+                        Ok(page) => return Ok(page),
+                        Err(e) => {
+                            let reason = format!("the answer is not a Graph page: {e}");
+                            let error = DirectoryError::InvalidResponse {
+                                request: label.clone(),
+                                reason: reason.clone(),
+                            };
+                            (reason, None, Some(error))
+                        }
+                    }
+                }
+                Ok((status, retry_after, body)) => {
+                    let detail = serde_json::from_slice::<ErrorBody>(&body)
+                        .unwrap_or_default()
+                        .error;
+                    let code = if detail.code.is_empty() {
+                        status.canonical_reason().unwrap_or("error").replace(' ', "")
+                    } else {
+                        detail.code.clone()
+                    };
+                    let error = DirectoryError::Graph {
+                        request: label.clone(),
+                        status: status.as_u16(),
+                        code: code.clone(),
+                        message: detail.message.clone(),
+                        request_id: detail.inner_error.and_then(|i| i.request_id),
+                    };
+                    match status {
+                        StatusCode::UNAUTHORIZED if !refreshed => {
+                            debug!(request = %label, "401: refreshing the token once");
+                            self.tokens.invalidate(&token);
+                            refreshed = true;
+                            bump(&self.counters.token_refreshes);
+                            continue;
+                        }
+                        StatusCode::GONE => {
+                            return Err(Failure::LinkRefused {
+                                status: status.as_u16(),
+                                code,
+                            });
+                        }
+                        StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND
+                            if matches!(request, Request::Link { saved: true, .. }) =>
+                        {
+                            return Err(Failure::LinkRefused {
+                                status: status.as_u16(),
+                                code,
+                            });
+                        }
+                        StatusCode::NOT_FOUND => {
+                            if let Request::GroupMembers(group) = request {
+                                return Err(DirectoryError::GroupNotFound {
+                                    group: group.clone(),
+                                }
+                                .into());
+                            }
+                            return Err(error.into());
+                        }
+                        s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
+                            if s == StatusCode::TOO_MANY_REQUESTS {
+                                bump(&self.counters.throttled);
+                            }
+                            if code.eq_ignore_ascii_case("syncStateNotFound")
+                                || code.eq_ignore_ascii_case("resyncRequired")
+                            {
+                                return Err(Failure::LinkRefused {
+                                    status: status.as_u16(),
+                                    code,
+                                });
+                            }
+                            let wait = retry_after
+                                .as_deref()
+                                .and_then(|v| policy.retry_after(v, SystemTime::now()));
+                            (format!("{} {code}", status.as_u16()), wait, Some(error))
+                        }
+                        _ => {
+                            if code.eq_ignore_ascii_case("syncStateNotFound")
+                                || code.eq_ignore_ascii_case("resyncRequired")
+                            {
+                                return Err(Failure::LinkRefused {
+                                    status: status.as_u16(),
+                                    code,
+                                });
+                            }
+                            return Err(error.into());
+                        }
+                    }
+                }
+            };
+            if attempt >= policy.max_attempts.max(1) {
+                return Err(last_error
+                    .unwrap_or(DirectoryError::Network {
+                        request: label,
+                        attempts: attempt,
+                        reason: problem,
+                    })
+                    .into());
+            }
+            let wait = wait.unwrap_or_else(|| policy.backoff(attempt));
+            warn!(request = %label, %problem, attempt, wait_ms = wait.as_millis() as u64, "retrying");
+            bump(&self.counters.retries);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Reads a round from `first` to its last page.
+    async fn read_round(&self, first: Request) -> Result<Round, Failure> {
+        let label = self.label(&first);
+        let mut request = first;
+        let mut round = Round::default();
+        // Position of each object in `round.users`, so a repeated item replaces the earlier.
+        let mut position: HashMap<String, usize> = HashMap::new();
+        let mut pages = 0u64;
+        let mut previous_link: Option<Url> = None;
+        loop {
+            let page = self.fetch(&request).await?;
+            pages += 1;
+            for value in page.value {
+                let object = match serde_json::from_value::<WireObject>(value) {
+                    Ok(object) => object,
+                    Err(e) => {
+                        warn!(request = %label, error = %e, "ignoring a directory object Graph sent without an id");
+                        continue;
+                    }
+                };
+                match object.into_item() {
+                    Item::Other => {}
+                    Item::Removed(id) => {
+                        if let Some(at) = position.remove(&id) {
+                            round.users.remove(at);
+                            for p in position.values_mut() {
+                                if *p > at {
+                                    *p -= 1;
+                                }
+                            }
+                        }
+                        if !round.removed.contains(&id) {
+                            round.removed.push(id);
+                        }
+                    }
+                    Item::User(user) => {
+                        round.removed.retain(|r| *r != user.id);
+                        match position.get(&user.id) {
+                            Some(&at) => round.users[at] = user,
+                            None => {
+                                position.insert(user.id.clone(), round.users.len());
+                                round.users.push(user);
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(next) = page.next_link {
+                let url = self.link(&label, &next)?;
+                if previous_link.as_ref() == Some(&url) {
+                    return Err(DirectoryError::InvalidResponse {
+                        request: label,
+                        reason: "Graph sent the same nextLink twice in a row".into(),
+                    }
+                    .into());
+                }
+                previous_link = Some(url.clone());
+                request = Request::Link { url, saved: false };
+                continue;
+            }
+            round.delta_link = page.delta_link;
+            debug!(request = %label, pages, users = round.users.len(), removed = round.removed.len(), "round read");
+            return Ok(round);
+        }
+    }
+
+    /// A nextLink or deltaLink, checked to point at this Graph (the bearer token is
+    /// never sent anywhere else).
+    fn link(&self, label: &str, raw: &str) -> Result<Url, DirectoryError> {
+        let url = Url::parse(raw).map_err(|e| DirectoryError::InvalidResponse {
+            request: label.to_owned(),
+            reason: format!("unusable link {raw:?}: {e}"),
+        })?;
+        if !self.same_origin(&url) {
+            return Err(DirectoryError::InvalidResponse {
+                request: label.to_owned(),
+                reason: format!(
+                    "a link points to {}, not to {}: refusing to send the token there",
+                    url.origin().ascii_serialization(),
+                    self.api.origin().ascii_serialization()
+                ),
+            });
+        }
+        Ok(url)
+    }
+
+    /// Every user (or every member of the group).
+    async fn full_read(&self) -> Result<DirectoryChanges, DirectoryError> {
+        bump(&self.counters.full_reads);
+        let (first, group) = match &self.options.group_id {
+            Some(group) => (Request::GroupMembers(group.clone()), Some(group)),
+            None => (Request::UsersDelta, None),
+        };
+        let label = self.label(&first);
+        let round = match self.read_round(first).await {
+            Ok(round) => round,
+            Err(Failure::Error(e)) => return Err(e),
+            Err(Failure::LinkRefused { status, code }) => {
+                return Err(DirectoryError::Graph {
+                    request: label,
+                    status,
+                    code,
+                    message: "Graph refused a fresh delta round".into(),
+                    request_id: None,
+                });
+            }
+        };
+        let next = match (group, round.delta_link) {
+            // Transitive membership has no delta: every read is a full listing.
+            (Some(group), _) => DirectoryToken(format!("group:{group}")),
+            (None, Some(link)) => DirectoryToken(self.link(&label, &link)?.to_string()),
+            (None, None) => {
+                return Err(DirectoryError::InvalidResponse {
+                    request: label,
+                    reason: "the delta round ended without a deltaLink".into(),
+                });
+            }
+        };
+        Ok(DirectoryChanges {
+            full: true,
+            users: round.users,
+            removed: Vec::new(),
+            next,
+        })
+    }
+}
+
+#[async_trait]
+impl DirectorySource for GraphDirectorySource {
+    async fn changes(
+        &self,
+        since: Option<&DirectoryToken>,
+    ) -> Result<DirectoryChanges, DirectoryError> {
+        let saved = match (since, &self.options.group_id) {
+            (Some(token), None) => {
+                let link = self.saved_link(token);
+                if link.is_none() {
+                    bump(&self.counters.links_refused);
+                    warn!(
+                        api = %self.api,
+                        "the saved directory token is not a delta link of this Graph: reading every user"
+                    );
+                }
+                link
+            }
+            _ => None,
+        };
+        let Some(url) = saved else {
+            return self.full_read().await;
+        };
+        bump(&self.counters.delta_reads);
+        match self.read_round(Request::Link { url, saved: true }).await {
+            Ok(round) => {
+                let label = format!("GET {}/users/delta", self.api.path());
+                let Some(link) = round.delta_link else {
+                    return Err(DirectoryError::InvalidResponse {
+                        request: label,
+                        reason: "the delta round ended without a deltaLink".into(),
+                    });
+                };
+                Ok(DirectoryChanges {
+                    full: false,
+                    users: round.users,
+                    removed: round.removed,
+                    next: DirectoryToken(self.link(&label, &link)?.to_string()),
+                })
+            }
+            Err(Failure::LinkRefused { status, code }) => {
+                bump(&self.counters.links_refused);
+                warn!(status, %code, "Graph refused the saved delta link: reading every user");
+                self.full_read().await
+            }
+            Err(Failure::Error(e)) => Err(e),
+        }
+    }
+}
+
+/// `{root}/v1.0` from a Graph root given with or without the `/v1.0`.
+fn api_root(root: &Url) -> Result<Url, DirectoryError> {
+    let config = |reason: String| DirectoryError::Config {
+        option: "graph_url",
+        reason,
+    };
+    if root.cannot_be_a_base() || !matches!(root.scheme(), "http" | "https") {
+        return Err(config(format!("{root} is not an http(s) URL")));
+    }
+    if root.host_str().is_none_or(str::is_empty) {
+        return Err(config(format!("{root} has no host")));
+    }
+    if root.query().is_some() || root.fragment().is_some() {
+        return Err(config(format!("{root} must not carry a query or fragment")));
+    }
+    let trimmed = root.path().trim_end_matches('/');
+    let path = if trimmed.ends_with("/v1.0") {
+        trimmed.to_owned()
+    } else {
+        format!("{trimmed}/v1.0")
+    };
+    let mut api = root.clone();
+    api.set_path(&path);
+    Ok(api)
+}
+
+/// A reqwest error with its causes (TLS and connection failures hide there).
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    let mut text = if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "could not connect".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if text.contains("certificate") || text.contains("UnknownIssuer") {
+        text.push_str(
+            " (TLS: if a proxy or private CA signs this endpoint, configure its CA certificate)",
+        );
+    }
+    text
+}
+
+fn describe_graph_failure(e: &graph_rs_sdk::GraphFailure) -> String {
+    match e {
+        graph_rs_sdk::GraphFailure::ReqwestError(r) => describe_reqwest(r),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_roots() {
+        for (root, api) in [
+            ("https://graph.microsoft.com", "https://graph.microsoft.com/v1.0"),
+            ("https://graph.microsoft.com/", "https://graph.microsoft.com/v1.0"),
+            ("http://127.0.0.1:8080/v1.0/", "http://127.0.0.1:8080/v1.0"),
+            ("http://127.0.0.1:8080/prefix", "http://127.0.0.1:8080/prefix/v1.0"),
+        ] {
+            assert_eq!(api_root(&Url::parse(root).unwrap()).unwrap().as_str(), api, "{root}");
+        }
+        for bad in ["ftp://x.com", "https://x.com/?a=b", "mailto:a@x.com"] {
+            assert!(api_root(&Url::parse(bad).unwrap()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn retry_after_values() {
+        let policy = RetryPolicy::default();
+        let now = SystemTime::now();
+        assert_eq!(policy.retry_after("3", now), Some(Duration::from_secs(3)));
+        assert_eq!(policy.retry_after("100000", now), Some(policy.max_retry_after));
+        let later = now + Duration::from_secs(10);
+        let date = httpdate::fmt_http_date(later);
+        let wait = policy.retry_after(&date, now).unwrap();
+        assert!(wait <= Duration::from_secs(10) && wait >= Duration::from_secs(9), "{wait:?}");
+        assert_eq!(policy.retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_a_cap() {
+        let policy = RetryPolicy::default();
+        for retry in 1..30 {
+            let wait = policy.backoff(retry);
+            let full = policy
+                .initial_backoff
+                .saturating_mul(1 << (retry - 1).min(20))
+                .min(policy.max_backoff);
+            assert!(wait >= full / 2 && wait <= full, "retry {retry}: {wait:?}");
+        }
+    }
+
+    #[test]
+    fn saved_links_must_belong_to_this_graph() {
+        let tokens: Arc<dyn TokenProvider> = Arc::new(m365_auth::StaticTokenProvider::new(
+            AccessToken::new("t", SystemTime::now() + Duration::from_secs(3600)),
+        ));
+        let source = GraphDirectorySource::new(
+            tokens,
+            Url::parse("http://127.0.0.1:9/").unwrap(),
+            GraphDirectoryOptions::default(),
+        )
+        .unwrap();
+        let ok = DirectoryToken("http://127.0.0.1:9/v1.0/users/delta?$deltatoken=abc".into());
+        assert!(source.saved_link(&ok).is_some());
+        let ok2 = DirectoryToken("http://127.0.0.1:9/v1.0/users/delta()?$deltatoken=abc".into());
+        assert!(source.saved_link(&ok2).is_some());
+        for bad in [
+            "http://evil.example/v1.0/users/delta?$deltatoken=abc",
+            "http://127.0.0.1:10/v1.0/users/delta?$deltatoken=abc",
+            "http://127.0.0.1:9/v1.0/groups/delta?$deltatoken=abc",
+            "group:123",
+            "mem:4",
+        ] {
+            assert!(source.saved_link(&DirectoryToken(bad.into())).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unusable_options_are_refused() {
+        let tokens: Arc<dyn TokenProvider> = Arc::new(m365_auth::StaticTokenProvider::new(
+            AccessToken::new("t", SystemTime::now() + Duration::from_secs(3600)),
+        ));
+        let root = Url::parse("http://127.0.0.1:9/").unwrap();
+        let bad_ca = GraphDirectoryOptions {
+            extra_ca_pem: Some("not a certificate".into()),
+            ..Default::default()
+        };
+        let err = GraphDirectorySource::new(tokens.clone(), root.clone(), bad_ca).unwrap_err();
+        assert!(matches!(err, DirectoryError::Config { option: "extra_ca_pem", .. }), "{err}");
+        let bad_group = GraphDirectoryOptions {
+            group_id: Some("../users".into()),
+            ..Default::default()
+        };
+        let err = GraphDirectorySource::new(tokens, root, bad_group).unwrap_err();
+        assert!(matches!(err, DirectoryError::Config { option: "group_id", .. }), "{err}");
+    }
+}

@@ -1,0 +1,430 @@
+//! [`sync`]: the directory's users into the user store.
+//!
+//! A sync reads the changes since the saved token (everything on the first run or
+//! when the token was refused), plans the new state of every local user it concerns,
+//! writes only users whose record actually changes (in one batch), and saves the new
+//! token only after that write succeeded; a failure anywhere leaves the token alone
+//! so the next sync reads the same changes again.
+//!
+//! Rules: users are matched by directory object id, never by name or address, so a
+//! renamed user keeps their name and archive. A user gone from the directory, disabled
+//! in it, or no longer eligible (guest, no mail address) is deactivated, never
+//! deleted. Manual users are never touched. When two users claim one address, a
+//! manual user wins over a synchronised one, an active user over a deactivated one
+//! (who gives the address up: addresses get reused), and the current holder over a
+//! newcomer, who is skipped with the reason.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+use serde::Serialize;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::addresses::mail_addresses;
+use crate::names::NameAllocator;
+use crate::store::{addresses_of, object_of};
+use crate::{
+    DirectoryChanges, DirectoryError, DirectorySource, DirectoryUser, LocalUser, Role, UserOrigin,
+    UserStore, UserType,
+};
+
+/// What a sync includes beyond enabled members.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncOptions {
+    /// Also synchronise users whose account is disabled in the directory (for example to
+    /// archive the mailboxes of people who left); they are created active locally.
+    pub include_disabled: bool,
+    /// Also synchronise guests (`userType` Guest or a `#EXT#` principal name). Guests
+    /// rarely have a mailbox in the tenant.
+    pub include_guests: bool,
+}
+
+/// Why a directory user was not synchronised.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SkipReason {
+    /// A guest, and guests are not included.
+    Guest,
+    /// Disabled in the directory, and disabled users are not included.
+    Disabled,
+    /// Neither `mail` nor an `SMTP:` proxy address.
+    NoMailboxAddress,
+    /// One of the user's addresses belongs to another local user.
+    AddressInUse {
+        /// The contested address.
+        address: String,
+        /// The local user holding it.
+        owner: String,
+    },
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::Guest => f.write_str("guest user (include guests to synchronise it)"),
+            SkipReason::Disabled => f.write_str(
+                "account disabled in the directory (include disabled users to synchronise it)",
+            ),
+            SkipReason::NoMailboxAddress => f.write_str("no mailbox address"),
+            SkipReason::AddressInUse { address, owner } => {
+                write!(f, "address {address} already belongs to local user {owner}")
+            }
+        }
+    }
+}
+
+/// What a sync did. Local users are named by their local name; skipped directory
+/// users by their user principal name. Every list is sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    /// Whether the directory was read in full (first sync, refused token, group
+    /// restriction) rather than as a delta.
+    pub full_listing: bool,
+    /// Users created.
+    pub created: Vec<String>,
+    /// Users whose display name, addresses or active state changed (re-activations
+    /// included).
+    pub updated: Vec<String>,
+    /// Users deactivated: gone from the directory, disabled, or no longer eligible.
+    pub deactivated: Vec<String>,
+    /// Synchronised users left as they were.
+    pub unchanged: Vec<String>,
+    /// Directory users not synchronised, with the reason.
+    pub skipped: Vec<(String, SkipReason)>,
+}
+
+impl SyncReport {
+    /// Whether the sync changed any user.
+    pub fn changed_anything(&self) -> bool {
+        !(self.created.is_empty() && self.updated.is_empty() && self.deactivated.is_empty())
+    }
+}
+
+/// Synchronises the users of `source` into `store`.
+///
+/// # Errors
+/// A directory read or store write failure; nothing is half-applied (users are
+/// written in one batch) and the token is saved only after the users.
+///
+/// ```
+/// # async fn demo() -> Result<(), directory_sync::DirectoryError> {
+/// use directory_sync::*;
+/// let dir = MemoryDirectorySource::new();
+/// dir.upsert(DirectoryUser {
+///     id: "1".into(),
+///     user_principal_name: "ann@x.com".into(),
+///     display_name: Some("Ann".into()),
+///     mail: Some("Ann@x.com".into()),
+///     proxy_addresses: vec!["SMTP:ann@x.com".into(), "smtp:a@x.com".into()],
+///     account_enabled: true,
+///     user_type: UserType::Member,
+/// });
+/// let store = MemoryUserStore::new();
+/// let report = sync(&dir, &store, &SyncOptions::default()).await?;
+/// assert_eq!(report.created, vec!["ann".to_string()]);
+/// assert_eq!(store.find_by_address("A@X.COM")?.map(|u| u.name), Some("ann".into()));
+/// # Ok(()) }
+/// ```
+pub async fn sync<S, U>(
+    source: &S,
+    store: &U,
+    options: &SyncOptions,
+) -> Result<SyncReport, DirectoryError>
+where
+    S: DirectorySource + ?Sized,
+    U: UserStore + ?Sized,
+{
+    sync_in_span(source, store, options)
+        .instrument(info_span!("directory_sync"))
+        .await
+}
+
+async fn sync_in_span<S, U>(
+    source: &S,
+    store: &U,
+    options: &SyncOptions,
+) -> Result<SyncReport, DirectoryError>
+where
+    S: DirectorySource + ?Sized,
+    U: UserStore + ?Sized,
+{
+    let token = store.directory_token()?;
+    let changes = source.changes(token.as_ref()).await?;
+    let local = store.list()?;
+    let plan = plan(&local, &changes, options);
+    debug!(writes = plan.writes.len(), "sync planned");
+    store.put_many(&plan.writes)?;
+    store.set_directory_token(Some(&changes.next))?;
+    let r = &plan.report;
+    info!(
+        full_listing = r.full_listing,
+        created = r.created.len(),
+        updated = r.updated.len(),
+        deactivated = r.deactivated.len(),
+        unchanged = r.unchanged.len(),
+        skipped = r.skipped.len(),
+        "directory synchronised"
+    );
+    Ok(plan.report)
+}
+
+/// The outcome of planning: users to write and the report.
+#[derive(Debug)]
+struct Plan {
+    writes: Vec<LocalUser>,
+    report: SyncReport,
+}
+
+/// Whether a directory user counts as a guest.
+fn is_guest(user: &DirectoryUser) -> bool {
+    user.user_type == UserType::Guest || user.user_principal_name.contains("#EXT#")
+}
+
+/// A user the directory lists and the store does not have yet.
+#[derive(Debug)]
+struct Newcomer {
+    upn: String,
+    object_id: String,
+    display_name: Option<String>,
+    email: String,
+    aliases: Vec<String>,
+}
+
+/// Plans the new state of the local users from `changes`. Pure: no I/O.
+fn plan(local: &[LocalUser], changes: &DirectoryChanges, options: &SyncOptions) -> Plan {
+    let current: BTreeMap<String, LocalUser> =
+        local.iter().map(|u| (u.name.clone(), u.clone())).collect();
+    let mut planned = current.clone();
+    let by_object: HashMap<&str, &str> = local
+        .iter()
+        .filter_map(|u| object_of(u).map(|o| (o, u.name.as_str())))
+        .collect();
+    let mut skipped: Vec<(String, SkipReason)> = Vec::new();
+    let mut newcomers: Vec<Newcomer> = Vec::new();
+    let mut upn_of: HashMap<String, String> = HashMap::new();
+
+    // The last word on each object wins (delta pages may repeat an object).
+    let mut latest: BTreeMap<&str, &DirectoryUser> = BTreeMap::new();
+    for user in &changes.users {
+        latest.insert(user.id.as_str(), user);
+    }
+    let removed: BTreeSet<&str> = changes
+        .removed
+        .iter()
+        .map(String::as_str)
+        .filter(|id| !latest.contains_key(id))
+        .collect();
+
+    for user in latest.values() {
+        let addresses = mail_addresses(user.mail.as_deref(), &user.proxy_addresses);
+        let skip = if is_guest(user) && !options.include_guests {
+            Some(SkipReason::Guest)
+        } else if !user.account_enabled && !options.include_disabled {
+            Some(SkipReason::Disabled)
+        } else if addresses.primary.is_none() {
+            Some(SkipReason::NoMailboxAddress)
+        } else {
+            None
+        };
+        let existing = by_object.get(user.id.as_str()).copied();
+        match (existing, skip, addresses.primary) {
+            (Some(name), Some(reason), _) => {
+                if let Some(u) = planned.get_mut(name) {
+                    if u.enabled {
+                        debug!(user = name, %reason, "deactivating");
+                        u.enabled = false;
+                    }
+                }
+            }
+            (None, Some(reason), _) => skipped.push((user.user_principal_name.clone(), reason)),
+            (Some(name), None, Some(email)) => {
+                upn_of.insert(name.to_owned(), user.user_principal_name.clone());
+                if let Some(u) = planned.get_mut(name) {
+                    u.display_name = user.display_name.clone();
+                    u.email = Some(email);
+                    u.aliases = addresses.aliases;
+                    u.enabled = true;
+                }
+            }
+            (None, None, Some(email)) => newcomers.push(Newcomer {
+                upn: user.user_principal_name.clone(),
+                object_id: user.id.clone(),
+                display_name: user.display_name.clone(),
+                email,
+                aliases: addresses.aliases,
+            }),
+            (_, None, None) => {} // unreachable: no primary means a skip reason
+        }
+    }
+
+    // Gone from the directory: removed in a delta, or absent from a full listing.
+    for (object, name) in &by_object {
+        let gone = if changes.full {
+            !latest.contains_key(object)
+        } else {
+            removed.contains(object)
+        };
+        if gone {
+            if let Some(u) = planned.get_mut(*name) {
+                if u.enabled {
+                    debug!(user = name, "gone from the directory: deactivating");
+                    u.enabled = false;
+                }
+            }
+        }
+    }
+
+    // Names for newcomers, in an order that does not depend on Graph's.
+    newcomers.sort_by(|a, b| (&a.email, &a.object_id).cmp(&(&b.email, &b.object_id)));
+    let mut names = NameAllocator::new(current.keys().cloned());
+    let mut created: BTreeSet<String> = BTreeSet::new();
+    for n in newcomers {
+        let name = names.allocate(&n.email);
+        upn_of.insert(name.clone(), n.upn);
+        created.insert(name.clone());
+        planned.insert(
+            name.clone(),
+            LocalUser {
+                name,
+                display_name: n.display_name,
+                email: Some(n.email),
+                aliases: n.aliases,
+                origin: UserOrigin::Directory {
+                    object_id: n.object_id,
+                },
+                enabled: true,
+                role: Role::User,
+                has_archive: false,
+            },
+        );
+    }
+
+    resolve_address_conflicts(
+        &current,
+        &mut planned,
+        &mut created,
+        &upn_of,
+        &mut skipped,
+    );
+
+    let mut report = SyncReport {
+        full_listing: changes.full,
+        ..SyncReport::default()
+    };
+    let mut writes = Vec::new();
+    for (name, user) in &planned {
+        if matches!(user.origin, UserOrigin::Manual) {
+            continue;
+        }
+        match current.get(name) {
+            None => {
+                report.created.push(name.clone());
+                writes.push(user.clone());
+            }
+            Some(before) if before == user => report.unchanged.push(name.clone()),
+            Some(before) => {
+                if before.enabled && !user.enabled {
+                    report.deactivated.push(name.clone());
+                } else {
+                    report.updated.push(name.clone());
+                }
+                writes.push(user.clone());
+            }
+        }
+    }
+    skipped.sort();
+    report.skipped = skipped;
+    Plan { writes, report }
+}
+
+/// Makes every address belong to one planned user (see the module documentation for
+/// who wins). Each round settles one contested address by stripping it from a
+/// deactivated user, dropping a newcomer or undoing an update, so it terminates.
+fn resolve_address_conflicts(
+    current: &BTreeMap<String, LocalUser>,
+    planned: &mut BTreeMap<String, LocalUser>,
+    created: &mut BTreeSet<String>,
+    upn_of: &HashMap<String, String>,
+    skipped: &mut Vec<(String, SkipReason)>,
+) {
+    let holder: HashMap<String, String> = current
+        .values()
+        .flat_map(|u| addresses_of(u).map(move |a| (a.to_owned(), u.name.clone())))
+        .collect();
+    loop {
+        let mut claims: BTreeMap<&str, Vec<&LocalUser>> = BTreeMap::new();
+        for user in planned.values() {
+            for address in addresses_of(user) {
+                claims.entry(address).or_default().push(user);
+            }
+        }
+        let Some((address, claimants)) = claims.into_iter().find(|(_, c)| c.len() > 1) else {
+            return;
+        };
+        let rank = |u: &LocalUser| {
+            (
+                match (&u.origin, u.enabled) {
+                    (UserOrigin::Manual, _) => 0u8,
+                    (_, true) => 1,
+                    (_, false) => 2,
+                },
+                holder.get(address) != Some(&u.name),
+                created.contains(&u.name),
+                u.name.clone(),
+            )
+        };
+        let Some(winner) = claimants.iter().min_by_key(|u| rank(u)) else {
+            return;
+        };
+        let winner = winner.name.clone();
+        let address = address.to_owned();
+        let losers: Vec<LocalUser> = claimants
+            .into_iter()
+            .filter(|u| u.name != winner)
+            .cloned()
+            .collect();
+        for loser in losers {
+            let reason = SkipReason::AddressInUse {
+                address: address.clone(),
+                owner: winner.clone(),
+            };
+            let upn = upn_of.get(&loser.name).cloned().unwrap_or(loser.name.clone());
+            if created.remove(&loser.name) {
+                warn!(user = %upn, %reason, "not creating");
+                planned.remove(&loser.name);
+                skipped.push((upn, reason));
+            } else if !loser.enabled || matches!(loser.origin, UserOrigin::Manual) {
+                // A deactivated user gives the address up to an active one. (A manual
+                // loser cannot happen: manual users rank first and never change.)
+                if let Some(u) = planned.get_mut(&loser.name) {
+                    warn!(user = %u.name, %address, owner = %winner, "address moves to another user");
+                    if u.email.as_deref() == Some(address.as_str()) {
+                        u.email = None;
+                    }
+                    u.aliases.retain(|a| *a != address);
+                }
+            } else {
+                match current.get(&loser.name) {
+                    Some(before) if before != &loser => {
+                        warn!(user = %loser.name, %reason, "not updating");
+                        planned.insert(loser.name.clone(), before.clone());
+                        skipped.push((upn, reason));
+                    }
+                    _ => {
+                        // The loser is unchanged and holds the address in the store,
+                        // so it cannot lose to a rank below it; strip rather than loop.
+                        if let Some(u) = planned.get_mut(&loser.name) {
+                            u.aliases.retain(|a| *a != address);
+                            if u.email.as_deref() == Some(address.as_str()) {
+                                u.email = None;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
