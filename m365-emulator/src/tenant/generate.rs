@@ -178,9 +178,12 @@ pub(crate) fn generate(spec: &TenantSpec) -> Result<Tenant, TenantError> {
     Ok(tenant)
 }
 
+/// A special user: display name, UPN, mail, enabled, guest, has mailbox, access denied.
+type Special = (&'static str, String, Option<String>, bool, bool, bool, bool);
+
 fn add_special_users(tenant: &mut Tenant, rng: &mut ChaCha8Rng) {
     // (display name, upn local part or full upn, mail, enabled, guest, has mailbox, access denied)
-    let specials: [(&str, String, Option<String>, bool, bool, bool, bool); 5] = [
+    let specials: [Special; 5] = [
         (
             "Former Employee",
             format!("former.employee@{DOMAIN}"),

@@ -16,10 +16,10 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::{Deserialize, Serialize};
 
-pub(crate) use mime::{MimeSource, MimeStream};
-pub(crate) use model::{
-    Folder, FolderKind, Mailbox, MessageBody, MessageRecord, Removal, UserRecord,
-};
+pub(crate) use mime::MimeSource;
+pub(crate) use model::{exchange_id, mix as model_mix};
+
+pub(crate) use model::{Folder, FolderKind, Mailbox, MessageRecord, Summary, UserRecord};
 
 /// What to generate: the knobs of [`TenantStore::generate`].
 #[derive(Debug, Clone, Default)]

@@ -606,3 +606,53 @@ impl Tenant {
         Ok(())
     }
 }
+
+/// Header-level facts of a message for Graph's JSON (no body rendering).
+#[derive(Debug, Clone)]
+pub(crate) struct Summary {
+    pub(crate) subject: String,
+    pub(crate) internet_message_id: String,
+    pub(crate) from: Option<(String, String)>,
+    pub(crate) to: Vec<(String, String)>,
+    pub(crate) cc: Vec<(String, String)>,
+    pub(crate) has_attachments: bool,
+    /// Unix seconds.
+    pub(crate) sent: i64,
+    /// Thread key for `conversationId`.
+    pub(crate) conversation: u64,
+}
+
+impl Mailbox {
+    /// The summary of one of this mailbox's messages.
+    pub(crate) fn summary(&self, record: &MessageRecord) -> Summary {
+        match &record.body {
+            MessageBody::Generated(recipe) => {
+                let plan = mime::plan(recipe, &self.upn, &self.owner_name);
+                Summary {
+                    subject: plan.subject,
+                    internet_message_id: plan.message_id,
+                    from: Some(plan.from),
+                    to: plan.to,
+                    cc: plan.cc,
+                    has_attachments: plan.has_attachments,
+                    sent: plan.date.timestamp(),
+                    conversation: if recipe.group.is_some() {
+                        recipe.content_seed
+                    } else {
+                        mix_all(&[recipe.mailbox_key, u64::from(recipe.thread_start)])
+                    },
+                }
+            }
+            MessageBody::Stored { meta, .. } => Summary {
+                subject: meta.subject.clone(),
+                internet_message_id: meta.internet_message_id.clone(),
+                from: meta.from.clone(),
+                to: Vec::new(),
+                cc: Vec::new(),
+                has_attachments: false,
+                sent: record.received,
+                conversation: mix_all(&[self.key, record.received.unsigned_abs()]),
+            },
+        }
+    }
+}

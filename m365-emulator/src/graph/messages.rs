@@ -1,0 +1,401 @@
+//! Messages: folder and mailbox listings (`$top`, `$skip`, `$select`, `$filter`, `$orderby`,
+//! the size property by `$expand`), single messages, raw MIME (`$value`, streamed), DELETE,
+//! `move` and `permanentDelete`.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::folders::segment;
+use super::query::{MessageClause, Query, message_filter, message_orderby};
+use super::wire::{self, MESSAGE_PROPERTIES, MessageView};
+use super::{ApiError, Ctx, json_response, link_base};
+use crate::state::AppState;
+use crate::tenant::{FolderKind, Mailbox, MessageRecord};
+
+/// The `$expand` Graph clients use to read PR_MESSAGE_SIZE.
+pub(crate) fn parse_expand(raw: Option<&str>) -> Result<bool, ApiError> {
+    let Some(raw) = raw else { return Ok(false) };
+    let compact: String = raw
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if compact.starts_with("singlevalueextendedproperties($filter=id") && compact.contains("0x0e08")
+    {
+        return Ok(true);
+    }
+    if compact == "singlevalueextendedproperties" {
+        return Ok(false);
+    }
+    Err(ApiError::bad_request(
+        "BadRequest",
+        format!("Parsing OData Select and Expand failed: unsupported $expand '{raw}'."),
+    ))
+}
+
+/// JSON of one message as the caller asked for it.
+pub(crate) fn message_json(
+    mailbox: &Mailbox,
+    record: &MessageRecord,
+    immutable: bool,
+    select: Option<&[&str]>,
+    with_size: bool,
+    delta: bool,
+) -> Value {
+    let summary = mailbox.summary(record);
+    let size = with_size.then(|| mailbox.mime_source(record).len());
+    let view = MessageView {
+        record,
+        summary: &summary,
+        folder_id: &mailbox.folders[record.folder].id,
+        immutable,
+        size,
+    };
+    wire::message(&view, select, delta)
+}
+
+fn clause_holds(record: &MessageRecord, clauses: &[MessageClause]) -> bool {
+    clauses.iter().all(|c| match c {
+        MessageClause::Received(op, t) => op.holds(&record.received, t),
+        MessageClause::IsRead(v) => record.is_read == *v,
+    })
+}
+
+/// `GET /users/{u}/mailFolders/{id}/messages`.
+pub(crate) async fn list_folder(
+    State(state): State<Arc<AppState>>,
+    ctx: Ctx,
+    Path((user, folder)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    ctx.respond(list(&state, &ctx, &user, Some(&folder), raw.as_deref()))
+}
+
+/// `GET /users/{u}/messages`.
+pub(crate) async fn list_mailbox(
+    State(state): State<Arc<AppState>>,
+    ctx: Ctx,
+    Path(user): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    ctx.respond(list(&state, &ctx, &user, None, raw.as_deref()))
+}
+
+fn list(
+    state: &AppState,
+    ctx: &Ctx,
+    user: &str,
+    folder: Option<&str>,
+    raw: Option<&str>,
+) -> Result<Response, ApiError> {
+    let query = Query::parse(raw)?;
+    query.only(&[
+        "$top", "$skip", "$select", "$filter", "$orderby", "$expand", "$count",
+    ])?;
+    let default_top = ctx.max_page_size().unwrap_or(10).clamp(1, 1000);
+    let top = query.top(default_top, 1000, "ErrorInvalidParameter")?;
+    let skip = query.skip()?;
+    let select = query.select(MESSAGE_PROPERTIES, "Microsoft.OutlookServices.Message")?;
+    let with_size = parse_expand(query.get("$expand"))?;
+    let clauses = match query.get("$filter") {
+        Some(f) => message_filter(f, false)?,
+        None => Vec::new(),
+    };
+    let descending = match query.get("$orderby") {
+        Some(o) => message_orderby(o, &clauses)?,
+        None => true,
+    };
+    let immutable = ctx.immutable_ids();
+    let tenant = state.tenant.read();
+    let mailbox = tenant
+        .mailbox_checked(user)
+        .map_err(|a| ApiError::mailbox(a, user))?;
+    let mut items: Vec<(usize, &MessageRecord)> = match folder {
+        Some(id) => {
+            let index = mailbox
+                .folder_index(id)
+                .ok_or_else(ApiError::folder_not_found)?;
+            mailbox.folder_items(index)
+        }
+        None => {
+            let visible = mailbox.visible_folders();
+            mailbox.live().filter(|(_, m)| visible[m.folder]).collect()
+        }
+    };
+    items.retain(|(_, m)| clause_holds(m, &clauses));
+    items.sort_by_key(|(slot, m)| (m.received, *slot));
+    if descending {
+        items.reverse();
+    }
+    let total = items.len();
+    let page: Vec<Value> = items
+        .iter()
+        .skip(skip)
+        .take(top)
+        .map(|(_, m)| message_json(mailbox, m, immutable, select.as_deref(), with_size, false))
+        .collect();
+    let base = link_base(state, ctx);
+    let path = match folder {
+        Some(id) => format!(
+            "users/{}/mailFolders/{}/messages",
+            segment(user),
+            segment(id)
+        ),
+        None => format!("users/{}/messages", segment(user)),
+    };
+    let mut body =
+        json!({"@odata.context": format!("{base}/$metadata#users('{}')/messages", segment(user))});
+    if query
+        .get("$count")
+        .is_some_and(|c| c.eq_ignore_ascii_case("true"))
+    {
+        body["@odata.count"] = json!(total);
+    }
+    body["value"] = Value::Array(page);
+    if skip + top < total {
+        let rest = query.encode_without(&["$skip", "skip"], &[("$skip", (skip + top).to_string())]);
+        body["@odata.nextLink"] = json!(format!("{base}/{path}?{rest}"));
+    }
+    let mut response = json_response(StatusCode::OK, &body);
+    mark_immutable(&mut response, immutable);
+    Ok(response)
+}
+
+fn mark_immutable(response: &mut Response, immutable: bool) {
+    if immutable {
+        response.headers_mut().insert(
+            "preference-applied",
+            header::HeaderValue::from_static("IdType=\"ImmutableId\""),
+        );
+    }
+}
+
+fn get(
+    state: &AppState,
+    ctx: &Ctx,
+    user: &str,
+    folder: Option<&str>,
+    id: &str,
+    raw: Option<&str>,
+) -> Result<Response, ApiError> {
+    let query = Query::parse(raw)?;
+    query.only(&["$select", "$expand"])?;
+    let select = query.select(MESSAGE_PROPERTIES, "Microsoft.OutlookServices.Message")?;
+    let with_size = parse_expand(query.get("$expand"))?;
+    let immutable = ctx.immutable_ids();
+    let tenant = state.tenant.read();
+    let mailbox = tenant
+        .mailbox_checked(user)
+        .map_err(|a| ApiError::mailbox(a, user))?;
+    if let Some(folder) = folder {
+        mailbox
+            .folder_index(folder)
+            .ok_or_else(ApiError::folder_not_found)?;
+    }
+    let record = mailbox.message(id).ok_or_else(ApiError::item_not_found)?;
+    let mut body = message_json(
+        mailbox,
+        record,
+        immutable,
+        select.as_deref(),
+        with_size,
+        false,
+    );
+    body["@odata.context"] = json!(format!(
+        "{}/$metadata#users('{}')/messages/$entity",
+        link_base(state, ctx),
+        segment(user)
+    ));
+    let mut response = json_response(StatusCode::OK, &body);
+    mark_immutable(&mut response, immutable);
+    Ok(response)
+}
+
+/// `GET /users/{u}/messages/{id}`.
+pub(crate) async fn get_one(
+    State(state): State<Arc<AppState>>,
+    ctx: Ctx,
+    Path((user, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    ctx.respond(get(&state, &ctx, &user, None, &id, raw.as_deref()))
+}
+
+/// `GET /users/{u}/mailFolders/{f}/messages/{id}`.
+pub(crate) async fn get_in_folder(
+    State(state): State<Arc<AppState>>,
+    ctx: Ctx,
+    Path((user, folder, id)): Path<(String, String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    ctx.respond(get(&state, &ctx, &user, Some(&folder), &id, raw.as_deref()))
+}
+
+fn mime(
+    state: &AppState,
+    user: &str,
+    folder: Option<&str>,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let source = {
+        let tenant = state.tenant.read();
+        let mailbox = tenant
+            .mailbox_checked(user)
+            .map_err(|a| ApiError::mailbox(a, user))?;
+        if let Some(folder) = folder {
+            mailbox
+                .folder_index(folder)
+                .ok_or_else(ApiError::folder_not_found)?;
+        }
+        let record = mailbox.message(id).ok_or_else(ApiError::item_not_found)?;
+        mailbox.mime_source(record)
+    };
+    let len = source.len();
+    let chunks = source.stream().map(Ok::<Bytes, std::io::Error>);
+    let mut response = Response::new(Body::from_stream(futures::stream::iter(chunks)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+    Ok(response)
+}
+
+/// `GET /users/{u}/messages/{id}/$value`: the raw RFC 822 bytes, streamed.
+pub(crate) async fn value(
+    State(state): State<Arc<AppState>>,
+    ctx: Ctx,
+    Path((user, id)): Path<(String, String)>,
+) -> Response {
+    ctx.respond(mime(&state, &user, None, &id))
+}
+
+/// `GET /users/{u}/mailFolders/{f}/messages/{id}/$value`.
+pub(crate) async fn value_in_folder(
+    State(state): State<Arc<AppState>>,
+    ctx: Ctx,
+    Path((user, folder, id)): Path<(String, String, String)>,
+) -> Response {
+    ctx.respond(mime(&state, &user, Some(&folder), &id))
+}
+
+/// `DELETE /users/{u}/messages/{id}`: to Recoverable Items (Deletions).
+pub(crate) async fn delete_one(
+    State(state): State<Arc<AppState>>,
+    ctx: Ctx,
+    Path((user, id)): Path<(String, String)>,
+) -> Response {
+    ctx.respond((|| {
+        let mut tenant = state.tenant.write();
+        let mailbox = tenant
+            .mailbox_access_mut(&user)
+            .map_err(|a| ApiError::mailbox(a, &user))?;
+        let slot = mailbox.slot(&id).ok_or_else(ApiError::item_not_found)?;
+        let deletions = mailbox
+            .folder_index("recoverableitemsdeletions")
+            .ok_or_else(ApiError::folder_not_found)?;
+        let already = mailbox
+            .messages
+            .get(slot)
+            .and_then(Option::as_ref)
+            .is_some_and(|m| m.folder == deletions);
+        if already {
+            mailbox.remove_message(&id);
+        } else {
+            mailbox.move_message(&id, deletions);
+        }
+        Ok(empty(StatusCode::NO_CONTENT))
+    })())
+}
+
+fn empty(status: StatusCode) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    response
+}
+
+/// `POST /users/{u}/messages/{id}/move` `{"destinationId": ...}`: 201 with the moved message.
+pub(crate) async fn move_one(
+    State(state): State<Arc<AppState>>,
+    ctx: Ctx,
+    Path((user, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    ctx.respond((|| {
+        let request: Value = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(
+                "ErrorInvalidRequest",
+                format!("Cannot read the request body: {e}"),
+            )
+        })?;
+        let destination = request
+            .get("destinationId")
+            .or_else(|| request.get("DestinationId"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "ErrorInvalidParameter",
+                    "The parameter 'destinationId' is missing.",
+                )
+            })?
+            .to_owned();
+        let immutable = ctx.immutable_ids();
+        let mut tenant = state.tenant.write();
+        let mailbox = tenant
+            .mailbox_access_mut(&user)
+            .map_err(|a| ApiError::mailbox(a, &user))?;
+        mailbox.slot(&id).ok_or_else(ApiError::item_not_found)?;
+        let target = mailbox
+            .folder_index(&destination)
+            .ok_or_else(ApiError::folder_not_found)?;
+        if mailbox.folders[target].kind != FolderKind::Mail {
+            return Err(ApiError::bad_request(
+                "ErrorInvalidOperation",
+                "Items cannot be moved into a search folder or a root folder.",
+            ));
+        }
+        let slot = mailbox
+            .move_message(&id, target)
+            .ok_or_else(ApiError::item_not_found)?;
+        let mailbox = &*mailbox;
+        let record = mailbox
+            .messages
+            .get(slot)
+            .and_then(Option::as_ref)
+            .ok_or_else(ApiError::item_not_found)?;
+        let mut body = message_json(mailbox, record, immutable, None, false, false);
+        body["@odata.context"] = json!(format!(
+            "{}/$metadata#users('{}')/messages/$entity",
+            link_base(&state, &ctx),
+            segment(&user)
+        ));
+        let mut response = json_response(StatusCode::CREATED, &body);
+        mark_immutable(&mut response, immutable);
+        Ok(response)
+    })())
+}
+
+/// `POST /users/{u}/messages/{id}/permanentDelete`: gone for good.
+pub(crate) async fn permanent_delete(
+    State(state): State<Arc<AppState>>,
+    ctx: Ctx,
+    Path((user, id)): Path<(String, String)>,
+) -> Response {
+    ctx.respond((|| {
+        let mut tenant = state.tenant.write();
+        let mailbox = tenant
+            .mailbox_access_mut(&user)
+            .map_err(|a| ApiError::mailbox(a, &user))?;
+        mailbox
+            .remove_message(&id)
+            .ok_or_else(ApiError::item_not_found)?;
+        Ok(empty(StatusCode::NO_CONTENT))
+    })())
+}
