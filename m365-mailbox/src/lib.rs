@@ -3,8 +3,28 @@
 //!
 //! The [`MailboxSource`] trait is the seam the profile engine uses; callers never
 //! see throttling or retries except in [`MailboxMetrics`].
+//!
+//! Two implementations:
+//! - [`GraphMailboxSource`]: Microsoft Graph v1.0 through graph-rs-sdk, with our own page
+//!   loop ([`graph`]), per-mailbox admission control shared by the whole process
+//!   ([`throttle`]) and retry rules ([`retry`]).
+//! - [`MemoryMailboxSource`]: an in-memory mailbox service with real delta semantics and
+//!   injectable failures, for the tests of the crates built on this seam.
+
+pub mod graph;
+pub mod memory;
+pub mod paths;
+pub mod retry;
+pub mod throttle;
+pub mod wire;
+
+pub use graph::{GraphMailboxOptions, GraphMailboxSource};
+pub use memory::{InjectedFailure, MemoryMailboxSource, Operation};
+pub use retry::RetryPolicy;
+pub use throttle::{GateLimits, ThrottleRegistry};
 
 use std::path::Path;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -166,12 +186,150 @@ pub trait MailboxSource: Send + Sync {
 }
 
 /// What went wrong with a mailbox, in terms a caller can act on.
+///
+/// Throttling, transient faults and a single expired token never surface here: they are
+/// retried inside. What does surface is either permanent for this mailbox (no mailbox,
+/// access denied, unknown user), permanent for one object (folder or message gone, too
+/// large), or the end of patience ([`MailboxError::RetriesExhausted`], [`MailboxError::Timeout`]).
 #[derive(Debug, thiserror::Error)]
 pub enum MailboxError {
-    /// The user has no Exchange Online mailbox (unlicensed, guest, on-premises).
+    /// The user has no Exchange Online mailbox (unlicensed, guest or on-premises).
     #[error("{mailbox} has no Exchange Online mailbox (unlicensed, guest or on-premises)")]
     NoMailbox {
         /// The mailbox address.
         mailbox: String,
     },
+    /// Graph refused access to this mailbox: usually an Exchange application access policy
+    /// that leaves the mailbox out of the app's scope, or a missing `Mail.ReadWrite` permission.
+    #[error(
+        "access to {mailbox} denied ({code}: {message}); check the Exchange application access \
+         policy and the app's Mail.ReadWrite application permission"
+    )]
+    AccessDenied {
+        /// The mailbox address.
+        mailbox: String,
+        /// Graph error code, e.g. `ErrorAccessDenied`.
+        code: String,
+        /// Graph's message.
+        message: String,
+    },
+    /// No such user in the tenant.
+    #[error("{mailbox} is not a user of this tenant ({code}); check the address")]
+    UnknownUser {
+        /// The mailbox address.
+        mailbox: String,
+        /// Graph error code, e.g. `ErrorInvalidUser`.
+        code: String,
+    },
+    /// The folder no longer exists (deleted or moved out of reach since it was listed).
+    #[error("folder {folder_id} of {mailbox} no longer exists")]
+    FolderGone {
+        /// The mailbox address.
+        mailbox: String,
+        /// The folder id that was asked for.
+        folder_id: String,
+    },
+    /// The message no longer exists (deleted or moved since it was listed).
+    #[error("message {message_id} of {mailbox} no longer exists")]
+    MessageGone {
+        /// The mailbox address.
+        mailbox: String,
+        /// The message id that was asked for.
+        message_id: String,
+    },
+    /// The message is larger than the size cap given to [`MailboxSource::fetch_mime`].
+    #[error(
+        "message {message_id} of {mailbox} exceeds the {limit}-byte cap ({size} bytes or more)"
+    )]
+    TooLarge {
+        /// The mailbox address.
+        mailbox: String,
+        /// The message id.
+        message_id: String,
+        /// Bytes known so far (announced length, or what arrived before the cap was hit).
+        size: u64,
+        /// The cap.
+        limit: u64,
+    },
+    /// Transient failures (5xx, connection resets, truncated bodies, throttling) persisted
+    /// beyond the retry limits.
+    #[error("{mailbox}: gave up after {attempts} attempts of {operation}: {last}")]
+    RetriesExhausted {
+        /// The mailbox address.
+        mailbox: String,
+        /// What was being done (e.g. `GET messages/{id}/$value`).
+        operation: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure seen.
+        last: String,
+    },
+    /// Requests kept exceeding the per-request timeout.
+    #[error("{mailbox}: {operation} timed out after {after:?} ({attempts} attempts)")]
+    Timeout {
+        /// The mailbox address.
+        mailbox: String,
+        /// What was being done.
+        operation: String,
+        /// The per-request timeout.
+        after: Duration,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// No access token could be obtained.
+    #[error(transparent)]
+    Auth(#[from] m365_auth::AuthError),
+    /// Graph rejected a freshly acquired token too (401 twice in a row).
+    #[error(
+        "{mailbox}: Graph rejected a freshly acquired token ({code}: {message}); check the \
+         app's application permissions, admin consent and the cloud (Graph URL)"
+    )]
+    TokenRejected {
+        /// The mailbox address.
+        mailbox: String,
+        /// Graph error code, e.g. `InvalidAuthenticationToken`.
+        code: String,
+        /// Graph's message.
+        message: String,
+    },
+    /// Graph answered something this client does not understand or did not expect.
+    #[error("{mailbox}: unexpected answer to {operation}: {detail}")]
+    Protocol {
+        /// The mailbox address.
+        mailbox: String,
+        /// What was being done.
+        operation: String,
+        /// What was wrong (status, Graph error code, parse error).
+        detail: String,
+    },
+    /// A local I/O failure (spooling a large message to disk).
+    #[error("{mailbox}: local I/O failed while {doing}: {source}")]
+    Io {
+        /// The mailbox address.
+        mailbox: String,
+        /// What was being done.
+        doing: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The source was configured wrongly (bad Graph URL, unreadable CA certificate).
+    #[error("mailbox source misconfigured: {0}")]
+    Config(String),
+}
+
+impl MailboxError {
+    /// Whether the error concerns the whole mailbox (no point trying its other folders or
+    /// messages now), as opposed to one folder or message.
+    pub fn is_mailbox_wide(&self) -> bool {
+        matches!(
+            self,
+            MailboxError::NoMailbox { .. }
+                | MailboxError::AccessDenied { .. }
+                | MailboxError::UnknownUser { .. }
+                | MailboxError::Auth(_)
+                | MailboxError::TokenRejected { .. }
+                | MailboxError::Config(_)
+        )
+    }
 }

@@ -1,0 +1,1092 @@
+//! [`MemoryMailboxSource`]: an in-memory mail service behind the [`MailboxSource`] seam, for
+//! the tests of the crates built on it (profile engine, binaries).
+//!
+//! It keeps Graph's semantics where callers depend on them: a folder tree with well-known,
+//! hidden and search folders; per-folder delta rounds with opaque cursors that report
+//! exactly the messages added, changed, moved in and moved out or deleted since the
+//! cursor; cursors that can be expired (the next round starts with
+//! [`DeltaEvent::Restarted`] and a full listing); immutable ids that survive moves;
+//! deletion in the three modes; size caps; spooling of large bodies to a temporary file;
+//! and failures injected per mailbox, per operation or per message.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::{self, BoxStream, StreamExt};
+
+use crate::paths;
+use crate::{
+    DeleteMode, DeltaCursor, DeltaEvent, Folder, MailboxError, MailboxMetrics, MailboxSource,
+    MessageSummary, MimeContent,
+};
+
+/// Folders every new in-memory mailbox starts with: (well-known name, display name).
+pub const DEFAULT_FOLDERS: &[(&str, &str)] = &[
+    ("inbox", "Inbox"),
+    ("drafts", "Drafts"),
+    ("sentitems", "Sent Items"),
+    ("deleteditems", "Deleted Items"),
+    ("junkemail", "Junk Email"),
+    ("archive", "Archive"),
+    ("outbox", "Outbox"),
+];
+
+/// Which [`MailboxSource`] call an injected failure applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// [`MailboxSource::probe`].
+    Probe,
+    /// [`MailboxSource::folders`].
+    Folders,
+    /// [`MailboxSource::changes`].
+    Changes,
+    /// [`MailboxSource::fetch_mime`].
+    FetchMime,
+    /// [`MailboxSource::delete`].
+    Delete,
+    /// Every call.
+    Any,
+}
+
+/// A failure to inject; turned into the matching [`MailboxError`] for the mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InjectedFailure {
+    /// [`MailboxError::NoMailbox`].
+    NoMailbox,
+    /// [`MailboxError::AccessDenied`] (application access policy).
+    AccessDenied,
+    /// [`MailboxError::UnknownUser`].
+    UnknownUser,
+    /// [`MailboxError::RetriesExhausted`].
+    RetriesExhausted,
+    /// [`MailboxError::Timeout`].
+    Timeout,
+    /// [`MailboxError::Protocol`] with this detail.
+    Protocol(String),
+}
+
+impl InjectedFailure {
+    fn to_error(&self, mailbox: &str, operation: Operation) -> MailboxError {
+        let mailbox = mailbox.to_string();
+        let operation = format!("{operation:?}");
+        match self {
+            InjectedFailure::NoMailbox => MailboxError::NoMailbox { mailbox },
+            InjectedFailure::AccessDenied => MailboxError::AccessDenied {
+                mailbox,
+                code: "ErrorAccessDenied".into(),
+                message: "Access to OData is disabled.".into(),
+            },
+            InjectedFailure::UnknownUser => MailboxError::UnknownUser {
+                mailbox,
+                code: "ErrorInvalidUser".into(),
+            },
+            InjectedFailure::RetriesExhausted => MailboxError::RetriesExhausted {
+                mailbox,
+                operation,
+                attempts: 8,
+                last: "HTTP 503 (injected)".into(),
+            },
+            InjectedFailure::Timeout => MailboxError::Timeout {
+                mailbox,
+                operation,
+                after: Duration::from_secs(120),
+                attempts: 8,
+            },
+            InjectedFailure::Protocol(detail) => MailboxError::Protocol {
+                mailbox,
+                operation,
+                detail: detail.clone(),
+            },
+        }
+    }
+}
+
+#[derive(Debug)]
+struct FailureRule {
+    operation: Operation,
+    message_id: Option<String>,
+    failure: InjectedFailure,
+    remaining: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+struct StoredMessage {
+    summary: MessageSummary,
+    mime: Bytes,
+    changed: u64,
+}
+
+#[derive(Debug, Default)]
+struct MemMailbox {
+    address: String,
+    folders: Vec<Folder>,
+    messages: BTreeMap<String, StoredMessage>,
+    /// (folder id, message id, change number) of messages that left a folder.
+    departures: Vec<(String, String, u64)>,
+    change: u64,
+    epoch: u64,
+    failures: Vec<FailureRule>,
+    deletions: Vec<(String, DeleteMode)>,
+    metrics: MailboxMetrics,
+}
+
+impl MemMailbox {
+    fn bump(&mut self) -> u64 {
+        self.change += 1;
+        self.change
+    }
+
+    fn folder(&self, id: &str) -> Option<&Folder> {
+        self.folders.iter().find(|f| f.id == id)
+    }
+
+    fn resolve_folder(&self, id_or_name: &str) -> Option<String> {
+        self.folders
+            .iter()
+            .find(|f| {
+                f.id == id_or_name
+                    || f.well_known_name.as_deref() == Some(id_or_name)
+                    || f.path == id_or_name
+            })
+            .map(|f| f.id.clone())
+    }
+
+    fn take_failure(
+        &mut self,
+        operation: Operation,
+        message_id: Option<&str>,
+    ) -> Option<MailboxError> {
+        let index = self.failures.iter().position(|r| {
+            (r.operation == operation || r.operation == Operation::Any)
+                && match (&r.message_id, message_id) {
+                    (None, _) => true,
+                    (Some(want), Some(got)) => want == got,
+                    (Some(_), None) => false,
+                }
+        })?;
+        let rule = &mut self.failures[index];
+        let error = rule.failure.to_error(&self.address, operation);
+        if let Some(n) = rule.remaining.as_mut() {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.failures.remove(index);
+            }
+        }
+        Some(error)
+    }
+
+    fn depart(&mut self, folder_id: &str, message_id: &str) {
+        let change = self.bump();
+        self.departures
+            .push((folder_id.to_string(), message_id.to_string(), change));
+    }
+}
+
+/// An in-memory [`MailboxSource`]. See the module docs.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use futures::StreamExt;
+/// use m365_mailbox::{DeltaEvent, MailboxSource, MemoryMailboxSource};
+/// let source = MemoryMailboxSource::new();
+/// source.add_mailbox("a@contoso.com");
+/// let inbox = source.folder_id("a@contoso.com", "inbox").unwrap();
+/// source.deliver("a@contoso.com", &inbox, b"Subject: hi\r\n\r\nbody".to_vec()).unwrap();
+/// let events: Vec<_> = source.changes("a@contoso.com", &inbox, None).collect().await;
+/// assert!(matches!(events[0], Ok(DeltaEvent::Upsert(_))));
+/// assert!(matches!(events[1], Ok(DeltaEvent::Done(_))));
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryMailboxSource {
+    mailboxes: Mutex<HashMap<String, MemMailbox>>,
+    next_id: Mutex<u64>,
+    spool_threshold: Mutex<Option<u64>>,
+}
+
+impl MemoryMailboxSource {
+    /// An empty service.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, MemMailbox>> {
+        self.mailboxes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn new_id(&self, prefix: &str) -> String {
+        let mut n = self
+            .next_id
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *n += 1;
+        format!("{prefix}{:08}", *n)
+    }
+
+    fn with_mailbox<T>(
+        &self,
+        mailbox: &str,
+        f: impl FnOnce(&mut MemMailbox) -> Result<T, MailboxError>,
+    ) -> Result<T, MailboxError> {
+        let mut all = self.lock();
+        match all.get_mut(&mailbox.to_lowercase()) {
+            Some(mb) => f(mb),
+            None => Err(MailboxError::UnknownUser {
+                mailbox: mailbox.to_string(),
+                code: "ErrorInvalidUser".into(),
+            }),
+        }
+    }
+
+    /// Bodies larger than this are returned spooled to a temporary file (like the Graph
+    /// source does); `None` keeps every body in memory.
+    pub fn set_spool_threshold(&self, threshold: Option<u64>) {
+        *self
+            .spool_threshold
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = threshold;
+    }
+
+    /// Adds a mailbox with the [`DEFAULT_FOLDERS`] (no-op if it exists).
+    pub fn add_mailbox(&self, address: &str) {
+        let key = address.to_lowercase();
+        if self.lock().contains_key(&key) {
+            return;
+        }
+        let folders = DEFAULT_FOLDERS
+            .iter()
+            .map(|(wk, name)| Folder {
+                id: self.new_id("F"),
+                path: paths::escape_segment(name),
+                display_name: (*name).to_string(),
+                well_known_name: Some((*wk).to_string()),
+                parent_id: None,
+                total_items: 0,
+                unread_items: 0,
+                child_folders: 0,
+                hidden: false,
+                search_folder: false,
+            })
+            .collect();
+        self.lock().entry(key).or_insert_with(|| MemMailbox {
+            address: address.to_string(),
+            folders,
+            ..MemMailbox::default()
+        });
+    }
+
+    /// Adds a folder under `parent` (a folder id, well-known name or path; `None` for the
+    /// top level) and returns its id.
+    pub fn add_folder(
+        &self,
+        mailbox: &str,
+        parent: Option<&str>,
+        display_name: &str,
+    ) -> Result<String, MailboxError> {
+        self.add_folder_with(mailbox, parent, display_name, false, false)
+    }
+
+    /// Adds a folder with the hidden and search-folder flags chosen.
+    pub fn add_folder_with(
+        &self,
+        mailbox: &str,
+        parent: Option<&str>,
+        display_name: &str,
+        hidden: bool,
+        search_folder: bool,
+    ) -> Result<String, MailboxError> {
+        let id = self.new_id("F");
+        self.with_mailbox(mailbox, |mb| {
+            let parent_folder = match parent {
+                None => None,
+                Some(p) => {
+                    let pid = mb
+                        .resolve_folder(p)
+                        .ok_or_else(|| MailboxError::FolderGone {
+                            mailbox: mb.address.clone(),
+                            folder_id: p.to_string(),
+                        })?;
+                    mb.folder(&pid).cloned()
+                }
+            };
+            let path = paths::child_path(
+                parent_folder.as_ref().map_or("", |p| p.path.as_str()),
+                display_name,
+            );
+            let folder = Folder {
+                id: id.clone(),
+                path,
+                display_name: display_name.to_string(),
+                well_known_name: None,
+                parent_id: parent_folder.as_ref().map(|p| p.id.clone()),
+                total_items: 0,
+                unread_items: 0,
+                child_folders: 0,
+                hidden,
+                search_folder,
+            };
+            // Keep parents before children: insert after the parent's last descendant.
+            match &parent_folder {
+                None => mb.folders.push(folder),
+                Some(p) => {
+                    let prefix = format!("{}/", p.path);
+                    let at = mb
+                        .folders
+                        .iter()
+                        .rposition(|f| f.id == p.id || f.path.starts_with(&prefix))
+                        .map_or(mb.folders.len(), |i| i + 1);
+                    mb.folders.insert(at, folder);
+                }
+            }
+            Ok(id.clone())
+        })
+    }
+
+    /// Removes a folder and everything in it (its messages depart; later calls on it
+    /// answer [`MailboxError::FolderGone`]).
+    pub fn remove_folder(&self, mailbox: &str, folder: &str) -> Result<(), MailboxError> {
+        self.with_mailbox(mailbox, |mb| {
+            let id = mb
+                .resolve_folder(folder)
+                .ok_or_else(|| MailboxError::FolderGone {
+                    mailbox: mb.address.clone(),
+                    folder_id: folder.to_string(),
+                })?;
+            let path = mb.folder(&id).map(|f| f.path.clone()).unwrap_or_default();
+            let prefix = format!("{path}/");
+            let gone: Vec<String> = mb
+                .folders
+                .iter()
+                .filter(|f| f.id == id || f.path.starts_with(&prefix))
+                .map(|f| f.id.clone())
+                .collect();
+            mb.folders.retain(|f| !gone.contains(&f.id));
+            let doomed: Vec<(String, String)> = mb
+                .messages
+                .iter()
+                .filter(|(_, m)| gone.contains(&m.summary.folder_id))
+                .map(|(id, m)| (id.clone(), m.summary.folder_id.clone()))
+                .collect();
+            for (mid, fid) in doomed {
+                mb.messages.remove(&mid);
+                mb.depart(&fid, &mid);
+            }
+            Ok(())
+        })
+    }
+
+    /// The id of a folder given by id, well-known name or path.
+    pub fn folder_id(&self, mailbox: &str, folder: &str) -> Option<String> {
+        self.lock()
+            .get(&mailbox.to_lowercase())
+            .and_then(|mb| mb.resolve_folder(folder))
+    }
+
+    /// Delivers a message into a folder (id, well-known name or path); returns its id.
+    /// Subject and Message-ID are read from the MIME headers.
+    pub fn deliver(
+        &self,
+        mailbox: &str,
+        folder: &str,
+        mime: impl Into<Bytes>,
+    ) -> Result<String, MailboxError> {
+        self.deliver_at(mailbox, folder, mime, Utc::now())
+    }
+
+    /// Like [`MemoryMailboxSource::deliver`] with a chosen `receivedDateTime`.
+    pub fn deliver_at(
+        &self,
+        mailbox: &str,
+        folder: &str,
+        mime: impl Into<Bytes>,
+        received: DateTime<Utc>,
+    ) -> Result<String, MailboxError> {
+        let mime: Bytes = mime.into();
+        let id = self.new_id("M");
+        self.with_mailbox(mailbox, |mb| {
+            let folder_id = mb
+                .resolve_folder(folder)
+                .ok_or_else(|| MailboxError::FolderGone {
+                    mailbox: mb.address.clone(),
+                    folder_id: folder.to_string(),
+                })?;
+            let change = mb.bump();
+            let summary = MessageSummary {
+                id: id.clone(),
+                folder_id,
+                received: Some(received),
+                internet_message_id: header(&mime, "message-id"),
+                is_read: false,
+                flagged: false,
+                size: Some(mime.len() as u64),
+                subject: header(&mime, "subject"),
+            };
+            mb.messages.insert(
+                id.clone(),
+                StoredMessage {
+                    summary,
+                    mime,
+                    changed: change,
+                },
+            );
+            Ok(id.clone())
+        })
+    }
+
+    /// Changes a message's read and flag state (an "updated" change in its folder's delta).
+    pub fn update(
+        &self,
+        mailbox: &str,
+        id: &str,
+        is_read: bool,
+        flagged: bool,
+    ) -> Result<(), MailboxError> {
+        self.with_mailbox(mailbox, |mb| {
+            let change = mb.bump();
+            let m = mb
+                .messages
+                .get_mut(id)
+                .ok_or_else(|| MailboxError::MessageGone {
+                    mailbox: mailbox.to_string(),
+                    message_id: id.to_string(),
+                })?;
+            m.summary.is_read = is_read;
+            m.summary.flagged = flagged;
+            m.changed = change;
+            Ok(())
+        })
+    }
+
+    /// Moves a message to another folder; its (immutable) id stays the same.
+    pub fn move_message(
+        &self,
+        mailbox: &str,
+        id: &str,
+        to_folder: &str,
+    ) -> Result<(), MailboxError> {
+        self.with_mailbox(mailbox, |mb| move_in(mb, id, to_folder))
+    }
+
+    /// Removes a message as if deleted by someone else.
+    pub fn remove_message(&self, mailbox: &str, id: &str) -> Result<(), MailboxError> {
+        self.with_mailbox(mailbox, |mb| {
+            let m = mb
+                .messages
+                .remove(id)
+                .ok_or_else(|| MailboxError::MessageGone {
+                    mailbox: mb.address.clone(),
+                    message_id: id.to_string(),
+                })?;
+            mb.depart(&m.summary.folder_id, id);
+            Ok(())
+        })
+    }
+
+    /// Makes every cursor issued so far for this mailbox stale: the next round of each
+    /// folder starts with [`DeltaEvent::Restarted`] and a full listing.
+    pub fn expire_cursors(&self, mailbox: &str) {
+        let _ = self.with_mailbox(mailbox, |mb| {
+            mb.epoch += 1;
+            Ok(())
+        });
+    }
+
+    /// Every call of `operation` on this mailbox fails with `failure` until cleared.
+    pub fn fail(&self, mailbox: &str, operation: Operation, failure: InjectedFailure) {
+        self.push_rule(mailbox, operation, None, failure, None);
+    }
+
+    /// The next `times` calls of `operation` on this mailbox fail with `failure`.
+    pub fn fail_times(
+        &self,
+        mailbox: &str,
+        operation: Operation,
+        failure: InjectedFailure,
+        times: u32,
+    ) {
+        self.push_rule(mailbox, operation, None, failure, Some(times.max(1)));
+    }
+
+    /// Fetching or deleting this message fails with `failure` until cleared.
+    pub fn fail_message(&self, mailbox: &str, message_id: &str, failure: InjectedFailure) {
+        self.push_rule(
+            mailbox,
+            Operation::Any,
+            Some(message_id.to_string()),
+            failure,
+            None,
+        );
+    }
+
+    /// Removes every injected failure of this mailbox.
+    pub fn clear_failures(&self, mailbox: &str) {
+        let _ = self.with_mailbox(mailbox, |mb| {
+            mb.failures.clear();
+            Ok(())
+        });
+    }
+
+    fn push_rule(
+        &self,
+        mailbox: &str,
+        operation: Operation,
+        message_id: Option<String>,
+        failure: InjectedFailure,
+        remaining: Option<u32>,
+    ) {
+        // Failures may be injected for addresses without a mailbox (e.g. NoMailbox).
+        self.add_mailbox_if_missing(mailbox);
+        let _ = self.with_mailbox(mailbox, |mb| {
+            mb.failures.push(FailureRule {
+                operation,
+                message_id,
+                failure,
+                remaining,
+            });
+            Ok(())
+        });
+    }
+
+    fn add_mailbox_if_missing(&self, address: &str) {
+        let key = address.to_lowercase();
+        let mut all = self.lock();
+        all.entry(key).or_insert_with(|| MemMailbox {
+            address: address.to_string(),
+            ..MemMailbox::default()
+        });
+    }
+
+    /// Ids of the messages of a mailbox (all folders except search folders), sorted.
+    pub fn message_ids(&self, mailbox: &str) -> Vec<String> {
+        self.lock()
+            .get(&mailbox.to_lowercase())
+            .map(|mb| mb.messages.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Summary of a message as it is now.
+    pub fn message(&self, mailbox: &str, id: &str) -> Option<MessageSummary> {
+        self.lock()
+            .get(&mailbox.to_lowercase())
+            .and_then(|mb| mb.messages.get(id))
+            .map(|m| m.summary.clone())
+    }
+
+    /// The MIME bytes of a message.
+    pub fn mime(&self, mailbox: &str, id: &str) -> Option<Bytes> {
+        self.lock()
+            .get(&mailbox.to_lowercase())
+            .and_then(|mb| mb.messages.get(id))
+            .map(|m| m.mime.clone())
+    }
+
+    /// Deletions performed through [`MailboxSource::delete`], in order.
+    pub fn deletions(&self, mailbox: &str) -> Vec<(String, DeleteMode)> {
+        self.lock()
+            .get(&mailbox.to_lowercase())
+            .map(|mb| mb.deletions.clone())
+            .unwrap_or_default()
+    }
+
+    fn count(&self, mailbox: &str) {
+        if let Some(mb) = self.lock().get_mut(&mailbox.to_lowercase()) {
+            mb.metrics.requests += 1;
+        }
+    }
+
+    fn folder_listing(mb: &MemMailbox) -> Vec<Folder> {
+        mb.folders
+            .iter()
+            .map(|f| {
+                let mut f = f.clone();
+                let in_folder = mb.messages.values().filter(|m| m.summary.folder_id == f.id);
+                let (total, unread) = in_folder.fold((0u64, 0u64), |(t, u), m| {
+                    (t + 1, u + u64::from(!m.summary.is_read))
+                });
+                f.total_items = total;
+                f.unread_items = unread;
+                f.child_folders = mb
+                    .folders
+                    .iter()
+                    .filter(|c| c.parent_id.as_deref() == Some(f.id.as_str()))
+                    .count() as u64;
+                f
+            })
+            .collect()
+    }
+
+    fn round(
+        &self,
+        mailbox: &str,
+        folder_id: &str,
+        cursor: Option<DeltaCursor>,
+    ) -> Vec<Result<DeltaEvent, MailboxError>> {
+        self.count(mailbox);
+        let result = self.with_mailbox(mailbox, |mb| {
+            if let Some(e) = mb.take_failure(Operation::Changes, None) {
+                return Err(e);
+            }
+            if mb.folder(folder_id).is_none() {
+                return Err(MailboxError::FolderGone {
+                    mailbox: mb.address.clone(),
+                    folder_id: folder_id.to_string(),
+                });
+            }
+            let mut events = Vec::new();
+            let since = match cursor.as_ref().map(|c| parse_cursor(&c.0)) {
+                None => None,
+                Some(Some((mbx, fid, epoch, change)))
+                    if mbx == mb.address.to_lowercase()
+                        && fid == folder_id
+                        && epoch == mb.epoch =>
+                {
+                    Some(change)
+                }
+                Some(_) => {
+                    events.push(Ok(DeltaEvent::Restarted));
+                    None
+                }
+            };
+            for m in mb.messages.values() {
+                if m.summary.folder_id == folder_id && since.is_none_or(|s| m.changed > s) {
+                    events.push(Ok(DeltaEvent::Upsert(m.summary.clone())));
+                }
+            }
+            if let Some(s) = since {
+                let mut seen = std::collections::HashSet::new();
+                for (fid, mid, change) in &mb.departures {
+                    let still_here = mb
+                        .messages
+                        .get(mid)
+                        .is_some_and(|m| m.summary.folder_id == folder_id);
+                    if fid == folder_id && *change > s && !still_here && seen.insert(mid.clone()) {
+                        events.push(Ok(DeltaEvent::Removed { id: mid.clone() }));
+                    }
+                }
+            }
+            let cursor = format!(
+                "memory:{}:{}:{}:{}",
+                mb.address.to_lowercase(),
+                folder_id,
+                mb.epoch,
+                mb.change
+            );
+            events.push(Ok(DeltaEvent::Done(DeltaCursor(cursor))));
+            Ok(events)
+        });
+        match result {
+            Ok(events) => events,
+            Err(e) => vec![Err(e)],
+        }
+    }
+}
+
+fn move_in(mb: &mut MemMailbox, id: &str, to_folder: &str) -> Result<(), MailboxError> {
+    let to = mb
+        .resolve_folder(to_folder)
+        .ok_or_else(|| MailboxError::FolderGone {
+            mailbox: mb.address.clone(),
+            folder_id: to_folder.to_string(),
+        })?;
+    let from = mb
+        .messages
+        .get(id)
+        .map(|m| m.summary.folder_id.clone())
+        .ok_or_else(|| MailboxError::MessageGone {
+            mailbox: mb.address.clone(),
+            message_id: id.to_string(),
+        })?;
+    if from == to {
+        return Ok(());
+    }
+    mb.depart(&from, id);
+    let change = mb.bump();
+    if let Some(m) = mb.messages.get_mut(id) {
+        m.summary.folder_id = to;
+        m.changed = change;
+    }
+    Ok(())
+}
+
+/// `memory:{mailbox}:{folder}:{epoch}:{change}`; the mailbox may contain `:` no more
+/// than an address does (never), the folder id never does.
+fn parse_cursor(cursor: &str) -> Option<(String, String, u64, u64)> {
+    let rest = cursor.strip_prefix("memory:")?;
+    let mut parts = rest.rsplitn(4, ':');
+    let change = parts.next()?.parse().ok()?;
+    let epoch = parts.next()?.parse().ok()?;
+    let folder = parts.next()?.to_string();
+    let mailbox = parts.next()?.to_string();
+    Some((mailbox, folder, epoch, change))
+}
+
+/// The first value of a header in the header block of `mime` (unfolded, trimmed).
+fn header(mime: &[u8], name: &str) -> Option<String> {
+    let end = mime
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .or_else(|| mime.windows(2).position(|w| w == b"\n\n"))
+        .unwrap_or(mime.len());
+    let head = String::from_utf8_lossy(&mime[..end]);
+    let mut value: Option<String> = None;
+    for line in head.lines() {
+        if let Some(v) = value.as_mut() {
+            if line.starts_with([' ', '\t']) {
+                v.push(' ');
+                v.push_str(line.trim());
+                continue;
+            }
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.trim().eq_ignore_ascii_case(name)
+        {
+            value = Some(v.trim().to_string());
+        }
+    }
+    value
+}
+
+#[async_trait]
+impl MailboxSource for MemoryMailboxSource {
+    async fn probe(&self, mailbox: &str) -> Result<(), MailboxError> {
+        self.count(mailbox);
+        self.with_mailbox(mailbox, |mb| {
+            match mb.take_failure(Operation::Probe, None) {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        })
+    }
+
+    async fn folders(&self, mailbox: &str) -> Result<Vec<Folder>, MailboxError> {
+        self.count(mailbox);
+        self.with_mailbox(mailbox, |mb| {
+            match mb.take_failure(Operation::Folders, None) {
+                Some(e) => Err(e),
+                None => Ok(Self::folder_listing(mb)),
+            }
+        })
+    }
+
+    fn changes(
+        &self,
+        mailbox: &str,
+        folder_id: &str,
+        cursor: Option<DeltaCursor>,
+    ) -> BoxStream<'static, Result<DeltaEvent, MailboxError>> {
+        // Computed when called; the stream replays the round.
+        let events = self.round(mailbox, folder_id, cursor);
+        stream::iter(events).boxed()
+    }
+
+    async fn fetch_mime(
+        &self,
+        mailbox: &str,
+        message_id: &str,
+        max_bytes: u64,
+    ) -> Result<MimeContent, MailboxError> {
+        self.count(mailbox);
+        let mime = self.with_mailbox(mailbox, |mb| {
+            if let Some(e) = mb.take_failure(Operation::FetchMime, Some(message_id)) {
+                return Err(e);
+            }
+            let m = mb
+                .messages
+                .get(message_id)
+                .ok_or_else(|| MailboxError::MessageGone {
+                    mailbox: mb.address.clone(),
+                    message_id: message_id.to_string(),
+                })?;
+            let size = m.mime.len() as u64;
+            if size > max_bytes {
+                return Err(MailboxError::TooLarge {
+                    mailbox: mb.address.clone(),
+                    message_id: message_id.to_string(),
+                    size,
+                    limit: max_bytes,
+                });
+            }
+            mb.metrics.bytes += size;
+            Ok(m.mime.clone())
+        })?;
+        let threshold = *self
+            .spool_threshold
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match threshold {
+            Some(t) if mime.len() as u64 > t => {
+                let io = |source| MailboxError::Io {
+                    mailbox: mailbox.to_string(),
+                    doing: format!("spooling message {message_id}"),
+                    source,
+                };
+                let mut file = tempfile::NamedTempFile::new().map_err(io)?;
+                std::io::Write::write_all(&mut file, &mime).map_err(io)?;
+                Ok(MimeContent::Spooled(file.into_temp_path()))
+            }
+            _ => Ok(MimeContent::Memory(mime)),
+        }
+    }
+
+    async fn delete(
+        &self,
+        mailbox: &str,
+        message_id: &str,
+        mode: DeleteMode,
+    ) -> Result<(), MailboxError> {
+        self.count(mailbox);
+        self.with_mailbox(mailbox, |mb| {
+            if let Some(e) = mb.take_failure(Operation::Delete, Some(message_id)) {
+                return Err(e);
+            }
+            match mode {
+                DeleteMode::MoveToDeletedItems => move_in(mb, message_id, "deleteditems")?,
+                DeleteMode::SoftDelete | DeleteMode::HardDelete => {
+                    let m = mb.messages.remove(message_id).ok_or_else(|| {
+                        MailboxError::MessageGone {
+                            mailbox: mb.address.clone(),
+                            message_id: message_id.to_string(),
+                        }
+                    })?;
+                    mb.depart(&m.summary.folder_id, message_id);
+                }
+            }
+            mb.deletions.push((message_id.to_string(), mode));
+            Ok(())
+        })
+    }
+
+    fn metrics(&self, mailbox: &str) -> MailboxMetrics {
+        self.lock()
+            .get(&mailbox.to_lowercase())
+            .map(|mb| mb.metrics.clone())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MB: &str = "Adele@contoso.com";
+
+    fn mime(subject: &str) -> Vec<u8> {
+        format!("Message-ID: <{subject}@x>\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n")
+            .into_bytes()
+    }
+
+    async fn round(
+        s: &MemoryMailboxSource,
+        folder: &str,
+        cursor: Option<DeltaCursor>,
+    ) -> (Vec<DeltaEvent>, DeltaCursor) {
+        let events: Vec<DeltaEvent> = s
+            .changes(MB, folder, cursor)
+            .map(|e| e.unwrap())
+            .collect()
+            .await;
+        let Some(DeltaEvent::Done(c)) = events.last().cloned() else {
+            panic!("round did not end with Done: {events:?}");
+        };
+        (events[..events.len() - 1].to_vec(), c)
+    }
+
+    fn ids(events: &[DeltaEvent]) -> (Vec<String>, Vec<String>) {
+        let mut up = Vec::new();
+        let mut rm = Vec::new();
+        for e in events {
+            match e {
+                DeltaEvent::Upsert(s) => up.push(s.id.clone()),
+                DeltaEvent::Removed { id } => rm.push(id.clone()),
+                _ => {}
+            }
+        }
+        (up, rm)
+    }
+
+    #[tokio::test]
+    async fn incremental_round_reports_exactly_the_changes() {
+        let s = MemoryMailboxSource::new();
+        s.add_mailbox(MB);
+        let inbox = s.folder_id(MB, "inbox").unwrap();
+        let a = s.deliver(MB, "inbox", mime("a")).unwrap();
+        let b = s.deliver(MB, "inbox", mime("b")).unwrap();
+        let c = s.deliver(MB, "inbox", mime("c")).unwrap();
+        let (events, cursor) = round(&s, &inbox, None).await;
+        assert_eq!(ids(&events).0, vec![a.clone(), b.clone(), c.clone()]);
+
+        let d = s.deliver(MB, "inbox", mime("d")).unwrap();
+        s.update(MB, &a, true, true).unwrap();
+        s.move_message(MB, &b, "archive").unwrap();
+        s.remove_message(MB, &c).unwrap();
+        let (events, cursor2) = round(&s, &inbox, Some(cursor.clone())).await;
+        let (up, rm) = ids(&events);
+        assert_eq!(up, vec![a.clone(), d]);
+        assert_eq!(rm, vec![b.clone(), c]);
+
+        let archive = s.folder_id(MB, "archive").unwrap();
+        let (events, _) = round(&s, &archive, None).await;
+        assert_eq!(ids(&events).0, vec![b]);
+
+        let (events, _) = round(&s, &inbox, Some(cursor2)).await;
+        assert!(events.is_empty());
+    }
+
+    #[tokio::test]
+    async fn expired_cursor_restarts_with_full_listing() {
+        let s = MemoryMailboxSource::new();
+        s.add_mailbox(MB);
+        let inbox = s.folder_id(MB, "inbox").unwrap();
+        let a = s.deliver(MB, "inbox", mime("a")).unwrap();
+        let (_, cursor) = round(&s, &inbox, None).await;
+        s.expire_cursors(MB);
+        let (events, _) = round(&s, &inbox, Some(cursor)).await;
+        assert_eq!(events[0], DeltaEvent::Restarted);
+        assert_eq!(ids(&events).0, vec![a]);
+        let (events, _) = round(&s, &inbox, Some(DeltaCursor("garbage".into()))).await;
+        assert_eq!(events[0], DeltaEvent::Restarted);
+    }
+
+    #[tokio::test]
+    async fn cursor_of_another_folder_is_not_trusted() {
+        let s = MemoryMailboxSource::new();
+        s.add_mailbox(MB);
+        let inbox = s.folder_id(MB, "inbox").unwrap();
+        let (_, cursor) = round(&s, &inbox, None).await;
+        let sent = s.folder_id(MB, "sentitems").unwrap();
+        let (events, _) = round(&s, &sent, Some(cursor)).await;
+        assert_eq!(events, vec![DeltaEvent::Restarted]);
+    }
+
+    #[tokio::test]
+    async fn folder_tree_keeps_parents_first_and_escapes_names() {
+        let s = MemoryMailboxSource::new();
+        s.add_mailbox(MB);
+        let p = s.add_folder(MB, Some("inbox"), "Projects").unwrap();
+        s.add_folder(MB, Some(&p), "Q1/Q2").unwrap();
+        s.add_folder_with(MB, None, "Hidden", true, false).unwrap();
+        s.add_folder_with(MB, None, "Unread mail", false, true)
+            .unwrap();
+        s.add_folder(MB, Some("inbox"), "Ünïcødé").unwrap();
+        s.deliver(MB, &p, mime("x")).unwrap();
+        let folders = s.folders(MB).await.unwrap();
+        let pos = |path: &str| folders.iter().position(|f| f.path == path).unwrap();
+        assert!(pos("Inbox") < pos("Inbox/Projects"));
+        assert!(pos("Inbox/Projects") < pos("Inbox/Projects/Q1\\/Q2"));
+        assert!(folders[pos("Hidden")].hidden);
+        assert!(folders[pos("Unread mail")].search_folder);
+        assert_eq!(folders[pos("Inbox")].child_folders, 2);
+        assert_eq!(folders[pos("Inbox/Projects")].total_items, 1);
+        assert!(s.folder_id(MB, "Inbox/Projects/Q1\\/Q2").is_some());
+    }
+
+    #[tokio::test]
+    async fn deletes_in_three_modes() {
+        let s = MemoryMailboxSource::new();
+        s.add_mailbox(MB);
+        let a = s.deliver(MB, "inbox", mime("a")).unwrap();
+        let b = s.deliver(MB, "inbox", mime("b")).unwrap();
+        let c = s.deliver(MB, "inbox", mime("c")).unwrap();
+        s.delete(MB, &a, DeleteMode::MoveToDeletedItems)
+            .await
+            .unwrap();
+        s.delete(MB, &b, DeleteMode::SoftDelete).await.unwrap();
+        s.delete(MB, &c, DeleteMode::HardDelete).await.unwrap();
+        assert_eq!(
+            s.message(MB, &a).unwrap().folder_id,
+            s.folder_id(MB, "deleteditems").unwrap()
+        );
+        assert_eq!(s.message_ids(MB), vec![a.clone()]);
+        assert_eq!(s.deletions(MB).len(), 3);
+        assert!(matches!(
+            s.delete(MB, &b, DeleteMode::HardDelete).await,
+            Err(MailboxError::MessageGone { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn injected_failures_hit_only_their_mailbox_and_operation() {
+        let s = MemoryMailboxSource::new();
+        s.add_mailbox(MB);
+        s.add_mailbox("other@contoso.com");
+        s.fail(MB, Operation::Folders, InjectedFailure::AccessDenied);
+        s.fail_times(MB, Operation::Probe, InjectedFailure::Timeout, 1);
+        s.fail(
+            "nobox@contoso.com",
+            Operation::Any,
+            InjectedFailure::NoMailbox,
+        );
+        assert!(matches!(
+            s.folders(MB).await,
+            Err(MailboxError::AccessDenied { .. })
+        ));
+        assert!(matches!(
+            s.probe(MB).await,
+            Err(MailboxError::Timeout { .. })
+        ));
+        assert!(s.probe(MB).await.is_ok());
+        assert!(s.folders("other@contoso.com").await.is_ok());
+        assert!(matches!(
+            s.probe("nobox@contoso.com").await,
+            Err(MailboxError::NoMailbox { .. })
+        ));
+        assert!(matches!(
+            s.probe("nobody@contoso.com").await,
+            Err(MailboxError::UnknownUser { .. })
+        ));
+        let a = s.deliver(MB, "inbox", mime("a")).unwrap();
+        let b = s.deliver(MB, "inbox", mime("b")).unwrap();
+        s.fail_message(MB, &a, InjectedFailure::RetriesExhausted);
+        assert!(s.fetch_mime(MB, &a, 1 << 20).await.is_err());
+        assert!(s.fetch_mime(MB, &b, 1 << 20).await.is_ok());
+        s.clear_failures(MB);
+        assert!(s.fetch_mime(MB, &a, 1 << 20).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn fetch_caps_size_and_spools_large_bodies() {
+        let s = MemoryMailboxSource::new();
+        s.add_mailbox(MB);
+        let body = vec![b'x'; 10_000];
+        let a = s.deliver(MB, "inbox", body.clone()).unwrap();
+        assert!(matches!(
+            s.fetch_mime(MB, &a, 9_999).await,
+            Err(MailboxError::TooLarge { size: 10_000, .. })
+        ));
+        s.set_spool_threshold(Some(1_000));
+        let got = s.fetch_mime(MB, &a, 10_000).await.unwrap();
+        let path = got.path().unwrap().to_path_buf();
+        assert_eq!(std::fs::read(&path).unwrap(), body);
+        drop(got);
+        assert!(!path.exists());
+        assert_eq!(s.metrics(MB).bytes, 10_000);
+    }
+
+    #[test]
+    fn headers_are_read_unfolded() {
+        let m = b"Subject: a\r\n long\r\nMessage-ID: <x@y>\r\n\r\nSubject: not this";
+        assert_eq!(header(m, "subject").as_deref(), Some("a long"));
+        assert_eq!(header(m, "message-id").as_deref(), Some("<x@y>"));
+        assert_eq!(header(m, "from"), None);
+    }
+
+    #[test]
+    fn cursor_round_trip() {
+        assert_eq!(
+            parse_cursor("memory:a@x:F1:2:17"),
+            Some(("a@x".into(), "F1".into(), 2, 17))
+        );
+        assert_eq!(parse_cursor("https://graph/x"), None);
+        assert_eq!(parse_cursor("memory:a:b:c:d"), None);
+    }
+}

@@ -1,0 +1,294 @@
+//! Per-mailbox admission control, shared by every task of the process.
+//!
+//! Outlook limits each app, per mailbox, to 4 concurrent requests and 10,000 requests per
+//! 10 minutes, and answers 429 with `Retry-After` beyond that. Each mailbox therefore gets
+//! one [`MailboxGate`] in a process-wide [`ThrottleRegistry`]: a semaphore (requests in
+//! flight, held until the response body is fully read), a sliding-window request budget,
+//! and a "closed until" instant set from `Retry-After`, before which no request to that
+//! mailbox leaves the process. Gates are keyed by Graph root and mailbox, so every
+//! [`crate::GraphMailboxSource`] of the process talking to the same mailbox shares one.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// The limits a gate enforces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateLimits {
+    /// Requests in flight at once (Outlook allows 4).
+    pub max_in_flight: usize,
+    /// Requests per [`GateLimits::window`] (Outlook allows 10,000 per 10 minutes).
+    pub budget: usize,
+    /// Length of the sliding budget window.
+    pub window: Duration,
+}
+
+impl Default for GateLimits {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 4,
+            budget: 9_000,
+            window: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Process-wide map from mailbox to its gate.
+#[derive(Debug, Default)]
+pub struct ThrottleRegistry {
+    gates: Mutex<HashMap<String, Arc<MailboxGate>>>,
+}
+
+impl ThrottleRegistry {
+    /// A registry of its own (for isolation in tests, or several apps in one process:
+    /// Outlook's limits are per app and mailbox).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The registry shared by the whole process.
+    pub fn global() -> Arc<ThrottleRegistry> {
+        static GLOBAL: OnceLock<Arc<ThrottleRegistry>> = OnceLock::new();
+        GLOBAL
+            .get_or_init(|| Arc::new(ThrottleRegistry::new()))
+            .clone()
+    }
+
+    /// The gate for `key`, created with `limits` if it does not exist yet (an existing
+    /// gate keeps the limits it was created with).
+    pub fn gate(&self, key: &str, limits: &GateLimits) -> Arc<MailboxGate> {
+        let mut gates = lock(&self.gates);
+        gates
+            .entry(key.to_string())
+            .or_insert_with(|| Arc::new(MailboxGate::new(limits.clone())))
+            .clone()
+    }
+}
+
+/// Admission control for one mailbox.
+#[derive(Debug)]
+pub struct MailboxGate {
+    limits: GateLimits,
+    permits: Arc<Semaphore>,
+    state: Mutex<GateState>,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    /// Send times of the requests inside the budget window, oldest first.
+    sent: VecDeque<Instant>,
+    /// No request may be sent before this instant (`Retry-After`).
+    closed_until: Option<Instant>,
+}
+
+/// Permission to have one request in flight; release it (drop) once the response body
+/// has been read completely or abandoned.
+#[derive(Debug)]
+pub struct Admission {
+    _permit: OwnedSemaphorePermit,
+    /// Time spent waiting for admission.
+    pub waited: Duration,
+}
+
+impl MailboxGate {
+    /// A gate with these limits.
+    pub fn new(limits: GateLimits) -> Self {
+        let permits = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
+        Self {
+            limits,
+            permits,
+            state: Mutex::new(GateState::default()),
+        }
+    }
+
+    /// The limits of this gate.
+    pub fn limits(&self) -> &GateLimits {
+        &self.limits
+    }
+
+    /// Waits until a request may be sent: the mailbox is not closed by a `Retry-After`,
+    /// a slot is free, and the budget window has room. The request counts against the
+    /// budget from now on.
+    pub async fn admit(&self) -> Admission {
+        let started = Instant::now();
+        loop {
+            // Wait out a Retry-After before queueing for a slot.
+            if let Some(until) = self.closed_until() {
+                tokio::time::sleep_until(until).await;
+                continue;
+            }
+            let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                // The semaphore is never closed; stay correct regardless.
+                tokio::task::yield_now().await;
+                continue;
+            };
+            let wait_until = {
+                let mut state = lock(&self.state);
+                let now = Instant::now();
+                match state.closed_until {
+                    Some(until) if until > now => Some(until),
+                    _ => {
+                        state.closed_until = None;
+                        while state
+                            .sent
+                            .front()
+                            .is_some_and(|&t| now.duration_since(t) >= self.limits.window)
+                        {
+                            state.sent.pop_front();
+                        }
+                        if state.sent.len() >= self.limits.budget.max(1) {
+                            state.sent.front().map(|&t| t + self.limits.window)
+                        } else {
+                            state.sent.push_back(now);
+                            None
+                        }
+                    }
+                }
+            };
+            match wait_until {
+                None => {
+                    return Admission {
+                        _permit: permit,
+                        waited: started.elapsed(),
+                    };
+                }
+                Some(until) => {
+                    drop(permit);
+                    tokio::time::sleep_until(until).await;
+                }
+            }
+        }
+    }
+
+    /// Closes the mailbox for `delay` (a `Retry-After`): no request is admitted before it
+    /// expires. A later expiry wins over an earlier one.
+    pub fn close_for(&self, delay: Duration) {
+        let until = Instant::now() + delay;
+        let mut state = lock(&self.state);
+        if state.closed_until.is_none_or(|t| t < until) {
+            state.closed_until = Some(until);
+        }
+    }
+
+    /// When the mailbox reopens, if it is closed now.
+    pub fn closed_until(&self) -> Option<Instant> {
+        let state = lock(&self.state);
+        state.closed_until.filter(|&t| t > Instant::now())
+    }
+
+    /// Requests counted in the current budget window.
+    pub fn used_budget(&self) -> usize {
+        let state = lock(&self.state);
+        let now = Instant::now();
+        state
+            .sent
+            .iter()
+            .filter(|&&t| now.duration_since(t) < self.limits.window)
+            .count()
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.limits
+            .max_in_flight
+            .max(1)
+            .saturating_sub(self.permits.available_permits())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn never_more_than_max_in_flight() {
+        let gate = Arc::new(MailboxGate::new(GateLimits {
+            max_in_flight: 4,
+            ..GateLimits::default()
+        }));
+        let current = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let (gate, current, peak) = (gate.clone(), current.clone(), peak.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..20 {
+                    let _a = gate.admit().await;
+                    let now = current.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                    current.fetch_sub(1, Ordering::SeqCst);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(peak.load(Ordering::SeqCst), 4);
+        assert_eq!(gate.used_budget(), 640);
+        assert_eq!(gate.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn budget_window_delays_the_request_over_budget() {
+        let window = Duration::from_millis(300);
+        let gate = MailboxGate::new(GateLimits {
+            max_in_flight: 4,
+            budget: 3,
+            window,
+        });
+        let start = Instant::now();
+        for _ in 0..3 {
+            let a = gate.admit().await;
+            assert!(a.waited < window);
+        }
+        let fourth = gate.admit().await;
+        assert!(start.elapsed() >= window);
+        assert!(fourth.waited > Duration::ZERO);
+        assert!(gate.used_budget() <= 3);
+    }
+
+    #[tokio::test]
+    async fn retry_after_closes_the_mailbox_for_everyone() {
+        let gate = Arc::new(MailboxGate::new(GateLimits::default()));
+        gate.close_for(Duration::from_millis(500));
+        gate.close_for(Duration::from_millis(200)); // an earlier expiry does not shorten it
+        let start = Instant::now();
+        let waiters: Vec<_> = (0..8)
+            .map(|_| {
+                let gate = gate.clone();
+                tokio::spawn(async move {
+                    let _a = gate.admit().await;
+                    Instant::now()
+                })
+            })
+            .collect();
+        for w in waiters {
+            let admitted = w.await.unwrap();
+            assert!(admitted.duration_since(start) >= Duration::from_millis(500));
+        }
+        assert!(gate.closed_until().is_none());
+    }
+
+    #[test]
+    fn registry_shares_gates_per_key() {
+        let registry = ThrottleRegistry::new();
+        let a = registry.gate("https://g/|a@x", &GateLimits::default());
+        let b = registry.gate("https://g/|a@x", &GateLimits::default());
+        let c = registry.gate("https://g/|b@x", &GateLimits::default());
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert!(Arc::ptr_eq(
+            &ThrottleRegistry::global(),
+            &ThrottleRegistry::global()
+        ));
+    }
+}

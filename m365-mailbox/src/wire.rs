@@ -1,0 +1,426 @@
+//! Microsoft Graph v1.0 wire types for mail: collection pages, `mailFolder`, `message`
+//! (as selected for summaries), delta removals and the error body. Serde only, no logic
+//! beyond turning a page's bytes into typed values with a precise error.
+//!
+//! Every field Graph may omit is optional: a summary with fields missing is still useful,
+//! while an item without an `id` makes the page unusable and is reported as such.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+/// The `Integer 0x0E08` extended property (`PR_MESSAGE_SIZE`): the message size in bytes.
+pub const MESSAGE_SIZE_PROPERTY: &str = "Integer 0x0E08";
+
+/// `@odata.type` of a search folder.
+pub const SEARCH_FOLDER_TYPE: &str = "#microsoft.graph.mailSearchFolder";
+
+/// One page of a Graph collection (`value` plus paging links).
+#[derive(Debug, Deserialize)]
+pub struct Page<T> {
+    /// The items of this page (may be empty on a delta page that is not the last).
+    #[serde(default = "Vec::new")]
+    pub value: Vec<T>,
+    /// URL of the next page; follow verbatim.
+    #[serde(rename = "@odata.nextLink", default)]
+    pub next_link: Option<String>,
+    /// URL to keep for the next delta round; only on the last page of a delta round.
+    #[serde(rename = "@odata.deltaLink", default)]
+    pub delta_link: Option<String>,
+}
+
+/// A `mailFolder` (or `mailSearchFolder`) as listed by `mailFolders` / `childFolders`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MailFolder {
+    /// Folder id.
+    pub id: String,
+    /// `#microsoft.graph.mailSearchFolder` for search folders.
+    #[serde(rename = "@odata.type", default)]
+    pub odata_type: Option<String>,
+    /// Display name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Parent folder id.
+    #[serde(default)]
+    pub parent_folder_id: Option<String>,
+    /// Number of direct child folders.
+    #[serde(default)]
+    pub child_folder_count: Option<u64>,
+    /// Unread items.
+    #[serde(default)]
+    pub unread_item_count: Option<u64>,
+    /// All items.
+    #[serde(default)]
+    pub total_item_count: Option<u64>,
+    /// Hidden folder.
+    #[serde(default)]
+    pub is_hidden: Option<bool>,
+    /// Present on search folders (`mailSearchFolder.filterQuery`).
+    #[serde(default)]
+    pub filter_query: Option<String>,
+}
+
+impl MailFolder {
+    /// Whether this is a search folder (its items live in other folders).
+    pub fn is_search_folder(&self) -> bool {
+        self.odata_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(SEARCH_FOLDER_TYPE))
+            || self.filter_query.is_some()
+    }
+}
+
+/// Just the id of an object (`GET mailFolders/{well-known name}?$select=id`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdOnly {
+    /// The id.
+    pub id: String,
+}
+
+/// `@removed` marker of a delta item.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Removed {
+    /// `deleted` (messages), `changed` (directory objects).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `followupFlag` of a message.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FollowupFlag {
+    /// `notFlagged`, `complete` or `flagged`.
+    #[serde(default)]
+    pub flag_status: Option<String>,
+}
+
+/// One single-value extended property.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExtendedProperty {
+    /// Property id, e.g. `Integer 0xe08`.
+    pub id: String,
+    /// Value as a string.
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// A message as selected for summaries, or a delta removal marker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    /// Message id.
+    pub id: String,
+    /// Present when the item left the folder.
+    #[serde(rename = "@removed", default)]
+    pub removed: Option<Removed>,
+    /// `receivedDateTime` (an unparseable value counts as absent).
+    #[serde(default, deserialize_with = "lenient_date_time")]
+    pub received_date_time: Option<DateTime<Utc>>,
+    /// `internetMessageId`.
+    #[serde(default)]
+    pub internet_message_id: Option<String>,
+    /// `isRead`.
+    #[serde(default)]
+    pub is_read: Option<bool>,
+    /// `flag`.
+    #[serde(default)]
+    pub flag: Option<FollowupFlag>,
+    /// `parentFolderId`.
+    #[serde(default)]
+    pub parent_folder_id: Option<String>,
+    /// `subject`.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Expanded extended properties (only `PR_MESSAGE_SIZE` is asked for).
+    #[serde(default)]
+    pub single_value_extended_properties: Option<Vec<ExtendedProperty>>,
+}
+
+impl Message {
+    /// `PR_MESSAGE_SIZE` when Graph returned it. Graph normalises the property id
+    /// (`Integer 0xe08`), so the tag is compared numerically.
+    pub fn size(&self) -> Option<u64> {
+        self.single_value_extended_properties
+            .as_ref()?
+            .iter()
+            .find(|p| is_message_size_property(&p.id))
+            .and_then(|p| p.value.as_deref())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    }
+
+    /// Flag status is `flagged`.
+    pub fn is_flagged(&self) -> bool {
+        self.flag
+            .as_ref()
+            .and_then(|f| f.flag_status.as_deref())
+            .is_some_and(|s| s.eq_ignore_ascii_case("flagged"))
+    }
+}
+
+/// Accepts any JSON value; keeps it only when it is an RFC 3339 date-time.
+fn lenient_date_time<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<DateTime<Utc>>, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(value
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|d| d.with_timezone(&Utc)))
+}
+
+fn is_message_size_property(id: &str) -> bool {
+    let mut parts = id.split_whitespace();
+    let (Some(kind), Some(tag), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    if !kind.eq_ignore_ascii_case("Integer") {
+        return false;
+    }
+    let hex = tag
+        .strip_prefix("0x")
+        .or_else(|| tag.strip_prefix("0X"))
+        .unwrap_or(tag);
+    u32::from_str_radix(hex, 16).is_ok_and(|t| t == 0x0E08)
+}
+
+/// Graph's error body: `{"error":{"code","message",...}}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Code and message of a Graph error.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ErrorDetail {
+    /// Error code, e.g. `ErrorItemNotFound`.
+    #[serde(default)]
+    pub code: String,
+    /// Human-readable message.
+    #[serde(default)]
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// Parses an error body; `None` when the bytes are not a Graph error.
+    pub fn parse(bytes: &[u8]) -> Option<ErrorDetail> {
+        serde_json::from_slice::<ErrorBody>(bytes)
+            .ok()
+            .map(|b| b.error)
+    }
+}
+
+/// Why a page could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed Graph page ({len} bytes): {source}")]
+pub struct PageError {
+    len: usize,
+    #[source]
+    source: serde_json::Error,
+}
+
+impl PageError {
+    /// Whether the bytes ended early (a truncated body, worth retrying) rather than being
+    /// complete but wrong.
+    pub fn is_truncation(&self) -> bool {
+        self.source.is_eof()
+    }
+}
+
+/// Parses a collection page.
+pub fn parse_page<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<Page<T>, PageError> {
+    serde_json::from_slice(bytes).map_err(|source| PageError {
+        len: bytes.len(),
+        source,
+    })
+}
+
+/// Parses a single object.
+pub fn parse_object<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, PageError> {
+    serde_json::from_slice(bytes).map_err(|source| PageError {
+        len: bytes.len(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn delta_page_with_upsert_and_removal_parses() {
+        let json = br##"{
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(message)",
+            "@odata.nextLink": "https://graph.microsoft.com/v1.0/users/a/mailFolders/inbox/messages/delta?$skiptoken=abc",
+            "value": [
+                {"@odata.type": "#microsoft.graph.message", "@odata.etag": "W/\"x\"",
+                 "id": "AAMkAD1=", "receivedDateTime": "2024-03-01T10:00:00Z",
+                 "internetMessageId": "<a@b>", "isRead": false, "subject": "Hi",
+                 "parentFolderId": "F1", "flag": {"flagStatus": "flagged"},
+                 "singleValueExtendedProperties": [{"id": "Integer 0xe08", "value": "12345"}]},
+                {"@odata.type": "#microsoft.graph.message", "id": "AAMkAD2=",
+                 "@removed": {"reason": "deleted"}}
+            ]
+        }"##;
+        let page: Page<Message> = parse_page(json).unwrap();
+        assert!(page.next_link.is_some());
+        assert!(page.delta_link.is_none());
+        assert_eq!(page.value.len(), 2);
+        let m = &page.value[0];
+        assert_eq!(m.size(), Some(12345));
+        assert!(m.is_flagged());
+        assert_eq!(m.is_read, Some(false));
+        assert!(m.removed.is_none());
+        assert_eq!(
+            page.value[1].removed.as_ref().unwrap().reason.as_deref(),
+            Some("deleted")
+        );
+    }
+
+    #[test]
+    fn empty_delta_page_with_delta_link_parses() {
+        let page: Page<Message> =
+            parse_page(br#"{"value": [], "@odata.deltaLink": "https://x/delta?$deltatoken=t"}"#)
+                .unwrap();
+        assert!(page.value.is_empty());
+        assert_eq!(
+            page.delta_link.as_deref(),
+            Some("https://x/delta?$deltatoken=t")
+        );
+    }
+
+    #[test]
+    fn size_property_id_is_matched_numerically() {
+        for id in [
+            "Integer 0x0E08",
+            "Integer 0xe08",
+            "integer 0xE08",
+            "Integer  0x00000e08",
+        ] {
+            assert!(is_message_size_property(id), "{id}");
+        }
+        for id in [
+            "Integer 0x0E09",
+            "String 0x0E08",
+            "Integer",
+            "Integer 0xzz",
+            "",
+        ] {
+            assert!(!is_message_size_property(id), "{id}");
+        }
+    }
+
+    #[test]
+    fn search_folder_is_recognised_by_type_or_filter() {
+        let f: MailFolder = parse_object(
+            br##"{"@odata.type":"#microsoft.graph.mailSearchFolder","id":"S","displayName":"Unread"}"##,
+        )
+        .unwrap();
+        assert!(f.is_search_folder());
+        let f: MailFolder = parse_object(br#"{"id":"S","filterQuery":"isRead eq false"}"#).unwrap();
+        assert!(f.is_search_folder());
+        let f: MailFolder =
+            parse_object(br#"{"id":"F","displayName":"Inbox","isHidden":false}"#).unwrap();
+        assert!(!f.is_search_folder());
+    }
+
+    #[test]
+    fn truncated_page_is_recognised() {
+        let err = parse_page::<Message>(br#"{"value": [{"id": "a"#).unwrap_err();
+        assert!(err.is_truncation());
+        let err = parse_page::<Message>(br#"{"value": 5}"#).unwrap_err();
+        assert!(!err.is_truncation());
+    }
+
+    #[test]
+    fn item_without_id_makes_the_page_unusable() {
+        assert!(parse_page::<Message>(br#"{"value": [{"subject": "x"}]}"#).is_err());
+    }
+
+    #[test]
+    fn graph_error_body_parses() {
+        let e = ErrorBody::parse(
+            br#"{"error":{"code":"ErrorAccessDenied","message":"Access to OData is disabled.","innerError":{"date":"x"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.code, "ErrorAccessDenied");
+        assert!(ErrorBody::parse(b"<html>").is_none());
+    }
+
+    fn arb_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(|n| serde_json::json!(n)),
+            ".{0,12}".prop_map(serde_json::Value::String),
+            prop_oneof![
+                Just("id"),
+                Just("value"),
+                Just("@odata.nextLink"),
+                Just("@removed"),
+                Just("flag"),
+                Just("singleValueExtendedProperties"),
+                Just("receivedDateTime"),
+            ]
+            .prop_map(|s| serde_json::Value::String(s.to_string())),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::Array),
+                prop::collection::vec(
+                    (
+                        prop_oneof![
+                            Just("id".to_string()),
+                            Just("value".to_string()),
+                            Just("@odata.nextLink".to_string()),
+                            Just("@odata.deltaLink".to_string()),
+                            Just("@removed".to_string()),
+                            Just("flag".to_string()),
+                            Just("isRead".to_string()),
+                            Just("receivedDateTime".to_string()),
+                            Just("singleValueExtendedProperties".to_string()),
+                            ".{0,8}",
+                        ],
+                        inner
+                    ),
+                    0..6
+                )
+                .prop_map(|kv| serde_json::Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_page::<Message>(&bytes);
+            let _ = parse_page::<MailFolder>(&bytes);
+            let _ = parse_object::<IdOnly>(&bytes);
+            let _ = ErrorBody::parse(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_json_pages_parse_or_fail_cleanly(v in arb_json()) {
+            let bytes = serde_json::to_vec(&v).unwrap();
+            if let Ok(page) = parse_page::<Message>(&bytes) {
+                for m in &page.value {
+                    let _ = (m.size(), m.is_flagged());
+                }
+            }
+            if let Ok(page) = parse_page::<MailFolder>(&bytes) {
+                for f in &page.value {
+                    let _ = f.is_search_folder();
+                }
+            }
+        }
+
+        #[test]
+        fn truncating_a_valid_page_is_detected(cut in 0usize..200) {
+            let full = br#"{"value":[{"id":"AAMk=","isRead":true,"subject":"x"}],"@odata.deltaLink":"https://g/d?$deltatoken=1"}"#;
+            let cut = cut.min(full.len() - 1);
+            let result = parse_page::<Message>(&full[..cut]);
+            prop_assert!(result.is_err());
+        }
+    }
+}
