@@ -207,3 +207,86 @@ fn parse_root(field: &'static str, value: &str) -> Result<Url, AuthError> {
     }
     Ok(with_trailing_slash(&url))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn microsoft_clouds_know_their_hosts_and_scopes() {
+        let cases = [
+            (
+                Cloud::Global,
+                "https://login.microsoftonline.com/",
+                "https://graph.microsoft.com/",
+            ),
+            (
+                Cloud::UsGov,
+                "https://login.microsoftonline.us/",
+                "https://graph.microsoft.us/",
+            ),
+            (
+                Cloud::UsGovDod,
+                "https://login.microsoftonline.us/",
+                "https://dod-graph.microsoft.us/",
+            ),
+            (
+                Cloud::China,
+                "https://login.chinacloudapi.cn/",
+                "https://microsoftgraph.chinacloudapi.cn/",
+            ),
+        ];
+        for (cloud, login, graph) in cases {
+            assert_eq!(cloud.login_url().as_str(), login);
+            assert_eq!(cloud.graph_url().as_str(), graph);
+            assert_eq!(cloud.default_scope(), format!("{graph}.default"));
+            assert_eq!(cloud.graph_v1_url().as_str(), format!("{graph}v1.0"));
+            assert_eq!(cloud.name().parse::<Cloud>().unwrap(), cloud);
+            assert!(cloud.is_microsoft());
+        }
+        assert_eq!(
+            Cloud::Global.token_endpoint("contoso.com").as_str(),
+            "https://login.microsoftonline.com/contoso.com/oauth2/v2.0/token"
+        );
+    }
+
+    #[test]
+    fn custom_cloud_keeps_paths_and_adds_slashes() {
+        let cloud = Cloud::custom("http://127.0.0.1:8080", "http://127.0.0.1:8081/graph").unwrap();
+        assert_eq!(
+            cloud.token_endpoint("t.example").as_str(),
+            "http://127.0.0.1:8080/t.example/oauth2/v2.0/token"
+        );
+        assert_eq!(
+            cloud.graph_v1_url().as_str(),
+            "http://127.0.0.1:8081/graph/v1.0"
+        );
+        assert_eq!(
+            cloud.default_scope(),
+            "http://127.0.0.1:8081/graph/.default"
+        );
+        assert!(!cloud.is_microsoft());
+    }
+
+    #[test]
+    fn bad_custom_urls_name_the_field() {
+        for (login, graph, field) in [
+            ("ftp://x", "http://y", "login_url"),
+            ("not a url", "http://y", "login_url"),
+            ("http://x", "http://y/?q=1", "graph_url"),
+            ("http://user:pw@x", "http://y", "login_url"),
+        ] {
+            match Cloud::custom(login, graph) {
+                Err(AuthError::InvalidRegistration { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(Cloud::from_name("custom", Some("http://x"), None).is_err());
+        assert!(Cloud::from_name("global", Some("http://x"), None).is_err());
+        assert!(Cloud::from_name("mars", None, None).is_err());
+        assert!(matches!(
+            Cloud::from_name("custom", Some("http://x"), Some("http://y")),
+            Ok(Cloud::Custom { .. })
+        ));
+    }
+}

@@ -551,3 +551,143 @@ fn pem_block<'a>(text: &'a str, label: &str) -> Option<&'a str> {
 fn hex_upper(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{CERT_PEM, KEY_PEM, KEY_PKCS1_PEM, OTHER_KEY_PEM};
+
+    const PFX: &[u8] = include_bytes!("../tests/fixtures/cert.pfx");
+    const PFX_LEGACY: &[u8] = include_bytes!("../tests/fixtures/cert-legacy.pfx");
+
+    fn password() -> SecretString {
+        SecretString::from("correct-horse")
+    }
+
+    #[test]
+    fn pkcs8_and_pkcs1_keys_give_the_same_certificate() {
+        let a = ClientCertificate::from_pem(CERT_PEM, &SecretString::from(KEY_PEM)).unwrap();
+        let b = ClientCertificate::from_pem(CERT_PEM, &SecretString::from(KEY_PKCS1_PEM)).unwrap();
+        assert_eq!(a.thumbprint_sha1_hex(), b.thumbprint_sha1_hex());
+        assert_eq!(a.thumbprint_sha1_hex().len(), 40);
+        assert!(a.subject().contains("m365-auth test certificate"));
+        assert!(a.not_after() > a.not_before());
+        // A combined file (certificate + key) works for both parts.
+        let combined = format!("{CERT_PEM}\n{KEY_PEM}");
+        ClientCertificate::from_pem(&combined, &SecretString::from(combined.clone())).unwrap();
+    }
+
+    #[test]
+    fn pkcs12_modern_and_legacy_load() {
+        let pem = ClientCertificate::from_pem(CERT_PEM, &SecretString::from(KEY_PEM)).unwrap();
+        for data in [PFX, PFX_LEGACY] {
+            let pfx = ClientCertificate::from_pkcs12(data, &password()).unwrap();
+            assert_eq!(pfx.x5t_s256(), pem.x5t_s256());
+        }
+        let err = ClientCertificate::from_pkcs12(PFX, &SecretString::from("wrong")).unwrap_err();
+        assert!(err.to_string().contains("wrong password"), "{err}");
+        assert!(ClientCertificate::from_pkcs12(b"garbage", &password()).is_err());
+        assert!(ClientCertificate::from_pkcs12(&PFX[..PFX.len() / 2], &password()).is_err());
+    }
+
+    #[test]
+    fn mismatched_or_broken_material_is_refused() {
+        let err =
+            ClientCertificate::from_pem(CERT_PEM, &SecretString::from(OTHER_KEY_PEM)).unwrap_err();
+        assert!(err.to_string().contains("does not belong"), "{err}");
+        assert!(ClientCertificate::from_pem("nothing", &SecretString::from(KEY_PEM)).is_err());
+        assert!(ClientCertificate::from_pem(CERT_PEM, &SecretString::from("nothing")).is_err());
+        let truncated = &KEY_PEM[..KEY_PEM.len() / 2];
+        let err = ClientCertificate::from_pem(
+            CERT_PEM,
+            &SecretString::from(format!("{truncated}\n-----END PRIVATE KEY-----")),
+        )
+        .unwrap_err();
+        assert!(matches!(err, AuthError::InvalidCertificate { .. }));
+        let err = ClientCertificate::from_pem(
+            CERT_PEM,
+            &SecretString::from(
+                "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----",
+            ),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("encrypted"));
+    }
+
+    #[test]
+    fn debug_never_shows_key_material() {
+        let cert = crate::test_support::certificate();
+        let text = format!("{:?}", ClientCredential::certificate(cert));
+        assert!(text.contains("redacted"));
+        assert!(!text.contains("MII"));
+        let text = format!("{:?}", ClientCredential::secret("hunter2-secret"));
+        assert!(!text.contains("hunter2"));
+        let text = format!("{:?}", SecretSource::value("hunter2-secret"));
+        assert!(!text.contains("hunter2"));
+    }
+
+    #[test]
+    fn secret_sources_resolve_through_the_lookup_only() {
+        let lookup = |name: &str| (name == "ARCHIVER_SECRET").then(|| "from-env\n".to_owned());
+        let env = SecretSource::EnvVar("ARCHIVER_SECRET".into());
+        assert_eq!(env.resolve(&lookup).unwrap().expose_secret(), "from-env");
+        let missing = SecretSource::EnvVar("PATH".into())
+            .resolve(&lookup)
+            .unwrap_err();
+        assert!(
+            missing.to_string().contains("environment variable PATH"),
+            "{missing}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret.txt");
+        std::fs::write(&path, "  from-file \n").unwrap();
+        let file = SecretSource::File(path.clone());
+        assert_eq!(file.resolve(&lookup).unwrap().expose_secret(), "from-file");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(
+            file.resolve(&lookup)
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
+        let absent = SecretSource::File(dir.path().join("absent"))
+            .resolve(&lookup)
+            .unwrap_err();
+        assert!(absent.to_string().contains("absent"));
+    }
+
+    #[test]
+    fn credential_sources_load_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        let pfx = dir.path().join("cert.pfx");
+        std::fs::write(&cert, CERT_PEM).unwrap();
+        std::fs::write(&key, KEY_PEM).unwrap();
+        std::fs::write(&pfx, PFX).unwrap();
+        let none = |_: &str| None;
+        let pem = CredentialSource::Certificate {
+            source: CertificateSource::Pem {
+                certificate: cert,
+                private_key: SecretSource::File(key),
+            },
+            algorithm: AssertionAlgorithm::Rs256,
+        };
+        match pem.load(&none).unwrap() {
+            ClientCredential::Certificate(c) => {
+                assert_eq!(c.algorithm(), AssertionAlgorithm::Rs256)
+            }
+            other => panic!("{other:?}"),
+        }
+        let p12 = CredentialSource::Certificate {
+            source: CertificateSource::Pkcs12 {
+                path: pfx,
+                password: SecretSource::value("correct-horse"),
+            },
+            algorithm: AssertionAlgorithm::Ps256,
+        };
+        assert_eq!(p12.kind(), "pkcs12");
+        assert_eq!(p12.load(&none).unwrap().kind(), "certificate");
+    }
+}

@@ -336,6 +336,10 @@ pub fn hint_for(code: &str) -> &'static str {
             "the client assertion is outside its validity window: check that this machine's \
              clock is correct"
         }
+        "50027" => {
+            "the client assertion was malformed: check the certificate and private key of \
+             the credential"
+        }
         "700021" | "700023" => {
             "the client assertion does not name this application or audience: check the client \
              id and tenant of the credential"

@@ -149,6 +149,7 @@ impl TokenProvider for StaticTokenProvider {
 #[cfg(test)]
 pub(crate) mod test_support {
     //! Test fixtures: a certificate and its key (never registered anywhere).
+    #![allow(dead_code)]
     use secrecy::SecretString;
 
     pub const CERT_PEM: &str = include_str!("../tests/fixtures/cert.pem");

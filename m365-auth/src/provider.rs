@@ -549,7 +549,7 @@ impl ClientCredentialsProvider {
                 detail,
             },
             Some(7000112 | 7000113) => AuthError::ApplicationDisabled { code, detail },
-            Some(700027 | 700024 | 700021 | 700023 | 7000274 | 5000811) => {
+            Some(700027 | 700024 | 700021 | 700023 | 7000274 | 5000811 | 50027) => {
                 AuthError::CertificateRejected { code, detail }
             }
             Some(70011 | 700022 | 500011 | 1002012) => AuthError::InvalidScope {

@@ -513,3 +513,162 @@ fn from_file_text(text: &str, name: &str, path: &Path) -> Result<StoredCredentia
         scope: file.scope,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret_credential(name: &str, secret: SecretSource) -> StoredCredential {
+        StoredCredential {
+            name: name.to_owned(),
+            tenant: "contoso.onmicrosoft.com".parse().unwrap(),
+            client_id: "11111111-2222-3333-4444-555555555555".parse().unwrap(),
+            cloud: Cloud::Global,
+            credential: CredentialSource::Secret(secret),
+            ca_file: None,
+            scope: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_every_kind_and_never_lists_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CredentialStore::open(dir.path().join("credentials")).unwrap();
+        let inline = secret_credential("inline", SecretSource::value("TOP-SECRET-VALUE"));
+        let env = secret_credential("env", SecretSource::EnvVar("ARCHIVER_SECRET".into()));
+        let mut cert =
+            secret_credential("cert", SecretSource::File("/etc/archiver/key.pem".into()));
+        cert.credential = CredentialSource::Certificate {
+            source: CertificateSource::Pem {
+                certificate: "/etc/archiver/cert.pem".into(),
+                private_key: SecretSource::File("/etc/archiver/key.pem".into()),
+            },
+            algorithm: AssertionAlgorithm::Rs256,
+        };
+        cert.cloud = Cloud::custom("http://127.0.0.1:1", "http://127.0.0.1:2").unwrap();
+        cert.ca_file = Some("/etc/archiver/ca.pem".into());
+        let mut pfx = secret_credential("pfx", SecretSource::EnvVar("PFX_PASSWORD".into()));
+        pfx.credential = CredentialSource::Certificate {
+            source: CertificateSource::Pkcs12 {
+                path: "/etc/archiver/app.pfx".into(),
+                password: SecretSource::EnvVar("PFX_PASSWORD".into()),
+            },
+            algorithm: AssertionAlgorithm::Ps256,
+        };
+        pfx.cloud = Cloud::UsGovDod;
+        for c in [&inline, &env, &cert, &pfx] {
+            store.add(c).unwrap();
+        }
+        assert!(matches!(
+            store.add(&inline),
+            Err(AuthError::CredentialExists { .. })
+        ));
+
+        let list = store.list().unwrap();
+        let names: Vec<_> = list.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["cert", "env", "inline", "pfx"]);
+        let json = serde_json::to_string(&list).unwrap();
+        assert!(!json.contains("TOP-SECRET-VALUE"));
+        assert!(!format!("{list:?}").contains("TOP-SECRET-VALUE"));
+        assert_eq!(list[0].kind, "certificate");
+        assert_eq!(list[0].cloud, "custom");
+        assert_eq!(list[1].secret_storage, "env:ARCHIVER_SECRET");
+        assert_eq!(list[2].secret_storage, "inline");
+        assert_eq!(list[3].kind, "pkcs12");
+        assert_eq!(list[3].cloud, "usgov-dod");
+
+        let back = store.get("inline").unwrap();
+        let lookup = |_: &str| None;
+        match back.registration(&lookup).unwrap().credential {
+            crate::ClientCredential::Secret(s) => assert_eq!(s.expose_secret(), "TOP-SECRET-VALUE"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!format!("{back:?}").contains("TOP-SECRET-VALUE"));
+        let back = store.get("cert").unwrap();
+        assert_eq!(back.cloud, cert.cloud);
+        assert_eq!(back.ca_file, cert.ca_file);
+        assert!(matches!(
+            back.credential,
+            CredentialSource::Certificate {
+                algorithm: AssertionAlgorithm::Rs256,
+                ..
+            }
+        ));
+
+        store.remove("env").unwrap();
+        assert!(matches!(
+            store.get("env"),
+            Err(AuthError::CredentialNotFound { .. })
+        ));
+        assert!(matches!(
+            store.remove("env"),
+            Err(AuthError::CredentialNotFound { .. })
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn files_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("creds");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let store = CredentialStore::open(&root).unwrap();
+        let path = store
+            .add(&secret_credential("a", SecretSource::value("s")))
+            .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&path), 0o600);
+        store
+            .replace(&secret_credential("a", SecretSource::value("t")))
+            .unwrap();
+        assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn bad_names_and_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CredentialStore::open(dir.path()).unwrap();
+        for bad in ["", "../x", ".hidden", "a/b", "-x", &"x".repeat(65)] {
+            assert!(matches!(
+                store.get(bad),
+                Err(AuthError::InvalidRegistration { field: "name", .. })
+            ));
+        }
+        std::fs::write(
+            dir.path().join("broken.toml"),
+            "name = \"broken\"\nsecret = \"LEAKY\"",
+        )
+        .unwrap();
+        let err = store.get("broken").unwrap_err();
+        assert!(err.to_string().contains("broken.toml"), "{err}");
+        assert!(!err.to_string().contains("LEAKY"), "{err}");
+        let list = store.list().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].kind, "unknown");
+        assert!(list[0].problem.is_some());
+        std::fs::write(
+            dir.path().join("other.toml"),
+            toml::to_string(&toml::toml! {
+                name = "renamed"
+                tenant = "contoso.com"
+                client_id = "11111111-2222-3333-4444-555555555555"
+                cloud = "global"
+                [credential]
+                kind = "secret"
+                secret = { env_var = "X" }
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            store
+                .get("other")
+                .unwrap_err()
+                .to_string()
+                .contains("renamed")
+        );
+    }
+}

@@ -188,7 +188,12 @@ fn parse_refusal(status: u16, map: &serde_json::Map<String, Value>) -> Refusal {
         .get("error_description")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let first_line = description_full.lines().next().unwrap_or("").trim();
+    let first_line = description_full.lines().next().unwrap_or("");
+    // Some answers put the trace lines on the same line; they are kept separately.
+    let first_line = first_line
+        .find(" Trace ID:")
+        .map_or(first_line, |cut| &first_line[..cut])
+        .trim();
     let from_codes = map
         .get("error_codes")
         .and_then(Value::as_array)
