@@ -1,0 +1,909 @@
+//! Graph v1.0 behaviour over real HTTP: users and paging, folder tree fields, message listings,
+//! `$value`, per-folder delta (full pass, empty replay, changes, 410), move/delete, `$batch`,
+//! error bodies, determinism.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use m365_emulator::{Emulator, EmulatorConfig};
+use serde_json::{Value, json};
+
+/// A Graph caller: base URL, token, HTTP client.
+struct Graph {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Graph {
+    async fn new(emu: &Emulator) -> Graph {
+        Graph {
+            base: format!("{}v1.0", emu.graph_url()),
+            token: common::token(emu).await,
+            http: common::client(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut request = self.http.get(self.url(path)).bearer_auth(&self.token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.get_with(path, &[]).await
+    }
+
+    async fn post(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(&self.token)
+            .json(&body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn bytes(&self, path: &str) -> (u16, Option<String>, Vec<u8>) {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let length = response
+            .headers()
+            .get("content-length")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, length, response.bytes().await.unwrap().to_vec())
+    }
+
+    /// Follows nextLinks; answers every item and the final page's body.
+    async fn all_pages(&self, first: &str, headers: &[(&str, &str)]) -> (Vec<Value>, Value, usize) {
+        let mut items = Vec::new();
+        let mut link = first.to_owned();
+        let mut pages = 0;
+        loop {
+            let (status, body) = self.get_with(&link, headers).await;
+            assert_eq!(status, 200, "{link}: {body}");
+            pages += 1;
+            items.extend(body["value"].as_array().unwrap().iter().cloned());
+            match body["@odata.nextLink"].as_str() {
+                Some(next) => link = next.to_owned(),
+                None => return (items, body, pages),
+            }
+            assert!(pages < 10_000, "paging does not end");
+        }
+    }
+}
+
+fn assert_graph_error(body: &Value, code: &str) {
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    let inner = &body["error"]["innerError"];
+    assert!(
+        inner["request-id"].as_str().is_some_and(|s| !s.is_empty()),
+        "{body}"
+    );
+    assert!(inner["client-request-id"].as_str().is_some(), "{body}");
+    assert!(inner["date"].as_str().is_some(), "{body}");
+}
+
+async fn small(seed: u64) -> Emulator {
+    common::start_with(EmulatorConfig {
+        users: 4,
+        messages_per_user: 25,
+        seed,
+        ..Default::default()
+    })
+    .await
+}
+
+const IMMUTABLE: (&str, &str) = ("Prefer", "IdType=\"ImmutableId\"");
+
+#[tokio::test]
+async fn same_seed_gives_identical_users_and_mime() {
+    let (a, b) = (small(11).await, small(11).await);
+    let (ga, gb) = (Graph::new(&a).await, Graph::new(&b).await);
+    let select = "/users?$select=id,userPrincipalName,displayName,proxyAddresses,accountEnabled,userType,mail";
+    let (ua, ub) = (ga.get(select).await.1, gb.get(select).await.1);
+    assert_eq!(ua["value"], ub["value"]);
+    let upn = a.users()[0].upn.clone();
+    assert_eq!(a.message_ids(&upn), b.message_ids(&upn));
+    for id in a.message_ids(&upn).iter().take(8) {
+        let (sa, _, ma) = ga
+            .bytes(&format!("/users/{upn}/messages/{id}/$value"))
+            .await;
+        let (sb, _, mb) = gb
+            .bytes(&format!("/users/{upn}/messages/{id}/$value"))
+            .await;
+        assert_eq!((sa, sb), (200, 200));
+        assert_eq!(
+            ma, mb,
+            "message {id} differs between two emulators of the same seed"
+        );
+    }
+    let other = small(12).await;
+    assert_ne!(
+        other.users()[0].id,
+        a.users()[0].id,
+        "another seed gives another tenant"
+    );
+}
+
+#[tokio::test]
+async fn users_page_with_next_links_and_refuse_skip_and_big_top() {
+    let emu = common::start_with(EmulatorConfig {
+        users: 7,
+        messages_per_user: 2,
+        seed: 3,
+        ..Default::default()
+    })
+    .await;
+    let graph = Graph::new(&emu).await;
+    let (items, last, pages) = graph
+        .all_pages(
+            "/users?$top=3&$select=id,userPrincipalName,accountEnabled",
+            &[],
+        )
+        .await;
+    assert_eq!(items.len(), emu.users().len());
+    assert!(pages >= 4, "12 users at 3 a page");
+    assert!(last.get("@odata.nextLink").is_none());
+    assert!(
+        items
+            .iter()
+            .all(|u| u.get("accountEnabled").is_some() && u.get("displayName").is_none())
+    );
+    let upns: Vec<&str> = items
+        .iter()
+        .map(|u| u["userPrincipalName"].as_str().unwrap())
+        .collect();
+    assert!(
+        upns.iter().any(|u| u.contains("#EXT#")),
+        "guest listed: {upns:?}"
+    );
+    assert!(upns[0].ends_with("@contoso.onmicrosoft.com") && upns[0].contains('.'));
+
+    let (status, body) = graph.get("/users?$skip=2").await;
+    assert_eq!(status, 400);
+    assert_graph_error(&body, "Request_BadRequest");
+    let (status, _) = graph.get("/users?$top=1000").await;
+    assert_eq!(status, 400);
+    let (status, body) = graph.get("/users?$filter=jobTitle eq 'x'").await;
+    assert_eq!(status, 400);
+    assert_graph_error(&body, "Request_UnsupportedQuery");
+
+    let (status, body) = graph
+        .get("/users?$filter=accountEnabled eq false&$select=id,accountEnabled")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["value"].as_array().unwrap().len(),
+        1,
+        "the one disabled member: {body}"
+    );
+    let (_, body) = graph.get("/users?$select=proxyAddresses").await;
+    let first = &body["value"][0]["proxyAddresses"];
+    assert!(first[0].as_str().unwrap().starts_with("SMTP:"), "{first}");
+    assert!(
+        first
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().starts_with("smtp:"))
+    );
+    // Default properties only without $select.
+    let (_, body) = graph.get("/users").await;
+    assert!(
+        body["value"][0].get("accountEnabled").is_none()
+            && body["value"][0].get("userPrincipalName").is_some()
+    );
+}
+
+#[tokio::test]
+async fn users_delta_reports_changes_and_deletions() {
+    let emu = small(5).await;
+    let graph = Graph::new(&emu).await;
+    let (items, last, _) = graph
+        .all_pages("/users/delta()", &[("Prefer", "odata.maxpagesize=3")])
+        .await;
+    assert_eq!(items.len(), emu.users().len());
+    let delta = last["@odata.deltaLink"].as_str().unwrap().to_owned();
+    let (_, replay) = graph.get(&delta).await;
+    assert_eq!(replay["value"].as_array().unwrap().len(), 0, "{replay}");
+
+    let victim = emu.users()[1].id.clone();
+    emu.delete_user(&victim).unwrap();
+    let renamed = emu.users()[0].id.clone();
+    emu.update_user(
+        &renamed,
+        m365_emulator::UserPatch {
+            display_name: Some("Renamed".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (_, changes) = graph
+        .get(replay["@odata.deltaLink"].as_str().unwrap())
+        .await;
+    let values = changes["value"].as_array().unwrap();
+    assert_eq!(values.len(), 2, "{changes}");
+    assert!(
+        values
+            .iter()
+            .any(|v| v["id"] == victim.as_str() && v["@removed"]["reason"].is_string())
+    );
+    assert!(
+        values
+            .iter()
+            .any(|v| v["id"] == renamed.as_str() && v["displayName"] == "Renamed")
+    );
+
+    let (_, latest) = graph.get("/users/delta?$deltatoken=latest").await;
+    assert_eq!(latest["value"].as_array().unwrap().len(), 0);
+    assert!(latest["@odata.deltaLink"].is_string());
+}
+
+#[tokio::test]
+async fn folder_tree_has_documented_fields_paging_hidden_and_search_folders() {
+    let emu = small(7).await;
+    let graph = Graph::new(&emu).await;
+    let upn = emu.users()[0].upn.clone();
+    let (status, first) = graph.get(&format!("/users/{upn}/mailFolders")).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(
+        first["value"].as_array().unwrap().len(),
+        10,
+        "default page of 10"
+    );
+    assert!(
+        first["@odata.nextLink"]
+            .as_str()
+            .unwrap()
+            .contains("skip=10")
+    );
+    let (visible, _, _) = graph
+        .all_pages(&format!("/users/{upn}/mailFolders"), &[])
+        .await;
+    let (all, _, _) = graph
+        .all_pages(
+            &format!("/users/{upn}/mailFolders?includeHiddenFolders=true&$top=5"),
+            &[],
+        )
+        .await;
+    assert_eq!(all.len(), visible.len() + 1, "one hidden folder");
+    for folder in &all {
+        for field in [
+            "id",
+            "displayName",
+            "parentFolderId",
+            "childFolderCount",
+            "unreadItemCount",
+            "totalItemCount",
+            "isHidden",
+        ] {
+            assert!(folder.get(field).is_some(), "{field} missing in {folder}");
+        }
+        assert!(folder.get("sizeInBytes").is_none());
+    }
+    let names: Vec<&str> = all
+        .iter()
+        .map(|f| f["displayName"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "Inbox",
+        "Sent Items",
+        "Deleted Items",
+        "Archive",
+        "Receipts/Invoices",
+        "Müller & Søn – Verträge",
+    ] {
+        assert!(names.contains(&expected), "{expected} not in {names:?}");
+    }
+    let search: Vec<&Value> = all
+        .iter()
+        .filter(|f| f["@odata.type"] == "#microsoft.graph.mailSearchFolder")
+        .collect();
+    assert_eq!(search.len(), 1);
+    assert!(all.iter().any(|f| f["isHidden"] == true));
+
+    // Well-known names, nested children, Unicode.
+    let (_, inbox) = graph.get(&format!("/users/{upn}/mailFolders/inbox")).await;
+    assert_eq!(inbox["displayName"], "Inbox");
+    let (_, children) = graph
+        .get(&format!("/users/{upn}/mailFolders/Inbox/childFolders"))
+        .await;
+    let projects = children["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["displayName"] == "Projects")
+        .unwrap();
+    assert_eq!(projects["parentFolderId"], inbox["id"]);
+    assert_eq!(projects["childFolderCount"], 1);
+    let (_, nested) = graph
+        .get(&format!(
+            "/users/{upn}/mailFolders/{}/childFolders",
+            projects["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(nested["value"][0]["displayName"], "2024");
+
+    // Counts add up to the mailbox's messages (search folders and recoverable items left out).
+    let mut total = 0;
+    let mut stack: Vec<Value> = all
+        .iter()
+        .filter(|f| f.get("@odata.type").is_none())
+        .cloned()
+        .collect();
+    while let Some(folder) = stack.pop() {
+        total += folder["totalItemCount"].as_u64().unwrap();
+        if folder["childFolderCount"].as_u64().unwrap() > 0 {
+            let (children, _, _) = graph
+                .all_pages(
+                    &format!(
+                        "/users/{upn}/mailFolders/{}/childFolders?includeHiddenFolders=true",
+                        folder["id"].as_str().unwrap()
+                    ),
+                    &[],
+                )
+                .await;
+            stack.extend(children);
+        }
+    }
+    assert_eq!(total as usize, emu.message_count(&upn));
+
+    let (status, body) = graph
+        .get(&format!("/users/{upn}/mailFolders/nonexistent"))
+        .await;
+    assert_eq!(status, 404);
+    assert_graph_error(&body, "ErrorFolderNotFound");
+}
+
+#[tokio::test]
+async fn messages_page_filter_select_and_size() {
+    let emu = small(9).await;
+    let graph = Graph::new(&emu).await;
+    let upn = emu.users()[0].upn.clone();
+    let (items, _, pages) = graph
+        .all_pages(
+            &format!("/users/{upn}/messages?$top=7&$select=id,receivedDateTime"),
+            &[IMMUTABLE],
+        )
+        .await;
+    assert_eq!(items.len(), emu.message_count(&upn));
+    assert!(pages >= 4);
+    let mut ids: Vec<String> = items
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    let mut expected = emu.message_ids(&upn);
+    expected.sort();
+    assert_eq!(ids, expected, "immutable ids as message_ids gives them");
+    let times: Vec<&str> = items
+        .iter()
+        .map(|m| m["receivedDateTime"].as_str().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+
+    let cut = times[times.len() / 2];
+    let (status, body) = graph
+        .get(&format!(
+            "/users/{upn}/mailFolders/inbox/messages?$filter=receivedDateTime ge {cut}&$top=1000"
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["receivedDateTime"].as_str().unwrap() >= cut)
+    );
+
+    let (status, body) = graph
+        .get(&format!("/users/{upn}/mailFolders/inbox/messages?$filter=isRead eq false and receivedDateTime ge {cut}&$orderby=receivedDateTime desc"))
+        .await;
+    assert_eq!(status, 400);
+    assert_graph_error(&body, "InefficientFilter");
+    let (status, _) = graph.get(&format!("/users/{upn}/messages?$top=1001")).await;
+    assert_eq!(status, 400);
+    let (status, _) = graph.get(&format!("/users/{upn}/messages?$top=0")).await;
+    assert_eq!(status, 400);
+
+    let (status, body) = graph
+        .get_with(
+            &format!("/users/{upn}/mailFolders/inbox/messages?$select=id,subject,internetMessageId,isRead,flag,parentFolderId&$expand=singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')&$top=3"),
+            &[IMMUTABLE],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let message = &body["value"][0];
+    let size: usize = message["singleValueExtendedProperties"][0]["value"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mime = emu
+        .message_mime(&upn, message["id"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(size, mime.len(), "PR_MESSAGE_SIZE is the $value length");
+    assert!(
+        message["internetMessageId"]
+            .as_str()
+            .unwrap()
+            .starts_with('<')
+    );
+    assert!(message.get("from").is_none(), "$select honoured");
+}
+
+#[tokio::test]
+async fn value_serves_the_exact_mime_bytes_with_length_and_percent_encoded_upn() {
+    let emu = small(13).await;
+    let graph = Graph::new(&emu).await;
+    let upn = emu.users()[1].upn.clone();
+    let encoded = upn.replace('@', "%40");
+    for id in emu.message_ids(&upn).iter().take(6) {
+        let (status, length, bytes) = graph
+            .bytes(&format!("/users/{encoded}/messages/{id}/$value"))
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(length.unwrap().parse::<usize>().unwrap(), bytes.len());
+        assert_eq!(bytes, emu.message_mime(&upn, id).unwrap());
+        assert!(
+            bytes
+                .windows(12)
+                .any(|w| w.eq_ignore_ascii_case(b"Message-ID: ")),
+            "RFC 822 headers"
+        );
+    }
+    let id = emu
+        .users()
+        .iter()
+        .find(|u| u.upn == upn)
+        .unwrap()
+        .id
+        .clone();
+    let (status, body) = graph
+        .get(&format!("/users/{}/mailFolders", id.to_uppercase()))
+        .await;
+    assert_eq!(status, 200, "object id works too: {body}");
+}
+
+#[tokio::test]
+async fn large_message_streams_at_its_announced_length() {
+    let emu = common::start_with(EmulatorConfig {
+        users: 1,
+        messages_per_user: 1,
+        seed: 2,
+        special_users: false,
+        large_message_bytes: Some(12 * 1024 * 1024),
+        ..Default::default()
+    })
+    .await;
+    let graph = Graph::new(&emu).await;
+    let upn = emu.users()[0].upn.clone();
+    let (_, body) = graph
+        .get(&format!("/users/{upn}/mailFolders/inbox/messages?$select=id&$expand=singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')&$top=50"))
+        .await;
+    let largest = body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["singleValueExtendedProperties"][0]["value"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap(),
+                m["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .max()
+        .unwrap();
+    assert!(
+        largest.0 > 12 * 1024 * 1024 - 4096 && largest.0 < 12 * 1024 * 1024 + 4096,
+        "{largest:?}"
+    );
+    let (status, length, bytes) = graph
+        .bytes(&format!("/users/{upn}/messages/{}/$value", largest.1))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(length.unwrap().parse::<u64>().unwrap(), largest.0);
+    assert_eq!(bytes.len() as u64, largest.0);
+    assert!(bytes.ends_with(b"--\r\n"), "closing boundary present");
+}
+
+/// Runs a delta round to its deltaLink; answers (items, deltaLink, pages).
+async fn delta_round(graph: &Graph, link: &str, page: usize) -> (Vec<Value>, String, usize) {
+    let prefer = format!("odata.maxpagesize={page}");
+    let (items, last, pages) = graph
+        .all_pages(link, &[("Prefer", &prefer), IMMUTABLE])
+        .await;
+    (
+        items,
+        last["@odata.deltaLink"]
+            .as_str()
+            .expect("round ends with a deltaLink")
+            .to_owned(),
+        pages,
+    )
+}
+
+fn ids_of(items: &[Value]) -> std::collections::BTreeSet<String> {
+    items
+        .iter()
+        .filter(|i| i.get("@removed").is_none())
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn folder_delta_full_pass_empty_replay_then_changes() {
+    let emu = common::start_with(EmulatorConfig {
+        users: 1,
+        messages_per_user: 120,
+        seed: 21,
+        ..Default::default()
+    })
+    .await;
+    let graph = Graph::new(&emu).await;
+    let upn = emu.users()[0].upn.clone();
+    let (_, inbox) = graph.get(&format!("/users/{upn}/mailFolders/inbox")).await;
+    let inbox_count = inbox["totalItemCount"].as_u64().unwrap() as usize;
+    let inbox_id = inbox["id"].as_str().unwrap().to_owned();
+
+    let first = format!(
+        "/users/{upn}/mailFolders/inbox/messages/delta()?$select=id,receivedDateTime,parentFolderId"
+    );
+    let (items, delta_link, pages) = delta_round(&graph, &first, 4).await;
+    assert_eq!(
+        ids_of(&items).len(),
+        inbox_count,
+        "every inbox message once (repeats allowed)"
+    );
+    assert!(pages > inbox_count / 4, "pages of at most 4");
+    assert!(delta_link.contains("$deltatoken="));
+    assert!(
+        items.iter().all(|i| i.get("subject").is_none()),
+        "the first call's $select is baked into the links"
+    );
+
+    let (replay, delta_link, _) = delta_round(&graph, &delta_link, 4).await;
+    assert!(replay.is_empty(), "no change, empty replay: {replay:?}");
+
+    // Changes: a delivery, a deletion, a move out, a move in.
+    let delivered = emu
+        .deliver(
+            &upn,
+            "inbox",
+            b"From: a@example.org\r\nSubject: new\r\nMessage-ID: <n1@example.org>\r\n\r\nhello\r\n"
+                .to_vec(),
+        )
+        .unwrap();
+    let in_inbox: Vec<String> = ids_of(&items).into_iter().collect();
+    emu.delete_message(&upn, &in_inbox[0]).unwrap();
+    let (status, moved) = graph
+        .post(
+            &format!("/users/{upn}/messages/{}/move", in_inbox[1]),
+            json!({"destinationId": "archive"}),
+            &[IMMUTABLE],
+        )
+        .await;
+    assert_eq!(status, 201, "{moved}");
+    assert_eq!(
+        moved["id"],
+        in_inbox[1].as_str(),
+        "immutable id survives the move"
+    );
+    let (_, archive_page) = graph
+        .get(&format!(
+            "/users/{upn}/mailFolders/archive/messages?$top=1000&$select=id"
+        ))
+        .await;
+    let from_archive = archive_page["value"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = graph
+        .post(
+            &format!("/users/{upn}/messages/{from_archive}/move"),
+            json!({"destinationId": inbox_id}),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    let (changes, _, _) = delta_round(&graph, &delta_link, 4).await;
+    let removed: Vec<&str> = changes
+        .iter()
+        .filter(|c| c["@removed"]["reason"] == "deleted")
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        removed.contains(&in_inbox[0].as_str()),
+        "deleted message reported: {changes:?}"
+    );
+    assert!(
+        removed.contains(&in_inbox[1].as_str()),
+        "moved-away message reported"
+    );
+    let present = ids_of(&changes);
+    assert!(present.contains(&delivered), "delivered message appears");
+    assert_eq!(present.len(), 2, "delivered + moved in: {present:?}");
+
+    let (status, body) = graph
+        .get(&format!(
+            "/users/{upn}/mailFolders/inbox/messages/delta?$deltatoken=bogus123"
+        ))
+        .await;
+    assert_eq!(status, 410);
+    assert_graph_error(&body, "syncStateNotFound");
+    let response = graph
+        .http
+        .get(graph.url(&format!(
+            "/users/{upn}/mailFolders/inbox/messages/delta?$skiptoken=AAAA"
+        )))
+        .bearer_auth(&graph.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 410);
+    assert!(response.headers().get("location").is_some());
+}
+
+#[tokio::test]
+async fn delta_pages_are_sometimes_empty_yet_always_reach_a_delta_link() {
+    let emu = common::start_with(EmulatorConfig {
+        users: 1,
+        messages_per_user: 300,
+        seed: 4,
+        ..Default::default()
+    })
+    .await;
+    let graph = Graph::new(&emu).await;
+    let upn = emu.users()[0].upn.clone();
+    let mut empty_pages = 0;
+    let mut link = format!("/users/{upn}/mailFolders/inbox/messages/delta?$select=id");
+    loop {
+        let (status, body) = graph
+            .get_with(&link, &[("Prefer", "odata.maxpagesize=2")])
+            .await;
+        assert_eq!(status, 200);
+        if body["value"].as_array().unwrap().is_empty() && body["@odata.nextLink"].is_string() {
+            empty_pages += 1;
+        }
+        match body["@odata.nextLink"].as_str() {
+            Some(next) => link = next.to_owned(),
+            None => {
+                assert!(body["@odata.deltaLink"].is_string());
+                break;
+            }
+        }
+    }
+    assert!(empty_pages > 0, "Graph's empty nextLink pages are emulated");
+}
+
+#[tokio::test]
+async fn delete_and_permanent_delete_and_move_without_immutable_ids() {
+    let emu = small(17).await;
+    let graph = Graph::new(&emu).await;
+    let upn = emu.users()[0].upn.clone();
+    let before = emu.message_count(&upn);
+    let ids = emu.message_ids(&upn);
+    let response = graph
+        .http
+        .delete(graph.url(&format!("/users/{upn}/messages/{}", ids[0])))
+        .bearer_auth(&graph.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+    assert_eq!(
+        emu.message_count(&upn),
+        before - 1,
+        "moved to Recoverable Items"
+    );
+    let (_, deletions) = graph
+        .get(&format!(
+            "/users/{upn}/mailFolders/recoverableitemsdeletions/messages"
+        ))
+        .await;
+    assert_eq!(deletions["value"].as_array().unwrap().len(), 1);
+
+    let (status, _) = graph
+        .post(
+            &format!("/users/{upn}/messages/{}/permanentDelete", ids[1]),
+            json!({}),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = graph
+        .get(&format!("/users/{upn}/messages/{}", ids[1]))
+        .await;
+    assert_eq!(status, 404);
+    assert_graph_error(&body, "ErrorItemNotFound");
+
+    let (status, moved) = graph
+        .post(
+            &format!("/users/{upn}/messages/{}/move", ids[2]),
+            json!({"destinationId": "deleteditems"}),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201);
+    let new_id = moved["id"].as_str().unwrap();
+    assert_ne!(new_id, ids[2], "a move gives a new id without ImmutableId");
+    let (status, _) = graph.get(&format!("/users/{upn}/messages/{new_id}")).await;
+    assert_eq!(status, 200);
+    let (status, body) = graph
+        .post(
+            &format!("/users/{upn}/messages/{}/move", ids[3]),
+            json!({"destinationId": "nowhere"}),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert_graph_error(&body, "ErrorFolderNotFound");
+}
+
+#[tokio::test]
+async fn mail_routes_answer_graph_errors_for_special_users() {
+    let emu = small(19).await;
+    let graph = Graph::new(&emu).await;
+    let users = emu.users();
+    let guest = users.iter().find(|u| u.guest).unwrap();
+    let unlicensed = users
+        .iter()
+        .find(|u| !u.guest && u.mail.is_some() && !u.has_mailbox)
+        .unwrap();
+    let denied = users.iter().find(|u| u.access_denied).unwrap();
+    let no_mail = users.iter().find(|u| u.mail.is_none()).unwrap();
+    let disabled = users.iter().find(|u| !u.enabled).unwrap();
+    for (user, status, code) in [
+        (&unlicensed.upn, 404, "MailboxNotEnabledForRESTAPI"),
+        (&guest.id, 404, "MailboxNotEnabledForRESTAPI"),
+        (&no_mail.id, 404, "MailboxNotEnabledForRESTAPI"),
+        (&denied.upn, 403, "ErrorAccessDenied"),
+    ] {
+        let (got, body) = graph
+            .get(&format!("/users/{}/mailFolders", user.replace('#', "%23")))
+            .await;
+        assert_eq!(got, status, "{user}: {body}");
+        assert_graph_error(&body, code);
+    }
+    let (status, _) = graph
+        .get(&format!("/users/{}/mailFolders", disabled.upn))
+        .await;
+    assert_eq!(status, 200, "a disabled user's mailbox is still there");
+    let (status, body) = graph
+        .get("/users/nobody@contoso.onmicrosoft.com/messages")
+        .await;
+    assert_eq!(status, 404);
+    assert_graph_error(&body, "ErrorInvalidUser");
+    let (status, body) = graph.get("/users/nobody@contoso.onmicrosoft.com").await;
+    assert_eq!(status, 404);
+    assert_graph_error(&body, "Request_ResourceNotFound");
+}
+
+#[tokio::test]
+async fn batch_runs_requests_honours_depends_on_and_refuses_bad_payloads() {
+    let emu = small(23).await;
+    let graph = Graph::new(&emu).await;
+    let upn = emu.users()[0].upn.clone();
+    let id = emu.message_ids(&upn)[0].clone();
+    let (status, body) = graph
+        .post(
+            "/$batch",
+            json!({"requests": [
+                {"id": "1", "method": "GET", "url": format!("/users/{upn}/mailFolders/inbox")},
+                {"id": "2", "method": "GET", "url": format!("/users/{upn}/mailFolders/nowhere")},
+                {"id": "3", "method": "GET", "url": format!("/users/{upn}/messages"), "dependsOn": ["2"]},
+                {"id": "4", "method": "GET", "url": format!("users/{upn}/messages/{id}?$select=subject"), "dependsOn": ["1"]},
+                {"id": "5", "method": "POST", "url": format!("/users/{upn}/messages/{id}/move"),
+                 "headers": {"Content-Type": "application/json"}, "body": {"destinationId": "archive"}, "dependsOn": ["4"]},
+            ]}),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let by_id = |i: &str| {
+        body["responses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == i)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_id("1")["status"], 200);
+    assert_eq!(by_id("1")["body"]["displayName"], "Inbox");
+    assert_eq!(by_id("2")["status"], 404);
+    assert_eq!(by_id("2")["body"]["error"]["code"], "ErrorFolderNotFound");
+    assert_eq!(by_id("3")["status"], 424, "failed dependency");
+    assert_eq!(by_id("4")["status"], 200);
+    assert_eq!(by_id("5")["status"], 201);
+
+    let too_many: Vec<Value> = (0..21)
+        .map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/users"}))
+        .collect();
+    let (status, body) = graph
+        .post("/$batch", json!({ "requests": too_many }), &[])
+        .await;
+    assert_eq!(status, 400);
+    assert_graph_error(&body, "BadRequest");
+    let (status, _) = graph
+        .post("/$batch", json!({"requests": [{"id": "1", "method": "GET", "url": "/users"}, {"id": "1", "method": "GET", "url": "/users"}]}), &[])
+        .await;
+    assert_eq!(status, 400, "duplicate ids");
+}
+
+#[tokio::test]
+async fn batch_inner_requests_are_throttled_on_their_own() {
+    let emu = small(29).await;
+    let graph = Graph::new(&emu).await;
+    let upn = emu.users()[0].upn.clone();
+    let ids = emu.message_ids(&upn);
+    // Hold the mailbox's 4 concurrent slots with slow outer downloads, then batch into it.
+    let requests: Vec<Value> = ids
+        .iter()
+        .take(20)
+        .enumerate()
+        .map(|(i, id)| json!({"id": i.to_string(), "method": "GET", "url": format!("/users/{upn}/messages/{id}/$value")}))
+        .collect();
+    let batches =
+        (0..4).map(|_| graph.post("/$batch", json!({ "requests": requests.clone() }), &[]));
+    let results = futures::future::join_all(batches).await;
+    let mut statuses = Vec::new();
+    for (status, body) in results {
+        assert_eq!(status, 200, "the batch itself succeeds");
+        for response in body["responses"].as_array().unwrap() {
+            let inner = response["status"].as_u64().unwrap();
+            if inner == 429 {
+                assert!(response["headers"]["Retry-After"].is_string(), "{response}");
+            }
+            statuses.push(inner);
+        }
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&429),
+        "four batches of 4 concurrent requests exceed 4 per mailbox"
+    );
+    assert!(statuses.contains(&200));
+}
