@@ -3,8 +3,34 @@
 //! Append-only, checksummed pack files are the source of truth; sled and the
 //! full-text index are caches rebuilt from the packs by `reindex`. A message's
 //! address is the hash of its raw bytes, and export gives back exactly those bytes.
+//!
+//! [`DiskArchiveStore`] is the real store; [`MemoryArchiveStore`] is an in-memory
+//! implementation of the same [`ArchiveStore`] seam for other crates' tests.
+//! `ARCHITECTURE` of the crate: `pack` (frames on disk) ← `store` (writes, group
+//! commit, recovery) → `index` (sled caches) and `search` (tantivy), both rebuilt
+//! from the packs and the record log by `reindex`.
 
-use std::path::Path;
+mod chunker;
+mod crypto;
+mod export;
+mod import;
+mod index;
+mod log;
+mod memory;
+mod metadata;
+mod pack;
+mod search;
+mod store;
+mod verify;
+
+pub use export::{ExportFilter, ExportFormat, ExportReport, safe_file_name};
+pub use import::{ImportFailure, ImportReport};
+pub use memory::MemoryArchiveStore;
+pub use metadata::MessageMetadata;
+pub use store::{ArchiveEntry, DiskArchiveStore, MessageInfo, StoreOptions};
+pub use verify::{AffectedMessage, VerifyProblem, VerifyReport};
+
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -116,9 +142,17 @@ pub struct ArchiveStats {
 /// The seam between the engine (or CLI) and the archive.
 pub trait ArchiveStore: Send + Sync {
     /// Stores a message durably (fsynced) and records it in `request.user`'s archive.
-    fn archive(&self, request: &ArchiveRequest, raw: RawMessage<'_>) -> Result<ArchiveOutcome, ArchiveError>;
+    fn archive(
+        &self,
+        request: &ArchiveRequest,
+        raw: RawMessage<'_>,
+    ) -> Result<ArchiveOutcome, ArchiveError>;
     /// The archived content for a source message in `user`'s archive, if any.
-    fn find_source(&self, user: &str, source: &SourceRef) -> Result<Option<MessageId>, ArchiveError>;
+    fn find_source(
+        &self,
+        user: &str,
+        source: &SourceRef,
+    ) -> Result<Option<MessageId>, ArchiveError>;
     /// Re-reads and re-hashes a stored message: `true` when its bytes are intact.
     fn verify_message(&self, id: &MessageId) -> Result<bool, ArchiveError>;
     /// The exact raw bytes of a stored message.
@@ -140,4 +174,147 @@ pub enum ArchiveError {
         /// What was wrong.
         detail: String,
     },
+    /// A frame in a pack file failed its checksum or could not be decoded.
+    #[error(
+        "corrupt object in {} at offset {offset}: {detail}{}; run `archive verify` for the full list of damaged messages",
+        pack.display(),
+        affected_list(affected)
+    )]
+    CorruptObject {
+        /// The pack (or record log) file.
+        pack: PathBuf,
+        /// Byte offset of the frame in that file.
+        offset: u64,
+        /// What was wrong.
+        detail: String,
+        /// Messages whose bytes depend on the object, when known.
+        affected: Vec<MessageId>,
+    },
+    /// Reading or writing a file failed.
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No message with that address is stored.
+    #[error("message {id} is not in the archive")]
+    NotFound {
+        /// The address asked for.
+        id: String,
+    },
+    /// Another process holds the archive's lock file.
+    #[error(
+        "the archive at {} is in use by another process (lock file {}); wait for it to finish",
+        dir.display(),
+        lock.display()
+    )]
+    Locked {
+        /// The archive directory.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// An input file for import (or export target) is unusable.
+    #[error("bad import input {}: {detail}", path.display())]
+    BadInput {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A request field is invalid (empty user name, control characters, ...).
+    #[error("invalid {field}: {detail}")]
+    InvalidRequest {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The sled or search index failed; `archive reindex` rebuilds both from the packs.
+    #[error("{index} index error: {detail}; `archive reindex` rebuilds the indexes from the packs")]
+    Index {
+        /// Which index (`sled` or `search`).
+        index: &'static str,
+        /// What failed.
+        detail: String,
+    },
+    /// The caller may not see the archive it asked for.
+    #[error("access denied: {caller} may not search the archive of {requested}")]
+    AccessDenied {
+        /// Who asked.
+        caller: String,
+        /// Whose archive.
+        requested: String,
+    },
+    /// The encryption key is missing, unreadable or does not match the archive.
+    #[error("encryption key problem: {detail}")]
+    Key {
+        /// What is wrong.
+        detail: String,
+    },
+    /// The archive directory holds something this version cannot use.
+    #[error("unusable archive at {}: {detail}", dir.display())]
+    Format {
+        /// The archive directory.
+        dir: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Writing the batch this call belonged to failed; nothing of it is promised durable.
+    #[error("the message could not be made durable: {detail}")]
+    NotDurable {
+        /// The failure.
+        detail: String,
+    },
+    /// An earlier fsync failed: durability of later writes cannot be promised.
+    #[error("the archive stopped accepting writes after an earlier failure ({detail}); reopen it")]
+    Poisoned {
+        /// The earlier failure.
+        detail: String,
+    },
+}
+
+fn affected_list(affected: &[MessageId]) -> String {
+    if affected.is_empty() {
+        return String::new();
+    }
+    let ids: Vec<&str> = affected.iter().take(5).map(|id| id.0.as_str()).collect();
+    let more = affected.len().saturating_sub(5);
+    if more > 0 {
+        format!(" (affects messages {} and {more} more)", ids.join(", "))
+    } else {
+        format!(" (affects messages {})", ids.join(", "))
+    }
+}
+
+impl ArchiveError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ArchiveError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn sled(err: impl std::fmt::Display) -> Self {
+        ArchiveError::Index {
+            index: "sled",
+            detail: err.to_string(),
+        }
+    }
+
+    pub(crate) fn search(err: impl std::fmt::Display) -> Self {
+        ArchiveError::Index {
+            index: "search",
+            detail: err.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }

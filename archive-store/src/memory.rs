@@ -1,0 +1,285 @@
+//! [`MemoryArchiveStore`]: the [`ArchiveStore`] seam in memory, for other crates'
+//! tests. Same semantics as the disk store (content addressing, per-folder
+//! entries, source lookup, scoped search over the same metadata), no durability.
+//! It can be told to fail writes, to test callers' handling of archive failures.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, Utc};
+
+use crate::crypto::to_hex;
+use crate::metadata::{MessageMetadata, extract};
+use crate::{
+    ArchiveError, ArchiveOutcome, ArchiveRequest, ArchiveStats, ArchiveStore, MessageId,
+    RawMessage, Scope, SearchHit, SearchQuery, SourceRef,
+};
+
+#[derive(Default)]
+struct Inner {
+    contents: HashMap<MessageId, (Vec<u8>, MessageMetadata)>,
+    /// (user, folder, id) → received
+    entries: BTreeMap<(String, String, MessageId), Option<DateTime<Utc>>>,
+    sources: HashMap<(String, SourceRef), MessageId>,
+}
+
+/// An in-memory archive.
+#[derive(Default)]
+pub struct MemoryArchiveStore {
+    inner: Mutex<Inner>,
+    fail_writes: AtomicBool,
+}
+
+impl std::fmt::Debug for MemoryArchiveStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryArchiveStore").finish_non_exhaustive()
+    }
+}
+
+impl MemoryArchiveStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// From now on, every `archive` call fails (`true`) or works again (`false`).
+    pub fn set_fail_writes(&self, fail: bool) {
+        self.fail_writes.store(fail, Ordering::SeqCst);
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// (folder, id) pairs of `user`'s archive.
+    pub fn list(&self, user: &str) -> Vec<(String, MessageId)> {
+        self.inner()
+            .entries
+            .keys()
+            .filter(|(u, _, _)| u == user)
+            .map(|(_, f, id)| (f.clone(), id.clone()))
+            .collect()
+    }
+
+    /// Users with an archive.
+    pub fn users(&self) -> Vec<String> {
+        let set: BTreeSet<String> = self
+            .inner()
+            .entries
+            .keys()
+            .map(|(u, _, _)| u.clone())
+            .collect();
+        set.into_iter().collect()
+    }
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+impl ArchiveStore for MemoryArchiveStore {
+    fn archive(
+        &self,
+        request: &ArchiveRequest,
+        raw: RawMessage<'_>,
+    ) -> Result<ArchiveOutcome, ArchiveError> {
+        if self.fail_writes.load(Ordering::SeqCst) {
+            return Err(ArchiveError::NotDurable {
+                detail: "writes are switched off in this test store".into(),
+            });
+        }
+        if request.user.trim().is_empty() {
+            return Err(ArchiveError::InvalidRequest {
+                field: "user",
+                detail: "the archive owner must not be empty".into(),
+            });
+        }
+        let bytes = match raw {
+            RawMessage::Bytes(b) => b.to_vec(),
+            RawMessage::File(p) => std::fs::read(p).map_err(|e| ArchiveError::io(p, e))?,
+        };
+        let id = MessageId(blake3::hash(&bytes).to_hex().to_string());
+        let mut inner = self.inner();
+        let new_content = !inner.contents.contains_key(&id);
+        if new_content {
+            let meta = extract(&bytes, bytes.len() as u64);
+            inner.contents.insert(id.clone(), (bytes, meta));
+        }
+        let key = (request.user.clone(), request.folder.clone(), id.clone());
+        let new_entry = !inner.entries.contains_key(&key);
+        if new_entry {
+            inner.entries.insert(key, request.received);
+        }
+        if let Some(source) = &request.source {
+            inner
+                .sources
+                .insert((request.user.clone(), source.clone()), id.clone());
+        }
+        Ok(ArchiveOutcome {
+            id,
+            new_content,
+            new_entry,
+        })
+    }
+
+    fn find_source(
+        &self,
+        user: &str,
+        source: &SourceRef,
+    ) -> Result<Option<MessageId>, ArchiveError> {
+        Ok(self
+            .inner()
+            .sources
+            .get(&(user.to_string(), source.clone()))
+            .cloned())
+    }
+
+    fn verify_message(&self, id: &MessageId) -> Result<bool, ArchiveError> {
+        match self.inner().contents.get(id) {
+            Some((bytes, _)) => Ok(to_hex(blake3::hash(bytes).as_bytes()) == id.0),
+            None => Err(ArchiveError::NotFound { id: id.0.clone() }),
+        }
+    }
+
+    fn read_message(&self, id: &MessageId) -> Result<Vec<u8>, ArchiveError> {
+        self.inner()
+            .contents
+            .get(id)
+            .map(|(b, _)| b.clone())
+            .ok_or_else(|| ArchiveError::NotFound { id: id.0.clone() })
+    }
+
+    fn search(&self, query: &SearchQuery, scope: &Scope) -> Result<Vec<SearchHit>, ArchiveError> {
+        let user = match scope {
+            Scope::Admin => query.user.clone(),
+            Scope::User(me) => {
+                if let Some(requested) = &query.user
+                    && requested != me
+                {
+                    return Err(ArchiveError::AccessDenied {
+                        caller: me.clone(),
+                        requested: requested.clone(),
+                    });
+                }
+                Some(me.clone())
+            }
+        };
+        let wanted = words(&query.text);
+        let inner = self.inner();
+        let mut hits = Vec::new();
+        for ((u, folder, id), received) in &inner.entries {
+            if user.as_ref().is_some_and(|want| want != u) {
+                continue;
+            }
+            let Some((_, meta)) = inner.contents.get(id) else {
+                continue;
+            };
+            let date = received.or(meta.date);
+            if query
+                .from_date
+                .is_some_and(|from| date.is_none_or(|d| d < from))
+                || query.to_date.is_some_and(|to| date.is_none_or(|d| d >= to))
+            {
+                continue;
+            }
+            let haystack = [
+                meta.subject.clone().unwrap_or_default(),
+                meta.from.clone().unwrap_or_default(),
+                meta.to.join(" "),
+                meta.cc.join(" "),
+                meta.body_text.clone(),
+                meta.attachments.join(" "),
+            ]
+            .join(" ");
+            let have = words(&haystack);
+            if wanted.iter().all(|w| have.contains(w)) {
+                hits.push(SearchHit {
+                    id: id.clone(),
+                    user: u.clone(),
+                    folder: folder.clone(),
+                    date,
+                    from: meta.from.clone(),
+                    subject: meta.subject.clone(),
+                });
+            }
+            if hits.len() >= query.limit.max(1) {
+                break;
+            }
+        }
+        Ok(hits)
+    }
+
+    fn stats(&self) -> Result<ArchiveStats, ArchiveError> {
+        let inner = self.inner();
+        let mut stats = ArchiveStats {
+            messages: inner.entries.len() as u64,
+            unique_messages: inner.contents.len() as u64,
+            chunks: inner.contents.len() as u64,
+            logical_bytes: inner.contents.values().map(|(b, _)| b.len() as u64).sum(),
+            ..ArchiveStats::default()
+        };
+        stats.stored_bytes = stats.logical_bytes;
+        for (user, _, _) in inner.entries.keys() {
+            *stats.users.entry(user.clone()).or_insert(0) += 1;
+        }
+        Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_store_dedups_and_searches_per_user() {
+        let store = MemoryArchiveStore::new();
+        let raw = b"From: a@b.c\r\nSubject: Budget review\r\n\r\nhi\r\n";
+        let req = |user: &str| ArchiveRequest {
+            user: user.into(),
+            folder: "Inbox".into(),
+            source: Some(SourceRef {
+                mailbox: "a@b.c".into(),
+                message_id: "1".into(),
+            }),
+            received: None,
+        };
+        let a = store
+            .archive(&req("alice"), RawMessage::Bytes(raw))
+            .unwrap();
+        let b = store.archive(&req("bob"), RawMessage::Bytes(raw)).unwrap();
+        assert!(a.new_content && !b.new_content && b.new_entry);
+        assert!(
+            !store
+                .archive(&req("bob"), RawMessage::Bytes(raw))
+                .unwrap()
+                .new_entry
+        );
+        let q = SearchQuery {
+            text: "budget".into(),
+            user: None,
+            from_date: None,
+            to_date: None,
+            limit: 10,
+        };
+        assert_eq!(
+            store
+                .search(&q, &Scope::User("alice".into()))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(store.search(&q, &Scope::Admin).unwrap().len(), 2);
+        store.set_fail_writes(true);
+        assert!(
+            store
+                .archive(&req("carol"), RawMessage::Bytes(raw))
+                .is_err()
+        );
+    }
+}

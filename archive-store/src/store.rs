@@ -1,0 +1,1345 @@
+//! [`DiskArchiveStore`]: the real archive on disk.
+//!
+//! Layout of an archive directory:
+//! `store.json` (format, encryption marker), `LOCK` (one process at a time),
+//! `packs/pack-NNNNNNNN.pack` (chunks and manifests), `records.log` (the record
+//! log), `index/` (sled, tantivy and the checkpoint: all rebuildable).
+//!
+//! Writing a message: hash it (address), cut it into chunks, write the chunks that
+//! are new and a manifest to the current pack (no fsync yet), then join the group
+//! commit: one leader fsyncs the pack, appends every waiting record to the log,
+//! fsyncs the log, updates sled and the search index and wakes the others. So many
+//! concurrent writers share each pair of fsyncs.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
+
+use chrono::{DateTime, Utc};
+use fs2::FileExt;
+use serde::{Deserialize, Serialize};
+
+use crate::chunker::{ChunkSummary, chunk_stream};
+use crate::crypto::{Codec, from_hex, to_hex};
+use crate::index::{EntryValue, Index, split_entry_key};
+use crate::log::{LogRecord, decode_record, encode_record, log_path};
+use crate::metadata::{MessageMetadata, extract};
+use crate::pack::{
+    FrameAppender, FrameFiles, Location, ScanEvent, kind, list_packs, pack_path, scan_file,
+    sync_dir, truncate_tail,
+};
+use crate::search::{SearchDoc, SearchIndex};
+use crate::{
+    ArchiveError, ArchiveOutcome, ArchiveRequest, ArchiveStats, ArchiveStore, MessageId,
+    RawMessage, Scope, SearchHit, SearchQuery, SourceRef,
+};
+
+const FORMAT: u32 = 1;
+const CHECKPOINT_EVERY_RECORDS: u64 = 5_000;
+const CODEC_RAW: u8 = 0;
+const CODEC_ZSTD: u8 = 1;
+
+/// How to open an archive.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Key file (32 raw bytes or 64 hex digits) enabling encryption at rest. Only
+    /// honoured when the archive is created; an encrypted archive needs it on every open.
+    pub encryption_key_file: Option<PathBuf>,
+    /// zstd level for chunks (1–19).
+    pub compression_level: i32,
+    /// A pack file is closed and a new one started past this size.
+    pub pack_size_limit: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            encryption_key_file: None,
+            compression_level: 3,
+            pack_size_limit: 1 << 30,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoreConfig {
+    format: u32,
+    store_id: String,
+    encrypted: bool,
+    #[serde(default)]
+    key_check: Option<String>,
+    created: DateTime<Utc>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Checkpoint {
+    index_id: String,
+    log_offset: u64,
+    packs: BTreeMap<u32, u64>,
+}
+
+/// One message in one user's archive folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArchiveEntry {
+    /// Content address.
+    pub id: MessageId,
+    /// Archive owner.
+    pub user: String,
+    /// Folder path.
+    pub folder: String,
+    /// Received time, if known.
+    pub received: Option<DateTime<Utc>>,
+    /// When it was archived.
+    pub archived: DateTime<Utc>,
+    /// Where it came from.
+    pub sources: Vec<SourceRef>,
+    /// Raw size.
+    pub size: u64,
+    /// Subject.
+    pub subject: Option<String>,
+    /// From.
+    pub from: Option<String>,
+    /// Date header.
+    pub date: Option<DateTime<Utc>>,
+    /// mail-parser could not parse it.
+    pub unparseable: bool,
+}
+
+/// What `archive show ID` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageInfo {
+    /// Content address.
+    pub id: MessageId,
+    /// Raw size.
+    pub size: u64,
+    /// Metadata (body text omitted).
+    pub metadata: MessageMetadata,
+    /// (user, folder) pairs holding it.
+    pub locations: Vec<(String, String)>,
+}
+
+struct Pending {
+    ticket: u64,
+    address: [u8; 32],
+    request: ArchiveRequest,
+    new_content: bool,
+    meta: MessageMetadata,
+}
+
+#[derive(Default)]
+struct CommitState {
+    queue: Vec<Pending>,
+    leader: bool,
+    next_ticket: u64,
+    done: BTreeMap<u64, Result<ArchiveOutcome, String>>,
+}
+
+/// The archive on disk. Open with [`DiskArchiveStore::open`]; share with `Arc`.
+pub struct DiskArchiveStore {
+    dir: PathBuf,
+    _lock: File,
+    pub(crate) codec: Codec,
+    compression_level: i32,
+    pub(crate) packs: FrameFiles,
+    pack_writer: Mutex<FrameAppender>,
+    log_writer: Mutex<FrameAppender>,
+    pub(crate) index: Index,
+    pub(crate) search_index: SearchIndex,
+    commit: Mutex<CommitState>,
+    committed: Condvar,
+    maintenance: RwLock<()>,
+    poisoned: Mutex<Option<String>>,
+    records_since_checkpoint: AtomicU64,
+    pack_limit: u64,
+}
+
+impl std::fmt::Debug for DiskArchiveStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskArchiveStore")
+            .field("dir", &self.dir)
+            .field("encrypted", &self.codec.encrypted())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| ArchiveError::io(&tmp, e))?;
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| ArchiveError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| ArchiveError::io(path, e))?;
+    if let Some(parent) = path.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+fn validate(request: &ArchiveRequest) -> Result<(), ArchiveError> {
+    let bad = |field, detail: &str| {
+        Err(ArchiveError::InvalidRequest {
+            field,
+            detail: detail.to_string(),
+        })
+    };
+    if request.user.trim().is_empty() {
+        return bad("user", "the archive owner must not be empty");
+    }
+    if request.user.len() > 512 || request.user.chars().any(char::is_control) {
+        return bad("user", "at most 512 characters, no control characters");
+    }
+    if request.folder.len() > 4096 || request.folder.contains('\0') {
+        return bad("folder", "at most 4096 characters, no NUL");
+    }
+    if let Some(source) = &request.source
+        && (source.mailbox.contains('\0') || source.message_id.contains('\0'))
+    {
+        return bad("source", "no NUL in mailbox or message id");
+    }
+    Ok(())
+}
+
+/// Parses a message id given by a user.
+pub(crate) fn parse_id(id: &MessageId) -> Result<[u8; 32], ArchiveError> {
+    from_hex(&id.0.to_ascii_lowercase()).ok_or_else(|| ArchiveError::NotFound { id: id.0.clone() })
+}
+
+impl DiskArchiveStore {
+    /// Opens (creating if needed) the archive in `dir`, takes its lock, cuts a torn
+    /// tail left by a crash, and brings the indexes up to date with the packs and log.
+    pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self, ArchiveError> {
+        let dir = dir.as_ref().to_path_buf();
+        let packs_dir = dir.join("packs");
+        let index_dir = dir.join("index");
+        for d in [&dir, &packs_dir, &index_dir] {
+            std::fs::create_dir_all(d).map_err(|e| ArchiveError::io(d, e))?;
+        }
+        let lock_path = dir.join("LOCK");
+        let lock_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| ArchiveError::io(&lock_path, e))?;
+        if lock_file.try_lock_exclusive().is_err() {
+            return Err(ArchiveError::Locked {
+                dir,
+                lock: lock_path,
+            });
+        }
+
+        let config_path = dir.join("store.json");
+        let existing_packs = list_packs(&packs_dir)?;
+        let codec = if config_path.exists() {
+            let raw = std::fs::read(&config_path).map_err(|e| ArchiveError::io(&config_path, e))?;
+            let config: StoreConfig =
+                serde_json::from_slice(&raw).map_err(|e| ArchiveError::Format {
+                    dir: dir.clone(),
+                    detail: format!("store.json unreadable: {e}"),
+                })?;
+            if config.format != FORMAT {
+                return Err(ArchiveError::Format {
+                    dir,
+                    detail: format!(
+                        "format {} is not supported (expected {FORMAT})",
+                        config.format
+                    ),
+                });
+            }
+            match (config.encrypted, &options.encryption_key_file) {
+                (false, _) => Codec::plain(),
+                (true, None) => {
+                    return Err(ArchiveError::Key {
+                        detail: format!(
+                            "the archive at {} is encrypted: give its key file",
+                            dir.display()
+                        ),
+                    });
+                }
+                (true, Some(key)) => {
+                    let codec = Codec::from_key_file(key)?;
+                    if codec.key_check() != config.key_check {
+                        return Err(ArchiveError::Key {
+                            detail: format!(
+                                "key file {} is not the key of this archive",
+                                key.display()
+                            ),
+                        });
+                    }
+                    codec
+                }
+            }
+        } else {
+            if !existing_packs.is_empty() {
+                return Err(ArchiveError::Format {
+                    dir,
+                    detail: "pack files exist but store.json is missing; restore it from a backup"
+                        .into(),
+                });
+            }
+            let codec = match &options.encryption_key_file {
+                Some(key) => Codec::from_key_file(key)?,
+                None => Codec::plain(),
+            };
+            let config = StoreConfig {
+                format: FORMAT,
+                store_id: format!("{:032x}", rand::random::<u128>()),
+                encrypted: codec.encrypted(),
+                key_check: codec.key_check(),
+                created: Utc::now(),
+            };
+            let json = serde_json::to_vec_pretty(&config).map_err(|e| ArchiveError::Format {
+                dir: dir.clone(),
+                detail: e.to_string(),
+            })?;
+            write_atomic(&config_path, &json)?;
+            codec
+        };
+
+        let index = Index::open(&index_dir.join("sled"))?;
+        let last_pack = existing_packs.last().copied().unwrap_or(1);
+        let store = DiskArchiveStore {
+            packs: FrameFiles::new(packs_dir.clone(), pack_path),
+            pack_writer: Mutex::new(FrameAppender::open(
+                &packs_dir,
+                pack_path,
+                last_pack,
+                options.pack_size_limit.max(1 << 20),
+            )?),
+            log_writer: Mutex::new(FrameAppender::open(&dir, log_path, 1, u64::MAX)?),
+            search_index: SearchIndex::open(&index_dir.join("search"))?,
+            index,
+            codec,
+            compression_level: options.compression_level.clamp(1, 19),
+            _lock: lock_file,
+            commit: Mutex::new(CommitState::default()),
+            committed: Condvar::new(),
+            maintenance: RwLock::new(()),
+            poisoned: Mutex::new(None),
+            records_since_checkpoint: AtomicU64::new(0),
+            pack_limit: options.pack_size_limit.max(1 << 20),
+            dir,
+        };
+        store.recover(false)?;
+        Ok(store)
+    }
+
+    /// The archive directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn checkpoint_path(&self) -> PathBuf {
+        self.dir.join("index").join("checkpoint.json")
+    }
+
+    fn read_checkpoint(&self) -> Result<Checkpoint, ArchiveError> {
+        let path = self.checkpoint_path();
+        let id = self.index.id()?;
+        match std::fs::read(&path) {
+            Ok(raw) => match serde_json::from_slice::<Checkpoint>(&raw) {
+                Ok(cp) if cp.index_id == id => Ok(cp),
+                _ => Ok(Checkpoint {
+                    index_id: id,
+                    ..Checkpoint::default()
+                }),
+            },
+            Err(_) => Ok(Checkpoint {
+                index_id: id,
+                ..Checkpoint::default()
+            }),
+        }
+    }
+
+    /// Flushes sled and records how far the packs and the log are reflected in it.
+    fn write_checkpoint(&self) -> Result<(), ArchiveError> {
+        let (pack_no, pack_len) = {
+            let w = lock(&self.pack_writer);
+            (w.number(), w.len())
+        };
+        let log_offset = lock(&self.log_writer).len();
+        self.index.flush()?;
+        let mut packs = BTreeMap::new();
+        for n in list_packs(&self.dir.join("packs"))? {
+            let len = if n == pack_no {
+                pack_len
+            } else {
+                std::fs::metadata(self.packs.path(n))
+                    .map_err(|e| ArchiveError::io(self.packs.path(n), e))?
+                    .len()
+            };
+            packs.insert(n, len);
+        }
+        let cp = Checkpoint {
+            index_id: self.index.id()?,
+            log_offset,
+            packs,
+        };
+        let json = serde_json::to_vec(&cp).map_err(ArchiveError::sled)?;
+        write_atomic(&self.checkpoint_path(), &json)?;
+        self.records_since_checkpoint.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Replays packs and log past the checkpoints into sled and the search index;
+    /// cuts torn tails. With `full`, starts from scratch.
+    fn recover(&self, full: bool) -> Result<(), ArchiveError> {
+        let checkpoint = if full {
+            Checkpoint {
+                index_id: self.index.id()?,
+                ..Checkpoint::default()
+            }
+        } else {
+            self.read_checkpoint()?
+        };
+        // Packs: chunk and manifest locations.
+        let packs_dir = self.dir.join("packs");
+        let numbers = list_packs(&packs_dir)?;
+        for (i, &n) in numbers.iter().enumerate() {
+            let path = pack_path(&packs_dir, n);
+            let start = checkpoint.packs.get(&n).copied().unwrap_or(0);
+            let summary = scan_file(&path, n, start, None, |event| {
+                match event {
+                    ScanEvent::Frame { loc, kind, payload } => {
+                        self.index_frame(loc, kind, payload)?
+                    }
+                    ScanEvent::Damaged {
+                        offset,
+                        resume,
+                        detail,
+                        ..
+                    } => {
+                        if resume.is_some() {
+                            tracing::error!(pack = %path.display(), offset, %detail, "damaged frame in pack; run `archive verify`");
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+            if summary.torn_tail() {
+                if i + 1 == numbers.len() {
+                    tracing::warn!(pack = %path.display(), at = summary.valid_end, "cutting torn tail left by a crash");
+                    let mut writer = lock(&self.pack_writer);
+                    truncate_tail(&path, summary.valid_end)?;
+                    *writer = FrameAppender::open(&packs_dir, pack_path, n, self.pack_limit)?;
+                } else {
+                    tracing::error!(pack = %path.display(), at = summary.valid_end, "damaged end of a closed pack; run `archive verify`");
+                }
+            }
+        }
+        // Record log: entries and sources.
+        let log_file = log_path(&self.dir, 1);
+        let summary = scan_file(&log_file, 1, checkpoint.log_offset, None, |event| {
+            match event {
+                ScanEvent::Frame { payload, .. } => match decode_record(&self.codec, payload) {
+                    Ok((address, record)) => self.apply_record(&address, &record)?,
+                    Err(detail) => tracing::error!(%detail, "undecodable record in the record log"),
+                },
+                ScanEvent::Damaged {
+                    offset,
+                    resume,
+                    detail,
+                    ..
+                } => {
+                    if resume.is_some() {
+                        tracing::error!(offset, %detail, "damaged record in the record log; run `archive verify`");
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        if summary.torn_tail() {
+            tracing::warn!(log = %log_file.display(), at = summary.valid_end, "cutting torn tail of the record log");
+            let mut writer = lock(&self.log_writer);
+            truncate_tail(&log_file, summary.valid_end)?;
+            *writer = FrameAppender::open(&self.dir, log_path, 1, u64::MAX)?;
+        }
+        let log_len = lock(&self.log_writer).len();
+        self.write_checkpoint()?;
+
+        // Search index: documents for new entries past its committed offset.
+        let mut from = if full {
+            0
+        } else {
+            self.search_index.committed_offset()?
+        };
+        if from > log_len {
+            tracing::warn!("search index is ahead of the record log; rebuilding it");
+            self.search_index.clear()?;
+            from = 0;
+        }
+        if from < log_len {
+            scan_file(&log_file, 1, from, None, |event| {
+                if let ScanEvent::Frame { payload, .. } = event
+                    && let Ok((address, record)) = decode_record(&self.codec, payload)
+                    && record.new_entry
+                {
+                    let meta = self.metadata_of(&address)?;
+                    self.search_index.add(&SearchDoc {
+                        user: &record.user,
+                        folder: &record.folder,
+                        id: &to_hex(&address),
+                        meta: &meta,
+                        received: record.received,
+                    })?;
+                }
+                Ok(())
+            })?;
+        }
+        self.search_index.cover(log_len)?;
+        self.search_index.maybe_commit(true)?;
+        Ok(())
+    }
+
+    fn index_frame(
+        &self,
+        loc: Location,
+        frame_kind: u8,
+        payload: &[u8],
+    ) -> Result<(), ArchiveError> {
+        if payload.len() < 40 {
+            return Ok(());
+        }
+        let key: [u8; 32] = payload[..32].try_into().map_err(ArchiveError::sled)?;
+        let n = u64::from_le_bytes(payload[32..40].try_into().map_err(ArchiveError::sled)?);
+        let tree = match frame_kind {
+            kind::CHUNK => &self.index.chunks,
+            kind::MANIFEST => &self.index.messages,
+            _ => return Ok(()),
+        };
+        tree.insert(key, &crate::index::encode_located(loc, n)[..])
+            .map_err(ArchiveError::sled)?;
+        Ok(())
+    }
+
+    fn apply_record(&self, address: &[u8; 32], record: &LogRecord) -> Result<(), ArchiveError> {
+        self.index.put_entry(
+            address,
+            &record.user,
+            &record.folder,
+            record.received,
+            record.archived,
+            record.source.as_ref(),
+        )?;
+        if self
+            .index
+            .meta
+            .get(address)
+            .map_err(ArchiveError::sled)?
+            .is_none()
+        {
+            let meta = self.compute_metadata(address)?;
+            self.index.put_metadata(address, &meta)?;
+        }
+        Ok(())
+    }
+
+    /// Metadata from the cache, or computed from the stored bytes.
+    pub(crate) fn metadata_of(&self, address: &[u8; 32]) -> Result<MessageMetadata, ArchiveError> {
+        if let Some(meta) = self.index.metadata(address)? {
+            return Ok(meta);
+        }
+        let meta = self.compute_metadata(address)?;
+        self.index.put_metadata(address, &meta)?;
+        Ok(meta)
+    }
+
+    fn compute_metadata(&self, address: &[u8; 32]) -> Result<MessageMetadata, ArchiveError> {
+        let reader = match self.open_message(address) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(id = %to_hex(address), error = %e, "cannot read message for metadata");
+                return Ok(MessageMetadata {
+                    unparseable: true,
+                    ..MessageMetadata::default()
+                });
+            }
+        };
+        let size = reader.size;
+        let summary = chunk_stream(
+            BufReader::with_capacity(256 * 1024, reader),
+            &mut |_c: &[u8]| Ok(()),
+            &|e| ArchiveError::io("stored message", e),
+        );
+        match summary {
+            Ok(ChunkSummary { skeleton, .. }) => Ok(extract(&skeleton, size)),
+            Err(e) => {
+                tracing::error!(id = %to_hex(address), error = %e, "cannot read message for metadata");
+                Ok(MessageMetadata {
+                    size,
+                    unparseable: true,
+                    ..MessageMetadata::default()
+                })
+            }
+        }
+    }
+
+    fn check_poisoned(&self) -> Result<(), ArchiveError> {
+        if let Some(detail) = lock(&self.poisoned).clone() {
+            return Err(ArchiveError::Poisoned { detail });
+        }
+        Ok(())
+    }
+
+    fn poison(&self, err: &ArchiveError) {
+        let mut p = lock(&self.poisoned);
+        if p.is_none() {
+            *p = Some(err.to_string());
+        }
+    }
+
+    /// Hashes the whole message (the address).
+    fn address_of(&self, raw: RawMessage<'_>) -> Result<[u8; 32], ArchiveError> {
+        match raw {
+            RawMessage::Bytes(bytes) => Ok(self.codec.hash(bytes)),
+            RawMessage::File(path) => {
+                let mut file = File::open(path).map_err(|e| ArchiveError::io(path, e))?;
+                let mut hasher = self.codec.hasher();
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = match file.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(ArchiveError::io(path, e)),
+                    };
+                    hasher.update(&buf[..n]);
+                }
+                Ok(*hasher.finalize().as_bytes())
+            }
+        }
+    }
+
+    fn chunk_body(&self, chunk: &[u8]) -> Result<Vec<u8>, ArchiveError> {
+        let compressed = zstd::bulk::compress(chunk, self.compression_level)
+            .map_err(|e| ArchiveError::io("zstd", e))?;
+        let mut body = Vec::with_capacity(compressed.len().min(chunk.len()) + 1);
+        if compressed.len() < chunk.len() {
+            body.push(CODEC_ZSTD);
+            body.extend_from_slice(&compressed);
+        } else {
+            body.push(CODEC_RAW);
+            body.extend_from_slice(chunk);
+        }
+        Ok(body)
+    }
+
+    /// Whether an index location still holds the object (guards against stale sled entries).
+    fn live(&self, loc: Location, frame_kind: u8, key: &[u8; 32]) -> bool {
+        self.packs.probe(loc, frame_kind, key)
+    }
+
+    /// Stores chunks and manifest of a message new to the store; returns false when
+    /// another writer stored it first.
+    fn store_content(
+        &self,
+        address: &[u8; 32],
+        raw: RawMessage<'_>,
+    ) -> Result<(bool, MessageMetadata), ArchiveError> {
+        let mut manifest: Vec<([u8; 32], u32)> = Vec::new();
+        let mut hasher = self.codec.hasher();
+        let mut emit = |chunk: &[u8]| -> Result<(), ArchiveError> {
+            hasher.update(chunk);
+            let key = self.codec.hash(chunk);
+            let len = u32::try_from(chunk.len()).map_err(ArchiveError::sled)?;
+            if let Some((loc, _)) = self.index.chunk(&key)?
+                && self.live(loc, kind::CHUNK, &key)
+            {
+                manifest.push((key, len));
+                return Ok(());
+            }
+            let body = self.chunk_body(chunk)?;
+            let sealed = self.codec.seal(kind::CHUNK, &key, body)?;
+            let mut payload = Vec::with_capacity(40 + sealed.len());
+            payload.extend_from_slice(&key);
+            payload.extend_from_slice(&u64::from(len).to_le_bytes());
+            payload.extend_from_slice(&sealed);
+            let mut writer = lock(&self.pack_writer);
+            let fresh = match self.index.chunk(&key)? {
+                Some((loc, _)) => !self.live(loc, kind::CHUNK, &key),
+                None => true,
+            };
+            if fresh {
+                let loc = writer
+                    .append(kind::CHUNK, &payload)
+                    .inspect_err(|e| self.poison(e))?;
+                self.index
+                    .chunks
+                    .insert(key, &crate::index::encode_located(loc, u64::from(len))[..])
+                    .map_err(ArchiveError::sled)?;
+            }
+            manifest.push((key, len));
+            Ok(())
+        };
+        let summary = match raw {
+            RawMessage::Bytes(bytes) => {
+                chunk_stream(bytes, &mut emit, &|e| ArchiveError::io("message", e))?
+            }
+            RawMessage::File(path) => {
+                let file = File::open(path).map_err(|e| ArchiveError::io(path, e))?;
+                chunk_stream(BufReader::with_capacity(1 << 20, file), &mut emit, &|e| {
+                    ArchiveError::io(path, e)
+                })?
+            }
+        };
+        if hasher.finalize().as_bytes() != address {
+            let path = match raw {
+                RawMessage::File(p) => p.to_path_buf(),
+                RawMessage::Bytes(_) => PathBuf::from("message"),
+            };
+            return Err(ArchiveError::BadInput {
+                path,
+                detail: "the file changed while it was being archived".into(),
+            });
+        }
+        let mut body = Vec::with_capacity(8 + manifest.len() * 36);
+        body.extend_from_slice(&(manifest.len() as u64).to_le_bytes());
+        for (key, len) in &manifest {
+            body.extend_from_slice(key);
+            body.extend_from_slice(&len.to_le_bytes());
+        }
+        let sealed = self.codec.seal(kind::MANIFEST, address, body)?;
+        let mut payload = Vec::with_capacity(40 + sealed.len());
+        payload.extend_from_slice(address);
+        payload.extend_from_slice(&summary.size.to_le_bytes());
+        payload.extend_from_slice(&sealed);
+        let meta = extract(&summary.skeleton, summary.size);
+        drop(summary);
+        {
+            let mut writer = lock(&self.pack_writer);
+            if let Some((loc, _)) = self.index.message(address)?
+                && self.live(loc, kind::MANIFEST, address)
+            {
+                return Ok((false, meta));
+            }
+            let loc = writer
+                .append(kind::MANIFEST, &payload)
+                .inspect_err(|e| self.poison(e))?;
+            self.index
+                .messages
+                .insert(
+                    address,
+                    &crate::index::encode_located(loc, summary_size(&payload))[..],
+                )
+                .map_err(ArchiveError::sled)?;
+        }
+        self.index.put_metadata(address, &meta)?;
+        Ok((true, meta))
+    }
+
+    /// The group commit: waits until a leader (maybe this caller) made the record durable.
+    fn commit(&self, pending: Pending) -> Result<ArchiveOutcome, ArchiveError> {
+        let mut state = lock(&self.commit);
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.queue.push(Pending { ticket, ..pending });
+        loop {
+            if let Some(result) = state.done.remove(&ticket) {
+                return result.map_err(|detail| ArchiveError::NotDurable { detail });
+            }
+            if !state.leader {
+                state.leader = true;
+                let batch = std::mem::take(&mut state.queue);
+                drop(state);
+                let tickets: Vec<u64> = batch.iter().map(|p| p.ticket).collect();
+                let results = self.commit_batch(batch);
+                state = lock(&self.commit);
+                match results {
+                    Ok(outcomes) => {
+                        for (t, o) in outcomes {
+                            state.done.insert(t, Ok(o));
+                        }
+                    }
+                    Err(e) => {
+                        self.poison(&e);
+                        for t in tickets {
+                            state.done.insert(t, Err(e.to_string()));
+                        }
+                    }
+                }
+                state.leader = false;
+                self.committed.notify_all();
+                continue;
+            }
+            state = self
+                .committed
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    fn commit_batch(
+        &self,
+        batch: Vec<Pending>,
+    ) -> Result<Vec<(u64, ArchiveOutcome)>, ArchiveError> {
+        // 1. Everything the batch refers to is in the pack already: make it durable.
+        let (file, path) = lock(&self.pack_writer).handle();
+        file.sync_data().map_err(|e| ArchiveError::io(&path, e))?;
+
+        // 2. Decide which records to write.
+        let now = Utc::now();
+        let mut seen_entries: HashSet<Vec<u8>> = HashSet::new();
+        let mut seen_sources: HashSet<Vec<u8>> = HashSet::new();
+        let mut frames = Vec::new();
+        let mut records = Vec::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for p in &batch {
+            let r = &p.request;
+            let ekey = crate::index::entry_key(&r.user, &r.folder, &p.address);
+            let entry_exists = seen_entries.contains(&ekey)
+                || self.index.has_entry(&p.address, &r.user, &r.folder)?;
+            let source_known = match &r.source {
+                None => true,
+                Some(s) => {
+                    let skey = crate::index::source_key(&r.user, s);
+                    seen_sources.contains(&skey)
+                        || self.index.source(&r.user, s)? == Some(p.address)
+                }
+            };
+            let new_entry = !entry_exists;
+            if new_entry || !source_known {
+                let record = LogRecord {
+                    user: r.user.clone(),
+                    folder: r.folder.clone(),
+                    source: r.source.clone(),
+                    received: r.received,
+                    archived: now,
+                    new_entry,
+                };
+                frames.push((
+                    kind::RECORD,
+                    encode_record(&self.codec, &p.address, &record)?,
+                ));
+                records.push((p, record));
+                seen_entries.insert(ekey);
+                if let Some(s) = &r.source {
+                    seen_sources.insert(crate::index::source_key(&r.user, s));
+                }
+            }
+            outcomes.push((
+                p.ticket,
+                ArchiveOutcome {
+                    id: MessageId(to_hex(&p.address)),
+                    new_content: p.new_content,
+                    new_entry,
+                },
+            ));
+        }
+        if frames.is_empty() {
+            return Ok(outcomes);
+        }
+
+        // 3. Append and fsync the record log.
+        let log_end = {
+            let mut log = lock(&self.log_writer);
+            log.append_many(&frames)?;
+            let (file, path) = log.handle();
+            file.sync_data().map_err(|e| ArchiveError::io(&path, e))?;
+            log.len()
+        };
+
+        // 4. Caches: sled and the search index (failures here are logged: a reopen replays).
+        for (p, record) in &records {
+            if let Err(e) = self.index_record(p, record) {
+                tracing::error!(error = %e, "index update failed; it is replayed on next open");
+            }
+        }
+        let _ = self.search_index.cover(log_end);
+        if let Err(e) = self.search_index.maybe_commit(false) {
+            tracing::error!(error = %e, "search index commit failed; it is replayed on next open");
+        }
+        let n = self
+            .records_since_checkpoint
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        if n + records.len() as u64 >= CHECKPOINT_EVERY_RECORDS
+            && let Err(e) = self.write_checkpoint()
+        {
+            tracing::error!(error = %e, "index checkpoint failed");
+        }
+        Ok(outcomes)
+    }
+
+    fn index_record(&self, p: &Pending, record: &LogRecord) -> Result<(), ArchiveError> {
+        self.index.put_entry(
+            &p.address,
+            &record.user,
+            &record.folder,
+            record.received,
+            record.archived,
+            record.source.as_ref(),
+        )?;
+        if record.new_entry {
+            self.search_index.add(&SearchDoc {
+                user: &record.user,
+                folder: &record.folder,
+                id: &to_hex(&p.address),
+                meta: &p.meta,
+                received: record.received,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Chunk list and size of a stored message.
+    pub(crate) fn manifest(
+        &self,
+        address: &[u8; 32],
+    ) -> Result<(Vec<([u8; 32], u32)>, u64), ArchiveError> {
+        let Some((loc, _)) = self.index.message(address)? else {
+            return Err(ArchiveError::NotFound {
+                id: to_hex(address),
+            });
+        };
+        let (frame_kind, payload) = self.packs.read(loc)?;
+        let corrupt = |detail: &str| ArchiveError::CorruptObject {
+            pack: self.packs.path(loc.file),
+            offset: loc.offset,
+            detail: detail.to_string(),
+            affected: vec![MessageId(to_hex(address))],
+        };
+        if frame_kind != kind::MANIFEST || payload.len() < 40 || &payload[..32] != address {
+            return Err(corrupt(
+                "index points to a frame that is not this message's manifest",
+            ));
+        }
+        let size = u64::from_le_bytes(
+            payload[32..40]
+                .try_into()
+                .map_err(|_| corrupt("short manifest"))?,
+        );
+        let body = self
+            .codec
+            .open(kind::MANIFEST, address, &payload[40..])
+            .map_err(|d| corrupt(&d))?;
+        parse_manifest(&body)
+            .map(|list| (list, size))
+            .ok_or_else(|| corrupt("undecodable manifest"))
+    }
+
+    /// Reads, decompresses and re-hashes one chunk.
+    pub(crate) fn read_chunk(
+        &self,
+        key: &[u8; 32],
+        message: &[u8; 32],
+    ) -> Result<Vec<u8>, ArchiveError> {
+        let Some((loc, _)) = self.index.chunk(key)? else {
+            return Err(ArchiveError::Corrupt {
+                object: format!("chunk {}", to_hex(key)),
+                detail: format!("missing from the archive (message {})", to_hex(message)),
+            });
+        };
+        let (frame_kind, payload) = self.packs.read(loc).map_err(|e| match e {
+            ArchiveError::CorruptObject {
+                pack,
+                offset,
+                detail,
+                ..
+            } => ArchiveError::CorruptObject {
+                pack,
+                offset,
+                detail,
+                affected: vec![MessageId(to_hex(message))],
+            },
+            other => other,
+        })?;
+        let corrupt = |detail: &str| ArchiveError::CorruptObject {
+            pack: self.packs.path(loc.file),
+            offset: loc.offset,
+            detail: detail.to_string(),
+            affected: vec![MessageId(to_hex(message))],
+        };
+        if frame_kind != kind::CHUNK || payload.len() < 41 || &payload[..32] != key {
+            return Err(corrupt("index points to a frame that is not this chunk"));
+        }
+        let raw_len = u64::from_le_bytes(
+            payload[32..40]
+                .try_into()
+                .map_err(|_| corrupt("short chunk"))?,
+        );
+        let chunk =
+            decode_chunk(&self.codec, key, &payload[40..], raw_len).map_err(|d| corrupt(&d))?;
+        if &self.codec.hash(&chunk) != key {
+            return Err(corrupt("chunk content does not match its hash"));
+        }
+        Ok(chunk)
+    }
+
+    /// A streaming reader of a stored message.
+    pub(crate) fn open_message(
+        &self,
+        address: &[u8; 32],
+    ) -> Result<MessageReader<'_>, ArchiveError> {
+        let (chunks, size) = self.manifest(address)?;
+        Ok(MessageReader {
+            store: self,
+            address: *address,
+            chunks,
+            next: 0,
+            buf: Vec::new(),
+            pos: 0,
+            size,
+        })
+    }
+
+    /// Entries of `user`'s archive, in `folder` only when given.
+    pub fn list(
+        &self,
+        user: &str,
+        folder: Option<&str>,
+    ) -> Result<Vec<ArchiveEntry>, ArchiveError> {
+        let mut prefix = user.as_bytes().to_vec();
+        prefix.push(0);
+        if let Some(folder) = folder {
+            prefix.extend_from_slice(folder.as_bytes());
+            prefix.push(0);
+        }
+        let mut out = Vec::new();
+        for item in self.index.entries.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(ArchiveError::sled)?;
+            let Some((user, folder, address)) = split_entry_key(&key) else {
+                continue;
+            };
+            if folder.as_bytes().contains(&0) {
+                continue;
+            }
+            let value: EntryValue = serde_json::from_slice(&value).map_err(ArchiveError::sled)?;
+            let meta = self.index.metadata(&address)?.unwrap_or_default();
+            let size = self.index.message(&address)?.map_or(meta.size, |(_, s)| s);
+            out.push(ArchiveEntry {
+                id: MessageId(to_hex(&address)),
+                user,
+                folder,
+                received: value.received,
+                archived: value.archived,
+                sources: value.sources,
+                size,
+                subject: meta.subject,
+                from: meta.from,
+                date: meta.date,
+                unparseable: meta.unparseable,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Users with an archive, sorted.
+    pub fn users(&self) -> Result<Vec<String>, ArchiveError> {
+        self.distinct_prefixes(&[])
+    }
+
+    /// Folders of `user`'s archive, sorted.
+    pub fn folders(&self, user: &str) -> Result<Vec<String>, ArchiveError> {
+        let mut prefix = user.as_bytes().to_vec();
+        prefix.push(0);
+        self.distinct_prefixes(&prefix)
+    }
+
+    /// Distinct NUL-terminated components following `prefix` in the entries tree.
+    fn distinct_prefixes(&self, prefix: &[u8]) -> Result<Vec<String>, ArchiveError> {
+        let mut out = Vec::new();
+        let mut start = prefix.to_vec();
+        loop {
+            let Some(item) = self.index.entries.range(start.clone()..).next() else {
+                break;
+            };
+            let (key, _) = item.map_err(ArchiveError::sled)?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            let rest = &key[prefix.len()..];
+            let Some(end) = rest.iter().position(|&b| b == 0) else {
+                break;
+            };
+            let name = &rest[..end];
+            out.push(String::from_utf8_lossy(name).into_owned());
+            start = prefix.to_vec();
+            start.extend_from_slice(name);
+            start.push(1);
+        }
+        Ok(out)
+    }
+
+    /// Metadata and locations of a stored message (`archive show ID`).
+    pub fn show(&self, id: &MessageId) -> Result<MessageInfo, ArchiveError> {
+        let address = parse_id(id)?;
+        let Some((_, size)) = self.index.message(&address)? else {
+            return Err(ArchiveError::NotFound { id: id.0.clone() });
+        };
+        let mut metadata = self.metadata_of(&address)?;
+        metadata.body_text.clear();
+        Ok(MessageInfo {
+            id: MessageId(to_hex(&address)),
+            size,
+            metadata,
+            locations: self.index.holders_of(&address)?,
+        })
+    }
+
+    /// Rebuilds sled and the search index from the packs and the record log alone.
+    pub fn reindex(&self) -> Result<ArchiveStats, ArchiveError> {
+        let _exclusive = self
+            .maintenance
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.index.clear()?;
+        let _ = std::fs::remove_file(self.checkpoint_path());
+        self.search_index.clear()?;
+        self.recover(true)?;
+        self.stats()
+    }
+
+    /// Flushes the indexes and writes a checkpoint (also done on drop).
+    pub fn flush(&self) -> Result<(), ArchiveError> {
+        self.search_index.maybe_commit(true)?;
+        self.write_checkpoint()
+    }
+
+    /// Number of committed search documents (for drift checks).
+    pub(crate) fn search_docs(&self) -> Result<u64, ArchiveError> {
+        self.search_index.maybe_commit(true)?;
+        Ok(self.search_index.num_docs())
+    }
+
+    pub(crate) fn maintenance_read(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.maintenance
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Current lengths of the pack files and of the log (verify scans up to these).
+    pub(crate) fn lengths(&self) -> Result<(Vec<(u32, u64)>, u64), ArchiveError> {
+        // The log first: every record it holds refers to pack data written before it.
+        let log_len = lock(&self.log_writer).len();
+        let writer = lock(&self.pack_writer);
+        let mut packs = Vec::new();
+        for n in list_packs(&self.dir.join("packs"))? {
+            let len = if n == writer.number() {
+                writer.len()
+            } else {
+                let path = self.packs.path(n);
+                std::fs::metadata(&path)
+                    .map_err(|e| ArchiveError::io(&path, e))?
+                    .len()
+            };
+            packs.push((n, len));
+        }
+        drop(writer);
+        Ok((packs, log_len))
+    }
+}
+
+fn summary_size(payload: &[u8]) -> u64 {
+    payload
+        .get(32..40)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// Decodes a manifest body into (chunk key, raw length) pairs.
+pub(crate) fn parse_manifest(body: &[u8]) -> Option<Vec<([u8; 32], u32)>> {
+    let n = u64::from_le_bytes(body.get(..8)?.try_into().ok()?) as usize;
+    let rest = &body[8..];
+    if rest.len() != n.checked_mul(36)? {
+        return None;
+    }
+    Some(
+        rest.chunks_exact(36)
+            .filter_map(|c| {
+                Some((
+                    c[..32].try_into().ok()?,
+                    u32::from_le_bytes(c[32..].try_into().ok()?),
+                ))
+            })
+            .collect(),
+    )
+}
+
+/// Decodes a chunk body (after the key and length): unseal, decompress.
+pub(crate) fn decode_chunk(
+    codec: &Codec,
+    key: &[u8; 32],
+    sealed: &[u8],
+    raw_len: u64,
+) -> Result<Vec<u8>, String> {
+    let body = codec.open(kind::CHUNK, key, sealed)?;
+    let (&codec_byte, data) = body.split_first().ok_or("empty chunk body")?;
+    let chunk = match codec_byte {
+        CODEC_RAW => data.to_vec(),
+        CODEC_ZSTD => {
+            zstd::bulk::decompress(data, raw_len as usize).map_err(|e| format!("zstd: {e}"))?
+        }
+        other => return Err(format!("unknown chunk codec {other}")),
+    };
+    if chunk.len() as u64 != raw_len {
+        return Err(format!(
+            "chunk is {} bytes, expected {raw_len}",
+            chunk.len()
+        ));
+    }
+    Ok(chunk)
+}
+
+/// Streams a stored message chunk by chunk (each chunk re-hashed as it is read).
+pub(crate) struct MessageReader<'a> {
+    store: &'a DiskArchiveStore,
+    address: [u8; 32],
+    chunks: Vec<([u8; 32], u32)>,
+    next: usize,
+    buf: Vec<u8>,
+    pos: usize,
+    /// Raw size.
+    pub(crate) size: u64,
+}
+
+impl Read for MessageReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            let Some((key, _)) = self.chunks.get(self.next) else {
+                return Ok(0);
+            };
+            self.buf = self
+                .store
+                .read_chunk(key, &self.address)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            self.pos = 0;
+            self.next += 1;
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl ArchiveStore for DiskArchiveStore {
+    fn archive(
+        &self,
+        request: &ArchiveRequest,
+        raw: RawMessage<'_>,
+    ) -> Result<ArchiveOutcome, ArchiveError> {
+        validate(request)?;
+        self.check_poisoned()?;
+        let _shared = self.maintenance_read();
+        let span = tracing::debug_span!("archive", user = %request.user, folder = %request.folder);
+        let _enter = span.enter();
+        let address = self.address_of(raw)?;
+        let known = match self.index.message(&address)? {
+            Some((loc, _)) => self.live(loc, kind::MANIFEST, &address),
+            None => false,
+        };
+        let (new_content, meta) = if known {
+            (false, self.metadata_of(&address)?)
+        } else {
+            self.store_content(&address, raw)?
+        };
+        self.commit(Pending {
+            ticket: 0,
+            address,
+            request: request.clone(),
+            new_content,
+            meta,
+        })
+    }
+
+    fn find_source(
+        &self,
+        user: &str,
+        source: &SourceRef,
+    ) -> Result<Option<MessageId>, ArchiveError> {
+        Ok(self
+            .index
+            .source(user, source)?
+            .map(|a| MessageId(to_hex(&a))))
+    }
+
+    fn verify_message(&self, id: &MessageId) -> Result<bool, ArchiveError> {
+        let address = parse_id(id)?;
+        let mut reader = match self.open_message(&address) {
+            Ok(r) => r,
+            Err(ArchiveError::NotFound { .. }) => {
+                return Err(ArchiveError::NotFound { id: id.0.clone() });
+            }
+            Err(_) => return Ok(false),
+        };
+        let mut hasher = self.codec.hasher();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                }
+                Err(_) => return Ok(false),
+            }
+        }
+        Ok(hasher.finalize().as_bytes() == &address)
+    }
+
+    fn read_message(&self, id: &MessageId) -> Result<Vec<u8>, ArchiveError> {
+        let address = parse_id(id)?;
+        let (chunks, size) = self.manifest(&address)?;
+        let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        for (key, _) in &chunks {
+            out.extend_from_slice(&self.read_chunk(key, &address)?);
+        }
+        if &self.codec.hash(&out) != &address {
+            return Err(ArchiveError::Corrupt {
+                object: format!("message {}", id.0),
+                detail: "reassembled bytes do not match the message hash".into(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn search(&self, query: &SearchQuery, scope: &Scope) -> Result<Vec<SearchHit>, ArchiveError> {
+        self.search_index.search(query, scope)
+    }
+
+    fn stats(&self) -> Result<ArchiveStats, ArchiveError> {
+        let mut stats = ArchiveStats::default();
+        for item in self.index.entries.iter() {
+            let (key, _) = item.map_err(ArchiveError::sled)?;
+            if let Some((user, _, _)) = split_entry_key(&key) {
+                stats.messages += 1;
+                *stats.users.entry(user).or_insert(0) += 1;
+            }
+        }
+        let mut last: Option<Vec<u8>> = None;
+        for item in self.index.holders.iter() {
+            let (key, _) = item.map_err(ArchiveError::sled)?;
+            let address = &key[..32.min(key.len())];
+            if last.as_deref() != Some(address) {
+                stats.unique_messages += 1;
+                if let Ok(a) = <[u8; 32]>::try_from(address)
+                    && let Some((_, size)) = self.index.message(&a)?
+                {
+                    stats.logical_bytes += size;
+                }
+                last = Some(address.to_vec());
+            }
+        }
+        stats.chunks = self.index.chunks.len() as u64;
+        for n in list_packs(&self.dir.join("packs"))? {
+            let path = self.packs.path(n);
+            stats.stored_bytes += std::fs::metadata(&path)
+                .map_err(|e| ArchiveError::io(&path, e))?
+                .len();
+        }
+        Ok(stats)
+    }
+}
+
+impl Drop for DiskArchiveStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::error!(error = %e, "closing the archive: index flush failed; it is replayed on next open");
+        }
+    }
+}
