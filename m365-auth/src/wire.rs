@@ -312,4 +312,78 @@ mod tests {
             TokenFailure::Malformed { status: 302, .. }
         ));
     }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".*".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("access_token".to_owned()),
+                        Just("expires_in".to_owned()),
+                        Just("token_type".to_owned()),
+                        Just("error".to_owned()),
+                        Just("error_codes".to_owned()),
+                        Just("error_description".to_owned()),
+                        Just("trace_id".to_owned()),
+                        ".*",
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+
+        /// Arbitrary bytes under any status: an answer, never a panic; only 200 can be a token.
+        #[test]
+        fn arbitrary_bytes_never_panic(status in 0u16..1000, body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+            let result = parse_token_response(status, &body);
+            proptest::prop_assert!(result.is_err() || status == 200);
+        }
+
+        /// Arbitrary JSON (wrong types, huge numbers, nested garbage): a token only if
+        /// every field is right; otherwise an error that never quotes the body.
+        #[test]
+        fn arbitrary_json_never_panics(status in proptest::prelude::prop_oneof![proptest::strategy::Just(200u16), 400u16..500, 500u16..600], value in json_value()) {
+            let body = serde_json::to_vec(&value).unwrap();
+            match parse_token_response(status, &body) {
+                Ok(grant) => {
+                    proptest::prop_assert_eq!(status, 200);
+                    proptest::prop_assert!(grant.expires_in > Duration::ZERO && grant.expires_in <= MAX_EXPIRES_IN);
+                    proptest::prop_assert_eq!(Some(grant.access_token.expose_secret()), value["access_token"].as_str());
+                }
+                Err(TokenFailure::Malformed { reason, .. }) => {
+                    if let Some(token) = value.get("access_token").and_then(Value::as_str).filter(|t| t.len() > 3) {
+                        proptest::prop_assert!(!reason.contains(token));
+                    }
+                }
+                Err(TokenFailure::Refused(refusal)) => {
+                    proptest::prop_assert!(refusal.description.chars().count() <= 301);
+                }
+                Err(TokenFailure::Server { status: s }) => proptest::prop_assert!(s == 429 || s >= 500),
+            }
+        }
+
+        /// Truncations of a valid answer are errors (except the complete one).
+        #[test]
+        fn truncated_grants_are_errors(cut in 0usize..90) {
+            let body = br#"{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"eyJ0.abc.def"}"#;
+            let cut = cut.min(body.len() - 1);
+            proptest::prop_assert!(parse_token_response(200, &body[..cut]).is_err());
+        }
+    }
 }
