@@ -1,0 +1,866 @@
+//! Archiving profiles: the TOML format of design.md, validated into typed values
+//! whose errors name the file, the field and the fix, and a [`ProfileStore`] of one
+//! `NAME.toml` per profile, written atomically with owner-only permissions.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, FixedOffset};
+use m365_mailbox::DeleteMode;
+use serde::{Deserialize, Serialize};
+
+use crate::error::EngineError;
+use crate::fsutil;
+use crate::schedule::Schedule;
+
+/// An archiving profile: what to archive, from where, into whose archive, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawProfile", into = "RawProfile")]
+pub struct Profile {
+    /// Unique name (also the file name, `NAME.toml`).
+    pub name: String,
+    /// Name of the stored app credentials used to reach the tenant.
+    pub credentials: String,
+    /// Which mailboxes.
+    pub source: Source,
+    /// Which folders of each mailbox.
+    pub folders: FolderRules,
+    /// Which messages.
+    pub filter: Filter,
+    /// What to delete from the mailbox after archiving (default: nothing).
+    pub deletion: DeletionRules,
+    /// Run settings.
+    pub run: RunSettings,
+}
+
+/// Which mailboxes a profile archives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// One mailbox into a chosen user's archive.
+    Single {
+        /// Mailbox address.
+        mailbox: String,
+        /// Local user whose archive receives the mail.
+        target_user: String,
+    },
+    /// Several mailboxes, each into its owner's archive, chosen from the local users.
+    Multiple {
+        /// How users are chosen.
+        select: Select,
+        /// Users (names or addresses) for `all_except` / `only`.
+        users: Vec<String>,
+        /// Synchronise users from the directory before choosing.
+        sync_directory_first: bool,
+    },
+}
+
+/// How a multi-mailbox profile chooses its users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Select {
+    /// Every enabled user with an email address.
+    All,
+    /// Every enabled user with an email address except the listed ones.
+    AllExcept,
+    /// Only the listed users.
+    Only,
+}
+
+impl Select {
+    fn as_str(self) -> &'static str {
+        match self {
+            Select::All => "all",
+            Select::AllExcept => "all_except",
+            Select::Only => "only",
+        }
+    }
+}
+
+/// Which folders to archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderRules {
+    /// Folder paths (`Inbox/Projects`) or well-known names (`sentitems`); empty = all.
+    pub include: Vec<String>,
+    /// Folders never archived (with everything below them).
+    pub exclude: Vec<String>,
+    /// Whether an included folder brings its subfolders.
+    pub include_subfolders: bool,
+}
+
+impl Default for FolderRules {
+    fn default() -> Self {
+        Self {
+            include: Vec::new(),
+            exclude: Vec::new(),
+            include_subfolders: true,
+        }
+    }
+}
+
+/// Which messages to archive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Archive only mail older than this many days (0 = all). Younger mail is
+    /// remembered and archived by a later run once old enough.
+    pub older_than_days: u32,
+    /// Archive only mail received at or after this instant.
+    pub received_after: Option<DateTime<FixedOffset>>,
+}
+
+/// When archived mail leaves the mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeletionMode {
+    /// Never delete (the default).
+    #[default]
+    Never,
+    /// Move to Deleted Items.
+    MoveToDeletedItems,
+    /// Delete to Recoverable Items.
+    SoftDelete,
+    /// Purge.
+    HardDelete,
+}
+
+impl DeletionMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeletionMode::Never => "never",
+            DeletionMode::MoveToDeletedItems => "move_to_deleted_items",
+            DeletionMode::SoftDelete => "soft_delete",
+            DeletionMode::HardDelete => "hard_delete",
+        }
+    }
+
+    /// The mailbox operation, or `None` for [`DeletionMode::Never`].
+    pub fn delete_mode(self) -> Option<DeleteMode> {
+        match self {
+            DeletionMode::Never => None,
+            DeletionMode::MoveToDeletedItems => Some(DeleteMode::MoveToDeletedItems),
+            DeletionMode::SoftDelete => Some(DeleteMode::SoftDelete),
+            DeletionMode::HardDelete => Some(DeleteMode::HardDelete),
+        }
+    }
+}
+
+/// Deletion rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletionRules {
+    /// How to delete.
+    pub mode: DeletionMode,
+    /// Delete only archived mail received more than this many days ago.
+    pub after_days: u32,
+    /// Leave unread mail in the mailbox.
+    pub keep_unread: bool,
+}
+
+impl Default for DeletionRules {
+    fn default() -> Self {
+        Self {
+            mode: DeletionMode::Never,
+            after_days: 90,
+            keep_unread: true,
+        }
+    }
+}
+
+/// How a run proceeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSettings {
+    /// Per-request timeout, in seconds.
+    pub timeout_secs: u64,
+    /// Mailboxes archived at once.
+    pub parallel_mailboxes: usize,
+    /// When the profile runs by itself.
+    pub schedule: Schedule,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        Self {
+            timeout_secs: 300,
+            parallel_mailboxes: 8,
+            schedule: Schedule::Manual,
+        }
+    }
+}
+
+/// The TOML shape, as written by hand: strings where the typed profile has enums,
+/// so validation can name the field and the fix.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    name: String,
+    credentials: String,
+    source: RawSource,
+    #[serde(default)]
+    folders: RawFolders,
+    #[serde(default)]
+    filter: RawFilter,
+    #[serde(default)]
+    deletion: RawDeletion,
+    #[serde(default)]
+    run: RawRun,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mailbox: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target_user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    select: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    users: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sync_directory_first: Option<bool>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFolders {
+    #[serde(default)]
+    include: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    #[serde(default = "yes")]
+    include_subfolders: bool,
+}
+
+impl Default for RawFolders {
+    fn default() -> Self {
+        Self {
+            include: Vec::new(),
+            exclude: Vec::new(),
+            include_subfolders: true,
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFilter {
+    #[serde(default)]
+    older_than_days: i64,
+    #[serde(default)]
+    received_after: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeletion {
+    #[serde(default = "never")]
+    mode: String,
+    #[serde(default = "ninety")]
+    after_days: i64,
+    #[serde(default = "yes")]
+    keep_unread: bool,
+}
+
+impl Default for RawDeletion {
+    fn default() -> Self {
+        Self {
+            mode: never(),
+            after_days: ninety(),
+            keep_unread: true,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRun {
+    #[serde(default = "three_hundred")]
+    timeout_secs: i64,
+    #[serde(default = "eight")]
+    parallel_mailboxes: i64,
+    #[serde(default = "manual")]
+    schedule: String,
+}
+
+impl Default for RawRun {
+    fn default() -> Self {
+        Self {
+            timeout_secs: three_hundred(),
+            parallel_mailboxes: eight(),
+            schedule: manual(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn never() -> String {
+    "never".to_owned()
+}
+fn manual() -> String {
+    "manual".to_owned()
+}
+fn ninety() -> i64 {
+    90
+}
+fn three_hundred() -> i64 {
+    300
+}
+fn eight() -> i64 {
+    8
+}
+
+/// Longest accepted per-request timeout.
+const MAX_TIMEOUT_SECS: i64 = 3600;
+/// Most mailboxes at once.
+const MAX_PARALLEL_MAILBOXES: i64 = 64;
+
+/// Whether `name` is usable as a profile (or credentials) name and file stem.
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && name.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn looks_like_address(text: &str) -> bool {
+    match text.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !text.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+        None => false,
+    }
+}
+
+/// Builds a field error: `FILE: [SECTION] KEY = VALUE: FIX`.
+fn field_error(
+    file: &str,
+    section: Option<&str>,
+    key: &str,
+    value: &str,
+    fix: &str,
+) -> EngineError {
+    let section = section.map(|s| format!("[{s}] ")).unwrap_or_default();
+    EngineError::InvalidProfile(format!("{file}: {section}{key} = {value}: {fix}"))
+}
+
+fn quoted(text: &str) -> String {
+    format!("{text:?}")
+}
+
+impl RawProfile {
+    fn validate(self, file: &str) -> Result<Profile, EngineError> {
+        if !valid_name(&self.name) {
+            return Err(field_error(
+                file,
+                None,
+                "name",
+                &quoted(&self.name),
+                "use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            ));
+        }
+        if !valid_name(&self.credentials) {
+            return Err(field_error(
+                file,
+                None,
+                "credentials",
+                &quoted(&self.credentials),
+                "name stored credentials (see `credentials list`)",
+            ));
+        }
+        let source = self.source.validate(file)?;
+        let folders = self.folders.validate(file)?;
+        let filter = self.filter.validate(file)?;
+        let deletion = self.deletion.validate(file)?;
+        let run = self.run.validate(file)?;
+        Ok(Profile {
+            name: self.name,
+            credentials: self.credentials,
+            source,
+            folders,
+            filter,
+            deletion,
+            run,
+        })
+    }
+}
+
+impl RawSource {
+    fn validate(self, file: &str) -> Result<Source, EngineError> {
+        let section = Some("source");
+        match self.kind.as_str() {
+            "single" => {
+                if let Some(select) = &self.select {
+                    return Err(field_error(
+                        file,
+                        section,
+                        "select",
+                        &quoted(select),
+                        "only for kind = \"multiple\"; remove it or change kind",
+                    ));
+                }
+                if self.users.as_ref().is_some_and(|u| !u.is_empty()) {
+                    return Err(field_error(
+                        file,
+                        section,
+                        "users",
+                        "[...]",
+                        "only for kind = \"multiple\"; remove it or change kind",
+                    ));
+                }
+                if self.sync_directory_first == Some(true) {
+                    return Err(field_error(
+                        file,
+                        section,
+                        "sync_directory_first",
+                        "true",
+                        "only for kind = \"multiple\"; remove it or change kind",
+                    ));
+                }
+                let mailbox = self.mailbox.unwrap_or_default();
+                if !looks_like_address(mailbox.trim()) {
+                    return Err(field_error(
+                        file,
+                        section,
+                        "mailbox",
+                        &quoted(&mailbox),
+                        "kind = \"single\" needs the mailbox's email address, e.g. mailbox = \"a@contoso.com\"",
+                    ));
+                }
+                let target_user = self.target_user.unwrap_or_default();
+                if target_user.trim().is_empty() {
+                    return Err(field_error(
+                        file,
+                        section,
+                        "target_user",
+                        "\"\"",
+                        "kind = \"single\" needs the local user whose archive receives the mail, e.g. target_user = \"alice\"",
+                    ));
+                }
+                Ok(Source::Single {
+                    mailbox: mailbox.trim().to_ascii_lowercase(),
+                    target_user: target_user.trim().to_owned(),
+                })
+            }
+            "multiple" => {
+                if let Some(mailbox) = &self.mailbox {
+                    return Err(field_error(
+                        file,
+                        section,
+                        "mailbox",
+                        &quoted(mailbox),
+                        "only for kind = \"single\"; use select and users to choose mailboxes",
+                    ));
+                }
+                if let Some(target) = &self.target_user {
+                    return Err(field_error(
+                        file,
+                        section,
+                        "target_user",
+                        &quoted(target),
+                        "only for kind = \"single\"; each mailbox goes to its owner's archive",
+                    ));
+                }
+                let select_text = self.select.unwrap_or_else(|| "all".to_owned());
+                let select = match select_text.as_str() {
+                    "all" => Select::All,
+                    "all_except" => Select::AllExcept,
+                    "only" => Select::Only,
+                    other => {
+                        return Err(field_error(
+                            file,
+                            section,
+                            "select",
+                            &quoted(other),
+                            "expected one of \"all\", \"all_except\", \"only\"",
+                        ));
+                    }
+                };
+                let users: Vec<String> = self.users.unwrap_or_default();
+                if let Some(blank) = users.iter().find(|u| u.trim().is_empty()) {
+                    return Err(field_error(
+                        file,
+                        section,
+                        "users",
+                        &format!("[{blank:?}]"),
+                        "list user names or email addresses, none empty",
+                    ));
+                }
+                let users: Vec<String> = users.iter().map(|u| u.trim().to_owned()).collect();
+                match select {
+                    Select::All if !users.is_empty() => {
+                        return Err(field_error(
+                            file,
+                            section,
+                            "users",
+                            &format!("{users:?}"),
+                            "select = \"all\" takes no users; use select = \"all_except\" or \"only\"",
+                        ));
+                    }
+                    Select::Only if users.is_empty() => {
+                        return Err(field_error(
+                            file,
+                            section,
+                            "users",
+                            "[]",
+                            "select = \"only\" needs at least one user name or address",
+                        ));
+                    }
+                    _ => {}
+                }
+                Ok(Source::Multiple {
+                    select,
+                    users,
+                    sync_directory_first: self.sync_directory_first.unwrap_or(false),
+                })
+            }
+            other => Err(field_error(
+                file,
+                section,
+                "kind",
+                &quoted(other),
+                "expected one of \"single\", \"multiple\"",
+            )),
+        }
+    }
+}
+
+impl RawFolders {
+    fn validate(self, file: &str) -> Result<FolderRules, EngineError> {
+        for (key, list) in [("include", &self.include), ("exclude", &self.exclude)] {
+            if let Some(bad) = list.iter().find(|p| p.trim().trim_matches('/').is_empty()) {
+                return Err(field_error(
+                    file,
+                    Some("folders"),
+                    key,
+                    &format!("[{bad:?}]"),
+                    "give folder paths like \"Inbox/Projects\" or well-known names like \"sentitems\"",
+                ));
+            }
+        }
+        Ok(FolderRules {
+            include: self.include.iter().map(|p| p.trim().to_owned()).collect(),
+            exclude: self.exclude.iter().map(|p| p.trim().to_owned()).collect(),
+            include_subfolders: self.include_subfolders,
+        })
+    }
+}
+
+impl RawFilter {
+    fn validate(self, file: &str) -> Result<Filter, EngineError> {
+        let older_than_days = u32::try_from(self.older_than_days)
+            .ok()
+            .filter(|d| *d <= 36_500)
+            .ok_or_else(|| {
+                field_error(
+                    file,
+                    Some("filter"),
+                    "older_than_days",
+                    &self.older_than_days.to_string(),
+                    "expected 0 (all mail) up to 36500 days",
+                )
+            })?;
+        let text = self.received_after.trim();
+        let received_after = if text.is_empty() {
+            None
+        } else {
+            Some(DateTime::parse_from_rfc3339(text).map_err(|e| {
+                field_error(
+                    file,
+                    Some("filter"),
+                    "received_after",
+                    &quoted(text),
+                    &format!(
+                        "expected an RFC 3339 date like \"2024-01-31T00:00:00Z\" or \"\" ({e})"
+                    ),
+                )
+            })?)
+        };
+        Ok(Filter {
+            older_than_days,
+            received_after,
+        })
+    }
+}
+
+impl RawDeletion {
+    fn validate(self, file: &str) -> Result<DeletionRules, EngineError> {
+        let mode = match self.mode.as_str() {
+            "never" => DeletionMode::Never,
+            "move_to_deleted_items" => DeletionMode::MoveToDeletedItems,
+            "soft_delete" => DeletionMode::SoftDelete,
+            "hard_delete" => DeletionMode::HardDelete,
+            other => {
+                return Err(field_error(
+                    file,
+                    Some("deletion"),
+                    "mode",
+                    &quoted(other),
+                    "expected one of \"never\", \"move_to_deleted_items\", \"soft_delete\", \"hard_delete\"",
+                ));
+            }
+        };
+        let after_days = u32::try_from(self.after_days)
+            .ok()
+            .filter(|d| (1..=36_500).contains(d))
+            .ok_or_else(|| field_error(file, Some("deletion"), "after_days",
+                &self.after_days.to_string(),
+                "expected 1 to 36500 days (mail is deleted only once archived and older than this)"))?;
+        Ok(DeletionRules {
+            mode,
+            after_days,
+            keep_unread: self.keep_unread,
+        })
+    }
+}
+
+impl RawRun {
+    fn validate(self, file: &str) -> Result<RunSettings, EngineError> {
+        let timeout_secs = u64::try_from(self.timeout_secs)
+            .ok()
+            .filter(|t| (1..=MAX_TIMEOUT_SECS as u64).contains(t))
+            .ok_or_else(|| {
+                field_error(
+                    file,
+                    Some("run"),
+                    "timeout_secs",
+                    &self.timeout_secs.to_string(),
+                    "expected 1 to 3600 seconds per request",
+                )
+            })?;
+        let parallel_mailboxes = usize::try_from(self.parallel_mailboxes)
+            .ok()
+            .filter(|p| (1..=MAX_PARALLEL_MAILBOXES as usize).contains(p))
+            .ok_or_else(|| {
+                field_error(
+                    file,
+                    Some("run"),
+                    "parallel_mailboxes",
+                    &self.parallel_mailboxes.to_string(),
+                    "expected 1 to 64 mailboxes at once",
+                )
+            })?;
+        let schedule: Schedule = self.schedule.parse().map_err(|e: EngineError| {
+            field_error(file, Some("run"), "schedule", &quoted(&self.schedule), &match e {
+                EngineError::InvalidSchedule { reason, .. } => format!(
+                    "{reason}; expected \"manual\", \"every 30m\", \"every 2h\", \"daily 02:00\" or \"weekly mon 03:00\""),
+                other => other.to_string(),
+            })
+        })?;
+        Ok(RunSettings {
+            timeout_secs,
+            parallel_mailboxes,
+            schedule,
+        })
+    }
+}
+
+impl From<Profile> for RawProfile {
+    fn from(p: Profile) -> Self {
+        let source = match p.source {
+            Source::Single {
+                mailbox,
+                target_user,
+            } => RawSource {
+                kind: "single".to_owned(),
+                mailbox: Some(mailbox),
+                target_user: Some(target_user),
+                select: None,
+                users: None,
+                sync_directory_first: None,
+            },
+            Source::Multiple {
+                select,
+                users,
+                sync_directory_first,
+            } => RawSource {
+                kind: "multiple".to_owned(),
+                mailbox: None,
+                target_user: None,
+                select: Some(select.as_str().to_owned()),
+                users: Some(users),
+                sync_directory_first: Some(sync_directory_first),
+            },
+        };
+        RawProfile {
+            name: p.name,
+            credentials: p.credentials,
+            source,
+            folders: RawFolders {
+                include: p.folders.include,
+                exclude: p.folders.exclude,
+                include_subfolders: p.folders.include_subfolders,
+            },
+            filter: RawFilter {
+                older_than_days: i64::from(p.filter.older_than_days),
+                received_after: p
+                    .filter
+                    .received_after
+                    .map(|d| d.to_rfc3339())
+                    .unwrap_or_default(),
+            },
+            deletion: RawDeletion {
+                mode: p.deletion.mode.as_str().to_owned(),
+                after_days: i64::from(p.deletion.after_days),
+                keep_unread: p.deletion.keep_unread,
+            },
+            run: RawRun {
+                timeout_secs: i64::try_from(p.run.timeout_secs).unwrap_or(MAX_TIMEOUT_SECS),
+                parallel_mailboxes: i64::try_from(p.run.parallel_mailboxes)
+                    .unwrap_or(MAX_PARALLEL_MAILBOXES),
+                schedule: p.run.schedule.to_string(),
+            },
+        }
+    }
+}
+
+impl TryFrom<RawProfile> for Profile {
+    type Error = EngineError;
+
+    fn try_from(raw: RawProfile) -> Result<Self, Self::Error> {
+        raw.validate("profile")
+    }
+}
+
+impl Profile {
+    /// A profile with defaults for everything but its name, credentials and source.
+    pub fn new(name: impl Into<String>, credentials: impl Into<String>, source: Source) -> Self {
+        Self {
+            name: name.into(),
+            credentials: credentials.into(),
+            source,
+            folders: FolderRules::default(),
+            filter: Filter::default(),
+            deletion: DeletionRules::default(),
+            run: RunSettings::default(),
+        }
+    }
+
+    /// Parses and validates a profile; `file` names it in errors (e.g. `profiles/all-staff.toml`).
+    pub fn from_toml(file: &str, text: &str) -> Result<Self, EngineError> {
+        let raw: RawProfile = toml::from_str(text).map_err(|e| {
+            EngineError::InvalidProfile(format!("{file}: {}", e.to_string().trim_end()))
+        })?;
+        raw.validate(file)
+    }
+
+    /// The profile as TOML (the format of design.md), every field written out.
+    pub fn to_toml(&self) -> String {
+        let raw = RawProfile::from(self.clone());
+        // Serialising plain strings, integers and booleans cannot fail.
+        toml::to_string_pretty(&raw).unwrap_or_default()
+    }
+
+    /// Checks the invariants of a profile built in code (the same checks as parsing).
+    pub fn validate(&self) -> Result<(), EngineError> {
+        RawProfile::from(self.clone())
+            .validate(&format!("profile {}", self.name))
+            .map(|_| ())
+    }
+}
+
+/// One `NAME.toml` per profile in a directory.
+#[derive(Debug, Clone)]
+pub struct ProfileStore {
+    dir: PathBuf,
+}
+
+impl ProfileStore {
+    /// A store over `dir` (created on first write).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The directory holding the profiles.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path_of(&self, name: &str) -> Result<PathBuf, EngineError> {
+        if !valid_name(name) {
+            return Err(EngineError::InvalidName {
+                name: name.to_owned(),
+            });
+        }
+        Ok(self.dir.join(format!("{name}.toml")))
+    }
+
+    /// Reads and validates one profile.
+    pub fn load(&self, name: &str) -> Result<Profile, EngineError> {
+        let path = self.path_of(name)?;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(EngineError::ProfileNotFound {
+                    name: name.to_owned(),
+                });
+            }
+            Err(e) => return Err(EngineError::io(&path, e)),
+        };
+        let label = path.display().to_string();
+        let profile = Profile::from_toml(&label, &text)?;
+        if profile.name != name {
+            return Err(field_error(
+                &label,
+                None,
+                "name",
+                &quoted(&profile.name),
+                &format!("must equal the file name; set name = {name:?} or rename the file"),
+            ));
+        }
+        Ok(profile)
+    }
+
+    /// Writes a profile (validated first), replacing any previous version atomically.
+    pub fn save(&self, profile: &Profile) -> Result<PathBuf, EngineError> {
+        profile.validate()?;
+        let path = self.path_of(&profile.name)?;
+        fsutil::write_atomic(&path, profile.to_toml().as_bytes())?;
+        Ok(path)
+    }
+
+    /// Whether a profile exists.
+    pub fn exists(&self, name: &str) -> Result<bool, EngineError> {
+        Ok(self.path_of(name)?.is_file())
+    }
+
+    /// Removes a profile file.
+    pub fn remove(&self, name: &str) -> Result<(), EngineError> {
+        let path = self.path_of(name)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => fsutil::sync_dir(&self.dir).map_err(|e| EngineError::io(&self.dir, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(EngineError::ProfileNotFound {
+                    name: name.to_owned(),
+                })
+            }
+            Err(e) => Err(EngineError::io(&path, e)),
+        }
+    }
+
+    /// Names of all profiles, sorted.
+    pub fn names(&self) -> Result<Vec<String>, EngineError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(EngineError::io(&self.dir, e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| EngineError::io(&self.dir, e))?;
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(stem) = file_name.strip_suffix(".toml")
+                && valid_name(stem)
+            {
+                names.push(stem.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Every profile, sorted by name; a broken file is returned as its error.
+    pub fn list(&self) -> Result<Vec<Result<Profile, EngineError>>, EngineError> {
+        Ok(self.names()?.iter().map(|n| self.load(n)).collect())
+    }
+}

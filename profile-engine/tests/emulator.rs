@@ -1,0 +1,482 @@
+//! Acceptance tests of the engine against the Graph emulator over real HTTP on
+//! 127.0.0.1, with the real stack: client-credentials tokens, the Graph mailbox
+//! and directory sources, the sled user store and the disk archive.
+//!
+//! The kill-and-resume test runs the engine in a child process (this test binary
+//! re-invoked with `PROFILE_ENGINE_CHILD` set), kills it with SIGKILL at random
+//! points, and checks that the resumed runs end with every message archived
+//! exactly once and a clean `verify`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use archive_store::{ArchiveStore, DiskArchiveStore, SourceRef, StoreOptions};
+use directory_sync::{GraphDirectoryOptions, GraphDirectorySource, SledUserStore, UserStore};
+use m365_auth::{
+    AppRegistration, ClientCredential, ClientCredentialsProvider, Cloud, ProviderOptions,
+    TokenProvider,
+};
+use m365_emulator::{Emulator, EmulatorConfig, FaultConfig, UserInfo};
+use m365_mailbox::{GraphMailboxOptions, GraphMailboxSource};
+use profile_engine::{
+    CancellationToken, CheckpointStore, Engine, EngineOptions, MailboxStatus, NoProgress, Profile,
+    ProgressEvent, RunHistory, RunStatus, Select, Source,
+};
+use tokio::io::AsyncBufReadExt;
+
+/// What a process needs to reach the tenant.
+#[derive(Clone)]
+struct Tenant {
+    login: String,
+    graph: String,
+    tenant: String,
+    client_id: String,
+    secret: String,
+}
+
+impl Tenant {
+    fn of(emu: &Emulator) -> Self {
+        Self {
+            login: emu.login_url().to_string(),
+            graph: emu.graph_url().to_string(),
+            tenant: emu.tenant_id(),
+            client_id: emu.client_id(),
+            secret: emu.client_secret(),
+        }
+    }
+}
+
+/// The real stack over a data directory.
+struct Stack {
+    engine: Engine,
+    archive: Arc<DiskArchiveStore>,
+    users: Arc<SledUserStore>,
+}
+
+fn stack(tenant: &Tenant, data: &Path) -> Stack {
+    let cloud = Cloud::custom(&tenant.login, &tenant.graph).unwrap();
+    let registration = AppRegistration::new(
+        &tenant.tenant,
+        &tenant.client_id,
+        ClientCredential::secret(tenant.secret.clone()),
+        cloud,
+    )
+    .unwrap();
+    let tokens: Arc<dyn TokenProvider> =
+        Arc::new(ClientCredentialsProvider::new(registration, ProviderOptions::default()).unwrap());
+    let graph_root = url::Url::parse(&tenant.graph).unwrap();
+    let mail = GraphMailboxSource::new(
+        tokens.clone(),
+        graph_root.clone(),
+        GraphMailboxOptions::default(),
+    )
+    .unwrap();
+    let directory =
+        GraphDirectorySource::new(tokens.clone(), graph_root, GraphDirectoryOptions::default())
+            .unwrap();
+    let users = Arc::new(SledUserStore::open(data.join("users")).unwrap());
+    let archive =
+        Arc::new(DiskArchiveStore::open(data.join("archive"), StoreOptions::default()).unwrap());
+    let engine = Engine::builder()
+        .token_provider(tokens)
+        .mailbox_source(Arc::new(mail))
+        .directory_source(Arc::new(directory))
+        .user_store(users.clone())
+        .archive_store(archive.clone())
+        .checkpoints(CheckpointStore::new(data.join("checkpoints")))
+        .options(EngineOptions {
+            lock_dir: Some(data.join("locks")),
+            history: Some(RunHistory::new(data.join("history"))),
+            ..EngineOptions::default()
+        })
+        .build()
+        .unwrap();
+    Stack {
+        engine,
+        archive,
+        users,
+    }
+}
+
+fn everyone() -> Profile {
+    Profile::new(
+        "everyone",
+        "contoso",
+        Source::Multiple {
+            select: Select::All,
+            users: vec![],
+            sync_directory_first: true,
+        },
+    )
+}
+
+/// Regular readable mailboxes of the tenant.
+fn readable(emu: &Emulator) -> Vec<UserInfo> {
+    emu.users()
+        .into_iter()
+        .filter(|u| u.enabled && !u.guest && u.has_mailbox && !u.access_denied && u.mail.is_some())
+        .collect()
+}
+
+/// Every message of every readable mailbox is in its owner's archive exactly once.
+fn assert_archived_exactly_once(emu: &Emulator, stack: &Stack) {
+    let stats = stack.archive.stats().unwrap();
+    for user in readable(emu) {
+        let mail = user.mail.clone().unwrap();
+        let local = stack
+            .users
+            .find_by_address(&mail)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{mail} not synced"));
+        for id in emu.message_ids(&user.upn) {
+            let source = SourceRef {
+                mailbox: mail.to_ascii_lowercase(),
+                message_id: id.clone(),
+            };
+            assert!(
+                stack
+                    .archive
+                    .find_source(&local.name, &source)
+                    .unwrap()
+                    .is_some(),
+                "{mail}: {id} missing"
+            );
+        }
+        assert_eq!(
+            stats.users.get(&local.name).copied().unwrap_or(0),
+            emu.message_count(&user.upn) as u64,
+            "{mail}: archive entries must equal the mailbox's messages (no duplicates)"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_run_rerun_and_delivery_against_the_emulator() {
+    let emu = Emulator::start(EmulatorConfig {
+        users: 3,
+        messages_per_user: 25,
+        seed: 7,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let stack = stack(&Tenant::of(&emu), data.path());
+    let report = stack
+        .engine
+        .run(&everyone(), &CancellationToken::new(), &NoProgress)
+        .await
+        .unwrap();
+
+    let users = emu.users();
+    let status_of = |u: &UserInfo| {
+        let mail = u.mail.clone()?.to_ascii_lowercase();
+        report
+            .mailboxes
+            .iter()
+            .find(|m| m.mailbox == mail)
+            .map(|m| (m.status, m.error.clone(), m.messages_archived))
+    };
+    for user in readable(&emu) {
+        let (status, error, archived) = status_of(&user).unwrap();
+        assert_eq!(status, MailboxStatus::Ok, "{}: {error:?}", user.upn);
+        assert_eq!(
+            archived,
+            emu.message_count(&user.upn) as u64,
+            "{}",
+            user.upn
+        );
+    }
+    let unlicensed = users
+        .iter()
+        .find(|u| u.enabled && !u.guest && !u.has_mailbox && u.mail.is_some())
+        .unwrap();
+    let (status, error, _) = status_of(unlicensed).unwrap();
+    assert_eq!(status, MailboxStatus::Skipped);
+    assert!(error.unwrap().contains("mailbox"));
+    let denied = users.iter().find(|u| u.access_denied).unwrap();
+    let (status, error, _) = status_of(denied).unwrap();
+    assert_eq!(status, MailboxStatus::Failed);
+    assert!(error.is_some());
+    assert_eq!(report.status, RunStatus::Partial);
+    assert!(report.requests > 0);
+    assert_archived_exactly_once(&emu, &stack);
+
+    // A rerun with no change downloads nothing: about one request per folder.
+    let before = emu.stats().await;
+    let again = stack
+        .engine
+        .run(&everyone(), &CancellationToken::new(), &NoProgress)
+        .await
+        .unwrap();
+    let after = emu.stats().await;
+    assert_eq!(
+        again.totals.messages_archived + again.totals.messages_duplicate,
+        0
+    );
+    for user in readable(&emu) {
+        let mail = user.mail.clone().unwrap().to_ascii_lowercase();
+        let folders = again
+            .mailboxes
+            .iter()
+            .find(|m| m.mailbox == mail)
+            .unwrap()
+            .folders;
+        let spent = after.per_mailbox.get(&user.upn).map_or(0, |s| s.requests)
+            - before.per_mailbox.get(&user.upn).map_or(0, |s| s.requests);
+        assert!(
+            spent <= folders + 3,
+            "{}: {spent} requests for {folders} folders",
+            user.upn
+        );
+    }
+
+    // One delivered message -> exactly one archived.
+    let first = &readable(&emu)[0];
+    let mime = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: late\r\nMessage-ID: <late@example.com>\r\n\r\nhello\r\n".to_vec();
+    let id = emu.deliver(&first.upn, "inbox", mime).unwrap();
+    let third = stack
+        .engine
+        .run(&everyone(), &CancellationToken::new(), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(third.totals.messages_archived, 1);
+    assert_archived_exactly_once(&emu, &stack);
+    let local = stack
+        .users
+        .find_by_address(first.mail.as_deref().unwrap())
+        .unwrap()
+        .unwrap();
+    assert!(local.has_archive);
+    let source = SourceRef {
+        mailbox: first.mail.clone().unwrap().to_ascii_lowercase(),
+        message_id: id,
+    };
+    assert!(
+        stack
+            .archive
+            .find_source(&local.name, &source)
+            .unwrap()
+            .is_some()
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_and_throttling_lose_nothing() {
+    let faults = FaultConfig {
+        status_503: 0.04,
+        status_504: 0.02,
+        reset: 0.02,
+        truncate: 0.02,
+        slow_ms: 0,
+    };
+    let emu = Emulator::start(EmulatorConfig {
+        users: 3,
+        messages_per_user: 30,
+        seed: 11,
+        time_scale: 100.0,
+        faults,
+        special_users: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let stack = stack(&Tenant::of(&emu), data.path());
+    let report = stack
+        .engine
+        .run(&everyone(), &CancellationToken::new(), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Ok, "{report:?}");
+    assert!(emu.stats().await.faults_total > 0, "faults were injected");
+    assert!(report.retries > 0);
+    assert_archived_exactly_once(&emu, &stack);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_mailbox_into_another_users_archive() {
+    let emu = Emulator::start(EmulatorConfig {
+        users: 2,
+        messages_per_user: 10,
+        seed: 3,
+        special_users: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let stack = stack(&Tenant::of(&emu), data.path());
+    // Users come from a sync; the profile itself does not sync.
+    let mut sync_only = everyone();
+    sync_only.source = Source::Multiple {
+        select: Select::Only,
+        users: vec!["nobody-at-all".into()],
+        sync_directory_first: true,
+    };
+    stack
+        .engine
+        .run(&sync_only, &CancellationToken::new(), &NoProgress)
+        .await
+        .unwrap();
+
+    let users = readable(&emu);
+    let (source_user, target_user) = (&users[0], &users[1]);
+    let target = stack
+        .users
+        .find_by_address(target_user.mail.as_deref().unwrap())
+        .unwrap()
+        .unwrap();
+    let mailbox = source_user.mail.clone().unwrap().to_ascii_lowercase();
+    let profile = Profile::new(
+        "shared",
+        "contoso",
+        Source::Single {
+            mailbox: mailbox.clone(),
+            target_user: target.name.clone(),
+        },
+    );
+    let report = stack
+        .engine
+        .run(&profile, &CancellationToken::new(), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Ok);
+    assert_eq!(
+        report.totals.messages_archived,
+        emu.message_count(&source_user.upn) as u64
+    );
+    for id in emu.message_ids(&source_user.upn) {
+        let source = SourceRef {
+            mailbox: mailbox.clone(),
+            message_id: id,
+        };
+        assert!(
+            stack
+                .archive
+                .find_source(&target.name, &source)
+                .unwrap()
+                .is_some()
+        );
+    }
+    emu.shutdown().await;
+}
+
+const CHILD_ENV: &str = "PROFILE_ENGINE_CHILD";
+
+/// The child side of the kill-and-resume test: runs the profile, printing a line
+/// per archived message (the parent kills it after a random number of lines).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_process_entry() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let parts: Vec<&str> = spec.split('\u{1f}').collect();
+    let tenant = Tenant {
+        login: parts[0].into(),
+        graph: parts[1].into(),
+        tenant: parts[2].into(),
+        client_id: parts[3].into(),
+        secret: parts[4].into(),
+    };
+    let stack = stack(&tenant, Path::new(parts[5]));
+    let progress = |e: ProgressEvent| {
+        if let ProgressEvent::MessageArchived { .. } = e {
+            println!("archived");
+        }
+    };
+    let report = stack
+        .engine
+        .run(&everyone(), &CancellationToken::new(), &progress)
+        .await
+        .unwrap();
+    println!("done {}", serde_json::to_string(&report.status).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_runs_resume_without_loss_or_duplicates() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let emu = Emulator::start(EmulatorConfig {
+        users: 3,
+        messages_per_user: 40,
+        seed: 5,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let t = Tenant::of(&emu);
+    let spec = [
+        t.login.as_str(),
+        &t.graph,
+        &t.tenant,
+        &t.client_id,
+        &t.secret,
+        &data.path().display().to_string(),
+    ]
+    .join("\u{1f}");
+    let exe = std::env::current_exe().unwrap();
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("kill points seed {seed}");
+    let mut kills = 0;
+    for _ in 0..12 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let kill_after = (seed % 25) as usize;
+        let mut child = tokio::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "child_process_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, &spec)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut archived = 0;
+        let mut finished = false;
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line == "archived" {
+                archived += 1;
+                if archived > kill_after {
+                    break;
+                }
+            } else if line.starts_with("done") {
+                finished = true;
+            }
+        }
+        if !finished {
+            child.start_kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().await.unwrap();
+    }
+    assert!(kills >= 10, "only {kills} runs were killed");
+
+    // Resume to the end in this process, then check.
+    let stack = stack(&t, data.path());
+    let report = stack
+        .engine
+        .run(&everyone(), &CancellationToken::new(), &NoProgress)
+        .await
+        .unwrap();
+    assert_ne!(report.status, RunStatus::Cancelled);
+    assert_archived_exactly_once(&emu, &stack);
+    let verify = stack.archive.verify().unwrap();
+    assert!(verify.is_clean(), "{verify:?}");
+    emu.shutdown().await;
+}

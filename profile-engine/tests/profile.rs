@@ -1,0 +1,225 @@
+//! Profiles: the TOML of design.md parses, round-trips, and every bad value gets
+//! an error naming the file, the field and the fix; the store writes atomically
+//! with owner-only permissions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use profile_engine::{DeletionMode, EngineError, Profile, ProfileStore, Schedule, Select, Source};
+use proptest::prelude::*;
+
+const DESIGN_EXAMPLE: &str = r#"
+name = "all-staff"
+credentials = "contoso"
+[source]
+kind = "multiple"
+select = "all"
+users = []
+sync_directory_first = true
+[folders]
+include = []
+exclude = ["junkemail", "deleteditems"]
+include_subfolders = true
+[filter]
+older_than_days = 0
+received_after = ""
+[deletion]
+mode = "never"
+after_days = 90
+keep_unread = true
+[run]
+timeout_secs = 300
+parallel_mailboxes = 8
+schedule = "manual"
+"#;
+
+const FILE: &str = "profiles/all-staff.toml";
+
+#[test]
+fn design_example_parses_and_round_trips() {
+    let p = Profile::from_toml(FILE, DESIGN_EXAMPLE).unwrap();
+    assert_eq!(p.name, "all-staff");
+    assert_eq!(
+        p.source,
+        Source::Multiple {
+            select: Select::All,
+            users: vec![],
+            sync_directory_first: true
+        }
+    );
+    assert_eq!(p.folders.exclude, vec!["junkemail", "deleteditems"]);
+    assert_eq!(p.deletion.mode, DeletionMode::Never);
+    assert_eq!(p.run.schedule, Schedule::Manual);
+    assert_eq!(Profile::from_toml(FILE, &p.to_toml()).unwrap(), p);
+}
+
+#[test]
+fn minimal_profile_gets_safe_defaults() {
+    let p = Profile::from_toml(FILE, "name = \"x\"\ncredentials = \"c\"\n[source]\nkind = \"single\"\nmailbox = \"A@Contoso.com\"\ntarget_user = \"alice\"\n").unwrap();
+    assert_eq!(
+        p.source,
+        Source::Single {
+            mailbox: "a@contoso.com".into(),
+            target_user: "alice".into()
+        }
+    );
+    assert_eq!(
+        p.deletion.mode,
+        DeletionMode::Never,
+        "by default nothing is deleted"
+    );
+    assert!(p.folders.include_subfolders);
+    assert_eq!(p.run.parallel_mailboxes, 8);
+}
+
+fn check_error(replace: (&str, &str), expected: &str) {
+    let text = DESIGN_EXAMPLE.replacen(replace.0, replace.1, 1);
+    assert_ne!(
+        text, DESIGN_EXAMPLE,
+        "replacement {replace:?} did not apply"
+    );
+    let err = Profile::from_toml(FILE, &text).unwrap_err();
+    assert!(matches!(err, EngineError::InvalidProfile(_)));
+    let message = err.to_string();
+    assert!(message.starts_with(FILE), "{message}");
+    assert!(
+        message.contains(expected),
+        "expected {expected:?} in {message}"
+    );
+}
+
+#[test]
+fn errors_name_the_file_the_field_and_the_fix() {
+    check_error(
+        ("select = \"all\"", "select = \"some\""),
+        "[source] select = \"some\": expected one of \"all\", \"all_except\", \"only\"",
+    );
+    check_error(
+        ("kind = \"multiple\"", "kind = \"many\""),
+        "[source] kind = \"many\": expected one of \"single\", \"multiple\"",
+    );
+    check_error(
+        ("mode = \"never\"", "mode = \"shred\""),
+        "[deletion] mode = \"shred\": expected one of \"never\"",
+    );
+    check_error(
+        ("after_days = 90", "after_days = 0"),
+        "[deletion] after_days = 0: expected 1 to 36500",
+    );
+    check_error(
+        ("schedule = \"manual\"", "schedule = \"hourly\""),
+        "[run] schedule = \"hourly\": unknown form",
+    );
+    check_error(
+        ("received_after = \"\"", "received_after = \"yesterday\""),
+        "[filter] received_after = \"yesterday\": expected an RFC 3339 date",
+    );
+    check_error(
+        ("parallel_mailboxes = 8", "parallel_mailboxes = 0"),
+        "[run] parallel_mailboxes = 0: expected 1 to 64",
+    );
+    check_error(
+        ("timeout_secs = 300", "timeout_secs = -1"),
+        "[run] timeout_secs = -1",
+    );
+    check_error(
+        ("older_than_days = 0", "older_than_days = -5"),
+        "[filter] older_than_days = -5",
+    );
+    check_error(
+        ("select = \"all\"", "select = \"only\""),
+        "[source] users = []: select = \"only\" needs at least one",
+    );
+    check_error(
+        ("users = []", "users = [\"bob\"]"),
+        "select = \"all\" takes no users",
+    );
+    check_error(
+        (
+            "sync_directory_first = true",
+            "sync_directory_first = true\nmailbox = \"a@b.c\"",
+        ),
+        "[source] mailbox = \"a@b.c\": only for kind = \"single\"",
+    );
+    check_error(
+        ("name = \"all-staff\"", "name = \"../etc\""),
+        "name = \"../etc\"",
+    );
+    check_error(
+        (
+            "keep_unread = true",
+            "keep_unread = true\nkeep_flagged = true",
+        ),
+        "unknown field `keep_flagged`",
+    );
+    check_error(("[run]", "[runs]"), "unknown field `runs`");
+}
+
+#[test]
+fn store_saves_atomically_privately_and_lists_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ProfileStore::new(dir.path().join("profiles"));
+    let mut p = Profile::from_toml(FILE, DESIGN_EXAMPLE).unwrap();
+    let path = store.save(&p).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    p.run.schedule = "daily 02:00".parse().unwrap();
+    store.save(&p).unwrap();
+    assert_eq!(store.load("all-staff").unwrap(), p);
+    assert_eq!(store.names().unwrap(), vec!["all-staff"]);
+    let leftovers: Vec<_> = std::fs::read_dir(store.dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "no temporary files left: {leftovers:?}");
+    assert!(matches!(
+        store.load("nope"),
+        Err(EngineError::ProfileNotFound { .. })
+    ));
+    assert!(matches!(
+        store.load("../x"),
+        Err(EngineError::InvalidName { .. })
+    ));
+
+    // A file whose name differs from its `name` is refused, naming both.
+    std::fs::write(store.dir().join("other.toml"), DESIGN_EXAMPLE).unwrap();
+    let err = store.load("other").unwrap_err().to_string();
+    assert!(
+        err.contains("other.toml") && err.contains("must equal the file name"),
+        "{err}"
+    );
+    store.remove("all-staff").unwrap();
+    assert!(!store.exists("all-staff").unwrap());
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_text_never_panics(text in ".{0,400}") {
+        let _ = Profile::from_toml(FILE, &text);
+    }
+
+    #[test]
+    fn valid_profiles_round_trip(
+        days in 0u32..5000, after in 1u32..5000, keep in any::<bool>(), sub in any::<bool>(),
+        parallel in 1usize..=64, timeout in 1u64..=3600,
+        include in proptest::collection::vec("[A-Za-z][A-Za-z0-9 ]{0,10}(/[A-Za-z0-9]{1,8})?", 0..4),
+        schedule in prop_oneof![Just("manual"), Just("every 45m"), Just("daily 23:15"), Just("weekly fri 06:05")],
+    ) {
+        let mut p = Profile::from_toml(FILE, DESIGN_EXAMPLE).unwrap();
+        p.filter.older_than_days = days;
+        p.deletion.after_days = after;
+        p.deletion.keep_unread = keep;
+        p.deletion.mode = DeletionMode::SoftDelete;
+        p.folders.include_subfolders = sub;
+        p.folders.include = include.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+        p.run.parallel_mailboxes = parallel;
+        p.run.timeout_secs = timeout;
+        p.run.schedule = schedule.parse().unwrap();
+        let text = p.to_toml();
+        prop_assert_eq!(Profile::from_toml(FILE, &text).unwrap(), p);
+    }
+}
