@@ -6,3 +6,4 @@
 
 pub mod datadir;
 pub mod logging;
+pub mod wiring;

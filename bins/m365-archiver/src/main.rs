@@ -25,7 +25,7 @@ use output::Output;
 pub struct Ctx {
     /// `--data-dir`, else `$M365_ARCHIVER_DATA`, else the platform data directory.
     pub data_dir: PathBuf,
-    /// `--data-dir` was given explicitly (the demo uses a temporary one otherwise).
+    /// `--data-dir` was given (the demo uses a temporary directory otherwise).
     pub data_dir_explicit: bool,
     /// Output mode.
     pub out: Output,
@@ -70,7 +70,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = Ctx {
         data_dir,
         data_dir_explicit,
-        out: Output { json: cli.json },
+        out: Output {
+            json: cli.json,
+            quiet: false,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

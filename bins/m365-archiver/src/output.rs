@@ -11,6 +11,8 @@ use serde::Serialize;
 pub struct Output {
     /// `--json` was given.
     pub json: bool,
+    /// Print nothing (the demo under `--json` prints one summary document instead).
+    pub quiet: bool,
 }
 
 impl Output {
@@ -61,11 +63,6 @@ impl Table {
     /// Adds a row (missing cells are blank).
     pub fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
-    }
-
-    /// Whether the table has no rows.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
     }
 
     /// The table as text, one line per row, columns separated by two spaces.

@@ -4,13 +4,17 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use profile_engine::{ProgressEvent, ProgressSink};
 
 /// One progress display (a bar, or plain lines).
 #[derive(Debug)]
 pub struct Progress {
     bar: Option<ProgressBar>,
     label: String,
+    quiet: bool,
 }
 
 impl Progress {
@@ -39,6 +43,7 @@ impl Progress {
         Self {
             bar,
             label: label.to_string(),
+            quiet,
         }
     }
 
@@ -51,13 +56,6 @@ impl Progress {
     pub fn set_total(&self, total: u64) {
         if let Some(bar) = &self.bar {
             bar.set_length(total);
-        }
-    }
-
-    /// Adds to the total (more work discovered).
-    pub fn add_total(&self, more: u64) {
-        if let Some(bar) = &self.bar {
-            bar.inc_length(more);
         }
     }
 
@@ -79,6 +77,7 @@ impl Progress {
     pub fn line(&self, text: &str) {
         match &self.bar {
             Some(bar) => bar.println(text),
+            None if self.quiet => {}
             None => {
                 #[allow(clippy::print_stderr)]
                 {
@@ -99,5 +98,100 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+/// Progress of a profile run: a bar over the selected mailboxes with running message
+/// and byte counts, and one line per finished mailbox and per failed message.
+#[derive(Debug)]
+pub struct RunProgress {
+    display: Progress,
+    archived: AtomicU64,
+    duplicates: AtomicU64,
+    failed: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl RunProgress {
+    /// A display for a run of `profile`; `quiet` under `--json`.
+    pub fn new(profile: &str, quiet: bool) -> Self {
+        Self {
+            display: Progress::new(profile, Some(0), quiet),
+            archived: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.display.finish();
+    }
+
+    fn counts(&self) -> String {
+        format!(
+            "mailboxes | {} archived, {} duplicate, {} failed, {}",
+            self.archived.load(Ordering::Relaxed),
+            self.duplicates.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            crate::output::human_bytes(self.bytes.load(Ordering::Relaxed))
+        )
+    }
+}
+
+impl ProgressSink for RunProgress {
+    fn event(&self, event: ProgressEvent) {
+        match event {
+            ProgressEvent::RunStarted { mailboxes, .. } => {
+                self.display.set_total(mailboxes as u64);
+                self.display
+                    .line(&format!("{mailboxes} mailboxes selected"));
+            }
+            ProgressEvent::MessageArchived {
+                bytes, duplicate, ..
+            } => {
+                if duplicate {
+                    self.duplicates.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.archived.fetch_add(1, Ordering::Relaxed);
+                }
+                self.bytes.fetch_add(bytes, Ordering::Relaxed);
+                if self.display.is_bar() {
+                    self.display.message(self.counts());
+                }
+            }
+            ProgressEvent::MessageFailed {
+                mailbox,
+                folder,
+                message_id,
+                error,
+            } => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                self.display.line(&format!(
+                    "{mailbox}: message {message_id} in {folder} failed: {error}"
+                ));
+            }
+            ProgressEvent::MailboxFinished { report } => {
+                self.display.inc(1);
+                let status = serde_json::to_value(report.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let mut line = format!(
+                    "{}: {status}, {} archived, {} duplicate, {} failed",
+                    report.mailbox,
+                    report.messages_archived,
+                    report.messages_duplicate,
+                    report.messages_failed
+                );
+                if let Some(error) = &report.error {
+                    line.push_str(&format!(" ({error})"));
+                }
+                self.display.line(&line);
+                self.display.message(self.counts());
+            }
+            _ => {}
+        }
     }
 }

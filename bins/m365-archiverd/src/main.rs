@@ -10,9 +10,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod scheduler;
+
 use anyhow::{Context as _, Result};
 use clap::Parser;
-use m365_archiver::datadir::{self, DATA_DIR_ENV};
+use m365_archiver::datadir::{self, Access, DATA_DIR_ENV, DataDir};
+use profile_engine::CancellationToken;
+use tracing::info;
 
 /// Runs the archiving profiles of a data directory on their schedules.
 #[derive(Debug, Parser)]
@@ -31,7 +35,11 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     datadir::restrict_umask();
@@ -47,10 +55,11 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<ExitCode> {
-    let data_dir = match args
-        .data_dir
-        .or_else(|| std::env::var_os(DATA_DIR_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
-    {
+    let data_dir = match args.data_dir.or_else(|| {
+        std::env::var_os(DATA_DIR_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    }) {
         Some(dir) => dir,
         None => datadir::platform_data_dir(
             std::env::var("XDG_DATA_HOME").ok().as_deref(),
@@ -63,7 +72,34 @@ fn run(args: Args) -> Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let _ = (data_dir, args.once);
-        anyhow::bail!("the scheduler is not available in this build")
+        // The service holds credentials that open every mailbox: refuse a shared directory.
+        let dir = DataDir::open(&data_dir, Access::Admin)?;
+        let stop = CancellationToken::new();
+        tokio::spawn(stop_on_signal(stop.clone()));
+        let outcome = scheduler::serve(dir, args.once, stop).await?;
+        Ok(if outcome.failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
     })
+}
+
+/// Cancels `stop` on SIGTERM or SIGINT.
+async fn stop_on_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!(
+            "cannot listen for SIGTERM/SIGINT; stop the service with SIGKILL (checkpoints are still consistent)"
+        );
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+    stop.cancel();
 }

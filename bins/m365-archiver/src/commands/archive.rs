@@ -1,13 +1,236 @@
-//! `archive` commands.
+//! `archive` commands: statistics, integrity, search, show, export and import.
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
+use archive_store::{ArchiveStore, MessageId, Scope, SearchQuery};
+use m365_archiver::datadir::{Access, DataDir};
+use m365_archiver::wiring;
 
 use crate::Ctx;
 use crate::cli::ArchiveCommand;
+use crate::output::{Table, human_bytes, truncate};
 
 /// Runs one `archive` command.
-pub async fn run(_ctx: &Ctx, _cmd: ArchiveCommand) -> Result<ExitCode> {
-    Err(super::not_available("archive"))
+pub async fn run(ctx: &Ctx, cmd: ArchiveCommand) -> Result<ExitCode> {
+    match cmd {
+        ArchiveCommand::Stats => stats(ctx),
+        ArchiveCommand::Verify => verify(ctx),
+        ArchiveCommand::Reindex => reindex(ctx),
+        ArchiveCommand::Search { query, user, limit } => search(ctx, &query, user, limit),
+        ArchiveCommand::Show { id } => show(ctx, &id),
+        ArchiveCommand::Export {
+            user,
+            folder,
+            query,
+            format,
+            out,
+        } => super::transfer::export(ctx, &user, folder, query, format, &out),
+        ArchiveCommand::Import { user, folder, path } => {
+            super::transfer::import(ctx, &user, folder, &path)
+        }
+    }
+}
+
+fn existing(ctx: &Ctx) -> Result<DataDir> {
+    DataDir::open(&ctx.data_dir, Access::Read)
+}
+
+/// Prints the archive's figures (`archive stats`, also used by the demo).
+pub fn print_stats(ctx: &Ctx, dir: &DataDir) -> Result<archive_store::ArchiveStats> {
+    let archive = wiring::open_archive(dir, false)?;
+    let stats = archive.stats()?;
+    ctx.out.emit(&stats, || {
+        let mut text = format!(
+            "{} messages ({} unique), {} chunks, {} of mail stored in {} ({:.0}% of the original)\n",
+            stats.messages,
+            stats.unique_messages,
+            stats.chunks,
+            human_bytes(stats.logical_bytes),
+            human_bytes(stats.stored_bytes),
+            if stats.logical_bytes == 0 {
+                100.0
+            } else {
+                stats.stored_bytes as f64 * 100.0 / stats.logical_bytes as f64
+            }
+        );
+        if !stats.users.is_empty() {
+            let mut table = Table::new(&["USER", "MESSAGES"]);
+            for (user, count) in &stats.users {
+                table.row(vec![user.clone(), count.to_string()]);
+            }
+            text.push('\n');
+            text.push_str(&table.render());
+        }
+        text
+    })?;
+    Ok(stats)
+}
+
+fn stats(ctx: &Ctx) -> Result<ExitCode> {
+    print_stats(ctx, &existing(ctx)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(ctx: &Ctx) -> Result<ExitCode> {
+    let dir = existing(ctx)?;
+    let archive = wiring::open_archive(&dir, false)?;
+    let progress = crate::progress::Progress::new("verify", None, ctx.out.json);
+    let report = archive.verify()?;
+    progress.finish();
+    let clean = report.is_clean();
+    ctx.out.emit(&report, || {
+        let mut text = format!(
+            "{}: {} packs, {} chunks, {} manifests, {} messages, {} records re-read and re-hashed\n",
+            if clean { "archive intact" } else { "ARCHIVE DAMAGED" },
+            report.packs,
+            report.chunks,
+            report.manifests,
+            report.messages,
+            report.records
+        );
+        for problem in &report.problems {
+            text.push_str(&format!("broken: {}: {}\n", problem.object, problem.detail));
+            for affected in &problem.affected {
+                let places: Vec<String> = affected.archives.iter().map(|(u, f)| format!("{u}: {f}")).collect();
+                text.push_str(&format!("  affects message {} ({})\n", affected.id.0, places.join("; ")));
+            }
+        }
+        for drift in &report.drift {
+            text.push_str(&format!("index drift: {drift} (`archive reindex` repairs it)\n"));
+        }
+        text
+    })?;
+    if !clean {
+        bail!("the archive failed verification (see above for each broken object)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reindex(ctx: &Ctx) -> Result<ExitCode> {
+    let dir = DataDir::open(&ctx.data_dir, Access::Write)?;
+    let archive = wiring::open_archive(&dir, false)?;
+    let progress = crate::progress::Progress::new("reindex", None, ctx.out.json);
+    let stats = archive.reindex()?;
+    progress.finish();
+    ctx.out.emit(&stats, || {
+        format!(
+            "indexes rebuilt from the packs: {} messages ({} unique)",
+            stats.messages, stats.unique_messages
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Searches as an administrator and prints the hits (`archive search`, also the demo's).
+pub fn print_search(
+    ctx: &Ctx,
+    dir: &DataDir,
+    text: &str,
+    user: Option<String>,
+    limit: usize,
+) -> Result<usize> {
+    let archive = wiring::open_archive(dir, false)?;
+    let query = SearchQuery {
+        text: text.to_string(),
+        user,
+        from_date: None,
+        to_date: None,
+        limit,
+    };
+    let hits = archive.search(&query, &Scope::Admin)?;
+    ctx.out.emit(&hits, || {
+        if hits.is_empty() {
+            return format!("no message matches {text:?}");
+        }
+        let mut table = Table::new(&["DATE", "FROM", "SUBJECT", "USER", "FOLDER", "ID"]);
+        for hit in &hits {
+            table.row(vec![
+                hit.date
+                    .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_default(),
+                truncate(hit.from.as_deref().unwrap_or(""), 32),
+                truncate(hit.subject.as_deref().unwrap_or(""), 48),
+                hit.user.clone(),
+                truncate(&hit.folder, 24),
+                hit.id.0.clone(),
+            ]);
+        }
+        format!("{}{} hits for {text:?}", table.render(), hits.len())
+    })?;
+    Ok(hits.len())
+}
+
+fn search(ctx: &Ctx, text: &str, user: Option<String>, limit: usize) -> Result<ExitCode> {
+    if limit == 0 {
+        bail!("--limit must be at least 1");
+    }
+    print_search(ctx, &existing(ctx)?, text, user, limit)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
+    let dir = existing(ctx)?;
+    let archive = wiring::open_archive(&dir, false)?;
+    let id = MessageId(id.trim().to_ascii_lowercase());
+    let info = archive.show(&id)?;
+    let text = message_text(&archive.read_message(&id)?);
+    #[derive(serde::Serialize)]
+    struct Shown<'a> {
+        #[serde(flatten)]
+        info: &'a archive_store::MessageInfo,
+        text: &'a str,
+    }
+    ctx.out.emit(
+        &Shown {
+            info: &info,
+            text: &text,
+        },
+        || {
+            let m = &info.metadata;
+            let mut out = String::new();
+            let mut field = |name: &str, value: &str| {
+                if !value.is_empty() {
+                    out.push_str(&format!("{name:<12}{value}\n"));
+                }
+            };
+            field("Id:", &info.id.0);
+            field("Date:", &m.date.map(|d| d.to_rfc2822()).unwrap_or_default());
+            field("From:", m.from.as_deref().unwrap_or(""));
+            field("To:", &m.to.join(", "));
+            field("Cc:", &m.cc.join(", "));
+            field("Subject:", m.subject.as_deref().unwrap_or(""));
+            field("Message-ID:", m.message_id.as_deref().unwrap_or(""));
+            field("Size:", &human_bytes(info.size));
+            field("Attachments:", &m.attachments.join(", "));
+            let places: Vec<String> = info
+                .locations
+                .iter()
+                .map(|(u, f)| format!("{u}: {f}"))
+                .collect();
+            field("Archived in:", &places.join("; "));
+            if m.unparseable {
+                out.push_str("(the message could not be parsed; it is archived byte for byte)\n");
+            }
+            out.push('\n');
+            out.push_str(&text);
+            out
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The readable text of a message (first text part, html reduced to text by the
+/// parser), or a note when it cannot be parsed.
+fn message_text(raw: &[u8]) -> String {
+    let parsed = std::panic::catch_unwind(|| {
+        mail_parser::MessageParser::default()
+            .parse(raw)
+            .and_then(|m| m.body_text(0).map(|t| t.into_owned()))
+    });
+    match parsed {
+        Ok(Some(text)) => text,
+        Ok(None) => "(no text part)".to_string(),
+        Err(_) => "(the message could not be parsed)".to_string(),
+    }
 }

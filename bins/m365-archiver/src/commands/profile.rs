@@ -1,13 +1,401 @@
-//! `profile` commands.
+//! `profile` commands: create, list, show, test, run and remove archiving profiles
+//! (one TOML file each under `profiles/`, the format of the design).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
+use m365_archiver::datadir::{Access, DataDir};
+use m365_archiver::wiring;
+use profile_engine::{
+    CancellationToken, DeletionMode, Profile, ProfileStore, RunHistory, RunReport, RunStatus,
+    Schedule, Select, Source,
+};
+use serde::Serialize;
 
 use crate::Ctx;
-use crate::cli::ProfileCommand;
+use crate::cli::{ProfileCommand, ProfileCreateArgs};
+use crate::output::{Table, human_bytes};
+use crate::progress::RunProgress;
 
 /// Runs one `profile` command.
-pub async fn run(_ctx: &Ctx, _cmd: ProfileCommand) -> Result<ExitCode> {
-    Err(super::not_available("profile"))
+pub async fn run(ctx: &Ctx, cmd: ProfileCommand) -> Result<ExitCode> {
+    match cmd {
+        ProfileCommand::Create(args) => create(ctx, args),
+        ProfileCommand::List => list(ctx),
+        ProfileCommand::Show { name } => show(ctx, &name),
+        ProfileCommand::Test { name } => test(ctx, &name).await,
+        ProfileCommand::Run { name } => run_profile(ctx, &name).await,
+        ProfileCommand::Remove { name } => remove(ctx, &name),
+    }
+}
+
+fn deletion_mode(text: &str) -> Result<DeletionMode> {
+    Ok(
+        match text.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "never" => DeletionMode::Never,
+            "move_to_deleted_items" => DeletionMode::MoveToDeletedItems,
+            "soft_delete" => DeletionMode::SoftDelete,
+            "hard_delete" => DeletionMode::HardDelete,
+            _ => bail!(
+                "--delete `{text}` is not a deletion mode: use never, move_to_deleted_items, soft_delete or hard_delete"
+            ),
+        },
+    )
+}
+
+/// The profile `profile create` arguments describe (validated; nothing written).
+pub fn profile_from_args(args: &ProfileCreateArgs) -> Result<Profile> {
+    let source = if let (Some(mailbox), Some(target_user)) = (&args.mailbox, &args.target_user) {
+        Source::Single {
+            mailbox: mailbox.clone(),
+            target_user: target_user.clone(),
+        }
+    } else {
+        let (select, users) = if args.all {
+            (Select::All, Vec::new())
+        } else if let Some(users) = &args.all_except {
+            (Select::AllExcept, users.clone())
+        } else if let Some(users) = &args.only {
+            (Select::Only, users.clone())
+        } else {
+            bail!(
+                "choose the mailboxes: --mailbox with --target-user, --all, --all-except or --only"
+            );
+        };
+        Source::Multiple {
+            select,
+            users: users
+                .into_iter()
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty())
+                .collect(),
+            sync_directory_first: args.sync_directory,
+        }
+    };
+    if args.sync_directory && matches!(source, Source::Single { .. }) {
+        bail!(
+            "--sync-directory applies to --all, --all-except and --only, not to a single mailbox"
+        );
+    }
+    let mut profile = Profile::new(&args.name, &args.credentials, source);
+    profile.folders.include.clone_from(&args.include_folder);
+    profile.folders.exclude.clone_from(&args.exclude_folder);
+    if let Some(days) = args.older_than_days {
+        profile.filter.older_than_days = days;
+    }
+    if let Some(mode) = &args.delete_mode {
+        profile.deletion.mode = deletion_mode(mode)?;
+    }
+    if let Some(days) = args.delete_after_days {
+        profile.deletion.after_days = days;
+    }
+    if let Some(secs) = args.timeout_secs {
+        profile.run.timeout_secs = secs;
+    }
+    if let Some(schedule) = &args.schedule {
+        profile.run.schedule = schedule.parse::<Schedule>().context("--schedule")?;
+    }
+    profile.validate()?;
+    Ok(profile)
+}
+
+fn create(ctx: &Ctx, args: ProfileCreateArgs) -> Result<ExitCode> {
+    create_profile(ctx, &args)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the profile `args` describe and prints it (`profile create`, also the demo's).
+pub fn create_profile(ctx: &Ctx, args: &ProfileCreateArgs) -> Result<Profile> {
+    let profile = profile_from_args(args)?;
+    // The credentials must exist, so the data directory does: check before writing.
+    let dir = DataDir::open(&ctx.data_dir, Access::Read)
+        .with_context(|| format!("no credential named `{}`", args.credentials))?;
+    dir.check_private()?;
+    wiring::load_credential(&dir, &profile.credentials)?;
+    let store = ProfileStore::new(dir.profiles());
+    if store.exists(&profile.name)? {
+        bail!(
+            "a profile named `{}` already exists; remove it first or choose another name",
+            profile.name
+        );
+    }
+    let dir = DataDir::open(&ctx.data_dir, Access::Admin)?;
+    let path = ProfileStore::new(dir.profiles()).save(&profile)?;
+    ctx.out.emit(&profile, || {
+        format!(
+            "profile `{}` written to {}\n\n{}",
+            profile.name,
+            path.display(),
+            profile.to_toml()
+        )
+    })?;
+    Ok(profile)
+}
+
+/// One line of `profile list`.
+#[derive(Debug, Serialize)]
+struct Listed {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credentials: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_run: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_status: Option<RunStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn describe_source(source: &Source) -> String {
+    match source {
+        Source::Single {
+            mailbox,
+            target_user,
+        } => format!("{mailbox} -> {target_user}"),
+        Source::Multiple {
+            select,
+            users,
+            sync_directory_first,
+        } => {
+            let what = match select {
+                Select::All => "all users".to_string(),
+                Select::AllExcept => format!("all except {}", users.join(",")),
+                Select::Only => format!("only {}", users.join(",")),
+            };
+            if *sync_directory_first {
+                format!("{what} (directory sync)")
+            } else {
+                what
+            }
+        }
+    }
+}
+
+fn list(ctx: &Ctx) -> Result<ExitCode> {
+    let mut listed = Vec::new();
+    if ctx.data_dir.exists() {
+        let dir = DataDir::open(&ctx.data_dir, Access::Read)?;
+        let history = RunHistory::new(wiring::history_dir(&dir));
+        for (name, loaded) in ProfileStore::new(dir.profiles())
+            .names()?
+            .into_iter()
+            .map(|n| {
+                let loaded = ProfileStore::new(dir.profiles()).load(&n);
+                (n, loaded)
+            })
+        {
+            let last = history.last(&name).ok().flatten();
+            listed.push(match loaded {
+                Ok(p) => Listed {
+                    name,
+                    credentials: Some(p.credentials.clone()),
+                    source: Some(describe_source(&p.source)),
+                    schedule: Some(p.run.schedule.to_string()),
+                    last_run: last.as_ref().map(|l| l.started_at.to_rfc3339()),
+                    last_status: last.as_ref().map(|l| l.report.status),
+                    error: None,
+                },
+                Err(e) => Listed {
+                    name,
+                    credentials: None,
+                    source: None,
+                    schedule: None,
+                    last_run: None,
+                    last_status: None,
+                    error: Some(e.to_string()),
+                },
+            });
+        }
+    }
+    ctx.out.emit(&listed, || {
+        if listed.is_empty() {
+            return "no profiles (create one with `m365-archiver profile create`)".to_string();
+        }
+        let mut table = Table::new(&["NAME", "CREDENTIALS", "MAILBOXES", "SCHEDULE", "LAST RUN"]);
+        for l in &listed {
+            match &l.error {
+                Some(e) => table.row(vec![l.name.clone(), format!("broken: {e}")]),
+                None => table.row(vec![
+                    l.name.clone(),
+                    l.credentials.clone().unwrap_or_default(),
+                    l.source.clone().unwrap_or_default(),
+                    l.schedule.clone().unwrap_or_default(),
+                    match (&l.last_run, l.last_status) {
+                        (Some(at), Some(status)) => format!("{at} ({})", status_word(status)),
+                        _ => "never".to_string(),
+                    },
+                ]),
+            }
+        }
+        table.render()
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Loads profile `name` of an existing data directory; errors name the profile or its file.
+pub fn load_profile(ctx: &Ctx, name: &str) -> Result<(DataDir, Profile)> {
+    let dir = DataDir::open(&ctx.data_dir, Access::Read)
+        .with_context(|| format!("no profile named `{name}`"))?;
+    let profile = ProfileStore::new(dir.profiles()).load(name)?;
+    Ok((dir, profile))
+}
+
+fn show(ctx: &Ctx, name: &str) -> Result<ExitCode> {
+    let (_, profile) = load_profile(ctx, name)?;
+    ctx.out.emit(&profile, || profile.to_toml())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn remove(ctx: &Ctx, name: &str) -> Result<ExitCode> {
+    let dir = DataDir::open(&ctx.data_dir, Access::Read)
+        .with_context(|| format!("no profile named `{name}`"))?;
+    dir.check_private()?;
+    ProfileStore::new(dir.profiles()).remove(name)?;
+    ctx.out.emit(&serde_json::json!({ "removed": name }), || {
+        format!("profile `{name}` removed (its archived mail stays in the archive)")
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn test(ctx: &Ctx, name: &str) -> Result<ExitCode> {
+    let (dir, profile) = load_profile(ctx, name)?;
+    let dir = DataDir::open(dir.root(), Access::Write)?;
+    let credential = wiring::load_credential(&dir, &profile.credentials)
+        .with_context(|| format!("profile `{}`", profile.name))?;
+    let stores = wiring::Stores::open(&dir)?;
+    let engine = wiring::engine_for(&dir, &profile, &stores)?;
+    drop(credential);
+    let report = engine.engine.test(&profile).await?;
+    ctx.out.emit(&report, || {
+        let mut table = Table::new(&["MAILBOX", "USER", "READABLE", "WHY NOT"]);
+        for m in &report.mailboxes {
+            table.row(vec![
+                m.mailbox.clone(),
+                m.user.clone().unwrap_or_default(),
+                if m.readable {
+                    "yes".into()
+                } else {
+                    "NO".into()
+                },
+                m.error.clone().unwrap_or_default(),
+            ]);
+        }
+        format!(
+            "{}\nprofile `{}`: {} of {} mailboxes readable",
+            table.render(),
+            report.profile,
+            report.mailboxes.iter().filter(|m| m.readable).count(),
+            report.mailboxes.len()
+        )
+    })?;
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Runs `profile` with a progress display; cancelled by Ctrl-C (checkpoints saved).
+pub async fn run_with_progress(dir: &DataDir, profile: &Profile, quiet: bool) -> Result<RunReport> {
+    let stores = wiring::Stores::open(dir)?;
+    let engine = wiring::engine_for(dir, profile, &stores)?;
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    let progress = Arc::new(RunProgress::new(&profile.name, quiet));
+    let report = engine.engine.run(profile, &cancel, progress.as_ref()).await;
+    watcher.abort();
+    progress.finish();
+    Ok(report?)
+}
+
+async fn run_profile(ctx: &Ctx, name: &str) -> Result<ExitCode> {
+    let report = run_and_print(ctx, name).await?;
+    Ok(if report.status == RunStatus::Ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Runs profile `name` with progress and prints its report (`profile run`, also the demo's).
+pub async fn run_and_print(ctx: &Ctx, name: &str) -> Result<RunReport> {
+    let (dir, profile) = load_profile(ctx, name)?;
+    // Bad credentials are reported before anything is created.
+    wiring::load_credential(&dir, &profile.credentials)
+        .with_context(|| format!("profile `{}`", profile.name))?;
+    let dir = DataDir::open(dir.root(), Access::Write)?;
+    let report = run_with_progress(&dir, &profile, ctx.out.json || ctx.out.quiet).await?;
+    ctx.out.emit(&report, || render_report(&report))?;
+    Ok(report)
+}
+
+/// `ok`, `partial`, `failed`, `cancelled`.
+pub fn status_word(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Ok => "ok",
+        RunStatus::Partial => "partial",
+        RunStatus::Failed => "failed",
+        RunStatus::Cancelled => "cancelled",
+    }
+}
+
+/// A run report for people: one line per mailbox, then the totals.
+pub fn render_report(report: &RunReport) -> String {
+    let mut table = Table::new(&[
+        "MAILBOX",
+        "STATUS",
+        "FOLDERS",
+        "ARCHIVED",
+        "DUPLICATE",
+        "FAILED",
+        "BYTES",
+        "DELETED",
+        "NOTE",
+    ]);
+    for m in &report.mailboxes {
+        table.row(vec![
+            m.mailbox.clone(),
+            serde_json::to_value(m.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            m.folders.to_string(),
+            m.messages_archived.to_string(),
+            m.messages_duplicate.to_string(),
+            m.messages_failed.to_string(),
+            human_bytes(m.bytes),
+            m.deleted.to_string(),
+            m.error.clone().unwrap_or_default(),
+        ]);
+    }
+    let t = &report.totals;
+    format!(
+        "{}\nprofile `{}`: {} — {} mailboxes ({} failed, {} skipped), {} messages archived ({}), \
+         {} duplicates, {} failed, {} deleted; {} requests, {} throttled, {} retries; {:.1} s",
+        table.render(),
+        report.profile,
+        status_word(report.status),
+        t.mailboxes,
+        t.mailboxes_failed,
+        t.mailboxes_skipped,
+        t.messages_archived,
+        human_bytes(t.bytes),
+        t.messages_duplicate,
+        t.messages_failed,
+        t.deleted,
+        report.requests,
+        report.throttled,
+        report.retries,
+        report.duration_secs
+    )
 }
