@@ -248,7 +248,8 @@ mod tests {
         ) {
             let a = mail_addresses(Some("p@x.com"), &proxy);
             let mut shuffled: Vec<String> = proxy.iter().rev().map(|e| e.to_uppercase().replacen("SMTP:", "smtp:", 1)).collect();
-            shuffled.rotate_left(shuffled.len() / 2);
+            let half = shuffled.len() / 2;
+            shuffled.rotate_left(half);
             let b = mail_addresses(Some("P@X.COM"), &shuffled);
             prop_assert_eq!(a, b);
         }

@@ -842,7 +842,7 @@ mod tests {
             "http://127.0.0.1:10/v1.0/users/delta?$deltatoken=abc",
             "http://127.0.0.1:9/v1.0/groups/delta?$deltatoken=abc",
             "group:123",
-            "mem:4",
+            "mem:0:4",
         ] {
             assert!(source.saved_link(&DirectoryToken(bad.into())).is_none(), "{bad}");
         }

@@ -29,8 +29,8 @@ enum Change {
 struct Directory {
     users: BTreeMap<String, DirectoryUser>,
     log: Vec<Change>,
-    /// Tokens from before this log position are rejected (a full listing follows).
-    oldest_valid: usize,
+    /// Tokens of earlier epochs are rejected (a full listing follows).
+    epoch: u64,
     failure: Option<(u16, String)>,
 }
 
@@ -113,8 +113,7 @@ impl MemoryDirectorySource {
     /// Makes every token issued so far stale (the next read is a full listing), as
     /// when Graph answers 410 to an expired delta token.
     pub fn expire_tokens(&self) {
-        let mut state = lock(&self.state);
-        state.oldest_valid = state.log.len();
+        lock(&self.state).epoch += 1;
     }
 
     /// Makes every read fail with this Graph status and code until cleared with `None`.
@@ -128,9 +127,10 @@ impl MemoryDirectorySource {
     }
 }
 
-/// `mem:{position}`, or `None` for anything else.
-fn token_position(token: &DirectoryToken) -> Option<usize> {
-    token.0.strip_prefix("mem:")?.parse().ok()
+/// `mem:{epoch}:{position}` split, or `None` for anything else.
+fn token_position(token: &DirectoryToken) -> Option<(u64, usize)> {
+    let (epoch, position) = token.0.strip_prefix("mem:")?.split_once(':')?;
+    Some((epoch.parse().ok()?, position.parse().ok()?))
 }
 
 #[async_trait]
@@ -150,10 +150,11 @@ impl DirectorySource for MemoryDirectorySource {
                 request_id: None,
             });
         }
-        let next = DirectoryToken(format!("mem:{}", state.log.len()));
+        let next = DirectoryToken(format!("mem:{}:{}", state.epoch, state.log.len()));
         let position = since
             .and_then(token_position)
-            .filter(|p| *p >= state.oldest_valid && *p <= state.log.len());
+            .filter(|(epoch, p)| *epoch == state.epoch && *p <= state.log.len())
+            .map(|(_, p)| p);
         let Some(position) = position else {
             return Ok(DirectoryChanges {
                 full: true,
