@@ -107,15 +107,19 @@ async fn list_users(State(state): State<Arc<AppState>>) -> Response {
     Json(state.tenant.users()).into_response()
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Response> {
-    serde_json::from_slice(body)
-        .map_err(|e| problem(StatusCode::BAD_REQUEST, format!("invalid {what} JSON: {e}")))
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(problem(
+            StatusCode::BAD_REQUEST,
+            format!("invalid {what} JSON: {e}"),
+        ))
+    })
 }
 
 async fn add_user(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let user: NewUser = match parse_json(&body, "user") {
         Ok(user) => user,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match state.tenant.add_user(user) {
         Ok(info) => (StatusCode::CREATED, Json(info)).into_response(),
@@ -130,7 +134,7 @@ async fn update_user(
 ) -> Response {
     let patch: UserPatch = match parse_json(&body, "user patch") {
         Ok(patch) => patch,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match state.tenant.update_user(&id, patch) {
         Ok(info) => Json(info).into_response(),
@@ -152,7 +156,7 @@ async fn get_faults(State(state): State<Arc<AppState>>) -> Json<FaultConfig> {
 async fn set_faults(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let faults: FaultConfig = match parse_json(&body, "fault configuration") {
         Ok(faults) => faults,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if let Err(error) = faults.validate() {
         return problem(StatusCode::BAD_REQUEST, error.to_string());
@@ -175,7 +179,7 @@ struct Lifetime {
 async fn token_lifetime(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let lifetime: Lifetime = match parse_json(&body, "token lifetime") {
         Ok(lifetime) => lifetime,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     state
         .identity

@@ -153,7 +153,7 @@ impl FaultInjector {
         let mut edge = config.status_503;
         let fault = if roll < edge {
             // Half of the 503s tell the client when to come back.
-            let retry_after = (mix(draw) % 2 == 0).then_some(1 + mix(draw ^ 1) % 3);
+            let retry_after = mix(draw).is_multiple_of(2).then_some(1 + mix(draw ^ 1) % 3);
             Some(Fault::ServiceUnavailable { retry_after })
         } else if roll < {
             edge += config.status_504;

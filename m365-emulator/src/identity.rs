@@ -130,7 +130,7 @@ fn seeded_secret(seed: u64, label: &str) -> String {
         .chain(digest.iter().rev())
         .map(|b| ALPHABET[usize::from(*b) % 64] as char)
         .collect();
-    format!("{}8Q~{}", &chars[..3], &chars[3..36])
+    format!("{}8Q~{}", &chars[..3], &chars[3..37])
 }
 
 /// One issued access token.

@@ -136,10 +136,12 @@ impl Throttle {
         self.admit_at(app, mailbox, Instant::now())
     }
 
-    fn retry_secs(&self, unscaled: f64) -> u64 {
-        let secs = (unscaled / self.shared.scale).ceil();
+    /// Whole seconds (at least 1) for a wait of `real` seconds of wall-clock time.
+    fn retry_secs(real: f64) -> u64 {
+        // Tolerate float noise: 10.000000001 s is 10 s, not 11.
+        let secs = (real - 1e-6).ceil().max(1.0);
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let secs = secs.max(1.0) as u64;
+        let secs = secs as u64;
         secs
     }
 
@@ -172,7 +174,7 @@ impl Throttle {
         if shared.enabled {
             if window.in_flight >= MAX_CONCURRENT {
                 return Err(Refusal::Concurrency {
-                    retry_after: self.retry_secs(CONCURRENCY_RETRY_SECS),
+                    retry_after: Self::retry_secs(CONCURRENCY_RETRY_SECS / shared.scale),
                 });
             }
             if window.total >= MAX_REQUESTS_PER_WINDOW {
@@ -189,7 +191,7 @@ impl Throttle {
                 let wait = shared
                     .bucket
                     .saturating_mul(u32::try_from(until - index).unwrap_or(u32::MAX));
-                let retry_after = self.retry_secs(wait.as_secs_f64() * shared.scale);
+                let retry_after = Self::retry_secs(wait.as_secs_f64());
                 return Err(Refusal::Rate { retry_after });
             }
         }
