@@ -39,7 +39,10 @@ async fn main() -> anyhow::Result<()> {
         certificate.thumbprint_sha1_hex()
     );
     let credentials = [
-        ("client secret", ClientCredential::secret(emu.client_secret())),
+        (
+            "client secret",
+            ClientCredential::secret(emu.client_secret()),
+        ),
         (
             "certificate, PS256",
             ClientCredential::certificate(certificate.clone()),
@@ -50,8 +53,12 @@ async fn main() -> anyhow::Result<()> {
         ),
     ];
     for (label, credential) in credentials {
-        let registration =
-            AppRegistration::new(&emu.tenant_id(), &emu.client_id(), credential, cloud.clone())?;
+        let registration = AppRegistration::new(
+            &emu.tenant_id(),
+            &emu.client_id(),
+            credential,
+            cloud.clone(),
+        )?;
         let provider = Arc::new(ClientCredentialsProvider::new(
             registration,
             ProviderOptions::default(),
@@ -73,7 +80,10 @@ async fn main() -> anyhow::Result<()> {
         let status = graph.users().list_user().send().await?.status();
         println!("{label}: GET /v1.0/users -> {status}");
     }
-    println!("token requests seen by the emulator: {}", emu.stats().await.token_requests);
+    println!(
+        "token requests seen by the emulator: {}",
+        emu.stats().await.token_requests
+    );
     emu.shutdown().await;
     Ok(())
 }

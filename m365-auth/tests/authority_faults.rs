@@ -291,7 +291,7 @@ fn invalid_proxy_and_ca_bundle_are_refused_by_name() {
 fn body_strategy() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..512),
-        Just(GRANT[..GRANT.len() / 2].as_bytes().to_vec()),
+        Just(GRANT.as_bytes()[..GRANT.len() / 2].to_vec()),
         (any::<i64>(), ".*").prop_map(|(n, t)| format!(
             r#"{{"access_token":{},"expires_in":{n}}}"#,
             serde_json::Value::String(t)
