@@ -157,3 +157,56 @@ pub fn graph_client(
     }
     client
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AccessToken, StaticTokenProvider};
+    use std::time::SystemTime;
+
+    fn static_provider() -> Arc<dyn TokenProvider> {
+        Arc::new(StaticTokenProvider::new(AccessToken::new(
+            "static-token",
+            SystemTime::now() + Duration::from_secs(600),
+        )))
+    }
+
+    #[test]
+    fn every_cloud_gets_a_client_at_its_v1_root() {
+        let clouds = [
+            Cloud::Global,
+            Cloud::UsGov,
+            Cloud::UsGovDod,
+            Cloud::China,
+            Cloud::custom("http://127.0.0.1:1", "http://127.0.0.1:2/graph").unwrap(),
+        ];
+        for cloud in clouds {
+            let client = graph_client(static_provider(), &cloud, &GraphClientOptions::default());
+            assert_eq!(client.url(), &cloud.graph_v1_url());
+        }
+    }
+
+    #[test]
+    fn blocking_token_outside_a_runtime_works() {
+        let mut source = GraphTokenSource::new(static_provider());
+        assert_eq!(source.get_token_silent().unwrap(), "static-token");
+        assert!(!format!("{source:?}").contains("static-token"));
+    }
+
+    #[test]
+    fn force_once_is_consumed_and_always_sticks() {
+        let mut source = GraphTokenSource::new(static_provider());
+        assert!(!source.take_force());
+        source.with_force_token_refresh(ForceTokenRefresh::Once);
+        let clone = source.clone();
+        assert!(clone.take_force());
+        assert!(
+            !source.take_force(),
+            "Once is shared by clones and consumed once"
+        );
+        source.with_force_token_refresh(ForceTokenRefresh::Always);
+        assert!(source.take_force() && source.take_force());
+        source.with_force_token_refresh(ForceTokenRefresh::Never);
+        assert!(!source.take_force());
+    }
+}

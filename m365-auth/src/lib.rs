@@ -13,7 +13,7 @@
 //! - [`assertion`]: signed client assertions (PS256 / RS256);
 //! - [`wire`]: the token endpoint's request and response format;
 //! - [`provider`]: [`ClientCredentialsProvider`] (cache, single flight, retries);
-//! - [`graph_client`]: graph-rs-sdk's `ClientApplication` and a ready `GraphClient`;
+//! - [`mod@graph_client`]: graph-rs-sdk's `ClientApplication` and a ready `GraphClient`;
 //! - [`store`]: [`CredentialStore`], named credentials on disk.
 //!
 //! ```no_run

@@ -284,8 +284,18 @@ impl ClientCredentialsProvider {
         {
             let state = self.lock_state();
             if state.generation != seen_generation {
-                // A fetch completed while we waited: share its outcome.
+                // A fetch completed while we waited: share its outcome (an authority
+                // outage still leaves a valid cached token usable).
                 if let Some(failure) = &state.last_failure {
+                    if !force
+                        && failure.is_transient()
+                        && let Some(cached) = state
+                            .token
+                            .as_ref()
+                            .filter(|c| !c.token.expires_within(STALE_FLOOR))
+                    {
+                        return Ok(cached.token.clone());
+                    }
                     return Err(failure.clone());
                 }
                 if let Some(cached) = &state.token
