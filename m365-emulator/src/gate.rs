@@ -17,6 +17,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use futures::StreamExt as _;
 use http_body_util::BodyExt as _;
+use tracing::Instrument as _;
 
 use crate::faults::Fault;
 use crate::identity::{Caller, TokenRejection};
@@ -100,8 +101,15 @@ pub(crate) async fn context(
     if !inner {
         state.stats.request();
     }
+    let span = tracing::debug_span!(
+        "graph_request",
+        request_id = %context.request_id,
+        method = %request.method(),
+        route = %route,
+        inner,
+    );
     request.extensions_mut().insert(context.clone());
-    let mut response = next.run(request).await;
+    let mut response = next.run(request).instrument(span).await;
     set_request_headers(response.headers_mut(), &context);
     if inner {
         return response;
@@ -289,6 +297,45 @@ pub(crate) async fn faults(
                 ))
             });
             Response::from_parts(parts, Body::from_stream(first.chain(cut)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mailbox_segment;
+    use proptest::prelude::*;
+
+    #[test]
+    fn mail_routes_name_their_mailbox_and_directory_routes_do_not() {
+        let mail = [
+            ("/v1.0/users/a%40x.com/messages/AAMk/$value", "a%40x.com"),
+            (
+                "/v1.0/users/a@x.com/mailFolders/inbox/messages/delta()",
+                "a@x.com",
+            ),
+            ("/v1.0/Users/ID/MailFolders", "ID"),
+            ("/v1.0/users/a@x.com/messages", "a@x.com"),
+        ];
+        for (path, user) in mail {
+            assert_eq!(mailbox_segment(path), Some(user), "{path}");
+        }
+        for path in [
+            "/v1.0/users",
+            "/v1.0/users/a@x.com",
+            "/v1.0/users/delta",
+            "/v1.0/$batch",
+            "/v2/users/a/messages",
+            "",
+        ] {
+            assert_eq!(mailbox_segment(path), None, "{path}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_path_is_classified_without_panicking(path in "\\PC{0,60}") {
+            let _ = mailbox_segment(&path);
         }
     }
 }

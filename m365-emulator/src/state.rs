@@ -122,7 +122,6 @@ impl AppState {
     /// `request` carries the inner method, a `/v1.0/...` URI, the inner headers and body; the
     /// outer request's `Authorization` header (as Graph does) is copied in when `outer_headers`
     /// holds one. Token check and throttling apply to it on its own; fault injection does not.
-    #[allow(dead_code, reason = "called by the Graph `$batch` handler")]
     pub(crate) async fn dispatch_inner(
         &self,
         outer_headers: &HeaderMap,

@@ -363,3 +363,82 @@ async fn tls_serves_with_the_generated_ca() {
             .unwrap_or(false)
     );
 }
+
+#[tokio::test]
+async fn ten_thousand_requests_in_ten_minutes_then_429_until_the_window_moves() {
+    // 500 batches of 20 inner requests: each inner request counts against the mailbox on its own.
+    let emu = start_with(EmulatorConfig {
+        mail_latency: Duration::ZERO,
+        ..config(81)
+    })
+    .await;
+    let token = token(&emu).await;
+    let upn = first_mailbox(&emu);
+    let client = client();
+    let batch_url = format!("{}v1.0/$batch", emu.graph_url());
+    let batch = serde_json::json!({
+        "requests": (0..20).map(|i| serde_json::json!({
+            "id": i.to_string(), "method": "GET", "url": format!("/users/{upn}/mailFolders/inbox")
+        })).collect::<Vec<_>>()
+    });
+    let send = || {
+        client
+            .post(&batch_url)
+            .bearer_auth(&token)
+            .json(&batch)
+            .send()
+    };
+    for round in 0..500 {
+        let body: Value = send().await.unwrap().json().await.unwrap();
+        let statuses: Vec<u64> = body["responses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["status"].as_u64().unwrap())
+            .collect();
+        assert!(
+            statuses.iter().all(|s| *s == 200),
+            "round {round}: {statuses:?}"
+        );
+    }
+    let body: Value = send().await.unwrap().json().await.unwrap();
+    for inner in body["responses"].as_array().unwrap() {
+        assert_eq!(inner["status"], 429, "{inner}");
+        let retry_after: u64 = match &inner["headers"]["Retry-After"] {
+            Value::String(s) => s.parse().unwrap(),
+            Value::Number(n) => n.as_u64().unwrap(),
+            other => match &inner["headers"]["retry-after"] {
+                Value::String(s) => s.parse().unwrap(),
+                _ => panic!("no Retry-After: {other} in {inner}"),
+            },
+        };
+        // The window frees when the first requests are ten minutes old.
+        assert!(
+            (500..=600).contains(&retry_after),
+            "Retry-After {retry_after}"
+        );
+    }
+    let direct = graph_get(&emu, &token, &format!("v1.0/users/{upn}/mailFolders/inbox")).await;
+    assert_eq!(direct.status(), 429);
+    assert!(direct.headers().contains_key("retry-after"));
+    let stats = emu.stats().await.per_mailbox[&upn];
+    assert_eq!(stats.requests, 10_021);
+    assert_eq!(stats.throttled, 21);
+    // Another mailbox is not affected.
+    let other = emu
+        .users()
+        .into_iter()
+        .find(|u| u.has_mailbox && !u.access_denied && u.upn != upn)
+        .unwrap()
+        .upn;
+    assert_eq!(
+        graph_get(
+            &emu,
+            &token,
+            &format!("v1.0/users/{other}/mailFolders/inbox")
+        )
+        .await
+        .status(),
+        200
+    );
+}
