@@ -383,3 +383,41 @@ impl Emulator {
         self.running.stop().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_types_cross_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Emulator>();
+        assert_send_sync::<EmulatorConfig>();
+        assert_send_sync::<EmulatorStats>();
+        assert_send_sync::<EmulatorError>();
+    }
+
+    #[test]
+    fn fault_specs_name_the_culprit() {
+        let parsed = FaultConfig::parse_spec("503=0.05, reset=0.02,slow=150").unwrap();
+        assert_eq!(
+            parsed,
+            FaultConfig {
+                status_503: 0.05,
+                reset: 0.02,
+                slow_ms: 150,
+                ..FaultConfig::default()
+            }
+        );
+        assert_eq!(FaultConfig::parse_spec("").unwrap(), FaultConfig::default());
+        for (spec, culprit) in [
+            ("503", "503"),
+            ("504=x", "504"),
+            ("boom=1", "boom"),
+            ("truncate=3", "truncate"),
+        ] {
+            let error = FaultConfig::parse_spec(spec).unwrap_err().to_string();
+            assert!(error.contains(culprit), "{spec}: {error}");
+        }
+    }
+}

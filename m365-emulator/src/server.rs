@@ -273,8 +273,9 @@ async fn accept_loop(
         let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(error) => {
+                // Out of descriptors or a transient network error: back off instead of spinning.
                 tracing::warn!(%error, "accept failed");
-                tokio::task::yield_now().await;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 continue;
             }
         };
