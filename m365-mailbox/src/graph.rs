@@ -937,6 +937,29 @@ impl DeltaRun {
     }
 }
 
+/// The folder a delta link names (`.../mailFolders/{id}/...` or `mailFolders('{id}')`), if
+/// it names one in a form we recognise.
+fn link_folder(url: &Url) -> Option<String> {
+    let segments: Vec<String> = url
+        .path_segments()?
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    for (i, segment) in segments.iter().enumerate() {
+        if segment.eq_ignore_ascii_case("mailFolders") {
+            return segments.get(i + 1).cloned();
+        }
+        if let Some(rest) = segment.strip_prefix("mailFolders(") {
+            let id = rest.strip_suffix(')')?;
+            return Some(id.trim_matches('\'').to_string());
+        }
+    }
+    None
+}
+
 fn to_event(m: wire::Message, folder_id: &str) -> DeltaEvent {
     if m.removed.is_some() {
         return DeltaEvent::Removed { id: m.id };
@@ -1000,6 +1023,14 @@ impl MailboxSource for GraphMailboxSource {
         let mut first: Vec<Result<DeltaEvent, MailboxError>> = Vec::new();
         if let Some(DeltaCursor(link)) = cursor {
             match run.inner.check_link(&run.ctx, &link) {
+                Ok(url) if link_folder(&url).is_some_and(|f| f != folder_id) => {
+                    tracing::warn!(
+                        mailbox,
+                        folder = folder_id,
+                        "delta cursor of another folder"
+                    );
+                    first = run.restart("the saved delta cursor belongs to another folder");
+                }
                 Ok(url) => run.next = Some(Op::Link(url)),
                 Err(e) => {
                     tracing::warn!(mailbox, folder = folder_id, error = %e, "unusable delta cursor");
@@ -1583,6 +1614,22 @@ mod tests {
                 .is_err()
         );
         assert!(s.inner.check_link(&ctx, "not a url").is_err());
+    }
+
+    #[test]
+    fn delta_links_name_their_folder() {
+        let folder = |u: &str| link_folder(&Url::parse(u).unwrap());
+        assert_eq!(
+            folder("https://g/v1.0/users/a/mailFolders/AQ%2Fx=/messages/delta?$deltatoken=1")
+                .as_deref(),
+            Some("AQ/x=")
+        );
+        assert_eq!(
+            folder("https://g/v1.0/users('a')/mailFolders('AQx=')/messages/delta()?$deltatoken=1")
+                .as_deref(),
+            Some("AQx=")
+        );
+        assert_eq!(folder("https://g/v1.0/delta?$deltatoken=1"), None);
     }
 
     #[test]
