@@ -106,7 +106,11 @@ mod tests {
     fn check(mail: Option<&str>, proxy: &[&str], primary: Option<&str>, aliases: &[&str]) {
         let proxy: Vec<String> = proxy.iter().map(|s| s.to_string()).collect();
         let got = mail_addresses(mail, &proxy);
-        assert_eq!(got.primary.as_deref(), primary, "primary of {mail:?} {proxy:?}");
+        assert_eq!(
+            got.primary.as_deref(),
+            primary,
+            "primary of {mail:?} {proxy:?}"
+        );
         assert_eq!(got.aliases, aliases, "aliases of {mail:?} {proxy:?}");
     }
 
@@ -122,7 +126,12 @@ mod tests {
 
     #[test]
     fn primary_falls_back_to_the_upper_case_smtp_entry() {
-        check(None, &["smtp:b@x.com", "SMTP:A@x.com"], Some("a@x.com"), &["b@x.com"]);
+        check(
+            None,
+            &["smtp:b@x.com", "SMTP:A@x.com"],
+            Some("a@x.com"),
+            &["b@x.com"],
+        );
         check(Some("broken"), &["SMTP:a@x.com"], Some("a@x.com"), &[]);
     }
 
@@ -157,7 +166,12 @@ mod tests {
     fn aliases_are_case_insensitive_and_deduplicated() {
         check(
             Some("a@x.com"),
-            &["smtp:B@x.com", "smtp:b@X.COM", "Smtp:c@x.com", "smtp:A@x.com"],
+            &[
+                "smtp:B@x.com",
+                "smtp:b@X.COM",
+                "Smtp:c@x.com",
+                "smtp:A@x.com",
+            ],
             Some("a@x.com"),
             &["b@x.com", "c@x.com"],
         );
@@ -171,13 +185,25 @@ mod tests {
 
     #[test]
     fn implausible_addresses_are_rejected() {
-        for bad in ["", "@x.com", "a@", "a b@x.com", "a@x..com", "a@x.com.", "a@@x", "<a@x.com>"] {
+        for bad in [
+            "",
+            "@x.com",
+            "a@",
+            "a b@x.com",
+            "a@x..com",
+            "a@x.com.",
+            "a@@x",
+            "<a@x.com>",
+        ] {
             assert_eq!(normalize_address(bad), None, "{bad:?}");
         }
     }
 
     fn address() -> impl Strategy<Value = String> {
-        ("[a-zA-Z0-9._+-]{1,12}", "[a-zA-Z0-9-]{1,8}(\\.[a-zA-Z]{2,4}){1,2}")
+        (
+            "[a-zA-Z0-9._+-]{1,12}",
+            "[a-zA-Z0-9-]{1,8}(\\.[a-zA-Z]{2,4}){1,2}",
+        )
             .prop_map(|(l, d)| format!("{l}@{d}"))
     }
 

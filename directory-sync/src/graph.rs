@@ -211,11 +211,7 @@ impl graph_core::identity::ClientApplication for ChosenToken {
             .map_err(|e| AuthExecutionError::Other(Box::new(e)))
     }
 
-    fn with_force_token_refresh(
-        &mut self,
-        _force: graph_core::identity::ForceTokenRefresh,
-    ) {
-    }
+    fn with_force_token_refresh(&mut self, _force: graph_core::identity::ForceTokenRefresh) {}
 }
 
 /// A request of a read.
@@ -455,7 +451,10 @@ impl GraphDirectorySource {
                         .unwrap_or_default()
                         .error;
                     let code = if detail.code.is_empty() {
-                        status.canonical_reason().unwrap_or("error").replace(' ', "")
+                        status
+                            .canonical_reason()
+                            .unwrap_or("error")
+                            .replace(' ', "")
                     } else {
                         detail.code.clone()
                     };
@@ -749,32 +748,56 @@ fn api_root(root: &Url) -> Result<Url, DirectoryError> {
 
 /// A reqwest error with its causes (TLS and connection failures hide there).
 fn describe_reqwest(e: &reqwest::Error) -> String {
-    let mut text = if e.is_timeout() {
-        "timed out".to_owned()
+    let kind = if e.is_timeout() {
+        "timed out"
     } else if e.is_connect() {
-        "could not connect".to_owned()
+        "could not connect"
     } else {
-        "request failed".to_owned()
+        "request failed"
     };
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    if text.contains("certificate") || text.contains("UnknownIssuer") {
-        text.push_str(
-            " (TLS: if a proxy or private CA signs this endpoint, configure its CA certificate)",
-        );
-    }
-    text
+    with_causes(kind.to_owned(), std::error::Error::source(e))
 }
 
+/// A graph-rs-sdk failure with its causes (the reqwest error inside, when there is one).
 fn describe_graph_failure(e: &graph_rs_sdk::GraphFailure) -> String {
-    match e {
-        graph_rs_sdk::GraphFailure::ReqwestError(r) => describe_reqwest(r),
-        other => other.to_string(),
+    if let graph_rs_sdk::GraphFailure::ReqwestError(r) = e {
+        return describe_reqwest(r);
     }
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(r) = cause.downcast_ref::<reqwest::Error>() {
+            return describe_reqwest(r);
+        }
+        source = cause.source();
+    }
+    // Variants print their inner error's Debug form: keep the first line.
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default().to_owned();
+    let mut described = with_causes(first, std::error::Error::source(e));
+    if text.contains("UnknownIssuer") && !described.contains("UnknownIssuer") {
+        described.push_str(": invalid peer certificate: UnknownIssuer");
+        described.push_str(TLS_HINT);
+    }
+    described
+}
+
+const TLS_HINT: &str =
+    " (TLS: if a proxy or private CA signs this endpoint, configure its CA certificate)";
+
+fn with_causes(mut text: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    if (text.contains("certificate") || text.contains("UnknownIssuer")) && !text.contains(TLS_HINT)
+    {
+        text.push_str(TLS_HINT);
+    }
+    text
 }
 
 #[cfg(test)]
@@ -784,12 +807,25 @@ mod tests {
     #[test]
     fn api_roots() {
         for (root, api) in [
-            ("https://graph.microsoft.com", "https://graph.microsoft.com/v1.0"),
-            ("https://graph.microsoft.com/", "https://graph.microsoft.com/v1.0"),
+            (
+                "https://graph.microsoft.com",
+                "https://graph.microsoft.com/v1.0",
+            ),
+            (
+                "https://graph.microsoft.com/",
+                "https://graph.microsoft.com/v1.0",
+            ),
             ("http://127.0.0.1:8080/v1.0/", "http://127.0.0.1:8080/v1.0"),
-            ("http://127.0.0.1:8080/prefix", "http://127.0.0.1:8080/prefix/v1.0"),
+            (
+                "http://127.0.0.1:8080/prefix",
+                "http://127.0.0.1:8080/prefix/v1.0",
+            ),
         ] {
-            assert_eq!(api_root(&Url::parse(root).unwrap()).unwrap().as_str(), api, "{root}");
+            assert_eq!(
+                api_root(&Url::parse(root).unwrap()).unwrap().as_str(),
+                api,
+                "{root}"
+            );
         }
         for bad in ["ftp://x.com", "https://x.com/?a=b", "mailto:a@x.com"] {
             assert!(api_root(&Url::parse(bad).unwrap()).is_err(), "{bad}");
@@ -801,11 +837,17 @@ mod tests {
         let policy = RetryPolicy::default();
         let now = SystemTime::now();
         assert_eq!(policy.retry_after("3", now), Some(Duration::from_secs(3)));
-        assert_eq!(policy.retry_after("100000", now), Some(policy.max_retry_after));
+        assert_eq!(
+            policy.retry_after("100000", now),
+            Some(policy.max_retry_after)
+        );
         let later = now + Duration::from_secs(10);
         let date = httpdate::fmt_http_date(later);
         let wait = policy.retry_after(&date, now).unwrap();
-        assert!(wait <= Duration::from_secs(10) && wait >= Duration::from_secs(9), "{wait:?}");
+        assert!(
+            wait <= Duration::from_secs(10) && wait >= Duration::from_secs(9),
+            "{wait:?}"
+        );
         assert_eq!(policy.retry_after("soon", now), None);
     }
 
@@ -844,7 +886,10 @@ mod tests {
             "group:123",
             "mem:0:4",
         ] {
-            assert!(source.saved_link(&DirectoryToken(bad.into())).is_none(), "{bad}");
+            assert!(
+                source.saved_link(&DirectoryToken(bad.into())).is_none(),
+                "{bad}"
+            );
         }
     }
 
@@ -859,12 +904,30 @@ mod tests {
             ..Default::default()
         };
         let err = GraphDirectorySource::new(tokens.clone(), root.clone(), bad_ca).unwrap_err();
-        assert!(matches!(err, DirectoryError::Config { option: "extra_ca_pem", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DirectoryError::Config {
+                    option: "extra_ca_pem",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let bad_group = GraphDirectoryOptions {
             group_id: Some("../users".into()),
             ..Default::default()
         };
         let err = GraphDirectorySource::new(tokens, root, bad_group).unwrap_err();
-        assert!(matches!(err, DirectoryError::Config { option: "group_id", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DirectoryError::Config {
+                    option: "group_id",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

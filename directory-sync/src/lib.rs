@@ -17,7 +17,7 @@ pub use graph::{GraphDirectoryOptions, GraphDirectorySource, GraphDirectoryStats
 pub use memory::{MemoryDirectorySource, MemoryUserStore};
 pub use names::{NameAllocator, base_name, validate_name};
 pub use store::SledUserStore;
-pub use sync::{SkipReason, SyncOptions, SyncReport, sync};
+pub use sync::{AddressConflict, SkipReason, SyncOptions, SyncReport, sync};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -71,7 +71,10 @@ pub struct DirectoryChanges {
 #[async_trait]
 pub trait DirectorySource: Send + Sync {
     /// Users changed since `since` (a full listing when `None` or when the token was rejected).
-    async fn changes(&self, since: Option<&DirectoryToken>) -> Result<DirectoryChanges, DirectoryError>;
+    async fn changes(
+        &self,
+        since: Option<&DirectoryToken>,
+    ) -> Result<DirectoryChanges, DirectoryError>;
 }
 
 /// Where a local user came from.
@@ -146,9 +149,9 @@ pub trait UserStore: Send + Sync {
 
     /// The user synchronised from directory object `object_id`.
     fn find_by_object_id(&self, object_id: &str) -> Result<Option<LocalUser>, DirectoryError> {
-        Ok(self.list()?.into_iter().find(|u| {
-            matches!(&u.origin, UserOrigin::Directory { object_id: id } if id == object_id)
-        }))
+        Ok(self.list()?.into_iter().find(
+            |u| matches!(&u.origin, UserOrigin::Directory { object_id: id } if id == object_id),
+        ))
     }
 }
 

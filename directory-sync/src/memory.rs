@@ -15,7 +15,9 @@ use crate::{
 };
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One entry of the directory's change log.
@@ -212,8 +214,10 @@ impl Table {
     }
 
     fn apply(&mut self, batch: Vec<LocalUser>) -> Result<(), DirectoryError> {
-        let previous: Vec<Option<LocalUser>> =
-            batch.iter().map(|u| self.users.get(&u.name).cloned()).collect();
+        let previous: Vec<Option<LocalUser>> = batch
+            .iter()
+            .map(|u| self.users.get(&u.name).cloned())
+            .collect();
         for old in previous.iter().flatten() {
             self.unindex(old);
         }

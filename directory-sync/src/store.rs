@@ -53,17 +53,20 @@ impl SledUserStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, DirectoryError> {
         let path = path.as_ref().to_path_buf();
         let shown = path.display().to_string();
-        let db = sled::Config::new().path(&path).open().map_err(|e| match &e {
-            sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                DirectoryError::StoreLocked {
-                    path: shown.clone(),
+        let db = sled::Config::new()
+            .path(&path)
+            .open()
+            .map_err(|e| match &e {
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    DirectoryError::StoreLocked {
+                        path: shown.clone(),
+                    }
                 }
-            }
-            _ => DirectoryError::StoreIo {
-                path: shown.clone(),
-                reason: e.to_string(),
-            },
-        })?;
+                _ => DirectoryError::StoreIo {
+                    path: shown.clone(),
+                    reason: e.to_string(),
+                },
+            })?;
         let tree = |name: &str| {
             db.open_tree(name).map_err(|e| DirectoryError::StoreIo {
                 path: shown.clone(),
@@ -134,7 +137,9 @@ impl SledUserStore {
     }
 
     fn flush(&self) -> Result<(), DirectoryError> {
-        self.db.flush().map_err(|e| self.io(format!("flush: {e}")))?;
+        self.db
+            .flush()
+            .map_err(|e| self.io(format!("flush: {e}")))?;
         Ok(())
     }
 
@@ -157,7 +162,11 @@ impl SledUserStore {
         }
     }
 
-    fn user_by_key(&self, tree: &sled::Tree, key: &str) -> Result<Option<LocalUser>, DirectoryError> {
+    fn user_by_key(
+        &self,
+        tree: &sled::Tree,
+        key: &str,
+    ) -> Result<Option<LocalUser>, DirectoryError> {
         let Some(name) = tree.get(key.as_bytes()).map_err(|e| self.io(e))? else {
             return Ok(None);
         };
@@ -247,7 +256,11 @@ pub(crate) fn object_of(user: &LocalUser) -> Option<&str> {
 type Abort = ConflictableTransactionError<DirectoryError>;
 
 /// Removes `user`'s index entries that point at `user.name`.
-fn unindex(addrs: &TransactionalTree, objs: &TransactionalTree, user: &LocalUser) -> Result<(), Abort> {
+fn unindex(
+    addrs: &TransactionalTree,
+    objs: &TransactionalTree,
+    user: &LocalUser,
+) -> Result<(), Abort> {
     let name = user.name.as_bytes();
     for address in addresses_of(user) {
         if addrs.get(address.as_bytes())?.as_deref() == Some(name) {
@@ -368,16 +381,20 @@ impl UserStore for SledUserStore {
         let result = (&self.users, &self.by_address, &self.by_object).transaction(
             |(tx_users, tx_addrs, tx_objs)| {
                 let Some(raw) = tx_users.get(name.as_bytes())? else {
-                    return Err(ConflictableTransactionError::Abort(DirectoryError::NotFound {
-                        name: name.to_owned(),
-                    }));
+                    return Err(ConflictableTransactionError::Abort(
+                        DirectoryError::NotFound {
+                            name: name.to_owned(),
+                        },
+                    ));
                 };
                 let user = decode_user(&path, name.as_bytes(), &raw)
                     .map_err(ConflictableTransactionError::Abort)?;
                 if user.has_archive {
-                    return Err(ConflictableTransactionError::Abort(DirectoryError::HasArchive {
-                        name: name.to_owned(),
-                    }));
+                    return Err(ConflictableTransactionError::Abort(
+                        DirectoryError::HasArchive {
+                            name: name.to_owned(),
+                        },
+                    ));
                 }
                 unindex(tx_addrs, tx_objs, &user)?;
                 tx_users.remove(name.as_bytes())?;

@@ -11,8 +11,11 @@
 //! in it, or no longer eligible (guest, no mail address) is deactivated, never
 //! deleted. Manual users are never touched. When two users claim one address, a
 //! manual user wins over a synchronised one, an active user over a deactivated one
-//! (who gives the address up: addresses get reused), and the current holder over a
-//! newcomer, who is skipped with the reason.
+//! (who gives the address up: addresses get reused), the current holder over a
+//! newcomer, an existing user over a new one, then the first name. A loser goes
+//! without a contested alias (reported in `address_conflicts`); a newcomer whose
+//! primary address is taken is skipped, and an update that would take someone's
+//! primary address waits, both with the reason.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -91,6 +94,21 @@ pub struct SyncReport {
     pub unchanged: Vec<String>,
     /// Directory users not synchronised, with the reason.
     pub skipped: Vec<(String, SkipReason)>,
+    /// Addresses a synchronised user did not get (or gave up) because another local
+    /// user holds them. Exchange keeps addresses unique, so outside address reuse
+    /// these point at a directory inconsistency or a manual user to reconcile.
+    pub address_conflicts: Vec<AddressConflict>,
+}
+
+/// An address left to another user.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct AddressConflict {
+    /// The local user who does not have the address.
+    pub user: String,
+    /// The address.
+    pub address: String,
+    /// The local user who has it.
+    pub owner: String,
 }
 
 impl SyncReport {
@@ -202,6 +220,7 @@ fn plan(local: &[LocalUser], changes: &DirectoryChanges, options: &SyncOptions) 
     let mut skipped: Vec<(String, SkipReason)> = Vec::new();
     let mut newcomers: Vec<Newcomer> = Vec::new();
     let mut upn_of: HashMap<String, String> = HashMap::new();
+    let mut conflicts: Vec<AddressConflict> = Vec::new();
 
     // The last word on each object wins (delta pages may repeat an object).
     let mut latest: BTreeMap<&str, &DirectoryUser> = BTreeMap::new();
@@ -305,6 +324,7 @@ fn plan(local: &[LocalUser], changes: &DirectoryChanges, options: &SyncOptions) 
         &mut created,
         &upn_of,
         &mut skipped,
+        &mut conflicts,
     );
 
     let mut report = SyncReport {
@@ -334,94 +354,122 @@ fn plan(local: &[LocalUser], changes: &DirectoryChanges, options: &SyncOptions) 
     }
     skipped.sort();
     report.skipped = skipped;
+    conflicts.sort();
+    conflicts.dedup();
+    report.address_conflicts = conflicts;
     Plan { writes, report }
 }
 
 /// Makes every address belong to one planned user (see the module documentation for
-/// who wins). Each round settles one contested address by stripping it from a
-/// deactivated user, dropping a newcomer or undoing an update, so it terminates.
+/// who wins).
+///
+/// First, users who lose their *primary* address are dropped (newcomers) or keep
+/// their stored record (updates), one at a time until no such loss remains: each
+/// step removes a change from the plan, so this terminates, and since aliases are not
+/// touched yet, an alias freed by a dropped user is not lost by anyone. Then every
+/// remaining loser simply goes without the contested address.
 fn resolve_address_conflicts(
     current: &BTreeMap<String, LocalUser>,
     planned: &mut BTreeMap<String, LocalUser>,
     created: &mut BTreeSet<String>,
     upn_of: &HashMap<String, String>,
     skipped: &mut Vec<(String, SkipReason)>,
+    conflicts: &mut Vec<AddressConflict>,
 ) {
     let holder: HashMap<String, String> = current
         .values()
         .flat_map(|u| addresses_of(u).map(move |a| (a.to_owned(), u.name.clone())))
         .collect();
-    loop {
-        let mut claims: BTreeMap<&str, Vec<&LocalUser>> = BTreeMap::new();
+    let winner_of =
+        |address: &str, claimants: &[&LocalUser], created: &BTreeSet<String>| -> Option<String> {
+            claimants
+                .iter()
+                .min_by_key(|u| {
+                    (
+                        match (&u.origin, u.enabled) {
+                            (UserOrigin::Manual, _) => 0u8,
+                            (_, true) => 1,
+                            (_, false) => 2,
+                        },
+                        holder.get(address) != Some(&u.name),
+                        u.email.as_deref() != Some(address),
+                        created.contains(&u.name),
+                        u.name.clone(),
+                    )
+                })
+                .map(|u| u.name.clone())
+        };
+    let contested = |planned: &BTreeMap<String, LocalUser>| {
+        let mut claims: BTreeMap<String, Vec<LocalUser>> = BTreeMap::new();
         for user in planned.values() {
             for address in addresses_of(user) {
-                claims.entry(address).or_default().push(user);
+                claims
+                    .entry(address.to_owned())
+                    .or_default()
+                    .push(user.clone());
             }
         }
-        let Some((address, claimants)) = claims.into_iter().find(|(_, c)| c.len() > 1) else {
-            return;
-        };
-        let rank = |u: &LocalUser| {
-            (
-                match (&u.origin, u.enabled) {
-                    (UserOrigin::Manual, _) => 0u8,
-                    (_, true) => 1,
-                    (_, false) => 2,
-                },
-                holder.get(address) != Some(&u.name),
-                created.contains(&u.name),
-                u.name.clone(),
-            )
-        };
-        let Some(winner) = claimants.iter().min_by_key(|u| rank(u)) else {
-            return;
-        };
-        let winner = winner.name.clone();
-        let address = address.to_owned();
-        let losers: Vec<LocalUser> = claimants
-            .into_iter()
-            .filter(|u| u.name != winner)
-            .cloned()
-            .collect();
-        for loser in losers {
-            let reason = SkipReason::AddressInUse {
-                address: address.clone(),
-                owner: winner.clone(),
+        claims.retain(|_, c| c.len() > 1);
+        claims
+    };
+
+    // Phase 1: primary addresses.
+    'settle: loop {
+        for (address, claimants) in contested(planned) {
+            let refs: Vec<&LocalUser> = claimants.iter().collect();
+            let Some(winner) = winner_of(&address, &refs, created) else {
+                continue;
             };
-            let upn = upn_of.get(&loser.name).cloned().unwrap_or(loser.name.clone());
-            if created.remove(&loser.name) {
-                warn!(user = %upn, %reason, "not creating");
-                planned.remove(&loser.name);
-                skipped.push((upn, reason));
-            } else if !loser.enabled || matches!(loser.origin, UserOrigin::Manual) {
-                // A deactivated user gives the address up to an active one. (A manual
-                // loser cannot happen: manual users rank first and never change.)
-                if let Some(u) = planned.get_mut(&loser.name) {
-                    warn!(user = %u.name, %address, owner = %winner, "address moves to another user");
-                    if u.email.as_deref() == Some(address.as_str()) {
-                        u.email = None;
-                    }
-                    u.aliases.retain(|a| *a != address);
+            for loser in claimants.iter().filter(|u| u.name != winner) {
+                let active = loser.enabled && !matches!(loser.origin, UserOrigin::Manual);
+                if !active || loser.email.as_deref() != Some(address.as_str()) {
+                    continue;
                 }
-            } else {
-                match current.get(&loser.name) {
-                    Some(before) if before != &loser => {
-                        warn!(user = %loser.name, %reason, "not updating");
-                        planned.insert(loser.name.clone(), before.clone());
-                        skipped.push((upn, reason));
-                    }
-                    _ => {
-                        // The loser is unchanged and holds the address in the store,
-                        // so it cannot lose to a rank below it; strip rather than loop.
-                        if let Some(u) = planned.get_mut(&loser.name) {
-                            u.aliases.retain(|a| *a != address);
-                            if u.email.as_deref() == Some(address.as_str()) {
-                                u.email = None;
-                            }
-                        }
-                    }
+                let reason = SkipReason::AddressInUse {
+                    address: address.clone(),
+                    owner: winner.clone(),
+                };
+                let upn = upn_of
+                    .get(&loser.name)
+                    .cloned()
+                    .unwrap_or(loser.name.clone());
+                if created.remove(&loser.name) {
+                    warn!(user = %upn, %reason, "not creating");
+                    planned.remove(&loser.name);
+                    skipped.push((upn, reason));
+                    continue 'settle;
+                }
+                if let Some(before) = current.get(&loser.name).filter(|b| *b != loser) {
+                    warn!(user = %loser.name, %reason, "not updating");
+                    planned.insert(loser.name.clone(), before.clone());
+                    skipped.push((upn, reason));
+                    continue 'settle;
                 }
             }
+        }
+        break;
+    }
+
+    // Phase 2: the remaining losers go without the address (an alias of an active
+    // user, or any address of a deactivated one: addresses get reused).
+    for (address, claimants) in contested(planned) {
+        let refs: Vec<&LocalUser> = claimants.iter().collect();
+        let Some(winner) = winner_of(&address, &refs, created) else {
+            continue;
+        };
+        for loser in claimants.iter().filter(|u| u.name != winner) {
+            if let Some(u) = planned.get_mut(&loser.name) {
+                warn!(user = %u.name, %address, owner = %winner, "address left to another user");
+                if u.email.as_deref() == Some(address.as_str()) {
+                    u.email = None;
+                }
+                u.aliases.retain(|a| *a != address);
+            }
+            conflicts.push(AddressConflict {
+                user: loser.name.clone(),
+                address: address.clone(),
+                owner: winner.clone(),
+            });
         }
     }
 }

@@ -123,7 +123,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn item(json: &str) -> Item {
-        serde_json::from_str::<WireObject>(json).unwrap().into_item()
+        serde_json::from_str::<WireObject>(json)
+            .unwrap()
+            .into_item()
     }
 
     #[test]
@@ -149,7 +151,8 @@ mod tests {
 
     #[test]
     fn nulls_and_missing_properties() {
-        let Item::User(u) = item(r#"{"id":"u2","mail":null,"proxyAddresses":null,"userType":null}"#)
+        let Item::User(u) =
+            item(r#"{"id":"u2","mail":null,"proxyAddresses":null,"userType":null}"#)
         else {
             panic!("not a user")
         };
@@ -182,7 +185,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.error.code, "Authorization_RequestDenied");
-        assert_eq!(e.error.inner_error.unwrap().request_id.as_deref(), Some("rid"));
+        assert_eq!(
+            e.error.inner_error.unwrap().request_id.as_deref(),
+            Some("rid")
+        );
         let empty: ErrorBody = serde_json::from_str("{}").unwrap();
         assert!(empty.error.code.is_empty());
     }

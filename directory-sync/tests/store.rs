@@ -42,12 +42,24 @@ fn put_get_list_and_find() {
         store.put(&user("bob", "bob@x.com", None)).unwrap();
         let got = store.get("ann").unwrap().unwrap();
         assert_eq!(got.email.as_deref(), Some("ann@x.com"), "lower-cased");
-        assert_eq!(got.aliases, vec!["a@x.com".to_string()], "deduplicated, without the primary");
         assert_eq!(
-            store.list().unwrap().iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+            got.aliases,
+            vec!["a@x.com".to_string()],
+            "deduplicated, without the primary"
+        );
+        assert_eq!(
+            store
+                .list()
+                .unwrap()
+                .iter()
+                .map(|u| u.name.as_str())
+                .collect::<Vec<_>>(),
             ["ann", "bob"]
         );
-        assert_eq!(store.find_by_address(" A@x.COM ").unwrap().unwrap().name, "ann");
+        assert_eq!(
+            store.find_by_address(" A@x.COM ").unwrap().unwrap().name,
+            "ann"
+        );
         assert_eq!(store.find_by_object_id("o1").unwrap().unwrap().name, "ann");
         assert!(store.find_by_address("nobody@x.com").unwrap().is_none());
         assert!(store.get("carol").unwrap().is_none());
@@ -63,7 +75,10 @@ fn replacing_a_user_moves_the_indexes() {
         ann.aliases = vec!["new@x.com".into()];
         store.put(&ann).unwrap();
         assert!(store.find_by_address("old@x.com").unwrap().is_none());
-        assert_eq!(store.find_by_address("new@x.com").unwrap().unwrap().name, "ann");
+        assert_eq!(
+            store.find_by_address("new@x.com").unwrap().unwrap().name,
+            "ann"
+        );
         // The freed address may now go to someone else.
         store.put(&user("bob", "old@x.com", None)).unwrap();
     });
@@ -78,9 +93,17 @@ fn addresses_and_object_ids_are_unique() {
             matches!(&err, DirectoryError::AddressTaken { address, owner, .. } if address == "ann@x.com" && owner == "ann"),
             "{err}"
         );
-        let err = store.put(&user("bob", "bob@x.com", Some("o1"))).unwrap_err();
-        assert!(matches!(&err, DirectoryError::ObjectTaken { owner, .. } if owner == "ann"), "{err}");
-        assert!(store.get("bob").unwrap().is_none(), "a refused write writes nothing");
+        let err = store
+            .put(&user("bob", "bob@x.com", Some("o1")))
+            .unwrap_err();
+        assert!(
+            matches!(&err, DirectoryError::ObjectTaken { owner, .. } if owner == "ann"),
+            "{err}"
+        );
+        assert!(
+            store.get("bob").unwrap().is_none(),
+            "a refused write writes nothing"
+        );
     });
 }
 
@@ -89,13 +112,18 @@ fn batches_are_atomic_and_may_trade_addresses() {
     on_both(|store| {
         let mut ann = user("ann", "ann@x.com", Some("o1"));
         ann.aliases = vec!["desk@x.com".into()];
-        store.put_many(&[ann.clone(), user("bob", "bob@x.com", Some("o2"))]).unwrap();
+        store
+            .put_many(&[ann.clone(), user("bob", "bob@x.com", Some("o2"))])
+            .unwrap();
         // Trade: ann gives desk@ to bob in the same batch.
         ann.aliases.clear();
         let mut bob = user("bob", "bob@x.com", Some("o2"));
         bob.aliases = vec!["desk@x.com".into()];
         store.put_many(&[bob.clone(), ann.clone()]).unwrap();
-        assert_eq!(store.find_by_address("desk@x.com").unwrap().unwrap().name, "bob");
+        assert_eq!(
+            store.find_by_address("desk@x.com").unwrap().unwrap().name,
+            "bob"
+        );
         // A batch with one bad user writes nobody.
         let carol = user("carol", "carol@x.com", Some("o3"));
         let thief = user("dave", "ann@x.com", Some("o4"));
@@ -137,8 +165,14 @@ fn archives_protect_users() {
         assert!(store.get("ann").unwrap().unwrap().has_archive);
         store.remove("bob").unwrap();
         assert!(store.find_by_address("bob@x.com").unwrap().is_none());
-        assert!(matches!(store.remove("bob"), Err(DirectoryError::NotFound { .. })));
-        assert!(matches!(store.mark_has_archive("zed"), Err(DirectoryError::NotFound { .. })));
+        assert!(matches!(
+            store.remove("bob"),
+            Err(DirectoryError::NotFound { .. })
+        ));
+        assert!(matches!(
+            store.mark_has_archive("zed"),
+            Err(DirectoryError::NotFound { .. })
+        ));
     });
 }
 
@@ -146,7 +180,8 @@ fn archives_protect_users() {
 fn the_directory_token_round_trips() {
     on_both(|store| {
         assert_eq!(store.directory_token().unwrap(), None);
-        let token = DirectoryToken("https://graph.microsoft.com/v1.0/users/delta?$deltatoken=x".into());
+        let token =
+            DirectoryToken("https://graph.microsoft.com/v1.0/users/delta?$deltatoken=x".into());
         store.set_directory_token(Some(&token)).unwrap();
         assert_eq!(store.directory_token().unwrap(), Some(token));
         store.set_directory_token(None).unwrap();
@@ -163,7 +198,9 @@ fn the_sled_store_survives_reopening() {
         let store = SledUserStore::open(&path).unwrap();
         let mut ann = user("ann", "ann@x.com", Some("o1"));
         ann.aliases = vec!["a@x.com".into()];
-        store.put_many(&[ann, user("bob", "bob@x.com", None)]).unwrap();
+        store
+            .put_many(&[ann, user("bob", "bob@x.com", None)])
+            .unwrap();
         store.mark_has_archive("bob").unwrap();
         store.set_directory_token(Some(&token)).unwrap();
         // Only one process (or handle) at a time.
@@ -172,7 +209,10 @@ fn the_sled_store_survives_reopening() {
     }
     let store = SledUserStore::open(&path).unwrap();
     assert_eq!(store.list().unwrap().len(), 2);
-    assert_eq!(store.find_by_address("a@x.com").unwrap().unwrap().name, "ann");
+    assert_eq!(
+        store.find_by_address("a@x.com").unwrap().unwrap().name,
+        "ann"
+    );
     assert_eq!(store.find_by_object_id("o1").unwrap().unwrap().name, "ann");
     assert!(store.get("bob").unwrap().unwrap().has_archive);
     assert_eq!(store.directory_token().unwrap(), Some(token));
@@ -189,7 +229,10 @@ fn a_corrupt_record_is_named() {
     }
     {
         let db = sled::open(&path).unwrap();
-        db.open_tree("users").unwrap().insert("bob", &b"{not json"[..]).unwrap();
+        db.open_tree("users")
+            .unwrap()
+            .insert("bob", &b"{not json"[..])
+            .unwrap();
         db.flush().unwrap();
     }
     let store = SledUserStore::open(&path).unwrap();
@@ -198,8 +241,14 @@ fn a_corrupt_record_is_named() {
         matches!(&err, DirectoryError::StoreCorrupt { key, .. } if key == "users/bob"),
         "{err}"
     );
-    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
-    assert!(store.get("ann").unwrap().is_some(), "the other records are still readable");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+    assert!(
+        store.get("ann").unwrap().is_some(),
+        "the other records are still readable"
+    );
 }
 
 #[test]
@@ -208,11 +257,17 @@ fn a_store_from_a_newer_version_is_refused() {
     let path = dir.path().join("users");
     {
         let db = sled::open(&path).unwrap();
-        db.open_tree("meta").unwrap().insert("format", &99u32.to_be_bytes()).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("format", &99u32.to_be_bytes())
+            .unwrap();
         db.flush().unwrap();
     }
     let err = SledUserStore::open(&path).unwrap_err();
-    assert!(matches!(err, DirectoryError::StoreVersion { found: 99, .. }), "{err}");
+    assert!(
+        matches!(err, DirectoryError::StoreVersion { found: 99, .. }),
+        "{err}"
+    );
 }
 
 proptest! {

@@ -52,7 +52,10 @@ async fn first_sync_creates_eligible_users_and_skips_the_rest_with_reasons() {
         report.skipped,
         vec![
             ("former@x.com".to_string(), SkipReason::Disabled),
-            ("partner_fabrikam.com#EXT#@x.com".to_string(), SkipReason::Guest),
+            (
+                "partner_fabrikam.com#EXT#@x.com".to_string(),
+                SkipReason::Guest
+            ),
             ("svc@x.com".to_string(), SkipReason::NoMailboxAddress),
         ]
     );
@@ -65,7 +68,10 @@ async fn first_sync_creates_eligible_users_and_skips_the_rest_with_reasons() {
         }
     );
     assert!(ann.enabled && !ann.has_archive && ann.role == Role::User);
-    assert_eq!(store.directory_token().unwrap(), Some(crate::DirectoryToken("mem:0:5".into())));
+    assert_eq!(
+        store.directory_token().unwrap(),
+        Some(crate::DirectoryToken("mem:0:5".into()))
+    );
 }
 
 #[tokio::test]
@@ -100,7 +106,10 @@ async fn a_sync_without_changes_writes_nothing() {
     // A full listing with nothing new writes nothing either.
     dir.expire_tokens();
     let report = run(&dir, &store).await;
-    assert!(report.full_listing && !report.changed_anything(), "{report:?}");
+    assert!(
+        report.full_listing && !report.changed_anything(),
+        "{report:?}"
+    );
     assert_eq!(store.list().unwrap(), before);
 }
 
@@ -120,7 +129,10 @@ async fn changes_are_reflected_and_nobody_is_deleted() {
     let ann = store.get("ann").unwrap().unwrap();
     assert_eq!(ann.display_name.as_deref(), Some("Ann Renamed"));
     assert!(ann.has_archive, "a rename keeps the archive");
-    assert_eq!(store.find_by_address("robert@x.com").unwrap().unwrap().name, "bob");
+    assert_eq!(
+        store.find_by_address("robert@x.com").unwrap().unwrap().name,
+        "bob"
+    );
 
     dir.update("a", |u| u.account_enabled = false);
     dir.remove("b");
@@ -150,7 +162,10 @@ async fn a_user_who_loses_eligibility_is_deactivated() {
     dir.update("b", |u| u.user_type = UserType::Guest);
     let report = run(&dir, &store).await;
     assert_eq!(report.deactivated, names(&["ann", "bob"]));
-    assert!(report.skipped.is_empty(), "known users are not 'skipped': {report:?}");
+    assert!(
+        report.skipped.is_empty(),
+        "known users are not 'skipped': {report:?}"
+    );
 }
 
 #[tokio::test]
@@ -175,14 +190,28 @@ async fn colliding_local_parts_get_unique_stable_names() {
     let report = run(&dir, &store).await;
     assert_eq!(report.created, names(&["john.smith", "john.smith-2"]));
     // Ordered by address: contoso's John gets the plain name.
-    assert_eq!(store.find_by_address("john.smith@contoso.com").unwrap().unwrap().name, "john.smith");
+    assert_eq!(
+        store
+            .find_by_address("john.smith@contoso.com")
+            .unwrap()
+            .unwrap()
+            .name,
+        "john.smith"
+    );
     // A third John arrives and the first leaves: nobody is renamed.
     dir.upsert(member("x", "john.smith@northwind.com"));
     dir.remove("y");
     let report = run(&dir, &store).await;
     assert_eq!(report.created, names(&["john.smith-3"]));
     assert_eq!(report.deactivated, names(&["john.smith"]));
-    assert_eq!(store.find_by_address("john.smith@fabrikam.com").unwrap().unwrap().name, "john.smith-2");
+    assert_eq!(
+        store
+            .find_by_address("john.smith@fabrikam.com")
+            .unwrap()
+            .unwrap()
+            .name,
+        "john.smith-2"
+    );
 }
 
 #[tokio::test]
@@ -210,20 +239,35 @@ async fn manual_users_are_never_touched() {
     claimer.proxy_addresses.push("smtp:shared@x.com".into());
     let dir = MemoryDirectorySource::with_users([member("a", "ann@x.com"), claimer]);
     let report = run(&dir, &store).await;
-    assert_eq!(report.created, names(&["ann-2"]));
+    assert_eq!(report.created, names(&["ann-2", "sam"]));
+    assert!(report.skipped.is_empty());
+    assert_eq!(
+        report.address_conflicts,
+        vec![AddressConflict {
+            user: "sam".into(),
+            address: "shared@x.com".into(),
+            owner: "keeper".into()
+        }]
+    );
+    // A newcomer whose primary address a manual user holds is not created.
+    dir.upsert(member("t", "ann.old@x.com"));
+    let report = run(&dir, &store).await;
     assert_eq!(
         report.skipped,
         vec![(
-            "sam@x.com".to_string(),
+            "ann.old@x.com".to_string(),
             SkipReason::AddressInUse {
-                address: "shared@x.com".into(),
-                owner: "keeper".into()
+                address: "ann.old@x.com".into(),
+                owner: "ann".into()
             }
         )]
     );
     assert_eq!(store.get("ann").unwrap().unwrap(), manual);
     assert_eq!(store.get("keeper").unwrap().unwrap(), keeper);
-    assert!(!report.unchanged.contains(&"ann".to_string()), "manual users are not reported");
+    assert!(
+        !report.unchanged.contains(&"ann".to_string()),
+        "manual users are not reported"
+    );
 }
 
 #[tokio::test]
@@ -239,7 +283,10 @@ async fn a_reused_address_moves_from_a_deactivated_user_to_the_new_one() {
     assert_eq!(report.deactivated, names(&["info"]));
     let old = store.get("info").unwrap().unwrap();
     assert!(!old.enabled && old.has_archive && old.email.is_none());
-    assert_eq!(store.find_by_address("info@x.com").unwrap().unwrap().name, "info-2");
+    assert_eq!(
+        store.find_by_address("info@x.com").unwrap().unwrap().name,
+        "info-2"
+    );
 }
 
 #[tokio::test]
@@ -253,18 +300,52 @@ async fn two_users_may_trade_an_alias_in_one_sync() {
     dir.update("b", |u| u.proxy_addresses.push("smtp:desk@x.com".into()));
     let report = run(&dir, &store).await;
     assert_eq!(report.updated, names(&["ann", "bob"]));
-    assert_eq!(store.find_by_address("desk@x.com").unwrap().unwrap().name, "bob");
+    assert_eq!(
+        store.find_by_address("desk@x.com").unwrap().unwrap().name,
+        "bob"
+    );
 }
 
 #[tokio::test]
 async fn an_address_two_active_users_claim_stays_with_its_holder() {
-    let dir = MemoryDirectorySource::with_users([member("a", "ann@x.com"), member("b", "bob@x.com")]);
+    let dir =
+        MemoryDirectorySource::with_users([member("a", "ann@x.com"), member("b", "bob@x.com")]);
     let store = MemoryUserStore::new();
     run(&dir, &store).await;
-    // Bob claims Ann's primary address (a directory inconsistency): his update waits.
+    // Bob claims Ann's address as an alias (a directory inconsistency): he is
+    // updated without it.
     dir.update("b", |u| {
         u.proxy_addresses.push("smtp:ann@x.com".into());
         u.display_name = Some("Bob 2".into());
+    });
+    let report = run(&dir, &store).await;
+    assert_eq!(report.updated, names(&["bob"]));
+    assert_eq!(
+        report.address_conflicts,
+        vec![AddressConflict {
+            user: "bob".into(),
+            address: "ann@x.com".into(),
+            owner: "ann".into()
+        }]
+    );
+    assert_eq!(
+        store.find_by_address("ann@x.com").unwrap().unwrap().name,
+        "ann"
+    );
+    assert_eq!(
+        store.get("bob").unwrap().unwrap().display_name.as_deref(),
+        Some("Bob 2")
+    );
+    // Nothing new next time: the conflict is reported again, nothing is written.
+    let writes = store.write_count();
+    let report = run(&dir, &store).await;
+    assert!(!report.changed_anything());
+    assert_eq!(store.write_count(), writes);
+
+    // Bob's primary address becomes Ann's: his update waits, with the reason.
+    dir.update("b", |u| {
+        u.mail = Some("ann@x.com".into());
+        u.display_name = Some("Bob 3".into());
     });
     let report = run(&dir, &store).await;
     assert!(report.updated.is_empty(), "{report:?}");
@@ -278,7 +359,33 @@ async fn an_address_two_active_users_claim_stays_with_its_holder() {
             }
         )]
     );
-    assert_eq!(store.find_by_address("ann@x.com").unwrap().unwrap().name, "ann");
+    assert_eq!(
+        store.get("bob").unwrap().unwrap().display_name.as_deref(),
+        Some("Bob 2")
+    );
+}
+
+#[tokio::test]
+async fn newcomers_sharing_an_alias_are_all_created() {
+    let mut a = member("a", "adele.vance@x.com");
+    a.proxy_addresses.push("smtp:adele@x.com".into());
+    let mut b = member("b", "adele.hunter@x.com");
+    b.proxy_addresses.push("smtp:adele@x.com".into());
+    let mut c = member("c", "adele@x.com");
+    c.proxy_addresses.push("smtp:adele.v@x.com".into());
+    let dir = MemoryDirectorySource::with_users([a, b, c]);
+    let store = MemoryUserStore::new();
+    let report = run(&dir, &store).await;
+    assert_eq!(
+        report.created,
+        names(&["adele", "adele.hunter", "adele.vance"])
+    );
+    // The user whose primary address it is wins it.
+    assert_eq!(
+        store.find_by_address("adele@x.com").unwrap().unwrap().name,
+        "adele"
+    );
+    assert_eq!(report.address_conflicts.len(), 2, "{report:?}");
 }
 
 #[tokio::test]
@@ -289,7 +396,9 @@ async fn a_failed_read_changes_nothing() {
     let writes = store.write_count();
     dir.upsert(member("c", "cat@x.com"));
     dir.set_failure(Some((503, "ServiceUnavailable")));
-    let err = sync(&dir, &store, &SyncOptions::default()).await.unwrap_err();
+    let err = sync(&dir, &store, &SyncOptions::default())
+        .await
+        .unwrap_err();
     assert!(err.is_transient(), "{err}");
     assert_eq!(store.write_count(), writes);
     assert_eq!(store.directory_token().unwrap(), token);
@@ -334,18 +443,31 @@ impl UserStore for FailingWrites {
 async fn the_token_is_saved_only_after_the_users() {
     let dir = tenant();
     let store = FailingWrites(MemoryUserStore::new());
-    let err = sync(&dir, &store, &SyncOptions::default()).await.unwrap_err();
+    let err = sync(&dir, &store, &SyncOptions::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, DirectoryError::StoreIo { .. }), "{err}");
     assert_eq!(store.directory_token().unwrap(), None);
 }
 
 fn arbitrary_directory() -> impl Strategy<Value = Vec<DirectoryUser>> {
     // Few local parts and domains, so collisions are the rule.
-    let local = prop_oneof![Just("john.smith"), Just("John.Smith"), Just("info"), Just("a+b"), Just("x")];
+    let local = prop_oneof![
+        Just("john.smith"),
+        Just("John.Smith"),
+        Just("info"),
+        Just("a+b"),
+        Just("x")
+    ];
     let domain = prop_oneof![Just("contoso.com"), Just("fabrikam.com"), Just("x.org")];
     let alias = (local.clone(), domain.clone()).prop_map(|(l, d)| format!("smtp:{l}@{d}"));
     proptest::collection::vec(
-        (local, domain, proptest::collection::vec(alias, 0..3), any::<bool>()),
+        (
+            local,
+            domain,
+            proptest::collection::vec(alias, 0..3),
+            any::<bool>(),
+        ),
         0..12,
     )
     .prop_map(|users| {
@@ -396,6 +518,11 @@ proptest! {
                 }
             }
             prop_assert_eq!(first.created.len() + first.skipped.len(), users.len());
+            // Only a taken primary address or a disabled account keeps a user out.
+            for (_, reason) in &first.skipped {
+                let allowed = matches!(reason, SkipReason::Disabled | SkipReason::AddressInUse { .. });
+                prop_assert!(allowed, "{:?}", reason);
+            }
 
             // The same directory listed in reverse order gives the same names.
             let reversed = MemoryDirectorySource::with_users(users.iter().rev().cloned());
