@@ -69,7 +69,7 @@ pub enum CloudArg {
 #[derive(Debug, Subcommand)]
 pub enum CredentialsCommand {
     /// Stores an app registration (secret by reference or file, or certificate).
-    Add(CredentialsAddArgs),
+    Add(Box<CredentialsAddArgs>),
     /// Lists stored credentials (never their secrets).
     List,
     /// Obtains a token, and with --mailbox checks that mailbox can be read.
@@ -165,7 +165,7 @@ pub enum UsersCommand {
 #[derive(Debug, Subcommand)]
 pub enum ProfileCommand {
     /// Writes a new profile.
-    Create(ProfileCreateArgs),
+    Create(Box<ProfileCreateArgs>),
     /// Lists profiles with their schedule and last run.
     List,
     /// Prints a profile (TOML, or JSON with --json).

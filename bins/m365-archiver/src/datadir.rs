@@ -23,10 +23,10 @@ pub const DATA_DIR_ENV: &str = "M365_ARCHIVER_DATA";
 ///
 /// `xdg_data_home` and `home` are the values of `XDG_DATA_HOME` and `HOME`, read by the caller.
 pub fn platform_data_dir(xdg_data_home: Option<&str>, home: Option<&str>) -> Result<PathBuf> {
-    if cfg!(target_os = "macos") {
-        if let Some(home) = home.filter(|h| !h.is_empty()) {
-            return Ok(Path::new(home).join("Library/Application Support/m365-archiver"));
-        }
+    if cfg!(target_os = "macos")
+        && let Some(home) = home.filter(|h| !h.is_empty())
+    {
+        return Ok(Path::new(home).join("Library/Application Support/m365-archiver"));
     }
     if let Some(xdg) = xdg_data_home.filter(|x| Path::new(x).is_absolute()) {
         return Ok(Path::new(xdg).join("m365-archiver"));

@@ -23,7 +23,7 @@ use crate::output::Table;
 /// Runs one `credentials` command.
 pub async fn run(ctx: &Ctx, cmd: CredentialsCommand) -> Result<ExitCode> {
     match cmd {
-        CredentialsCommand::Add(args) => add(ctx, args).await,
+        CredentialsCommand::Add(args) => add(ctx, *args).await,
         CredentialsCommand::List => list(ctx),
         CredentialsCommand::Test { name, mailbox } => test(ctx, &name, mailbox.as_deref()).await,
         CredentialsCommand::Remove { name } => remove(ctx, &name),

@@ -164,7 +164,7 @@ async fn walk_through(
         graph_url: Some(emulator.graph_url().to_string()),
         ca_file: None,
     };
-    credentials::run(inner, crate::cli::CredentialsCommand::Add(add)).await?;
+    credentials::run(inner, crate::cli::CredentialsCommand::Add(Box::new(add))).await?;
 
     // 2. Users from the directory.
     heading(

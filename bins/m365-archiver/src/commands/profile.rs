@@ -21,7 +21,7 @@ use crate::progress::RunProgress;
 /// Runs one `profile` command.
 pub async fn run(ctx: &Ctx, cmd: ProfileCommand) -> Result<ExitCode> {
     match cmd {
-        ProfileCommand::Create(args) => create(ctx, args),
+        ProfileCommand::Create(args) => create(ctx, *args),
         ProfileCommand::List => list(ctx),
         ProfileCommand::Show { name } => show(ctx, &name),
         ProfileCommand::Test { name } => test(ctx, &name).await,
