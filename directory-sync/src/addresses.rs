@@ -249,11 +249,10 @@ mod tests {
             for e in &proxy {
                 if let Some((kind, value)) = e.split_once(':') {
                     let n = normalize_address(value);
-                    if kind.eq_ignore_ascii_case("smtp") {
-                        if let Some(n) = n {
+                    if kind.eq_ignore_ascii_case("smtp")
+                        && let Some(n) = n {
                             prop_assert!(all.contains(&n.as_str()), "{} missing", n);
                         }
-                    }
                 }
             }
             for a in &all {

@@ -261,13 +261,13 @@ impl GraphDirectorySource {
         options: GraphDirectoryOptions,
     ) -> Result<Self, DirectoryError> {
         let api = api_root(&graph_root)?;
-        if let Some(group) = &options.group_id {
-            if group.trim().is_empty() || group.contains(['/', '?', '#', '%']) {
-                return Err(DirectoryError::Config {
-                    option: "group_id",
-                    reason: format!("{group:?} is not a group object id"),
-                });
-            }
+        if let Some(group) = &options.group_id
+            && (group.trim().is_empty() || group.contains(['/', '?', '#', '%']))
+        {
+            return Err(DirectoryError::Config {
+                option: "group_id",
+                reason: format!("{group:?} is not a group object id"),
+            });
         }
         let mut http = reqwest::Client::builder()
             .timeout(options.request_timeout)

@@ -206,10 +206,10 @@ impl Table {
                 self.by_address.remove(address);
             }
         }
-        if let Some(object) = object_of(user) {
-            if self.by_object.get(object) == Some(&user.name) {
-                self.by_object.remove(object);
-            }
+        if let Some(object) = object_of(user)
+            && self.by_object.get(object) == Some(&user.name)
+        {
+            self.by_object.remove(object);
         }
     }
 

@@ -208,10 +208,10 @@ pub(crate) fn normalized(user: &LocalUser) -> Result<LocalUser, DirectoryError> 
     }
     aliases.sort();
     aliases.dedup();
-    if let UserOrigin::Directory { object_id } = &user.origin {
-        if object_id.trim().is_empty() {
-            return Err(invalid("the directory object id is empty".into()));
-        }
+    if let UserOrigin::Directory { object_id } = &user.origin
+        && object_id.trim().is_empty()
+    {
+        return Err(invalid("the directory object id is empty".into()));
     }
     Ok(LocalUser {
         email,
@@ -267,10 +267,10 @@ fn unindex(
             addrs.remove(address.as_bytes())?;
         }
     }
-    if let Some(object) = object_of(user) {
-        if objs.get(object.as_bytes())?.as_deref() == Some(name) {
-            objs.remove(object.as_bytes())?;
-        }
+    if let Some(object) = object_of(user)
+        && objs.get(object.as_bytes())?.as_deref() == Some(name)
+    {
+        objs.remove(object.as_bytes())?;
     }
     Ok(())
 }
@@ -332,30 +332,30 @@ impl UserStore for SledUserStore {
                 for (user, old) in batch.iter().zip(&previous) {
                     let name = user.name.as_bytes();
                     for address in addresses_of(user) {
-                        if let Some(owner) = tx_addrs.get(address.as_bytes())? {
-                            if owner.as_ref() != name {
-                                return Err(ConflictableTransactionError::Abort(
-                                    DirectoryError::AddressTaken {
-                                        name: user.name.clone(),
-                                        address: address.to_owned(),
-                                        owner: String::from_utf8_lossy(&owner).into_owned(),
-                                    },
-                                ));
-                            }
+                        if let Some(owner) = tx_addrs.get(address.as_bytes())?
+                            && owner.as_ref() != name
+                        {
+                            return Err(ConflictableTransactionError::Abort(
+                                DirectoryError::AddressTaken {
+                                    name: user.name.clone(),
+                                    address: address.to_owned(),
+                                    owner: String::from_utf8_lossy(&owner).into_owned(),
+                                },
+                            ));
                         }
                         tx_addrs.insert(address.as_bytes(), name)?;
                     }
                     if let Some(object) = object_of(user) {
-                        if let Some(owner) = tx_objs.get(object.as_bytes())? {
-                            if owner.as_ref() != name {
-                                return Err(ConflictableTransactionError::Abort(
-                                    DirectoryError::ObjectTaken {
-                                        name: user.name.clone(),
-                                        object_id: object.to_owned(),
-                                        owner: String::from_utf8_lossy(&owner).into_owned(),
-                                    },
-                                ));
-                            }
+                        if let Some(owner) = tx_objs.get(object.as_bytes())?
+                            && owner.as_ref() != name
+                        {
+                            return Err(ConflictableTransactionError::Abort(
+                                DirectoryError::ObjectTaken {
+                                    name: user.name.clone(),
+                                    object_id: object.to_owned(),
+                                    owner: String::from_utf8_lossy(&owner).into_owned(),
+                                },
+                            ));
                         }
                         tx_objs.insert(object.as_bytes(), name)?;
                     }

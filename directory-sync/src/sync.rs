@@ -248,11 +248,11 @@ fn plan(local: &[LocalUser], changes: &DirectoryChanges, options: &SyncOptions) 
         let existing = by_object.get(user.id.as_str()).copied();
         match (existing, skip, addresses.primary) {
             (Some(name), Some(reason), _) => {
-                if let Some(u) = planned.get_mut(name) {
-                    if u.enabled {
-                        debug!(user = name, %reason, "deactivating");
-                        u.enabled = false;
-                    }
+                if let Some(u) = planned.get_mut(name)
+                    && u.enabled
+                {
+                    debug!(user = name, %reason, "deactivating");
+                    u.enabled = false;
                 }
             }
             (None, Some(reason), _) => skipped.push((user.user_principal_name.clone(), reason)),
@@ -283,13 +283,12 @@ fn plan(local: &[LocalUser], changes: &DirectoryChanges, options: &SyncOptions) 
         } else {
             removed.contains(object)
         };
-        if gone {
-            if let Some(u) = planned.get_mut(*name) {
-                if u.enabled {
-                    debug!(user = name, "gone from the directory: deactivating");
-                    u.enabled = false;
-                }
-            }
+        if gone
+            && let Some(u) = planned.get_mut(*name)
+            && u.enabled
+        {
+            debug!(user = name, "gone from the directory: deactivating");
+            u.enabled = false;
         }
     }
 

@@ -67,10 +67,10 @@ pub(crate) enum Item {
 impl WireObject {
     /// The item this object stands for.
     pub(crate) fn into_item(self) -> Item {
-        if let Some(kind) = &self.odata_type {
-            if !kind.eq_ignore_ascii_case("#microsoft.graph.user") {
-                return Item::Other;
-            }
+        if let Some(kind) = &self.odata_type
+            && !kind.eq_ignore_ascii_case("#microsoft.graph.user")
+        {
+            return Item::Other;
         }
         if self.removed.is_some() {
             return Item::Removed(self.id);
