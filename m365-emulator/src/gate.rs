@@ -6,17 +6,20 @@
 //!    plus the mail service latency inside the admitted slot;
 //! 4. faults: seeded 503/504, reset, truncation and slowness (outer requests only).
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use futures::StreamExt as _;
 use http_body_util::BodyExt as _;
+use hyper::body::{Frame, SizeHint};
 use tracing::Instrument as _;
 
 use crate::faults::Fault;
@@ -211,14 +214,47 @@ pub(crate) async fn throttle(
         tokio::time::sleep(latency).await;
     }
     let response = next.run(request).await;
-    // The slot stays taken until the body has been sent (or dropped).
-    let slot = admission.slot;
+    // The slot stays taken until the body's last frame has been produced (or the body dropped).
     let (parts, body) = response.into_parts();
-    let body = body.map_frame(move |frame| {
-        let _held = &slot;
-        frame
-    });
-    Response::from_parts(parts, Body::new(body))
+    let slot = (!body.is_end_stream()).then_some(admission.slot);
+    Response::from_parts(parts, Body::new(SlotBody { inner: body, slot }))
+}
+
+/// A response body holding a throttle slot: released as the last frame leaves, so a client that
+/// has read a whole response never finds its slot still taken.
+struct SlotBody {
+    inner: Body,
+    slot: Option<crate::throttle::Slot>,
+}
+
+impl HttpBody for SlotBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let finished = match &polled {
+            Poll::Ready(None | Some(Err(_))) => true,
+            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
+            Poll::Pending => false,
+        };
+        if finished {
+            this.slot.take();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Gate 4: seeded faults (outer requests only).

@@ -442,3 +442,43 @@ async fn ten_thousand_requests_in_ten_minutes_then_429_until_the_window_moves() 
         200
     );
 }
+
+#[tokio::test]
+async fn four_workers_that_read_whole_responses_are_never_throttled() {
+    // A client that keeps at most 4 requests in flight, as Outlook asks, is never refused: a slot
+    // is free again by the time the client has read its response.
+    let emu = start_with(config(91)).await;
+    let token = token(&emu).await;
+    let upn = first_mailbox(&emu);
+    let ids = emu.message_ids(&upn);
+    let client = client();
+    let workers = (0..4).map(|w| {
+        let (client, token, upn, ids, base) = (
+            client.clone(),
+            token.clone(),
+            upn.clone(),
+            ids.clone(),
+            emu.graph_url(),
+        );
+        async move {
+            let mut statuses = Vec::new();
+            for i in 0..30 {
+                let id = &ids[(w * 7 + i) % ids.len()];
+                let url = format!("{base}v1.0/users/{upn}/messages/{id}/$value");
+                let response = client.get(url).bearer_auth(&token).send().await.unwrap();
+                statuses.push(response.status().as_u16());
+                response.bytes().await.unwrap();
+            }
+            statuses
+        }
+    });
+    let statuses: Vec<u16> = futures::future::join_all(workers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let stats = emu.stats().await.per_mailbox[&upn];
+    assert_eq!(stats.throttled, 0);
+    assert!(stats.max_concurrency <= 4);
+}
