@@ -680,7 +680,7 @@ impl AadError {
 /// The login listener's routes.
 pub(crate) fn router() -> axum::Router<Arc<AppState>> {
     axum::Router::new()
-        .route("/{tenant}/oauth2/v2.0/token", post(token))
+        .route("/{tenant}/oauth2/v2.0/token", post(token).get(token_by_get))
         .route(
             "/{tenant}/v2.0/.well-known/openid-configuration",
             get(openid_configuration),
@@ -720,6 +720,17 @@ async fn token(
             error.into_response()
         }
     }
+}
+
+async fn token_by_get(State(state): State<Arc<AppState>>) -> Response {
+    state.stats.token_request();
+    AadError::new(
+        400,
+        "invalid_request",
+        900561,
+        "The endpoint only accepts POST requests. Received a GET request.".to_owned(),
+    )
+    .into_response()
 }
 
 fn issue_token(

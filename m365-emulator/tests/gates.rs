@@ -48,7 +48,7 @@ async fn parallel_values(emu: &m365_emulator::Emulator, n: usize) -> Vec<reqwest
 async fn sixteen_parallel_requests_on_one_mailbox_meet_429_with_retry_after() {
     // A mail service latency long enough that the 16 requests are in flight together.
     let emu = start_with(EmulatorConfig {
-        mail_latency: Duration::from_millis(400),
+        mail_latency: Duration::from_millis(1000),
         ..config(31)
     })
     .await;
@@ -101,7 +101,7 @@ async fn sixteen_parallel_requests_on_one_mailbox_meet_429_with_retry_after() {
 #[tokio::test]
 async fn throttling_off_serves_every_parallel_request() {
     let emu = start_with(EmulatorConfig {
-        mail_latency: Duration::from_millis(400),
+        mail_latency: Duration::from_millis(1000),
         throttling: false,
         ..config(31)
     })

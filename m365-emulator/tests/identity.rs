@@ -236,6 +236,20 @@ async fn each_documented_aadsts_error() {
     )
     .await;
     assert_aadsts(s, &b, 400, "invalid_request", 900144);
+    // The token endpoint only takes POST.
+    let response = client()
+        .get(token_url(&emu, &emu.tenant_id()))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    assert_aadsts(
+        status,
+        &response.json().await.unwrap(),
+        400,
+        "invalid_request",
+        900561,
+    );
     // A JSON body is not a form: the parameters are missing.
     let response = client()
         .post(token_url(&emu, &emu.tenant_id()))
