@@ -25,8 +25,10 @@ pub(crate) struct Index {
     pub(crate) entries: sled::Tree,
     /// user \0 mailbox \0 message id → address.
     pub(crate) sources: sled::Tree,
-    /// address → zstd(json [`MessageMetadata`]).
+    /// address → zstd(json [`MessageMetadata`] without body text).
     pub(crate) meta: sled::Tree,
+    /// address → zstd(body text), for (re)indexing.
+    pub(crate) bodies: sled::Tree,
     /// address → user \0 folder \0 list of entries holding it (for `show` and verify).
     pub(crate) holders: sled::Tree,
 }
@@ -109,6 +111,7 @@ impl Index {
             entries: tree("entries")?,
             sources: tree("sources")?,
             meta: tree("meta")?,
+            bodies: tree("bodies")?,
             holders: tree("holders")?,
             db,
         })
@@ -134,6 +137,7 @@ impl Index {
             &self.entries,
             &self.sources,
             &self.meta,
+            &self.bodies,
             &self.holders,
         ] {
             tree.clear().map_err(ArchiveError::sled)?;
@@ -168,26 +172,43 @@ impl Index {
             .and_then(|v| decode_located(&v)))
     }
 
-    /// Cached metadata of a message.
+    /// Cached metadata of a message; the body text only `with_body`.
     pub(crate) fn metadata(
         &self,
         address: &[u8; 32],
+        with_body: bool,
     ) -> Result<Option<MessageMetadata>, ArchiveError> {
         let Some(raw) = self.meta.get(address).map_err(ArchiveError::sled)? else {
             return Ok(None);
         };
         let json = zstd::bulk::decompress(&raw, 16 << 20).map_err(ArchiveError::sled)?;
-        Ok(serde_json::from_slice(&json).ok())
+        let Ok(mut meta) = serde_json::from_slice::<MessageMetadata>(&json) else {
+            return Ok(None);
+        };
+        if with_body && let Some(body) = self.bodies.get(address).map_err(ArchiveError::sled)? {
+            let text = zstd::bulk::decompress(&body, 4 << 20).map_err(ArchiveError::sled)?;
+            meta.body_text = String::from_utf8_lossy(&text).into_owned();
+        }
+        Ok(Some(meta))
     }
 
-    /// Caches metadata of a message.
+    /// Caches metadata of a message (body text apart, so listings stay cheap).
     pub(crate) fn put_metadata(
         &self,
         address: &[u8; 32],
         meta: &MessageMetadata,
     ) -> Result<(), ArchiveError> {
-        let json = serde_json::to_vec(meta).map_err(ArchiveError::sled)?;
+        let mut head = meta.clone();
+        let body = std::mem::take(&mut head.body_text);
+        let json = serde_json::to_vec(&head).map_err(ArchiveError::sled)?;
         let packed = zstd::bulk::compress(&json, 1).map_err(ArchiveError::sled)?;
+        if !body.is_empty() {
+            let packed_body =
+                zstd::bulk::compress(body.as_bytes(), 1).map_err(ArchiveError::sled)?;
+            self.bodies
+                .insert(address, packed_body)
+                .map_err(ArchiveError::sled)?;
+        }
         self.meta
             .insert(address, packed)
             .map_err(ArchiveError::sled)?;

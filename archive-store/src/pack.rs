@@ -402,6 +402,9 @@ impl ScanSummary {
     }
 }
 
+/// A good frame's (kind, length), or what is wrong and the key if readable.
+type FrameCheck = Result<(u8, u32), (String, Option<Vec<u8>>)>;
+
 struct Scanner {
     reader: BufReader<File>,
     pos: u64,
@@ -418,11 +421,7 @@ impl Scanner {
     }
 
     /// Tries to read a frame at `pos`; Ok(Err(detail)) when it is not a good frame.
-    fn frame_at(
-        &mut self,
-        pos: u64,
-        payload: &mut Vec<u8>,
-    ) -> io::Result<Result<(u8, u32), (String, Option<Vec<u8>>)>> {
+    fn frame_at(&mut self, pos: u64, payload: &mut Vec<u8>) -> io::Result<FrameCheck> {
         if pos + HEADER_LEN > self.len {
             return Ok(Err(("truncated frame header".into(), None)));
         }

@@ -64,6 +64,8 @@ struct WriterState {
     first_uncommitted: Option<Instant>,
     /// Record-log offset covered by the documents added so far.
     covered: u64,
+    /// Record-log offset of the last commit.
+    committed: u64,
 }
 
 /// The tantivy index of one archive.
@@ -117,6 +119,7 @@ impl SearchIndex {
                 uncommitted: 0,
                 first_uncommitted: None,
                 covered,
+                committed: covered,
             }),
         })
     }
@@ -191,7 +194,7 @@ impl SearchIndex {
             || state
                 .first_uncommitted
                 .is_some_and(|t| t.elapsed() >= COMMIT_EVERY);
-        let covered_changed = self.committed_offset()? != state.covered;
+        let covered_changed = state.committed != state.covered;
         if !(due || (force && (state.uncommitted > 0 || covered_changed))) {
             return Ok(());
         }
@@ -202,6 +205,7 @@ impl SearchIndex {
             .map_err(ArchiveError::search)?;
         prepared.set_payload(&payload);
         prepared.commit().map_err(ArchiveError::search)?;
+        state.committed = state.covered;
         state.uncommitted = 0;
         state.first_uncommitted = None;
         drop(state);
@@ -222,6 +226,7 @@ impl SearchIndex {
             .delete_all_documents()
             .map_err(ArchiveError::search)?;
         state.covered = 0;
+        state.committed = 0;
         let payload = serde_json::json!({ "log_offset": 0 }).to_string();
         let mut prepared = state
             .writer

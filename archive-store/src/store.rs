@@ -121,6 +121,9 @@ pub struct MessageInfo {
     pub locations: Vec<(String, String)>,
 }
 
+/// A manifest's chunks: (key, raw length) in order.
+pub(crate) type ChunkList = Vec<([u8; 32], u32)>;
+
 struct Pending {
     ticket: u64,
     address: [u8; 32],
@@ -543,7 +546,7 @@ impl DiskArchiveStore {
 
     /// Metadata from the cache, or computed from the stored bytes.
     pub(crate) fn metadata_of(&self, address: &[u8; 32]) -> Result<MessageMetadata, ArchiveError> {
-        if let Some(meta) = self.index.metadata(address)? {
+        if let Some(meta) = self.index.metadata(address, true)? {
             return Ok(meta);
         }
         let meta = self.compute_metadata(address)?;
@@ -888,10 +891,7 @@ impl DiskArchiveStore {
     }
 
     /// Chunk list and size of a stored message.
-    pub(crate) fn manifest(
-        &self,
-        address: &[u8; 32],
-    ) -> Result<(Vec<([u8; 32], u32)>, u64), ArchiveError> {
+    pub(crate) fn manifest(&self, address: &[u8; 32]) -> Result<(ChunkList, u64), ArchiveError> {
         let Some((loc, _)) = self.index.message(address)? else {
             return Err(ArchiveError::NotFound {
                 id: to_hex(address),
@@ -1010,7 +1010,7 @@ impl DiskArchiveStore {
                 continue;
             }
             let value: EntryValue = serde_json::from_slice(&value).map_err(ArchiveError::sled)?;
-            let meta = self.index.metadata(&address)?.unwrap_or_default();
+            let meta = self.index.metadata(&address, false)?.unwrap_or_default();
             let size = self.index.message(&address)?.map_or(meta.size, |(_, s)| s);
             out.push(ArchiveEntry {
                 id: MessageId(to_hex(&address)),
@@ -1072,8 +1072,14 @@ impl DiskArchiveStore {
         let Some((_, size)) = self.index.message(&address)? else {
             return Err(ArchiveError::NotFound { id: id.0.clone() });
         };
-        let mut metadata = self.metadata_of(&address)?;
-        metadata.body_text.clear();
+        let metadata = match self.index.metadata(&address, false)? {
+            Some(meta) => meta,
+            None => {
+                let mut meta = self.metadata_of(&address)?;
+                meta.body_text.clear();
+                meta
+            }
+        };
         Ok(MessageInfo {
             id: MessageId(to_hex(&address)),
             size,
@@ -1289,7 +1295,7 @@ impl ArchiveStore for DiskArchiveStore {
         for (key, _) in &chunks {
             out.extend_from_slice(&self.read_chunk(key, &address)?);
         }
-        if &self.codec.hash(&out) != &address {
+        if self.codec.hash(&out) != address {
             return Err(ArchiveError::Corrupt {
                 object: format!("message {}", id.0),
                 detail: "reassembled bytes do not match the message hash".into(),

@@ -59,6 +59,9 @@ impl VerifyReport {
     }
 }
 
+/// Copies of one message's manifest: (object name, chunk keys).
+type ManifestCopies = Vec<(String, Vec<[u8; 32]>)>;
+
 struct RawProblem {
     object: String,
     detail: String,
@@ -76,7 +79,7 @@ impl DiskArchiveStore {
 
         // 1. Every frame of every pack; chunks re-hashed.
         let mut good_chunks: HashSet<[u8; 32]> = HashSet::new();
-        let mut manifests: BTreeMap<[u8; 32], Vec<(String, Vec<[u8; 32]>)>> = BTreeMap::new();
+        let mut manifests: BTreeMap<[u8; 32], ManifestCopies> = BTreeMap::new();
         for &(n, limit) in &pack_limits {
             report.packs += 1;
             let path = self.packs.path(n);
