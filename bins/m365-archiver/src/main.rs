@@ -59,7 +59,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let env_dir = std::env::var_os(DATA_DIR_ENV)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from);
-    let data_dir_explicit = cli.data_dir.is_some() || env_dir.is_some();
+    let data_dir_explicit = cli.data_dir.is_some();
     let data_dir = match cli.data_dir.or(env_dir) {
         Some(dir) => dir,
         None => datadir::platform_data_dir(

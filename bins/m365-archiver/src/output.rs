@@ -30,7 +30,9 @@ impl Output {
         value: &T,
         human: impl FnOnce() -> String,
     ) -> Result<()> {
-        if self.json {
+        if self.quiet {
+            Ok(())
+        } else if self.json {
             self.json(value)
         } else {
             let text = human();

@@ -418,3 +418,32 @@ async fn a_denied_mailbox_fails_the_run_but_not_the_others() {
     }
     emu.shutdown().await;
 }
+
+#[test]
+fn the_demo_archives_its_tenant_and_then_only_the_new_mail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cli = Archiver::new(&tmp.path().join("demo-data"), Vec::new());
+    let summary = cli.json(&["demo", "--users", "3", "--messages-per-user", "10"]);
+    let first = &summary["first_run"]["totals"];
+    // Three regular mailboxes of 10 plus the disabled member's; the denied and the
+    // unlicensed mailboxes are reported, not archived.
+    assert_eq!(
+        first["messages_archived"].as_u64(),
+        summary["stats"]["messages"].as_u64().map(|m| m - 3)
+    );
+    assert!(
+        first["messages_archived"].as_u64().unwrap() >= 30,
+        "{summary}"
+    );
+    assert_eq!(first["messages_failed"].as_u64(), Some(0), "{summary}");
+    assert_eq!(
+        summary["second_run"]["totals"]["messages_archived"].as_u64(),
+        Some(3),
+        "{summary}"
+    );
+    assert!(summary["search_hits"].as_u64().unwrap() > 0, "{summary}");
+    assert_eq!(summary["kept"], true);
+    // The demo's data directory is a normal one: the real commands read it.
+    let stats = cli.json(&["archive", "stats"]);
+    assert_eq!(stats, summary["stats"]);
+}

@@ -112,7 +112,7 @@ pub async fn add_credential(root: &Path, args: &CredentialsAddArgs) -> Result<(P
     let lifetime = connection
         .check_token()
         .await
-        .with_context(|| format!("credential `{}` was not stored", stored.name))?;
+        .context("nothing was stored")?;
     let dir = DataDir::open(root, Access::Admin)?;
     let store = CredentialStore::open(dir.credentials())?;
     let path = store.add(&stored)?;

@@ -219,7 +219,10 @@ fn list(ctx: &Ctx) -> Result<ExitCode> {
         let mut table = Table::new(&["NAME", "CREDENTIALS", "MAILBOXES", "SCHEDULE", "LAST RUN"]);
         for l in &listed {
             match &l.error {
-                Some(e) => table.row(vec![l.name.clone(), format!("broken: {e}")]),
+                Some(e) => table.row(vec![
+                    l.name.clone(),
+                    format!("broken: {}", e.lines().next().unwrap_or_default()),
+                ]),
                 None => table.row(vec![
                     l.name.clone(),
                     l.credentials.clone().unwrap_or_default(),
