@@ -294,3 +294,49 @@ fn serve_refuses_bad_arguments_with_a_clear_error() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn the_same_seed_gives_the_same_registration_and_tenant() {
+    let (a, b, c) = (start(74).await, start(74).await, start(75).await);
+    assert_eq!(
+        (
+            a.tenant_id(),
+            a.client_id(),
+            a.client_secret(),
+            a.expired_client_secret()
+        ),
+        (
+            b.tenant_id(),
+            b.client_id(),
+            b.client_secret(),
+            b.expired_client_secret()
+        )
+    );
+    assert_eq!(
+        (a.certificate_pem(), a.private_key_pem()),
+        (b.certificate_pem(), b.private_key_pem())
+    );
+    assert_eq!(a.users(), b.users());
+    let upn = first_mailbox(&a);
+    assert_eq!(a.message_ids(&upn), b.message_ids(&upn));
+    assert_ne!(a.tenant_id(), c.tenant_id());
+    assert_ne!(a.certificate_pem(), c.certificate_pem());
+    // Same answers over HTTP (ids and contents; request ids and dates aside).
+    let (ta, tb) = (token(&a).await, token(&b).await);
+    let path = format!("v1.0/users/{upn}/mailFolders?$top=50");
+    let fa: Value = graph_get(&a, &ta, &path).await.json().await.unwrap();
+    let fb: Value = graph_get(&b, &tb, &path).await.json().await.unwrap();
+    assert_eq!(fa["value"], fb["value"]);
+    let id = &a.message_ids(&upn)[0];
+    let va = graph_get(&a, &ta, &format!("v1.0/users/{upn}/messages/{id}/$value"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let vb = graph_get(&b, &tb, &format!("v1.0/users/{upn}/messages/{id}/$value"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(va, vb);
+}
