@@ -362,6 +362,13 @@ impl GraphMailboxSource {
     pub fn api_root(&self) -> &Url {
         &self.inner.api
     }
+
+    /// Total time this process's requests to `mailbox` held one of its slots (summed over
+    /// requests; shared with every source using the same gate). Divided by the slot count
+    /// and the elapsed time, it is the share of Outlook's concurrency allowance used.
+    pub fn busy_time(&self, mailbox: &str) -> Duration {
+        self.inner.ctx(mailbox).gate.busy_time()
+    }
 }
 
 /// `{root}/v1.0` from a Graph root, with or without the `/v1.0`.

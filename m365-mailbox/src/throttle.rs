@@ -9,6 +9,7 @@
 //! [`crate::GraphMailboxSource`] of the process talking to the same mailbox shares one.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -74,6 +75,8 @@ pub struct MailboxGate {
     limits: GateLimits,
     permits: Arc<Semaphore>,
     state: Mutex<GateState>,
+    /// Sum over admitted requests of the time each held its slot, in nanoseconds.
+    busy_nanos: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Default)]
@@ -91,6 +94,15 @@ pub struct Admission {
     _permit: OwnedSemaphorePermit,
     /// Time spent waiting for admission.
     pub waited: Duration,
+    admitted: Instant,
+    busy_nanos: Arc<AtomicU64>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let held = u64::try_from(self.admitted.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.busy_nanos.fetch_add(held, Ordering::Relaxed);
+    }
 }
 
 impl MailboxGate {
@@ -101,6 +113,7 @@ impl MailboxGate {
             limits,
             permits,
             state: Mutex::new(GateState::default()),
+            busy_nanos: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -153,6 +166,8 @@ impl MailboxGate {
                     return Admission {
                         _permit: permit,
                         waited: started.elapsed(),
+                        admitted: Instant::now(),
+                        busy_nanos: self.busy_nanos.clone(),
                     };
                 }
                 Some(until) => {
@@ -188,6 +203,12 @@ impl MailboxGate {
             .iter()
             .filter(|&&t| now.duration_since(t) < self.limits.window)
             .count()
+    }
+
+    /// Total time slots were held (the sum over requests of their time in flight). Divided
+    /// by `max_in_flight` × elapsed time, it tells how much of the allowance was used.
+    pub fn busy_time(&self) -> Duration {
+        Duration::from_nanos(self.busy_nanos.load(Ordering::Relaxed))
     }
 
     /// Requests in flight now.
