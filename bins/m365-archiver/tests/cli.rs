@@ -124,6 +124,8 @@ async fn an_admin_script_archives_searches_exports_and_verifies() {
         "--all",
         "--sync-directory",
     ]);
+    let probe = cli.json(&["profile", "test", "all-staff"]);
+    assert_eq!(probe["ok"], true, "{probe}");
     let shown = cli.ok(&["profile", "show", "all-staff"]);
     assert!(shown.stdout.contains("all-staff"));
     let report = cli.json(&["profile", "run", "all-staff"]);
@@ -416,6 +418,19 @@ async fn a_denied_mailbox_fails_the_run_but_not_the_others() {
             Some(emu.message_count(&upn) as u64)
         );
     }
+    // Now that the users are synchronised, the access check names the denied mailbox.
+    let denied_upn = emu
+        .users()
+        .into_iter()
+        .find(|u| u.access_denied)
+        .unwrap()
+        .upn;
+    let probe = cli.run(&["profile", "test", "everyone"]);
+    assert_eq!(
+        probe.code, 1,
+        "a profile with an unreadable mailbox fails its test"
+    );
+    assert!(probe.stdout.contains(&denied_upn), "{}", probe.stdout);
     emu.shutdown().await;
 }
 

@@ -267,12 +267,12 @@ fn remove(ctx: &Ctx, name: &str) -> Result<ExitCode> {
 
 async fn test(ctx: &Ctx, name: &str) -> Result<ExitCode> {
     let (dir, profile) = load_profile(ctx, name)?;
-    let dir = DataDir::open(dir.root(), Access::Write)?;
-    let credential = wiring::load_credential(&dir, &profile.credentials)
+    // Bad credentials are reported before anything is created.
+    wiring::load_credential(&dir, &profile.credentials)
         .with_context(|| format!("profile `{}`", profile.name))?;
+    let dir = DataDir::open(dir.root(), Access::Write)?;
     let stores = wiring::Stores::open(&dir)?;
     let engine = wiring::engine_for(&dir, &profile, &stores)?;
-    drop(credential);
     let report = engine.engine.test(&profile).await?;
     ctx.out.emit(&report, || {
         let mut table = Table::new(&["MAILBOX", "USER", "READABLE", "WHY NOT"]);
@@ -287,6 +287,12 @@ async fn test(ctx: &Ctx, name: &str) -> Result<ExitCode> {
                 },
                 m.error.clone().unwrap_or_default(),
             ]);
+        }
+        if report.mailboxes.is_empty() {
+            return format!(
+                "profile `{}` selects no mailbox yet: synchronise the users first (`users sync`)",
+                report.profile
+            );
         }
         format!(
             "{}\nprofile `{}`: {} of {} mailboxes readable",
