@@ -408,3 +408,104 @@ pub fn render_report(report: &RunReport) -> String {
         report.duration_secs
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn create_args(argv: &[String]) -> Option<ProfileCreateArgs> {
+        let cli = Cli::try_parse_from(
+            ["m365-archiver", "profile", "create"]
+                .into_iter()
+                .map(String::from)
+                .chain(argv.iter().cloned()),
+        )
+        .ok()?;
+        match cli.command {
+            Command::Profile(ProfileCommand::Create(args)) => Some(*args),
+            _ => None,
+        }
+    }
+
+    proptest! {
+        /// Whatever the arguments, `profile create` either builds a profile that survives
+        /// its own TOML round trip, or says what is wrong: it never panics.
+        #[test]
+        fn create_arguments_give_a_valid_profile_or_an_error(
+            name in "[A-Za-z0-9._ -]{0,12}",
+            selection in prop_oneof![
+                Just(vec!["--all".to_string()]),
+                "[a-z,. ]{0,20}".prop_map(|u| vec!["--only".to_string(), u]),
+                "[a-z,. ]{0,20}".prop_map(|u| vec!["--all-except".to_string(), u]),
+                ("[a-z@.]{0,12}", "[a-z]{0,6}").prop_map(|(m, u)| vec![
+                    "--mailbox".to_string(), m, "--target-user".to_string(), u
+                ]),
+            ],
+            sync in any::<bool>(),
+            folders in proptest::collection::vec("[A-Za-z/ ]{0,10}", 0..3),
+            schedule in proptest::option::of(prop_oneof![
+                Just("manual".to_string()),
+                "every [0-9]{1,6}[mhd]?",
+                "daily [0-9]{1,2}:[0-9]{1,2}",
+                "weekly (mon|tue|xyz) [0-9]{1,2}:[0-9]{2}",
+                ".{0,12}",
+            ]),
+            older in proptest::option::of(any::<u32>()),
+            delete in proptest::option::of(prop_oneof![
+                Just("never".to_string()),
+                Just("move_to_deleted_items".to_string()),
+                Just("hard-delete".to_string()),
+                "[a-z_]{0,12}",
+            ]),
+        ) {
+            let mut argv = vec![name, "--credentials".to_string(), "contoso".to_string()];
+            argv.extend(selection);
+            if sync {
+                argv.push("--sync-directory".into());
+            }
+            for folder in folders {
+                argv.extend(["--exclude-folder".to_string(), folder]);
+            }
+            if let Some(s) = schedule {
+                argv.extend(["--schedule".to_string(), s]);
+            }
+            if let Some(days) = older {
+                argv.extend(["--older-than-days".to_string(), days.to_string()]);
+            }
+            if let Some(mode) = delete {
+                argv.extend(["--delete".to_string(), mode, "--delete-after-days".to_string(), "30".to_string()]);
+            }
+            if let Some(args) = create_args(&argv) {
+                match profile_from_args(&args) {
+                    Ok(profile) => {
+                        let back = Profile::from_toml("round-trip.toml", &profile.to_toml());
+                        prop_assert_eq!(back.ok(), Some(profile));
+                    }
+                    Err(e) => {
+                        let message = format!("{e:#}");
+                        prop_assert!(!message.is_empty());
+                    }
+                }
+            }
+        }
+
+        /// Arbitrary command lines are parsed or refused, never a panic.
+        #[test]
+        fn arbitrary_command_lines_never_panic(argv in proptest::collection::vec(
+            prop_oneof![
+                Just("profile".to_string()), Just("create".to_string()), Just("archive".to_string()),
+                Just("export".to_string()), Just("--json".to_string()), Just("--data-dir".to_string()),
+                Just("--all".to_string()), Just("--only".to_string()), Just("credentials".to_string()),
+                Just("add".to_string()), Just("--cloud".to_string()), Just("custom".to_string()),
+                ".{0,8}",
+            ],
+            0..10,
+        )) {
+            let _ = Cli::try_parse_from(std::iter::once("m365-archiver".to_string()).chain(argv));
+        }
+    }
+}
