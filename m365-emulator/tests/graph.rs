@@ -907,3 +907,68 @@ async fn batch_inner_requests_are_throttled_on_their_own() {
     );
     assert!(statuses.contains(&200));
 }
+
+#[tokio::test]
+async fn eml_dir_fills_the_first_mailbox_byte_exact_with_folders_from_directories() {
+    let dir = std::env::temp_dir().join(format!("m365-emulator-eml-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("Kunden Ä/2024")).unwrap();
+    let top = b"From: a@example.org\r\nSubject: top\r\nMessage-ID: <top@example.org>\r\nDate: Tue, 1 Oct 2024 10:00:00 +0000\r\n\r\nbody\r\n".to_vec();
+    let nested =
+        b"From: b@example.org\nSubject: nested\nMessage-ID: <nested@example.org>\n\nbare LF body\n"
+            .to_vec();
+    std::fs::write(dir.join("one.eml"), &top).unwrap();
+    std::fs::write(dir.join("Kunden Ä/2024/two.EML"), &nested).unwrap();
+    std::fs::write(dir.join("ignored.txt"), b"not mail").unwrap();
+    let emu = common::start_with(EmulatorConfig {
+        users: 2,
+        messages_per_user: 3,
+        seed: 8,
+        eml_dir: Some(dir.clone()),
+        ..Default::default()
+    })
+    .await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    let graph = Graph::new(&emu).await;
+    let upn = emu.users()[0].upn.clone();
+    assert_eq!(emu.message_count(&upn), 3 + 2);
+    assert_eq!(emu.message_count(&emu.users()[1].upn), 3);
+
+    let (_, roots) = graph
+        .get(&format!("/users/{upn}/mailfolders?$top=50"))
+        .await;
+    let kunden = roots["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["displayName"] == "Kunden Ä")
+        .expect("folder from directory");
+    let (_, children) = graph
+        .get(&format!(
+            "/users/{upn}/mailFolders/{}/childfolders",
+            kunden["id"].as_str().unwrap()
+        ))
+        .await;
+    let year = &children["value"][0];
+    assert_eq!(year["displayName"], "2024");
+    assert_eq!(year["totalItemCount"], 1);
+    let (_, listed) = graph
+        .get_with(
+            &format!(
+                "/users/{upn}/mailFolders/{}/messages",
+                year["id"].as_str().unwrap()
+            ),
+            &[IMMUTABLE],
+        )
+        .await;
+    let id = listed["value"][0]["id"].as_str().unwrap();
+    assert_eq!(listed["value"][0]["subject"], "nested");
+    let (_, _, bytes) = graph
+        .bytes(&format!("/users/{upn}/messages/{id}/$value"))
+        .await;
+    assert_eq!(bytes, nested, "stored as given");
+    let (_, inbox) = graph.get(&format!("/users/{upn}/mailFolders/inbox/messages?$filter=receivedDateTime eq 2024-10-01T10:00:00Z")).await;
+    assert_eq!(
+        inbox["value"][0]["subject"], "top",
+        "received time from the Date header: {inbox}"
+    );
+}

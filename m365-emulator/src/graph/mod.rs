@@ -17,89 +17,138 @@ mod wire;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Extension, Request};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodRouter, get, post};
 
 use crate::state::{AppState, RequestContext, graph_error};
 use crate::tenant::MailboxAccess;
 
 /// The Graph v1.0 router (state: [`AppState`]).
-pub(crate) fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1.0/users", get(users::list))
-        .route("/v1.0/users/delta", get(users::delta))
-        .route("/v1.0/users/delta()", get(users::delta))
-        .route("/v1.0/users/{user}", get(users::get_one))
-        .route("/v1.0/users/{user}/mailFolders", get(folders::list_root))
-        .route("/v1.0/users/{user}/mailFolders/delta", get(folders::delta))
-        .route(
+fn routes() -> Router<Arc<AppState>> {
+    let routes: Vec<(&str, MethodRouter<Arc<AppState>>)> = vec![
+        ("/v1.0/users", get(users::list)),
+        ("/v1.0/users/delta", get(users::delta)),
+        ("/v1.0/users/delta()", get(users::delta)),
+        ("/v1.0/users/{user}", get(users::get_one)),
+        ("/v1.0/users/{user}/mailFolders", get(folders::list_root)),
+        ("/v1.0/users/{user}/mailFolders/delta", get(folders::delta)),
+        (
             "/v1.0/users/{user}/mailFolders/delta()",
             get(folders::delta),
-        )
-        .route(
+        ),
+        (
             "/v1.0/users/{user}/mailFolders/{folder}",
             get(folders::get_one),
-        )
-        .route(
+        ),
+        (
             "/v1.0/users/{user}/mailFolders/{folder}/childFolders",
             get(folders::list_children),
-        )
-        .route(
+        ),
+        (
             "/v1.0/users/{user}/mailFolders/{folder}/messages",
             get(messages::list_folder),
-        )
-        .route(
+        ),
+        (
             "/v1.0/users/{user}/mailFolders/{folder}/messages/delta",
             get(delta::messages_delta),
-        )
-        .route(
+        ),
+        (
             "/v1.0/users/{user}/mailFolders/{folder}/messages/delta()",
             get(delta::messages_delta),
-        )
-        .route(
+        ),
+        (
             "/v1.0/users/{user}/mailFolders/{folder}/messages/{id}",
             get(messages::get_in_folder),
-        )
-        .route(
+        ),
+        (
             "/v1.0/users/{user}/mailFolders/{folder}/messages/{id}/$value",
             get(messages::value_in_folder),
-        )
-        .route("/v1.0/users/{user}/messages", get(messages::list_mailbox))
-        .route(
+        ),
+        ("/v1.0/users/{user}/messages", get(messages::list_mailbox)),
+        (
             "/v1.0/users/{user}/messages/{id}",
             get(messages::get_one).delete(messages::delete_one),
-        )
-        .route(
+        ),
+        (
             "/v1.0/users/{user}/messages/{id}/$value",
             get(messages::value),
-        )
-        .route(
+        ),
+        (
             "/v1.0/users/{user}/messages/{id}/move",
             post(messages::move_one),
-        )
-        .route(
+        ),
+        (
             "/v1.0/users/{user}/messages/{id}/permanentDelete",
             post(messages::permanent_delete),
-        )
-        .route("/v1.0/$batch", post(batch::batch))
-        .route(
-            "/v1.0/users/{user}/mailFolders/{folder}/messages/{id}/permanentDelete",
-            delete(not_allowed),
-        )
-        .fallback(fallback)
+        ),
+        ("/v1.0/$batch", post(batch::batch)),
+    ];
+    let mut router = Router::new();
+    for (path, method_router) in routes {
+        router = router.route(path, method_router);
+    }
+    router
 }
 
-async fn not_allowed(ctx: Ctx) -> Response {
-    ctx.error(ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "BadRequest",
-        "The HTTP method is not allowed for this resource.",
-    ))
+/// The Graph v1.0 router: [`routes`] plus a fallback that retries a path whose segments differ from
+/// the canonical spelling only by case (Graph's paths are case-insensitive), else answers 400.
+pub(crate) fn router() -> Router<Arc<AppState>> {
+    routes().fallback(fallback)
 }
 
-async fn fallback(ctx: Ctx, request: Request) -> Response {
+/// Path segments with a canonical spelling.
+const CANONICAL_SEGMENTS: [&str; 11] = [
+    "v1.0",
+    "users",
+    "delta",
+    "delta()",
+    "mailFolders",
+    "childFolders",
+    "messages",
+    "$value",
+    "move",
+    "permanentDelete",
+    "$batch",
+];
+
+/// The path with every known literal segment in its canonical case.
+fn canonical_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            CANONICAL_SEGMENTS
+                .iter()
+                .find(|c| c.eq_ignore_ascii_case(segment))
+                .map_or(segment, |c| *c)
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+async fn fallback(State(state): State<Arc<AppState>>, ctx: Ctx, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let canonical = canonical_path(&path);
+    if canonical != path {
+        let query = request
+            .uri()
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        if let Ok(uri) = format!("{canonical}{query}").parse::<axum::http::Uri>() {
+            let mut request = request;
+            *request.uri_mut() = uri;
+            let retry = routes().fallback(unknown_segment).with_state(state);
+            return match tower::ServiceExt::oneshot(retry, request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+        }
+    }
+    unknown_segment(ctx, request).await
+}
+
+async fn unknown_segment(ctx: Ctx, request: Request) -> Response {
     let path = request.uri().path().to_owned();
     let segment = path
         .trim_start_matches('/')
