@@ -78,6 +78,27 @@ async fn an_admin_script_archives_searches_exports_and_verifies() {
         key.display().to_string(),
     ]);
     cli.ok(&strs(&add_cert));
+    let secret_file = tmp.path().join("client-secret.txt");
+    std::fs::write(&secret_file, format!("{}\n", emu.client_secret())).unwrap();
+    let mut add_file = custom_cloud_args(&emu, "contoso-file");
+    add_file.extend(["--secret-file".into(), secret_file.display().to_string()]);
+    cli.ok(&strs(&add_file));
+    cli.ok(&["credentials", "test", "contoso-file"]);
+    cli.ok(&["credentials", "remove", "contoso-file"]);
+    let stored = std::fs::read_to_string(data.join("credentials/contoso.toml")).unwrap();
+    assert!(
+        stored.contains(SECRET_VAR),
+        "the secret stays an environment reference"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    for path in [
+        data.clone(),
+        data.join("credentials"),
+        data.join("credentials/contoso.toml"),
+    ] {
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o077;
+        assert_eq!(mode, 0, "{} is open to group or others", path.display());
+    }
     let listed = cli.json(&["credentials", "list"]);
     let names: BTreeSet<&str> = listed
         .as_array()
