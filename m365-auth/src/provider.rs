@@ -560,6 +560,21 @@ impl ClientCredentialsProvider {
             },
             Some(7000112 | 7000113) => AuthError::ApplicationDisabled { code, detail },
             Some(700027 | 700024 | 700021 | 700023 | 7000274 | 5000811 | 50027) => {
+                if let ClientCredential::Certificate(cert) = &registration.credential {
+                    let now = chrono::Utc::now().timestamp();
+                    if cert.not_after() < now {
+                        detail.push_str(&format!(
+                            " (note: certificate {} expired at Unix time {}: create and upload a new one)",
+                            cert.thumbprint_sha1_hex(),
+                            cert.not_after()
+                        ));
+                    } else {
+                        detail.push_str(&format!(
+                            " (certificate thumbprint sent: {})",
+                            cert.thumbprint_sha1_hex()
+                        ));
+                    }
+                }
                 AuthError::CertificateRejected { code, detail }
             }
             Some(70011 | 700022 | 500011 | 1002012) => AuthError::InvalidScope {
