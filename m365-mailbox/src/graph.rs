@@ -291,6 +291,9 @@ enum Failure {
     Error(MailboxError),
     /// The delta state is gone (410 / `syncStateNotFound`): restart the folder.
     SyncReset,
+    /// A deletion was repeated after its answer was lost, and the message is gone: the
+    /// first attempt did the work.
+    AlreadyDone,
 }
 
 impl From<MailboxError> for Failure {
@@ -534,19 +537,24 @@ impl Inner {
         let mut last_was_timeout;
         let mut last_fault;
         let mut attempts = 0u32;
+        // Whether an earlier attempt may have been carried out although we saw no answer.
+        let mut uncertain = false;
         loop {
-            let token = self.tokens.token().await.map_err(MailboxError::Auth)?;
             let admission = ctx.gate.admit().await;
+            // After admission: a long Retry-After wait must not leave us with a stale token.
+            let token = self.tokens.token().await.map_err(MailboxError::Auth)?;
             attempts += 1;
             ctx.counters.requests.fetch_add(1, Ordering::Relaxed);
             let sent = tokio::time::timeout(timeout, self.dispatch(&ctx.mailbox, op, &token)).await;
             match sent {
                 Err(_) => {
                     last_was_timeout = true;
+                    uncertain = true;
                     last_fault = format!("no response within {timeout:?}");
                 }
                 Ok(Err(e)) => {
                     last_was_timeout = false;
+                    uncertain = true;
                     last_fault = e;
                 }
                 Ok(Ok(response)) => {
@@ -608,12 +616,19 @@ impl Inner {
                             }
                             s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => {
                                 last_was_timeout = false;
+                                uncertain = true;
                                 last_fault = match &detail {
                                     Some(d) => {
                                         format!("HTTP {} {}: {}", s.as_u16(), d.code, d.message)
                                     }
                                     None => format!("HTTP {}", s.as_u16()),
                                 };
+                            }
+                            StatusCode::NOT_FOUND
+                                if uncertain
+                                    && matches!(op, Op::SoftDelete(_) | Op::PermanentDelete(_)) =>
+                            {
+                                return Err(Failure::AlreadyDone);
                             }
                             s => return Err(classify(&ctx.mailbox, op, target, s, detail)),
                         }
@@ -764,7 +779,7 @@ impl Inner {
                     Ok(None)
                 }
                 Err(Failure::Error(e)) => Err(e),
-                Err(Failure::SyncReset) => Ok(None),
+                Err(Failure::SyncReset | Failure::AlreadyDone) => Ok(None),
             }
         });
         let mut map = HashMap::new();
@@ -881,6 +896,7 @@ impl Inner {
 
 /// State of one folder's change stream.
 struct DeltaRun {
+    span: tracing::Span,
     inner: Arc<Inner>,
     ctx: MailboxCtx,
     folder_id: String,
@@ -899,6 +915,7 @@ impl DeltaRun {
             self.inner.json(&self.ctx, &op, &target).await;
         match page {
             Err(Failure::SyncReset) => self.restart("the service no longer knows this delta state"),
+            Err(Failure::AlreadyDone) => Vec::new(),
             Err(Failure::Error(e)) => vec![Err(e)],
             Ok(page) => {
                 let mut events: Vec<Result<DeltaEvent, MailboxError>> = page
@@ -1021,6 +1038,7 @@ impl MailboxSource for GraphMailboxSource {
     ) -> BoxStream<'static, Result<DeltaEvent, MailboxError>> {
         let ctx = self.inner.ctx(mailbox);
         let mut run = DeltaRun {
+            span: tracing::info_span!("changes", mailbox, folder = folder_id),
             inner: self.inner.clone(),
             ctx,
             folder_id: folder_id.to_string(),
@@ -1045,23 +1063,17 @@ impl MailboxSource for GraphMailboxSource {
                 }
             }
         }
-        let span = tracing::info_span!("changes", mailbox, folder = folder_id);
         let pages = stream::unfold(run, |mut run| async move {
             run.next.as_ref()?;
-            let events = run.step().await;
+            let span = run.span.clone();
+            let events = run.step().instrument(span).await;
             if events.iter().any(|e| e.is_err()) {
                 run.next = None;
             }
             Some((stream::iter(events), run))
         })
         .flatten();
-        stream::iter(first)
-            .chain(pages)
-            .map(move |e| {
-                let _entered = span.enter();
-                e
-            })
-            .boxed()
+        stream::iter(first).chain(pages).boxed()
     }
 
     async fn fetch_mime(
@@ -1097,16 +1109,8 @@ impl MailboxSource for GraphMailboxSource {
                 DeleteMode::HardDelete => Op::PermanentDelete(message_id.to_string()),
             };
             let target = Target::Message(message_id.to_string());
-            let before = ctx.counters.requests.load(Ordering::Relaxed);
             match self.inner.no_content(&ctx, &op, &target).await {
-                Ok(()) => Ok(()),
-                // A retry after a lost answer finds the message already gone: done.
-                Err(Failure::Error(MailboxError::MessageGone { .. }))
-                    if ctx.counters.requests.load(Ordering::Relaxed) > before + 1
-                        && mode != DeleteMode::MoveToDeletedItems =>
-                {
-                    Ok(())
-                }
+                Ok(()) | Err(Failure::AlreadyDone) => Ok(()),
                 Err(f) => Err(failure_to_error(f, &ctx, &op.label())),
             }
         }
@@ -1243,6 +1247,11 @@ fn failure_to_error(f: Failure, ctx: &MailboxCtx, operation: &str) -> MailboxErr
             mailbox: ctx.mailbox.clone(),
             operation: operation.to_string(),
             detail: "HTTP 410 Gone outside a delta round".into(),
+        },
+        Failure::AlreadyDone => MailboxError::Protocol {
+            mailbox: ctx.mailbox.clone(),
+            operation: operation.to_string(),
+            detail: "HTTP 404 on a repeated request".into(),
         },
     }
 }
@@ -1657,6 +1666,7 @@ mod tests {
         ) {
             Failure::Error(e) => format!("{e:?}"),
             Failure::SyncReset => "SyncReset".into(),
+            Failure::AlreadyDone => "AlreadyDone".into(),
         };
         assert!(err(Target::Mailbox, 404, "MailboxNotEnabledForRESTAPI").starts_with("NoMailbox"));
         assert!(err(Target::Mailbox, 404, "ResourceNotFound").starts_with("NoMailbox"));
