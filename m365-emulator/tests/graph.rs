@@ -972,3 +972,36 @@ async fn eml_dir_fills_the_first_mailbox_byte_exact_with_folders_from_directorie
         "received time from the Date header: {inbox}"
     );
 }
+
+#[tokio::test]
+async fn folder_filter_by_display_name_and_users_count_needs_eventual_consistency() {
+    let emu = small(37).await;
+    let graph = Graph::new(&emu).await;
+    let upn = emu.users()[0].upn.clone();
+    let (status, body) = graph
+        .get(&format!(
+            "/users/{upn}/mailFolders?$filter=displayName eq 'Receipts/Invoices'"
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["value"].as_array().unwrap().len(), 1);
+    assert_eq!(body["value"][0]["displayName"], "Receipts/Invoices");
+    let (status, body) = graph
+        .get(&format!(
+            "/users/{upn}/mailFolders?$filter=totalItemCount gt 3"
+        ))
+        .await;
+    assert_eq!(status, 400);
+    assert_graph_error(&body, "ErrorInvalidUrlQueryFilter");
+
+    let (status, _) = graph.get("/users?$count=true").await;
+    assert_eq!(status, 400);
+    let (status, body) = graph
+        .get_with("/users?$count=true", &[("ConsistencyLevel", "eventual")])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["@odata.count"].as_u64().unwrap() as usize,
+        emu.users().len()
+    );
+}

@@ -119,9 +119,11 @@ fn list(
     raw: Option<&str>,
 ) -> Result<Response, ApiError> {
     let query = Query::parse(raw)?;
-    query.only(&[
-        "$top", "$skip", "$select", "$filter", "$count", "$orderby", "$expand",
-    ])?;
+    query.only(&["$top", "$skip", "$select", "$filter", "$count"])?;
+    let name_filter = match query.get("$filter") {
+        Some(filter) => Some(display_name_filter(filter)?),
+        None => None,
+    };
     let top = query.top(10, 1000, "ErrorInvalidParameter")?;
     let skip = query.skip()?;
     let select = query.select(FOLDER_PROPERTIES, "Microsoft.OutlookServices.MailFolder")?;
@@ -141,6 +143,11 @@ fn list(
     let children: Vec<usize> = mailbox
         .children(parent)
         .filter(|&c| include_hidden || !mailbox.folders[c].hidden)
+        .filter(|&c| {
+            name_filter
+                .as_ref()
+                .is_none_or(|n| mailbox.folders[c].display_name.eq_ignore_ascii_case(n))
+        })
         .collect();
     let counts = all_counts(mailbox);
     let page: Vec<Value> = children
@@ -171,6 +178,27 @@ fn list(
         body["@odata.nextLink"] = json!(format!("{base}/{path}?{rest}"));
     }
     Ok(json_response(StatusCode::OK, &body))
+}
+
+/// The one folder filter supported: `displayName eq 'name'`.
+fn display_name_filter(filter: &str) -> Result<String, ApiError> {
+    let refused = || {
+        ApiError::bad_request(
+            "ErrorInvalidUrlQueryFilter",
+            format!("The query filter '{filter}' is not supported."),
+        )
+    };
+    let (property, rest) = filter.trim().split_once(' ').ok_or_else(refused)?;
+    let (op, value) = rest.trim().split_once(' ').ok_or_else(refused)?;
+    if !property.eq_ignore_ascii_case("displayName") || !op.eq_ignore_ascii_case("eq") {
+        return Err(refused());
+    }
+    let value = value.trim();
+    let inner = value
+        .strip_prefix('\'')
+        .and_then(|v| v.strip_suffix('\''))
+        .ok_or_else(refused)?;
+    Ok(inner.replace("''", "'"))
 }
 
 /// `GET /users/{u}/mailFolders/{id}`.

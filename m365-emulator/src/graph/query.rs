@@ -313,3 +313,69 @@ pub(crate) fn graph_time(unix: i64) -> String {
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the query string, parsing and the filter/orderby readers answer or refuse.
+        #[test]
+        fn arbitrary_query_strings_never_panic(raw in "[ -~]{0,120}") {
+            if let Ok(query) = Query::parse(Some(&raw)) {
+                let _ = query.top(10, 1000, "BadRequest");
+                let _ = query.skip();
+                let _ = query.select(&["id", "subject"], "t");
+                if let Some(filter) = query.get("$filter") {
+                    if let Ok(clauses) = message_filter(filter, false) {
+                        let _ = message_orderby("receivedDateTime desc", &clauses);
+                    }
+                    let _ = message_filter(filter, true);
+                }
+            }
+        }
+
+        /// `$top` accepts exactly 1..=max.
+        #[test]
+        fn top_accepts_exactly_the_documented_range(n in -5i64..2_000) {
+            let query = Query::parse(Some(&format!("$top={n}"))).unwrap();
+            prop_assert_eq!(query.top(10, 1000, "BadRequest").is_ok(), (1..=1000).contains(&n));
+        }
+    }
+
+    #[test]
+    fn filters_parse_the_documented_subset() {
+        let clauses = message_filter(
+            "receivedDateTime ge 2024-01-01T00:00:00Z and isRead eq false",
+            false,
+        )
+        .unwrap();
+        assert_eq!(clauses.len(), 2);
+        assert!(
+            message_filter("isRead eq false", true).is_err(),
+            "delta filters only on receivedDateTime"
+        );
+        assert!(
+            message_filter("receivedDateTime lt 2024-01-01T00:00:00Z", true).is_err(),
+            "delta: ge/gt only"
+        );
+        assert!(message_filter("subject eq 'x'", false).is_err());
+        let filtered = message_filter(
+            "isRead eq false and receivedDateTime ge 2024-01-01T00:00:00Z",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            message_orderby("receivedDateTime desc", &filtered)
+                .unwrap_err()
+                .code,
+            "InefficientFilter"
+        );
+        assert!(message_orderby("receivedDateTime desc", &clauses).unwrap());
+        assert!(
+            Query::parse(Some("$top=1&$top=2")).is_err(),
+            "an option twice"
+        );
+    }
+}

@@ -42,3 +42,31 @@ fn checksum(seed: u64, bytes: &[u8]) -> u64 {
     }
     h
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any string is either one of our tokens or refused; never a panic.
+        #[test]
+        fn arbitrary_tokens_are_refused_not_trusted(token in ".{0,200}", seed in any::<u64>()) {
+            let decoded: Option<Vec<u64>> = decode(seed, &token);
+            prop_assert!(decoded.is_none() || encode(seed, decoded.as_ref().unwrap()) == token.trim());
+        }
+
+        /// A token round-trips under its seed and is refused under another or when altered.
+        #[test]
+        fn tokens_round_trip_and_resist_tampering(state in proptest::collection::vec(any::<u64>(), 0..8), seed in any::<u64>(), flip in 0usize..64) {
+            let token = encode(seed, &state);
+            prop_assert_eq!(decode::<Vec<u64>>(seed, &token), Some(state.clone()));
+            prop_assert_eq!(decode::<Vec<u64>>(seed ^ 1, &token), None);
+            let mut bytes = token.into_bytes();
+            let index = flip % bytes.len();
+            bytes[index] = if bytes[index] == b'A' { b'B' } else { b'A' };
+            let altered = String::from_utf8(bytes).unwrap();
+            prop_assert!(decode::<Vec<u64>>(seed, &altered).is_none_or(|d| d == state));
+        }
+    }
+}

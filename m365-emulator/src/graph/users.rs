@@ -212,6 +212,20 @@ fn list_inner(state: &AppState, ctx: &Ctx, raw: Option<&str>) -> Result<Response
             "Request with $search query parameter only works through MSGraph with a special request header: 'ConsistencyLevel: eventual'",
         ));
     }
+    let eventual = ctx
+        .headers
+        .get("consistencylevel")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"eventual"));
+    if query
+        .get("$count")
+        .is_some_and(|c| c.eq_ignore_ascii_case("true"))
+        && !eventual
+    {
+        return Err(ApiError::bad_request(
+            "Request_BadRequest",
+            "$count is not currently supported without the header 'ConsistencyLevel: eventual'.",
+        ));
+    }
     if let Some(orderby) = query.get("$orderby") {
         let property = orderby.split_whitespace().next().unwrap_or_default();
         if !property.eq_ignore_ascii_case("displayName")
