@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
 use crate::fsutil;
+use crate::profile::valid_name;
 
 /// A message remembered between runs because its time has not come yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,15 +75,20 @@ impl CheckpointStore {
         &self.dir
     }
 
-    fn path_of(&self, profile: &str, mailbox: &str) -> PathBuf {
+    fn path_of(&self, profile: &str, mailbox: &str) -> Result<PathBuf, EngineError> {
+        if !valid_name(profile) {
+            return Err(EngineError::InvalidName {
+                name: profile.to_owned(),
+            });
+        }
         let digest = blake3::hash(mailbox.to_ascii_lowercase().as_bytes()).to_hex();
         let stem: String = digest.as_str().chars().take(24).collect();
-        self.dir.join(profile).join(format!("{stem}.json"))
+        Ok(self.dir.join(profile).join(format!("{stem}.json")))
     }
 
     /// The checkpoint of a mailbox (empty when none was saved).
     pub fn load(&self, profile: &str, mailbox: &str) -> Result<MailboxCheckpoint, EngineError> {
-        let path = self.path_of(profile, mailbox);
+        let path = self.path_of(profile, mailbox)?;
         match std::fs::read(&path) {
             Ok(bytes) => {
                 let checkpoint: MailboxCheckpoint =
@@ -111,7 +117,7 @@ impl CheckpointStore {
 
     /// Saves a mailbox's checkpoint durably (returns once fsynced).
     pub fn save(&self, profile: &str, checkpoint: &MailboxCheckpoint) -> Result<(), EngineError> {
-        let path = self.path_of(profile, &checkpoint.mailbox);
+        let path = self.path_of(profile, &checkpoint.mailbox)?;
         let bytes = serde_json::to_vec_pretty(checkpoint).map_err(|e| EngineError::Checkpoint {
             path: path.clone(),
             detail: e.to_string(),
@@ -136,6 +142,11 @@ impl CheckpointStore {
     /// Forgets every checkpoint of a profile: the next run enumerates everything
     /// again (already archived messages are recognised and not downloaded).
     pub fn reset(&self, profile: &str) -> Result<(), EngineError> {
+        if !valid_name(profile) {
+            return Err(EngineError::InvalidName {
+                name: profile.to_owned(),
+            });
+        }
         let dir = self.dir.join(profile);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),

@@ -736,6 +736,11 @@ impl Profile {
         }
     }
 
+    /// The per-request timeout the mail and directory sources should be built with.
+    pub fn request_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.run.timeout_secs)
+    }
+
     /// Parses and validates a profile; `file` names it in errors (e.g. `profiles/all-staff.toml`).
     pub fn from_toml(file: &str, text: &str) -> Result<Self, EngineError> {
         let raw: RawProfile = toml::from_str(text).map_err(|e| {
