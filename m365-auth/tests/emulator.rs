@@ -456,3 +456,59 @@ async fn tls_authority_needs_the_extra_ca() {
     with_ca.token().await.unwrap();
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn stored_credentials_obtain_tokens_end_to_end() {
+    use m365_auth::{
+        CertificateSource, CredentialSource, CredentialStore, SecretSource, StoredCredential,
+    };
+    let emu = emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("app.pem");
+    let key = dir.path().join("app.key");
+    std::fs::write(&cert, emu.certificate_pem()).unwrap();
+    std::fs::write(&key, emu.private_key_pem()).unwrap();
+    let store = CredentialStore::open(dir.path().join("credentials")).unwrap();
+    let base = StoredCredential {
+        name: "by-env".into(),
+        tenant: emu.tenant_domain().parse().unwrap(),
+        client_id: emu.client_id().parse().unwrap(),
+        cloud: cloud(&emu),
+        credential: CredentialSource::Secret(SecretSource::EnvVar("ARCHIVER_SECRET".into())),
+        ca_file: None,
+        scope: None,
+    };
+    store.add(&base).unwrap();
+    store
+        .add(&StoredCredential {
+            name: "by-cert".into(),
+            credential: CredentialSource::Certificate {
+                source: CertificateSource::Pem {
+                    certificate: cert,
+                    private_key: SecretSource::File(key),
+                },
+                algorithm: AssertionAlgorithm::Rs256,
+            },
+            ..base.clone()
+        })
+        .unwrap();
+    let secret = emu.client_secret();
+    let lookup = move |name: &str| (name == "ARCHIVER_SECRET").then(|| secret.clone());
+    for name in ["by-env", "by-cert"] {
+        let provider = store
+            .get(name)
+            .unwrap()
+            .provider(&lookup, options())
+            .unwrap();
+        provider.token().await.unwrap();
+    }
+    // Without the variable, the error names it.
+    let err = store
+        .get("by-env")
+        .unwrap()
+        .provider(&|_| None, options())
+        .unwrap_err();
+    assert!(err.to_string().contains("ARCHIVER_SECRET"), "{err}");
+    assert_eq!(token_requests(&emu).await, 2);
+    emu.shutdown().await;
+}
