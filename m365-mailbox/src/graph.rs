@@ -795,9 +795,11 @@ impl Inner {
 
     async fn list_folders(&self, ctx: &MailboxCtx) -> Result<Vec<Folder>, MailboxError> {
         let well_known = self.well_known(ctx).await?;
-        let to_folder = |w: wire::MailFolder, parent: Option<&Folder>| -> Folder {
+        // A folder's children are asked for unless Graph said it has none.
+        let to_folder = |w: wire::MailFolder, parent: Option<&Folder>| -> (Folder, bool) {
             let name = w.display_name.clone().unwrap_or_default();
-            Folder {
+            let may_have_children = w.child_folder_count.is_none_or(|n| n > 0);
+            let folder = Folder {
                 path: paths::child_path(parent.map_or("", |p| p.path.as_str()), &name),
                 well_known_name: well_known.get(&w.id).cloned(),
                 parent_id: parent.map(|p| p.id.clone()),
@@ -808,22 +810,27 @@ impl Inner {
                 search_folder: w.is_search_folder(),
                 display_name: name,
                 id: w.id,
-            }
+            };
+            (folder, may_have_children)
         };
         let roots: Vec<wire::MailFolder> = self
             .collect_pages(ctx, Op::RootFolders, &Target::Mailbox)
             .await
             .map_err(|f| failure_to_error(f, ctx, "GET mailFolders"))?;
-        let mut level: Vec<Folder> = roots.into_iter().map(|w| to_folder(w, None)).collect();
-        level.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut level: Vec<(Folder, bool)> =
+            roots.into_iter().map(|w| to_folder(w, None)).collect();
+        level.sort_by(|a, b| a.0.path.cmp(&b.0.path));
         let mut all: Vec<Folder> = Vec::new();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         while !level.is_empty() {
+            // A folder listed twice (or a cycle in a broken answer) is kept once.
+            level.retain(|(f, _)| seen.insert(f.id.clone()));
             let parents: Vec<Folder> = level
                 .iter()
-                .filter(|f| f.child_folders > 0)
-                .cloned()
+                .filter(|(_, more)| *more)
+                .map(|(f, _)| f.clone())
                 .collect();
-            all.append(&mut level);
+            all.extend(level.drain(..).map(|(f, _)| f));
             let children = stream::iter(parents.into_iter().map(|parent| async move {
                 let target = Target::Folder(parent.id.clone());
                 let found: Result<Vec<wire::MailFolder>, Failure> = self
@@ -837,11 +844,11 @@ impl Inner {
             for (parent, found) in children {
                 match found {
                     Ok(kids) => {
-                        let mut kids: Vec<Folder> = kids
+                        let mut kids: Vec<(Folder, bool)> = kids
                             .into_iter()
                             .map(|w| to_folder(w, Some(&parent)))
                             .collect();
-                        kids.sort_by(|a, b| a.path.cmp(&b.path));
+                        kids.sort_by(|a, b| a.0.path.cmp(&b.0.path));
                         level.extend(kids);
                     }
                     Err(Failure::Error(MailboxError::FolderGone { folder_id, .. })) => {
