@@ -339,6 +339,15 @@ impl Emulator {
         Ok(self.state.tenant.delete_message(upn, id)?)
     }
 
+    /// Expires every message delta token of a mailbox: following an older deltaLink or nextLink
+    /// then answers 410 Gone `syncStateNotFound` with a `Location`, as when Graph drops a sync state.
+    ///
+    /// # Errors
+    /// [`EmulatorError::Tenant`]: unknown user, user without mailbox.
+    pub fn expire_delta_tokens(&self, upn: &str) -> Result<(), EmulatorError> {
+        Ok(self.state.tenant.expire_delta_tokens(upn)?)
+    }
+
     /// Sets the fault rates from now on (rates outside 0..=1 are clamped).
     pub fn set_faults(&self, faults: FaultConfig) {
         self.state.faults.set(faults);

@@ -645,7 +645,7 @@ async fn folder_delta_full_pass_empty_replay_then_changes() {
         .await;
     assert_eq!(status, 201);
 
-    let (changes, _, _) = delta_round(&graph, &delta_link, 4).await;
+    let (changes, after_changes, _) = delta_round(&graph, &delta_link, 4).await;
     let removed: Vec<&str> = changes
         .iter()
         .filter(|c| c["@removed"]["reason"] == "deleted")
@@ -662,6 +662,18 @@ async fn folder_delta_full_pass_empty_replay_then_changes() {
     let present = ids_of(&changes);
     assert!(present.contains(&delivered), "delivered message appears");
     assert_eq!(present.len(), 2, "delivered + moved in: {present:?}");
+
+    // An expired sync state: the last deltaLink answers 410, a fresh full pass starts over.
+    emu.expire_delta_tokens(&upn).unwrap();
+    let (status, body) = graph.get(&after_changes).await;
+    assert_eq!(status, 410, "{body}");
+    assert_graph_error(&body, "syncStateNotFound");
+    let (_, inbox_now) = graph.get(&format!("/users/{upn}/mailFolders/inbox")).await;
+    let (again, _, _) = delta_round(&graph, &first, 50).await;
+    assert_eq!(
+        ids_of(&again).len() as u64,
+        inbox_now["totalItemCount"].as_u64().unwrap()
+    );
 
     let (status, body) = graph
         .get(&format!(

@@ -30,6 +30,8 @@ struct DeltaCursor {
     /// Mailbox key and folder index the token belongs to.
     mailbox: u64,
     folder: usize,
+    /// The mailbox's sync-state generation when the sync started.
+    epoch: u64,
     /// This round covers changes with from < seq <= to (`to` fixed when a deltaLink is followed).
     from: u64,
     to: u64,
@@ -91,6 +93,7 @@ fn delta(
         if cursor.k != "mdelta"
             || cursor.mailbox != mailbox.key
             || cursor.folder != folder_index
+            || cursor.epoch != mailbox.sync_epoch
             || cursor.from > mailbox.seq
         {
             return Err(gone());
@@ -112,6 +115,7 @@ fn delta(
             k: "mdelta".into(),
             mailbox: mailbox.key,
             folder: folder_index,
+            epoch: mailbox.sync_epoch,
             from: 0,
             to: mailbox.seq,
             after: 0,

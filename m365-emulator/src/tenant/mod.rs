@@ -309,6 +309,18 @@ impl TenantStore {
         self.write().delete_user(id)
     }
 
+    /// Makes every message delta token of the mailbox stale: the next use answers 410 Gone
+    /// (`syncStateNotFound`), as Graph does when a sync state expires.
+    ///
+    /// # Errors
+    /// Unknown user, user without mailbox.
+    pub fn expire_delta_tokens(&self, upn: &str) -> Result<(), TenantError> {
+        let mut tenant = self.write();
+        let mailbox = tenant.mailbox_mut_checked(upn)?;
+        mailbox.sync_epoch += 1;
+        Ok(())
+    }
+
     /// The UPN of the user named by object id or UPN (case-insensitive, percent-decoded).
     pub fn resolve_mailbox(&self, id_or_upn: &str) -> Option<String> {
         let tenant = self.read();

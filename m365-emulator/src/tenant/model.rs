@@ -125,6 +125,8 @@ pub(crate) struct Mailbox {
     pub(crate) removals: Vec<Removal>,
     /// Counter for new ids (moves, deliveries).
     pub(crate) serial: u64,
+    /// Sync-state generation: delta tokens of an older generation are refused (410).
+    pub(crate) sync_epoch: u64,
 }
 
 /// SplitMix64: a tiny, well-mixed hash step for deterministic ids.
@@ -173,6 +175,7 @@ impl Mailbox {
             seq: 0,
             removals: Vec::new(),
             serial: 0,
+            sync_epoch: 0,
         }
     }
 
