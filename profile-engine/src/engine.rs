@@ -1198,8 +1198,5 @@ async fn spawn_blocking<T: Send + 'static>(
 ) -> Result<T, EngineError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| EngineError::Io {
-            path: PathBuf::from("<blocking task>"),
-            source: std::io::Error::other(e.to_string()),
-        })
+        .map_err(|e| EngineError::TaskFailed(e.to_string()))
 }

@@ -84,6 +84,10 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// A background task of the run panicked or was aborted (a bug; the run's
+    /// checkpoints are intact, run it again).
+    #[error("internal task failed: {0}")]
+    TaskFailed(String),
     /// The engine was built without a required component.
     #[error("engine is missing its {0}; pass it to the builder")]
     Incomplete(&'static str),

@@ -8,6 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use archive_store::ArchiveStore;
 use chrono::{DateTime, Duration, Utc};
 use common::{FakeArchive, FakeUsers, mime};
 use m365_mailbox::{DeleteMode, InjectedFailure, MailboxSource, MemoryMailboxSource, Operation};
@@ -711,4 +712,181 @@ async fn one_profile_never_runs_twice_at_once() {
         .run(&all_profile(), &CancellationToken::new(), &NoProgress)
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn nothing_is_deleted_when_the_archived_copy_fails_verification() {
+    let h = Harness::new();
+    h.mail.add_mailbox(A);
+    h.users.add("adele", Some(A), true);
+    let now = Utc::now();
+    for i in 0..4 {
+        let id = h
+            .mail
+            .deliver_at(
+                A,
+                "inbox",
+                mime(&format!("m{i}")),
+                now - Duration::days(100),
+            )
+            .unwrap();
+        h.mail.update(A, &id, true, false).unwrap();
+    }
+    h.archive.damaged.store(true, Ordering::SeqCst);
+    let mut profile = all_profile();
+    profile.deletion.mode = DeletionMode::SoftDelete;
+    profile.deletion.after_days = 30;
+    let engine = h.engine_at(Some(now));
+    let report = engine
+        .run(&profile, &CancellationToken::new(), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(report.totals.messages_archived, 4);
+    assert_eq!(report.totals.deleted, 0);
+    assert!(h.mail.deletions(A).is_empty());
+
+    // Once the archive verifies again, the remembered messages are deleted.
+    h.archive.damaged.store(false, Ordering::SeqCst);
+    let report = engine
+        .run(&profile, &CancellationToken::new(), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(report.totals.deleted, 4);
+    assert_eq!(h.mail.message_ids(A).len(), 0);
+}
+
+fn source(id: &str) -> archive_store::SourceRef {
+    archive_store::SourceRef {
+        mailbox: A.to_owned(),
+        message_id: id.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn spooled_messages_are_archived_and_verified_from_their_files() {
+    let h = Harness::new();
+    h.mail.add_mailbox(A);
+    h.mail.set_spool_threshold(Some(16));
+    h.users.add("adele", Some(A), true);
+    let now = Utc::now();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let id = h
+            .mail
+            .deliver_at(
+                A,
+                "inbox",
+                mime(&format!("big{i}")),
+                now - Duration::days(50),
+            )
+            .unwrap();
+        h.mail.update(A, &id, true, false).unwrap();
+        ids.push(id);
+    }
+    let mut profile = all_profile();
+    profile.deletion.mode = DeletionMode::HardDelete;
+    profile.deletion.after_days = 30;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let report = h
+        .engine_at(Some(now))
+        .run(&profile, &CancellationToken::new(), &tx)
+        .await
+        .unwrap();
+    assert_eq!(report.totals.messages_archived, 5);
+    assert_eq!(report.totals.deleted, 5);
+    let expected_bytes: u64 = ids
+        .iter()
+        .map(|id| {
+            let stored = h
+                .archive
+                .find_source("adele", &source(id))
+                .unwrap()
+                .unwrap();
+            h.archive.read_message(&stored).unwrap().len() as u64
+        })
+        .sum();
+    assert_eq!(report.totals.bytes, expected_bytes);
+    drop(tx);
+    let mut events = Vec::new();
+    while let Some(e) = rx.recv().await {
+        events.push(e);
+    }
+    assert!(matches!(
+        events.first(),
+        Some(ProgressEvent::RunStarted { mailboxes: 1, .. })
+    ));
+    assert!(matches!(
+        events.last(),
+        Some(ProgressEvent::RunFinished {
+            status: RunStatus::Ok
+        })
+    ));
+    let archived: u64 = events
+        .iter()
+        .map(|e| match e {
+            ProgressEvent::MessageArchived { bytes, .. } => *bytes,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(archived, expected_bytes);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, ProgressEvent::MessageDeleted { .. }))
+            .count(),
+        5
+    );
+}
+
+#[tokio::test]
+async fn corrupt_checkpoint_fails_its_mailbox_naming_the_file_and_history_survives_a_torn_line() {
+    let h = Harness::new();
+    h.mailbox(A, 3);
+    h.mailbox(B, 2);
+    h.users.add("adele", Some(A), true);
+    h.users.add("bert", Some(B), true);
+    let engine = h.engine();
+    engine
+        .run(&all_profile(), &CancellationToken::new(), &NoProgress)
+        .await
+        .unwrap();
+    let dir = h.dir.path().join("checkpoints").join("all-staff");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 2, "one checkpoint per mailbox");
+    let store = CheckpointStore::new(h.dir.path().join("checkpoints"));
+    let target = files
+        .iter()
+        .find(|f| std::fs::read_to_string(f).unwrap().contains(A))
+        .unwrap();
+    std::fs::write(target, b"{ torn").unwrap();
+    let err = store.load("all-staff", A).unwrap_err().to_string();
+    assert!(err.contains(&target.display().to_string()), "{err}");
+
+    let report = engine
+        .run(&all_profile(), &CancellationToken::new(), &NoProgress)
+        .await
+        .unwrap();
+    let a = report.mailboxes.iter().find(|m| m.mailbox == A).unwrap();
+    assert_eq!(a.status, MailboxStatus::Failed);
+    assert!(a.error.as_deref().unwrap().contains("checkpoint"));
+    assert_eq!(
+        report
+            .mailboxes
+            .iter()
+            .find(|m| m.mailbox == B)
+            .unwrap()
+            .status,
+        MailboxStatus::Ok
+    );
+
+    let history_file = h.dir.path().join("history").join("all-staff.jsonl");
+    let mut text = std::fs::read_to_string(&history_file).unwrap();
+    text.push_str("{\"started_at\": \"2025-");
+    std::fs::write(&history_file, text).unwrap();
+    let history = RunHistory::new(h.dir.path().join("history"));
+    assert_eq!(history.list("all-staff").unwrap().len(), 2);
+    assert_eq!(history.last("all-staff").unwrap().unwrap().report, report);
 }

@@ -106,6 +106,8 @@ pub struct FakeArchive {
     /// Fail every write whose message bytes contain this marker.
     pub fail_marker: Mutex<Option<Vec<u8>>>,
     pub writes: AtomicUsize,
+    /// `verify_message` reports every stored message as damaged.
+    pub damaged: AtomicBool,
 }
 
 impl FakeArchive {
@@ -186,6 +188,9 @@ impl ArchiveStore for FakeArchive {
             .map(|e| e.id.clone()))
     }
     fn verify_message(&self, id: &MessageId) -> Result<bool, ArchiveError> {
+        if self.damaged.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
         Ok(self
             .contents
             .lock()
