@@ -288,3 +288,58 @@ async fn to_json(id: &str, response: Response) -> (u16, Value) {
     }
     (status, value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn request(id: &str, depends: &[&str]) -> Value {
+        json!({"id": id, "method": "GET", "url": "/users", "dependsOn": depends})
+    }
+
+    proptest! {
+        /// Arbitrary bytes are a 400, never a panic.
+        #[test]
+        fn arbitrary_payloads_are_refused_or_accepted(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = validate(&bytes);
+        }
+
+        /// Random dependency graphs: accepted exactly when every dependency exists and none loops.
+        #[test]
+        fn dependency_graphs_are_checked(edges in proptest::collection::vec((0usize..6, 0usize..7), 0..8)) {
+            let mut requests = Vec::new();
+            for i in 0..6 {
+                let deps: Vec<String> = edges.iter().filter(|(from, _)| *from == i).map(|(_, to)| to.to_string()).collect();
+                let deps: Vec<&str> = deps.iter().map(String::as_str).collect();
+                requests.push(request(&i.to_string(), &deps));
+            }
+            let result = validate(serde_json::to_vec(&json!({"requests": requests})).unwrap().as_slice());
+            let dangling = edges.iter().any(|(from, to)| *to >= 6 || from == to);
+            // A cycle exists when a topological peel does not finish.
+            let mut done = [false; 6];
+            loop {
+                let mut progressed = false;
+                for i in 0..6 {
+                    if !done[i] && edges.iter().filter(|(f, _)| *f == i).all(|(_, t)| *t < 6 && done[*t]) {
+                        done[i] = true;
+                        progressed = true;
+                    }
+                }
+                if !progressed { break; }
+            }
+            let cyclic = done.iter().any(|d| !d);
+            prop_assert_eq!(result.is_ok(), !dangling && !cyclic);
+        }
+    }
+
+    #[test]
+    fn batch_limits_and_duplicate_ids() {
+        let many: Vec<Value> = (0..21).map(|i| request(&i.to_string(), &[])).collect();
+        assert!(validate(&serde_json::to_vec(&json!({"requests": many})).unwrap()).is_err());
+        let twenty: Vec<Value> = (0..20).map(|i| request(&i.to_string(), &[])).collect();
+        assert!(validate(&serde_json::to_vec(&json!({"requests": twenty})).unwrap()).is_ok());
+        let duplicate = json!({"requests": [request("a", &[]), request("a", &[])]});
+        assert!(validate(&serde_json::to_vec(&duplicate).unwrap()).is_err());
+    }
+}
