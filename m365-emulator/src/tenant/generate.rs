@@ -604,3 +604,147 @@ fn date_header(bytes: &[u8]) -> Option<i64> {
         .map(|d| d.with_timezone(&Utc).timestamp())
         .or_else(|| Utc.timestamp_opt(0, 0).single().map(|_| MAIL_EPOCH_END))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenant::TenantStore;
+
+    fn spec(seed: u64) -> TenantSpec {
+        TenantSpec {
+            users: 6,
+            messages_per_user: 40,
+            seed,
+            special_users: true,
+            ..TenantSpec::default()
+        }
+    }
+
+    #[test]
+    fn same_seed_same_tenant_other_seed_other_tenant() {
+        let (a, b, c) = (
+            TenantStore::generate(&spec(3)).unwrap(),
+            TenantStore::generate(&spec(3)).unwrap(),
+            TenantStore::generate(&spec(4)).unwrap(),
+        );
+        assert_eq!(a.users(), b.users());
+        assert_ne!(a.users(), c.users());
+        for user in a.users().iter().filter(|u| u.has_mailbox) {
+            assert_eq!(a.message_ids(&user.upn), b.message_ids(&user.upn));
+            for id in a.message_ids(&user.upn).iter().take(5) {
+                assert_eq!(a.message_mime(&user.upn, id), b.message_mime(&user.upn, id));
+            }
+        }
+    }
+
+    #[test]
+    fn special_users_have_the_documented_shapes() {
+        let store = TenantStore::generate(&spec(9)).unwrap();
+        let users = store.users();
+        assert_eq!(users.len(), 6 + 5);
+        let regular: Vec<_> = users.iter().take(6).collect();
+        assert!(regular.iter().all(|u| u.enabled
+            && u.has_mailbox
+            && !u.guest
+            && u.mail.as_deref() == Some(u.upn.as_str())));
+        assert!(
+            regular.iter().all(|u| store.message_count(&u.upn) == 40),
+            "exactly messages_per_user each"
+        );
+        assert!(users.iter().any(|u| !u.enabled && u.has_mailbox));
+        assert!(
+            users
+                .iter()
+                .any(|u| u.guest && u.upn.contains("#EXT#") && !u.has_mailbox)
+        );
+        assert!(
+            users
+                .iter()
+                .any(|u| !u.guest && u.mail.is_some() && !u.has_mailbox)
+        );
+        assert!(users.iter().any(|u| u.access_denied && u.has_mailbox));
+        assert!(users.iter().any(|u| u.mail.is_none() && !u.has_mailbox));
+        let without = TenantStore::generate(&TenantSpec {
+            special_users: false,
+            ..spec(9)
+        })
+        .unwrap();
+        assert_eq!(without.users().len(), 6);
+    }
+
+    #[test]
+    fn shared_messages_reach_the_group_with_identical_message_ids() {
+        let store = TenantStore::generate(&spec(5)).unwrap();
+        let tenant = store.read();
+        let message_ids = |upn: &str| -> std::collections::BTreeSet<String> {
+            let mailbox = tenant.mailbox(upn).unwrap();
+            mailbox
+                .live()
+                .map(|(_, m)| mailbox.summary(m).internet_message_id)
+                .collect()
+        };
+        let users = store.users();
+        let (a, b, c) = (
+            message_ids(&users[0].upn),
+            message_ids(&users[1].upn),
+            message_ids(&users[3].upn),
+        );
+        let shared: Vec<_> = a.intersection(&b).collect();
+        assert_eq!(
+            shared.len(),
+            4,
+            "slots 3, 13, 23, 33 of a 40-message mailbox"
+        );
+        assert!(
+            a.intersection(&c).next().is_none(),
+            "another group shares nothing with this one"
+        );
+    }
+
+    #[test]
+    fn delivery_into_search_or_root_folders_is_refused_and_recoverable_items_are_not_counted() {
+        let store = TenantStore::generate(&spec(6)).unwrap();
+        let upn = store.users()[0].upn.clone();
+        let search = {
+            let tenant = store.read();
+            let mailbox = tenant.mailbox(&upn).unwrap();
+            mailbox
+                .folders
+                .iter()
+                .find(|f| f.kind == FolderKind::SearchFlagged)
+                .unwrap()
+                .id
+                .clone()
+        };
+        assert!(
+            store
+                .deliver(&upn, &search, b"Subject: x\r\n\r\nx".to_vec())
+                .is_err()
+        );
+        assert!(
+            store
+                .deliver(&upn, "msgfolderroot", b"Subject: x\r\n\r\nx".to_vec())
+                .is_err()
+        );
+        let before = store.message_count(&upn);
+        store
+            .deliver(
+                &upn,
+                "recoverableitemsdeletions",
+                b"Subject: x\r\n\r\nx".to_vec(),
+            )
+            .unwrap();
+        assert_eq!(store.message_count(&upn), before);
+        let id = store
+            .deliver(&upn, "Inbox", b"Subject: y\r\n\r\ny".to_vec())
+            .unwrap();
+        assert_eq!(store.message_count(&upn), before + 1);
+        assert_eq!(
+            store.message_mime(&upn, &id).unwrap(),
+            b"Subject: y\r\n\r\ny"
+        );
+        store.delete_message(&upn, &id).unwrap();
+        assert!(store.message_mime(&upn, &id).is_none());
+        assert!(store.delete_message(&upn, &id).is_err());
+    }
+}

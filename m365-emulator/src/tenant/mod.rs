@@ -259,13 +259,14 @@ impl TenantStore {
     pub fn deliver(&self, upn: &str, folder: &str, mime: Vec<u8>) -> Result<String, TenantError> {
         let mut tenant = self.write();
         let mailbox = tenant.mailbox_mut_checked(upn)?;
-        let folder_index =
-            mailbox
-                .folder_index(folder)
-                .ok_or_else(|| TenantError::FolderNotFound {
-                    mailbox: mailbox.upn.clone(),
-                    folder: folder.to_owned(),
-                })?;
+        // Only mail folders hold items: roots and search folders are refused like unknown ones.
+        let folder_index = mailbox
+            .folder_index(folder)
+            .filter(|&index| mailbox.folders[index].kind == FolderKind::Mail)
+            .ok_or_else(|| TenantError::FolderNotFound {
+                mailbox: mailbox.upn.clone(),
+                folder: folder.to_owned(),
+            })?;
         Ok(mailbox.deliver(folder_index, mime))
     }
 
