@@ -501,7 +501,25 @@ impl Candidate {
 #[derive(Debug)]
 struct MessageOutcome {
     candidate: Candidate,
-    result: Result<Handled, String>,
+    result: Result<Handled, Failed>,
+}
+
+/// A message that could not be archived.
+#[derive(Debug)]
+struct Failed {
+    error: String,
+    /// Retrying cannot help (e.g. above the size cap): reported, but it does not
+    /// hold the folder's cursor back.
+    permanent: bool,
+}
+
+impl From<String> for Failed {
+    fn from(error: String) -> Self {
+        Self {
+            error,
+            permanent: false,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -516,6 +534,8 @@ struct Handled {
     delete_error: Option<String>,
     /// Archived, deletion not due yet: remember it.
     wait_for_deletion: bool,
+    /// The message left the mailbox before it could be fetched: nothing to do.
+    gone: bool,
 }
 
 /// Everything one mailbox's run shares with its message jobs (read-only).
@@ -534,6 +554,10 @@ struct MailboxCtx<'a> {
 struct FolderRound {
     completed: bool,
     error: Option<String>,
+    /// The error concerns the whole mailbox: its other folders are not tried.
+    mailbox_wide: bool,
+    /// The folder was deleted while the run enumerated it.
+    gone: bool,
 }
 
 impl MailboxCtx<'_> {
@@ -605,7 +629,9 @@ impl MailboxCtx<'_> {
                 .instrument(span)
                 .await;
             state.updated = Some(Utc::now());
-            checkpoint.folders.insert(folder.id.clone(), state);
+            if !round.gone {
+                checkpoint.folders.insert(folder.id.clone(), state);
+            }
             report.folders += 1;
             if let Err(e) = self.save_checkpoint(&checkpoint).await {
                 errors.push(e.to_string());
@@ -619,10 +645,13 @@ impl MailboxCtx<'_> {
                 folder: folder.path.clone(),
                 completed: round.completed,
             });
+            if round.mailbox_wide {
+                break;
+            }
         }
         if report.messages_failed > 0 {
             errors.push(format!(
-                "{} message(s) could not be archived; the next run retries them",
+                "{} message(s) could not be archived (each is named in the log); the next run retries them",
                 report.messages_failed
             ));
         }
@@ -718,6 +747,8 @@ impl MailboxCtx<'_> {
         let mut round_failed = false;
         let mut new_cursor = None;
         let mut error = None;
+        let mut mailbox_wide = false;
+        let mut gone = false;
         loop {
             if !stream_open || stopping {
                 match in_hand.next().await {
@@ -742,8 +773,13 @@ impl MailboxCtx<'_> {
                         stream_open = false;
                         error.get_or_insert_with(|| "the change stream ended without a cursor".to_owned());
                     }
+                    Some(Err(MailboxError::FolderGone { .. })) => {
+                        stream_open = false;
+                        gone = true;
+                    }
                     Some(Err(e)) => {
                         stream_open = false;
+                        mailbox_wide = e.is_mailbox_wide();
                         error = Some(e.to_string());
                     }
                     Some(Ok(DeltaEvent::Done(cursor))) => {
@@ -771,13 +807,18 @@ impl MailboxCtx<'_> {
         if completed {
             state.cursor = new_cursor;
         }
-        if !self.cancel.is_cancelled() {
+        if !self.cancel.is_cancelled() && !gone && !mailbox_wide {
             round_failed |= self.process_waiting(folder, state, report).await;
         }
         if round_failed && error.is_none() && !completed {
             debug!("round incomplete: cursor kept for the next run");
         }
-        FolderRound { completed, error }
+        FolderRound {
+            completed,
+            error,
+            mailbox_wide,
+            gone,
+        }
     }
 
     /// Decides what to do with a listed message: `Some` = hand it to the pipeline.
@@ -863,7 +904,7 @@ impl MailboxCtx<'_> {
         in_hand_ids.remove(&candidate.id);
         let mailbox = self.mailbox().to_owned();
         match result {
-            Err(error) => {
+            Err(Failed { error, permanent }) => {
                 report.messages_failed += 1;
                 warn!(message = %candidate.id, %error, "message not archived");
                 self.progress.event(ProgressEvent::MessageFailed {
@@ -872,7 +913,7 @@ impl MailboxCtx<'_> {
                     message_id: candidate.id.clone(),
                     error,
                 });
-                if candidate.from_waiting {
+                if candidate.from_waiting && !permanent {
                     state.waiting.insert(
                         candidate.id,
                         WaitingMessage {
@@ -882,7 +923,11 @@ impl MailboxCtx<'_> {
                         },
                     );
                 }
-                true
+                !permanent
+            }
+            Ok(handled) if handled.gone => {
+                debug!(message = %candidate.id, "message left the mailbox before it was fetched");
+                false
             }
             Ok(handled) => {
                 if handled.new_entry {
@@ -929,7 +974,7 @@ impl MailboxCtx<'_> {
         MessageOutcome { candidate, result }
     }
 
-    async fn handle_inner(&self, folder: &Folder, c: &Candidate) -> Result<Handled, String> {
+    async fn handle_inner(&self, folder: &Folder, c: &Candidate) -> Result<Handled, Failed> {
         let engine = self.engine;
         let mailbox = self.mailbox();
         let user = self.target.user.clone();
@@ -954,11 +999,33 @@ impl MailboxCtx<'_> {
                 ..Handled::default()
             });
         }
-        let content = engine
+        let fetched = engine
             .mailboxes
             .fetch_mime(mailbox, &c.id, engine.options.max_message_bytes)
-            .await
-            .map_err(|e| format!("download failed: {e}"))?;
+            .await;
+        let content = match fetched {
+            Ok(content) => content,
+            Err(MailboxError::MessageGone { .. }) => {
+                return Ok(Handled {
+                    gone: true,
+                    ..Handled::default()
+                });
+            }
+            // Already archived: only the deletion check needed the bytes.
+            Err(e) if existing.is_some() => {
+                return Ok(Handled {
+                    delete_error: Some(format!("download for the deletion check failed: {e}")),
+                    ..Handled::default()
+                });
+            }
+            Err(e @ MailboxError::TooLarge { .. }) => {
+                return Err(Failed {
+                    error: format!("download failed: {e}"),
+                    permanent: true,
+                });
+            }
+            Err(e) => return Err(format!("download failed: {e}").into()),
+        };
         let request = ArchiveRequest {
             user: user.clone(),
             folder: folder.path.clone(),
@@ -974,7 +1041,7 @@ impl MailboxCtx<'_> {
                 .and_then(|r| r.map_err(|e| e.to_string()))
             {
                 self.marked.store(false, Ordering::SeqCst);
-                return Err(format!("cannot record that {user} has an archive: {e}"));
+                return Err(format!("cannot record that {user} has an archive: {e}").into());
             }
         }
         let archive = engine.archive.clone();

@@ -890,3 +890,69 @@ async fn corrupt_checkpoint_fails_its_mailbox_naming_the_file_and_history_surviv
     assert_eq!(history.list("all-staff").unwrap().len(), 2);
     assert_eq!(history.last("all-staff").unwrap().unwrap().report, report);
 }
+
+#[tokio::test]
+async fn oversized_messages_are_reported_without_holding_the_cursor_back() {
+    let h = Harness::new();
+    h.mailbox(A, 4);
+    h.users.add("adele", Some(A), true);
+    let engine = Engine::builder()
+        .mailbox_source(h.mail.clone())
+        .user_store(h.users.clone())
+        .archive_store(h.archive.clone())
+        .checkpoints(CheckpointStore::new(h.dir.path().join("checkpoints")))
+        .options(EngineOptions {
+            max_message_bytes: 10,
+            ..EngineOptions::default()
+        })
+        .build()
+        .unwrap();
+    let report = engine
+        .run(&all_profile(), &CancellationToken::new(), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(report.totals.messages_failed, 4);
+    assert!(
+        report.mailboxes[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("4 message(s)")
+    );
+    let again = engine
+        .run(&all_profile(), &CancellationToken::new(), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.totals.messages_failed, 0,
+        "cursors advanced past what can never be archived"
+    );
+    assert_eq!(again.status, RunStatus::Ok);
+}
+
+#[tokio::test]
+async fn a_mailbox_wide_error_mid_run_stops_that_mailbox_only() {
+    let h = Harness::new();
+    h.mailbox(A, 6);
+    h.mailbox(B, 6);
+    h.users.add("adele", Some(A), true);
+    h.users.add("bert", Some(B), true);
+    h.mail
+        .fail(A, Operation::Changes, InjectedFailure::AccessDenied);
+    let report = h
+        .engine()
+        .run(&all_profile(), &CancellationToken::new(), &NoProgress)
+        .await
+        .unwrap();
+    let a = report.mailboxes.iter().find(|m| m.mailbox == A).unwrap();
+    assert_eq!(a.status, MailboxStatus::Failed);
+    assert_eq!(
+        a.folders, 1,
+        "no other folder is tried once access is denied"
+    );
+    assert!(a.error.as_deref().unwrap().contains("folder"));
+    let b = report.mailboxes.iter().find(|m| m.mailbox == B).unwrap();
+    assert_eq!(b.status, MailboxStatus::Ok);
+    assert_eq!(b.messages_archived, 6);
+    assert_eq!(report.status, RunStatus::Partial);
+}
