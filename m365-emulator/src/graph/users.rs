@@ -65,7 +65,12 @@ fn parse_user_filter(raw: &str) -> Result<Vec<UserClause>, ApiError> {
     for clause in split_and(raw) {
         let lower = clause.to_ascii_lowercase();
         if let Some(rest) = lower.strip_prefix("startswith(") {
-            let inner = &clause["startswith(".len()..clause.len().saturating_sub(1)];
+            if !rest.ends_with(')') {
+                return Err(unsupported(&clause));
+            }
+            let inner = clause
+                .get("startswith(".len()..clause.len() - 1)
+                .ok_or_else(|| unsupported(&clause))?;
             let (property, value) = inner.split_once(',').ok_or_else(|| unsupported(&clause))?;
             let property = match property.trim().to_ascii_lowercase().as_str() {
                 "displayname" => "displayName",
@@ -455,4 +460,44 @@ fn delta_inner(state: &AppState, ctx: &Ctx, raw: Option<&str>) -> Result<Respons
     }
     body["value"] = Value::Array(events.into_iter().map(|(_, v)| v).collect());
     Ok(json_response(StatusCode::OK, &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any filter text is parsed or refused with Request_UnsupportedQuery, never a panic.
+        #[test]
+        fn arbitrary_user_filters_never_panic(raw in "[ -~äé]{0,80}") {
+            if let Err(error) = parse_user_filter(&raw) {
+                prop_assert_eq!(error.code, "Request_UnsupportedQuery");
+            }
+        }
+    }
+
+    #[test]
+    fn the_documented_filter_subset_parses() {
+        assert_eq!(
+            parse_user_filter("accountEnabled eq true and userType eq 'Member'")
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            parse_user_filter("startswith(displayName,'Ad')")
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            parse_user_filter("proxyAddresses/any(x:x eq 'smtp:a@b.com')")
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(parse_user_filter("startswith(").is_err());
+        assert!(parse_user_filter("jobTitle eq 'x'").is_err());
+    }
 }
