@@ -203,6 +203,27 @@ async fn full_run_rerun_and_delivery_against_the_emulator() {
     assert!(report.requests > 0);
     assert_archived_exactly_once(&emu, &stack);
 
+    // The "Test" button: every selected mailbox, readable or why not.
+    let test = stack.engine.test(&everyone()).await.unwrap();
+    assert!(!test.ok);
+    for probe in &test.mailboxes {
+        let user = users
+            .iter()
+            .find(|u| {
+                u.mail
+                    .as_deref()
+                    .is_some_and(|m| m.eq_ignore_ascii_case(&probe.mailbox))
+            })
+            .unwrap();
+        let readable = user.has_mailbox && !user.access_denied;
+        assert_eq!(
+            probe.readable, readable,
+            "{}: {:?}",
+            probe.mailbox, probe.error
+        );
+        assert_eq!(probe.error.is_some(), !readable);
+    }
+
     // A rerun with no change downloads nothing: about one request per folder.
     let before = emu.stats().await;
     let again = stack
@@ -666,5 +687,33 @@ async fn folder_rules_and_age_filter_against_the_emulator() {
         .collect();
     archived.sort();
     assert_eq!(archived, expected);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_fail_the_run_once_with_the_aadsts_advice() {
+    let emu = Emulator::start(EmulatorConfig {
+        users: 1,
+        messages_per_user: 1,
+        special_users: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut tenant = Tenant::of(&emu);
+    tenant.secret = emu.expired_client_secret();
+    let data = tempfile::tempdir().unwrap();
+    let stack = stack(&tenant, data.path());
+    let err = stack
+        .engine
+        .run(&everyone(), &CancellationToken::new(), &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, profile_engine::EngineError::Auth(_)), "{err}");
+    assert!(err.to_string().contains("AADSTS7000222"), "{err}");
+    assert!(
+        !err.to_string().contains(&tenant.secret),
+        "the secret never appears"
+    );
     emu.shutdown().await;
 }
