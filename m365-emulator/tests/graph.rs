@@ -501,6 +501,15 @@ async fn value_serves_the_exact_mime_bytes_with_length_and_percent_encoded_upn()
         .get(&format!("/users/{}/mailFolders", id.to_uppercase()))
         .await;
     assert_eq!(status, 200, "object id works too: {body}");
+    let message = &emu.message_ids(&upn)[0];
+    let (status, _, bytes) = graph
+        .bytes(&format!("/users/{encoded}/Messages/{message}/%24value"))
+        .await;
+    assert_eq!(
+        status, 200,
+        "segments are case-insensitive and may be percent-encoded"
+    );
+    assert_eq!(bytes, emu.message_mime(&upn, message).unwrap());
 }
 
 #[tokio::test]

@@ -117,9 +117,11 @@ const CANONICAL_SEGMENTS: [&str; 11] = [
 fn canonical_path(path: &str) -> String {
     path.split('/')
         .map(|segment| {
+            // `%24value` is `$value`, `delta%28%29` is `delta()`.
+            let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
             CANONICAL_SEGMENTS
                 .iter()
-                .find(|c| c.eq_ignore_ascii_case(segment))
+                .find(|c| c.eq_ignore_ascii_case(&decoded))
                 .map_or(segment, |c| *c)
         })
         .collect::<Vec<_>>()
