@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use archive_store::{ArchiveRequest, ArchiveStore, MessageId, RawMessage, SourceRef};
@@ -41,6 +41,9 @@ use crate::report::{
 
 /// Graph allows four concurrent requests per mailbox.
 const GRAPH_CONCURRENCY_LIMIT: usize = 4;
+
+/// Archive writes failing in a row after which a mailbox stops.
+const ARCHIVE_FAILURE_LIMIT: usize = 3;
 
 /// Tunables of an [`Engine`].
 #[derive(Debug, Clone)]
@@ -389,6 +392,7 @@ impl Engine {
             progress,
             now: self.now(),
             marked: AtomicBool::new(false),
+            archive_failures_in_a_row: AtomicUsize::new(0),
         };
         ctx.run().instrument(span).await
     }
@@ -511,6 +515,8 @@ struct Failed {
     /// Retrying cannot help (e.g. above the size cap): reported, but it does not
     /// hold the folder's cursor back.
     permanent: bool,
+    /// The archive refused the write (disk full, permissions, ...).
+    archive_side: bool,
 }
 
 impl From<String> for Failed {
@@ -518,6 +524,7 @@ impl From<String> for Failed {
         Self {
             error,
             permanent: false,
+            archive_side: false,
         }
     }
 }
@@ -548,6 +555,9 @@ struct MailboxCtx<'a> {
     now: DateTime<Utc>,
     /// `mark_has_archive` already called for the target user.
     marked: AtomicBool,
+    /// Archive writes that failed in a row; at [`ARCHIVE_FAILURE_LIMIT`] the
+    /// mailbox stops instead of downloading mail the archive cannot take.
+    archive_failures_in_a_row: AtomicUsize,
 }
 
 /// How one folder round ended.
@@ -563,6 +573,10 @@ struct FolderRound {
 impl MailboxCtx<'_> {
     fn mailbox(&self) -> &str {
         &self.target.mailbox
+    }
+
+    fn archive_broken(&self) -> bool {
+        self.archive_failures_in_a_row.load(Ordering::SeqCst) >= ARCHIVE_FAILURE_LIMIT
     }
 
     fn settings_fingerprint(&self) -> String {
@@ -646,6 +660,13 @@ impl MailboxCtx<'_> {
                 completed: round.completed,
             });
             if round.mailbox_wide {
+                break;
+            }
+            if self.archive_broken() {
+                errors.push(format!(
+                    "the archive refused {ARCHIVE_FAILURE_LIMIT} writes in a row: this mailbox stopped; \
+                     fix the archive (disk space, permissions) and run again"
+                ));
                 break;
             }
         }
@@ -750,6 +771,9 @@ impl MailboxCtx<'_> {
         let mut mailbox_wide = false;
         let mut gone = false;
         loop {
+            if self.archive_broken() {
+                stopping = true;
+            }
             if !stream_open || stopping {
                 match in_hand.next().await {
                     Some(outcome) => {
@@ -807,7 +831,7 @@ impl MailboxCtx<'_> {
         if completed {
             state.cursor = new_cursor;
         }
-        if !self.cancel.is_cancelled() && !gone && !mailbox_wide {
+        if !self.cancel.is_cancelled() && !gone && !mailbox_wide && !self.archive_broken() {
             round_failed |= self.process_waiting(folder, state, report).await;
         }
         if round_failed && error.is_none() && !completed {
@@ -904,8 +928,16 @@ impl MailboxCtx<'_> {
         in_hand_ids.remove(&candidate.id);
         let mailbox = self.mailbox().to_owned();
         match result {
-            Err(Failed { error, permanent }) => {
+            Err(Failed {
+                error,
+                permanent,
+                archive_side,
+            }) => {
                 report.messages_failed += 1;
+                if archive_side {
+                    self.archive_failures_in_a_row
+                        .fetch_add(1, Ordering::SeqCst);
+                }
                 warn!(message = %candidate.id, %error, "message not archived");
                 self.progress.event(ProgressEvent::MessageFailed {
                     mailbox,
@@ -930,6 +962,7 @@ impl MailboxCtx<'_> {
                 false
             }
             Ok(handled) => {
+                self.archive_failures_in_a_row.store(0, Ordering::SeqCst);
                 if handled.new_entry {
                     report.messages_archived += 1;
                 } else {
@@ -1022,6 +1055,7 @@ impl MailboxCtx<'_> {
                 return Err(Failed {
                     error: format!("download failed: {e}"),
                     permanent: true,
+                    archive_side: false,
                 });
             }
             Err(e) => return Err(format!("download failed: {e}").into()),
@@ -1064,7 +1098,11 @@ impl MailboxCtx<'_> {
         })
         .await
         .map_err(|e| e.to_string())?;
-        let (id, new_entry, bytes) = stored?;
+        let (id, new_entry, bytes) = stored.map_err(|error| Failed {
+            error,
+            permanent: false,
+            archive_side: true,
+        })?;
         let mut handled = Handled {
             new_entry,
             bytes: if new_entry { bytes } else { 0 },
