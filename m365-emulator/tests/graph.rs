@@ -468,6 +468,19 @@ async fn messages_page_filter_select_and_size() {
             .starts_with('<')
     );
     assert!(message.get("from").is_none(), "$select honoured");
+    let (status, body) = graph
+        .get(&format!(
+            "/users/{upn}/messages?$select=bodyPreview,body&$top=1"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let preview = body["value"][0]["bodyPreview"].as_str().unwrap();
+    assert!(
+        preview.starts_with("Hi ") && preview.len() <= 255 * 4,
+        "{preview}"
+    );
+    let text = body["value"][0]["body"]["content"].as_str().unwrap();
+    assert!(text.contains("Best regards"), "{text}");
 }
 
 #[tokio::test]

@@ -49,12 +49,17 @@ pub(crate) fn message_json(
 ) -> Value {
     let summary = mailbox.summary(record);
     let size = with_size.then(|| mailbox.mime_source(record).len());
+    let wants = |p: &str| select.is_some_and(|s| s.contains(&p));
+    let preview = wants("bodyPreview").then(|| mailbox.preview(record));
+    let body = (wants("body") || wants("uniqueBody")).then(|| mailbox.body_text(record));
     let view = MessageView {
         record,
         summary: &summary,
         folder_id: &mailbox.folders[record.folder].id,
         immutable,
         size,
+        preview,
+        body,
     };
     wire::message(&view, select, delta)
 }

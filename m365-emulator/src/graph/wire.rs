@@ -219,6 +219,10 @@ pub(crate) struct MessageView<'a> {
     pub(crate) immutable: bool,
     /// `Integer 0x0E08` (PR_MESSAGE_SIZE) when `$expand`ed.
     pub(crate) size: Option<u64>,
+    /// `bodyPreview`, when asked for.
+    pub(crate) preview: Option<String>,
+    /// `body` (text), when asked for.
+    pub(crate) body: Option<String>,
 }
 
 /// A message's JSON.
@@ -247,7 +251,7 @@ pub(crate) fn message(view: &MessageView<'_>, select: Option<&[&str]>, delta: bo
             "hasAttachments" => json!(summary.has_attachments),
             "internetMessageId" => json!(summary.internet_message_id),
             "subject" => json!(summary.subject),
-            "bodyPreview" => json!(""),
+            "bodyPreview" => json!(view.preview.as_deref().unwrap_or_default()),
             "importance" => json!("normal"),
             "parentFolderId" => json!(view.folder_id),
             "conversationId" => json!(format!("AAQkAD{:016X}", summary.conversation)),
@@ -262,7 +266,9 @@ pub(crate) fn message(view: &MessageView<'_>, select: Option<&[&str]>, delta: bo
             "toRecipients" => Value::Array(summary.to.iter().map(recipient).collect()),
             "ccRecipients" => Value::Array(summary.cc.iter().map(recipient).collect()),
             "flag" => json!({"flagStatus": if record.flagged { "flagged" } else { "notFlagged" }}),
-            "body" | "uniqueBody" => json!({"contentType": "text", "content": ""}),
+            "body" | "uniqueBody" => {
+                json!({"contentType": "text", "content": view.body.as_deref().unwrap_or_default()})
+            }
             _ => continue,
         };
         map.insert(property.to_owned(), value);

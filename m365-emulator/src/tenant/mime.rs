@@ -598,6 +598,49 @@ fn attachment_part(
     out.random(seed, raw_len);
 }
 
+/// The text body of a generated message (drawn first from the body stream `rng`).
+fn body_text_of(recipe: &Recipe, plan: &Plan, rng: &mut ChaCha8Rng) -> String {
+    let greeting = plan
+        .to
+        .first()
+        .map_or("all", |(n, _)| n.split(' ').next().unwrap_or("all"))
+        .to_owned();
+    let text_target = match recipe.kind {
+        MimeKind::Plain | MimeKind::Alternative => {
+            recipe.size.saturating_sub(1500).clamp(200, 400_000)
+        }
+        _ => recipe.size.clamp(200, 3_000).min(3_000),
+    };
+    body_text(
+        rng,
+        if recipe.kind == MimeKind::Alternative {
+            text_target / 3
+        } else {
+            text_target
+        },
+        &greeting,
+        &plan.from.0,
+    )
+}
+
+/// The text body of a generated message, as its MIME carries it (Graph's `body`).
+pub(crate) fn body_text_for(recipe: &Recipe, owner_upn: &str, owner_name: &str) -> String {
+    let plan = plan(recipe, owner_upn, owner_name);
+    let mut rng = ChaCha8Rng::seed_from_u64(mix_all(&[recipe.content_seed, 0xB0D7]));
+    body_text_of(recipe, &plan, &mut rng)
+}
+
+/// Graph's `bodyPreview`: the first 255 characters of the text body, whitespace collapsed.
+pub(crate) fn preview_for(recipe: &Recipe, owner_upn: &str, owner_name: &str) -> String {
+    let text = body_text_for(recipe, owner_upn, owner_name);
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(255)
+        .collect()
+}
+
 /// Renders a recipe for the mailbox owner.
 pub(crate) fn render_recipe(recipe: &Recipe, owner_upn: &str, owner_name: &str) -> MimeSource {
     let plan = plan(recipe, owner_upn, owner_name);
@@ -657,27 +700,7 @@ pub(crate) fn render_recipe(recipe: &Recipe, owner_upn: &str, owner_name: &str) 
     }
     out.push("MIME-Version: 1.0\r\n");
 
-    let greeting = plan
-        .to
-        .first()
-        .map_or("all", |(n, _)| n.split(' ').next().unwrap_or("all"))
-        .to_owned();
-    let text_target = match recipe.kind {
-        MimeKind::Plain | MimeKind::Alternative => {
-            recipe.size.saturating_sub(1500).clamp(200, 400_000)
-        }
-        _ => recipe.size.clamp(200, 3_000).min(3_000),
-    };
-    let text = body_text(
-        &mut rng,
-        if recipe.kind == MimeKind::Alternative {
-            text_target / 3
-        } else {
-            text_target
-        },
-        &greeting,
-        &plan.from.0,
-    );
+    let text = body_text_of(recipe, &plan, &mut rng);
 
     match recipe.kind {
         MimeKind::Plain => {
@@ -901,6 +924,11 @@ mod tests {
             prop_assert_eq!(from.address(), Some(plan.from.1.as_str()));
             prop_assert_eq!(from.name(), Some(plan.from.0.as_str()));
             prop_assert!(parsed.body_text(0).is_some_and(|t| t.contains("Best regards")));
+            let body = body_text_for(&recipe, "adele.vance@contoso.onmicrosoft.com", "Adele Vance");
+            let collapsed: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+            let preview = preview_for(&recipe, "adele.vance@contoso.onmicrosoft.com", "Adele Vance");
+            prop_assert!(collapsed.starts_with(&preview), "preview is the start of the body");
+            prop_assert!(parsed.body_text(0).is_some_and(|t| t.replace("\r\n", "\n").trim_end() == body.trim_end()));
             if kind == MimeKind::Attachments {
                 prop_assert!(parsed.attachment_count() >= 1);
                 for attachment in parsed.attachments() {

@@ -626,6 +626,41 @@ pub(crate) struct Summary {
 }
 
 impl Mailbox {
+    /// The text body of a message (Graph's `body` as text).
+    pub(crate) fn body_text(&self, record: &MessageRecord) -> String {
+        match &record.body {
+            MessageBody::Generated(recipe) => {
+                mime::body_text_for(recipe, &self.upn, &self.owner_name)
+            }
+            MessageBody::Stored { bytes, .. } => {
+                let text = String::from_utf8_lossy(bytes);
+                let body = text
+                    .split_once("\r\n\r\n")
+                    .or_else(|| text.split_once("\n\n"))
+                    .map_or("", |(_, b)| b);
+                body.to_owned()
+            }
+        }
+    }
+
+    /// Graph's `bodyPreview`: up to 255 characters of the text body, whitespace collapsed.
+    pub(crate) fn preview(&self, record: &MessageRecord) -> String {
+        match &record.body {
+            MessageBody::Generated(recipe) => {
+                mime::preview_for(recipe, &self.upn, &self.owner_name)
+            }
+            MessageBody::Stored { .. } => {
+                let text = self.body_text(record);
+                text.split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .chars()
+                    .take(255)
+                    .collect()
+            }
+        }
+    }
+
     /// The summary of one of this mailbox's messages.
     pub(crate) fn summary(&self, record: &MessageRecord) -> Summary {
         match &record.body {
