@@ -271,16 +271,28 @@ impl Engine {
             .map(|t| (t.mailbox.clone(), self.mailboxes.metrics(&t.mailbox)))
             .collect();
         let parallel = profile.run.parallel_mailboxes.max(1);
-        let mut runs = futures::stream::iter(selection.targets.iter())
-            .map(|target| self.run_mailbox(profile, target, cancel, progress))
-            .buffer_unordered(parallel);
-        while let Some(report) = runs.next().await {
+        // A hand-rolled bounded set (not `buffer_unordered` over a closure) keeps
+        // the run's future `Send`, so callers can spawn it.
+        let mut pending = selection.targets.iter();
+        let mut running = FuturesUnordered::new();
+        loop {
+            while running.len() < parallel {
+                match pending.next() {
+                    Some(target) => {
+                        running.push(self.run_mailbox(profile, target, cancel, progress))
+                    }
+                    None => break,
+                }
+            }
+            let Some(report) = running.next().await else {
+                break;
+            };
             progress.event(ProgressEvent::MailboxFinished {
                 report: report.clone(),
             });
             mailboxes.push(report);
         }
-        drop(runs);
+        drop(running);
         mailboxes.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
         let (mut requests, mut throttled, mut retries) = (0, 0, 0);
         for target in &selection.targets {
@@ -322,26 +334,37 @@ impl Engine {
                 error: Some(why.clone()),
             })
             .collect();
-        let probes = futures::stream::iter(selection.targets.iter())
-            .map(|t| async move {
-                let result = self.mailboxes.probe(&t.mailbox).await;
-                MailboxProbe {
-                    mailbox: t.mailbox.clone(),
-                    user: Some(t.user.clone()),
-                    readable: result.is_ok(),
-                    error: result.err().map(|e| e.to_string()),
+        let parallel = profile.run.parallel_mailboxes.max(1);
+        let mut pending = selection.targets.iter();
+        let mut running = FuturesUnordered::new();
+        loop {
+            while running.len() < parallel {
+                match pending.next() {
+                    Some(target) => running.push(self.probe_target(target)),
+                    None => break,
                 }
-            })
-            .buffer_unordered(profile.run.parallel_mailboxes.max(1))
-            .collect::<Vec<_>>()
-            .await;
-        mailboxes.extend(probes);
+            }
+            let Some(probe) = running.next().await else {
+                break;
+            };
+            mailboxes.push(probe);
+        }
         mailboxes.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
         Ok(TestReport {
             profile: profile.name.clone(),
             ok: mailboxes.iter().all(|m| m.readable),
             mailboxes,
         })
+    }
+
+    async fn probe_target(&self, target: &Target) -> MailboxProbe {
+        let result = self.mailboxes.probe(&target.mailbox).await;
+        MailboxProbe {
+            mailbox: target.mailbox.clone(),
+            user: Some(target.user.clone()),
+            readable: result.is_ok(),
+            error: result.err().map(|e| e.to_string()),
+        }
     }
 
     async fn sync_directory(&self) -> Result<(), EngineError> {
@@ -899,19 +922,24 @@ impl MailboxCtx<'_> {
         if due.is_empty() {
             return false;
         }
-        for c in &due {
-            state.waiting.remove(&c.id);
-        }
-        let cancel = self.cancel;
-        let mut outcomes = futures::stream::iter(due)
-            .take_while(|_| std::future::ready(!cancel.is_cancelled()))
-            .map(|c| self.handle(folder, c))
-            .buffer_unordered(self.limit());
+        let limit = self.limit();
+        let mut pending = due.into_iter();
+        let mut running = FuturesUnordered::new();
         let mut failed = false;
         let mut ids = HashSet::new();
-        while let Some(outcome) = outcomes.next().await {
+        loop {
+            while running.len() < limit && !self.cancel.is_cancelled() && !self.archive_broken() {
+                match pending.next() {
+                    Some(candidate) => running.push(self.handle(folder, candidate)),
+                    None => break,
+                }
+            }
+            let Some(outcome) = running.next().await else {
+                break;
+            };
             failed |= self.absorb(folder, state, report, &mut ids, outcome);
         }
+        // Messages not started (cancelled) are still in the waiting list.
         failed
     }
 
@@ -926,6 +954,10 @@ impl MailboxCtx<'_> {
     ) -> bool {
         let MessageOutcome { candidate, result } = outcome;
         in_hand_ids.remove(&candidate.id);
+        if candidate.from_waiting {
+            // Settled now; put back below if it must wait again.
+            state.waiting.remove(&candidate.id);
+        }
         let mailbox = self.mailbox().to_owned();
         match result {
             Err(Failed {

@@ -994,3 +994,21 @@ async fn a_broken_archive_stops_the_mailbox_instead_of_downloading_everything() 
     assert_eq!(report.status, RunStatus::Ok);
     assert_eq!(h.archive.sources("adele").len(), 60);
 }
+
+#[tokio::test]
+async fn runs_can_be_spawned_on_the_runtime() {
+    let h = Harness::new();
+    h.mailbox(A, 2);
+    h.users.add("adele", Some(A), true);
+    let engine = Arc::new(h.engine());
+    let task = tokio::spawn(async move {
+        let profile = all_profile();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let run = engine.run(&profile, &CancellationToken::new(), &tx).await;
+        let test = engine.test(&profile).await;
+        (run, test)
+    });
+    let (run, test) = task.await.unwrap();
+    assert_eq!(run.unwrap().totals.messages_archived, 2);
+    assert!(test.unwrap().ok);
+}
