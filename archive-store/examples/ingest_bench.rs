@@ -108,7 +108,7 @@ fn message(i: u64) -> (Vec<u64>, Vec<u8>) {
     let (recipients, seed) = if i % 12 < 3 {
         (
             vec![base % USERS, (base + 1) % USERS, (base + 2) % USERS],
-            base,
+            1_000_000 + base,
         )
     } else {
         (vec![i % USERS], i)

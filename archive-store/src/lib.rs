@@ -9,6 +9,28 @@
 //! `ARCHITECTURE` of the crate: `pack` (frames on disk) ← `store` (writes, group
 //! commit, recovery) → `index` (sled caches) and `search` (tantivy), both rebuilt
 //! from the packs and the record log by `reindex`.
+//!
+//! ```
+//! use archive_store::{ArchiveRequest, ArchiveStore, DiskArchiveStore, RawMessage, Scope, SearchQuery, StoreOptions};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = DiskArchiveStore::open(dir.path(), StoreOptions::default())?;
+//! let request = ArchiveRequest {
+//!     user: "alice".into(),
+//!     folder: "Inbox".into(),
+//!     source: None,
+//!     received: None,
+//! };
+//! let raw = b"From: bob@example.com\r\nSubject: Budget 2026\r\n\r\nDraft attached.\r\n";
+//! let outcome = store.archive(&request, RawMessage::Bytes(raw))?; // durable now
+//! assert_eq!(store.read_message(&outcome.id)?, raw);
+//! let query = SearchQuery { text: "budget".into(), user: None, from_date: None, to_date: None, limit: 10 };
+//! assert_eq!(store.search(&query, &Scope::User("alice".into()))?.len(), 1);
+//! assert!(store.verify()?.is_clean());
+//! # Ok(())
+//! # }
+//! ```
 
 mod chunker;
 mod crypto;
@@ -24,7 +46,7 @@ mod store;
 mod verify;
 
 pub use export::{ExportFilter, ExportFormat, ExportReport, safe_file_name};
-pub use import::{ImportFailure, ImportReport};
+pub use import::{ImportFailure, ImportReport, import_path};
 pub use memory::MemoryArchiveStore;
 pub use metadata::MessageMetadata;
 pub use store::{ArchiveEntry, DiskArchiveStore, MessageInfo, StoreOptions};
