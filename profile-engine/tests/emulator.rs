@@ -717,3 +717,50 @@ async fn bad_credentials_fail_the_run_once_with_the_aadsts_advice() {
     );
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_message_is_spooled_archived_and_byte_exact() {
+    let size = 12 << 20;
+    let emu = Emulator::start(EmulatorConfig {
+        users: 1,
+        messages_per_user: 3,
+        seed: 4,
+        special_users: false,
+        large_message_bytes: Some(size),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let stack = stack(&Tenant::of(&emu), data.path());
+    let report = stack
+        .engine
+        .run(&everyone(), &CancellationToken::new(), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Ok, "{report:?}");
+    assert!(report.totals.bytes >= size);
+    assert_archived_exactly_once(&emu, &stack);
+    let user = readable(&emu).remove(0);
+    let mail = user.mail.clone().unwrap().to_ascii_lowercase();
+    let local = stack.users.find_by_address(&mail).unwrap().unwrap();
+    let largest = emu
+        .message_ids(&user.upn)
+        .into_iter()
+        .max_by_key(|id| emu.message_mime(&user.upn, id).map_or(0, |m| m.len()))
+        .unwrap();
+    let source = SourceRef {
+        mailbox: mail,
+        message_id: largest.clone(),
+    };
+    let stored = stack
+        .archive
+        .find_source(&local.name, &source)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stack.archive.read_message(&stored).unwrap(),
+        emu.message_mime(&user.upn, &largest).unwrap()
+    );
+    emu.shutdown().await;
+}
