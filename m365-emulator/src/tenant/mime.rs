@@ -70,54 +70,39 @@ pub(crate) struct StoredMeta {
     pub(crate) subject: String,
     pub(crate) internet_message_id: String,
     pub(crate) from: Option<(String, String)>,
+    pub(crate) to: Vec<(String, String)>,
 }
 
 impl StoredMeta {
-    /// Picks Subject, Message-ID and From out of raw header lines (unfolded, undecoded).
+    /// Reads Subject, Message-ID, From and To (RFC 2047 decoded) with mail-parser; a message it
+    /// cannot read (or that makes it panic) keeps empty values: it is stored and served anyway.
     pub(crate) fn parse(bytes: &[u8]) -> Self {
-        let end = find(bytes, b"\r\n\r\n")
-            .or_else(|| find(bytes, b"\n\n"))
-            .unwrap_or(bytes.len());
-        let head = String::from_utf8_lossy(&bytes[..end]);
-        let mut unfolded: Vec<String> = Vec::new();
-        for line in head.lines() {
-            if line.starts_with([' ', '\t']) {
-                if let Some(last) = unfolded.last_mut() {
-                    last.push(' ');
-                    last.push_str(line.trim());
-                }
-            } else {
-                unfolded.push(line.to_owned());
-            }
-        }
-        let mut meta = StoredMeta::default();
-        for line in unfolded {
-            let Some((name, value)) = line.split_once(':') else {
-                continue;
-            };
-            let value = value.trim().to_owned();
-            match name.trim().to_ascii_lowercase().as_str() {
-                "subject" => meta.subject = value,
-                "message-id" => meta.internet_message_id = value,
-                "from" => {
-                    let (name, addr) = match (value.find('<'), value.rfind('>')) {
-                        (Some(a), Some(b)) if a < b => (
-                            value[..a].trim().trim_matches('"').to_owned(),
-                            value[a + 1..b].to_owned(),
-                        ),
-                        _ => (String::new(), value.clone()),
-                    };
-                    meta.from = Some((name, addr));
-                }
-                _ => {}
-            }
-        }
-        meta
+        std::panic::catch_unwind(|| Self::parse_with_mail_parser(bytes)).unwrap_or_default()
     }
-}
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    fn parse_with_mail_parser(bytes: &[u8]) -> Self {
+        let Some(message) = mail_parser::MessageParser::default().parse_headers(bytes) else {
+            return StoredMeta::default();
+        };
+        let person = |a: &mail_parser::Addr<'_>| {
+            (
+                a.name().unwrap_or_default().to_owned(),
+                a.address().unwrap_or_default().to_owned(),
+            )
+        };
+        StoredMeta {
+            subject: message.subject().unwrap_or_default().to_owned(),
+            internet_message_id: message
+                .message_id()
+                .map(|id| format!("<{id}>"))
+                .unwrap_or_default(),
+            from: message.from().and_then(|f| f.first()).map(person),
+            to: message
+                .to()
+                .map(|t| t.iter().map(person).collect())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// One piece of a message's bytes.
@@ -1005,6 +990,22 @@ mod tests {
                 .unwrap_or_default()
         };
         assert_eq!(body(&a), body(&b), "everything from From: on is identical");
+    }
+
+    #[test]
+    fn stored_messages_show_decoded_headers_and_survive_garbage() {
+        let meta = StoredMeta::parse(
+            b"From: =?utf-8?Q?Zo=C3=AB?= <zoe@example.org>\r\nTo: a@x.org, \"B\" <b@x.org>\r\nSubject: =?UTF-8?B?w5xiZXI=?=\r\nMessage-ID: <m1@x>\r\n\r\nbody",
+        );
+        assert_eq!(meta.subject, "Über");
+        assert_eq!(meta.internet_message_id, "<m1@x>");
+        assert_eq!(
+            meta.from,
+            Some(("Zoë".to_owned(), "zoe@example.org".to_owned()))
+        );
+        assert_eq!(meta.to.len(), 2);
+        let garbage = StoredMeta::parse(&[0xff, 0x00, b':', b'\n']);
+        assert!(garbage.subject.is_empty());
     }
 
     #[test]

@@ -685,7 +685,7 @@ impl Mailbox {
                 subject: meta.subject.clone(),
                 internet_message_id: meta.internet_message_id.clone(),
                 from: meta.from.clone(),
-                to: Vec::new(),
+                to: meta.to.clone(),
                 cc: Vec::new(),
                 has_attachments: false,
                 sent: record.received,
