@@ -1039,3 +1039,51 @@ async fn folder_filter_by_display_name_and_users_count_needs_eventual_consistenc
         emu.users().len()
     );
 }
+
+#[tokio::test]
+async fn next_links_follow_the_listener_scheme_under_tls() {
+    let emu = common::start_with(EmulatorConfig {
+        users: 3,
+        messages_per_user: 2,
+        seed: 41,
+        tls: true,
+        ..Default::default()
+    })
+    .await;
+    let http = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(emu.ca_pem().unwrap().as_bytes()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let scope = common::graph_scope(&emu);
+    let (id, secret) = (emu.client_id(), emu.client_secret());
+    let token: Value = http
+        .post(common::token_url(&emu, &emu.tenant_id()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &id),
+            ("client_secret", &secret),
+            ("scope", &scope),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let graph = Graph {
+        base: format!("{}v1.0", emu.graph_url()),
+        token: token["access_token"].as_str().unwrap().to_owned(),
+        http,
+    };
+    let (_, first) = graph.get("/users?$top=2").await;
+    let next = first["@odata.nextLink"].as_str().unwrap();
+    assert!(
+        next.starts_with(&format!("{}v1.0/users?", emu.graph_url())),
+        "{next}"
+    );
+    let (items, _, _) = graph.all_pages("/users?$top=2", &[]).await;
+    assert_eq!(items.len(), emu.users().len());
+}

@@ -328,18 +328,14 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Ctx {
             .map(str::to_owned)
             .or_else(|| parts.uri.authority().map(|a| a.to_string()))
             .unwrap_or_else(|| "127.0.0.1".to_owned());
-        let scheme = parts.extensions.get::<Scheme>().map_or("http", |s| s.0);
+        // http here; `link_base` switches to https when the emulator serves TLS.
         Ok(Ctx {
             context,
-            base: format!("{scheme}://{host}/v1.0"),
+            base: format!("http://{host}/v1.0"),
             headers: parts.headers.clone(),
         })
     }
 }
-
-/// The scheme the Graph listener serves (set by the handlers that know about TLS).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Scheme(pub(crate) &'static str);
 
 /// The scheme for links: https when the emulator runs with TLS.
 pub(crate) fn link_base(state: &AppState, ctx: &Ctx) -> String {
