@@ -1087,3 +1087,44 @@ async fn next_links_follow_the_listener_scheme_under_tls() {
     let (items, _, _) = graph.all_pages("/users?$top=2", &[]).await;
     assert_eq!(items.len(), emu.users().len());
 }
+
+#[tokio::test]
+async fn mail_folder_delta_lists_the_whole_tree_then_only_new_folders() {
+    let emu = small(43).await;
+    let graph = Graph::new(&emu).await;
+    let upn = emu.users()[0].upn.clone();
+    let (folders, last, pages) = graph
+        .all_pages(
+            &format!("/users/{upn}/mailFolders/delta()"),
+            &[("Prefer", "odata.maxpagesize=5")],
+        )
+        .await;
+    assert!(pages > 3);
+    let names: Vec<&str> = folders
+        .iter()
+        .map(|f| f["displayName"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "Inbox",
+        "Q3 Reports",
+        "日本語フォルダー",
+        "Signed",
+        "Conflicts",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    assert!(
+        !names.contains(&"Flagged Items"),
+        "search folders are not mail folders"
+    );
+    let (_, replay) = graph.get(last["@odata.deltaLink"].as_str().unwrap()).await;
+    assert_eq!(replay["value"].as_array().unwrap().len(), 0, "{replay}");
+    let (status, body) = graph
+        .get(&format!("/users/{upn}/mailFolders/delta?$deltatoken=nope"))
+        .await;
+    assert_eq!(status, 410);
+    assert_graph_error(&body, "syncStateNotFound");
+}
