@@ -145,6 +145,31 @@ impl SearchIndex {
 
     /// Adds one entry's document.
     pub(crate) fn add(&self, doc: &SearchDoc<'_>) -> Result<(), ArchiveError> {
+        let d = self.document(doc);
+        let mut state = self.lock()?;
+        state.writer.add_document(d).map_err(ArchiveError::search)?;
+        state.uncommitted += 1;
+        state.first_uncommitted.get_or_insert_with(Instant::now);
+        Ok(())
+    }
+
+    /// Adds the documents of a batch of log records and notes the offset they reach,
+    /// atomically with respect to commits.
+    pub(crate) fn add_all(&self, docs: &[SearchDoc<'_>], covered: u64) -> Result<(), ArchiveError> {
+        let built: Vec<TantivyDocument> = docs.iter().map(|d| self.document(d)).collect();
+        let mut state = self.lock()?;
+        for d in built {
+            state.writer.add_document(d).map_err(ArchiveError::search)?;
+            state.uncommitted += 1;
+        }
+        if !docs.is_empty() {
+            state.first_uncommitted.get_or_insert_with(Instant::now);
+        }
+        state.covered = covered;
+        Ok(())
+    }
+
+    fn document(&self, doc: &SearchDoc<'_>) -> TantivyDocument {
         let f = self.fields;
         let mut d = TantivyDocument::default();
         d.add_text(f.user, doc.user);
@@ -174,11 +199,7 @@ impl SearchIndex {
                 tantivy::DateTime::from_timestamp_secs(date.timestamp()),
             );
         }
-        let mut state = self.lock()?;
-        state.writer.add_document(d).map_err(ArchiveError::search)?;
-        state.uncommitted += 1;
-        state.first_uncommitted.get_or_insert_with(Instant::now);
-        Ok(())
+        d
     }
 
     /// Notes that documents for every log record before `offset` have been added.

@@ -849,12 +849,37 @@ impl DiskArchiveStore {
         };
 
         // 4. Caches: sled and the search index (failures here are logged: a reopen replays).
+        // The batch's documents and the offset they cover go in under one lock, so a
+        // concurrent commit never records an offset without its documents.
+        let mut docs = Vec::new();
         for (p, record) in &records {
-            if let Err(e) = self.index_record(p, record) {
-                tracing::error!(error = %e, "index update failed; it is replayed on next open");
+            if let Err(e) = self.index.put_entry(
+                &p.address,
+                &record.user,
+                &record.folder,
+                record.received,
+                record.archived,
+                record.source.as_ref(),
+            ) {
+                tracing::error!(error = %e, "listing index update failed; it is replayed on next open");
+            }
+            if record.new_entry {
+                docs.push((p, record, to_hex(&p.address)));
             }
         }
-        let _ = self.search_index.cover(log_end);
+        let docs: Vec<SearchDoc<'_>> = docs
+            .iter()
+            .map(|(p, record, id)| SearchDoc {
+                user: &record.user,
+                folder: &record.folder,
+                id,
+                meta: &p.meta,
+                received: record.received,
+            })
+            .collect();
+        if let Err(e) = self.search_index.add_all(&docs, log_end) {
+            tracing::error!(error = %e, "search index update failed; it is replayed on next open");
+        }
         if let Err(e) = self.search_index.maybe_commit(false) {
             tracing::error!(error = %e, "search index commit failed; it is replayed on next open");
         }
@@ -867,27 +892,6 @@ impl DiskArchiveStore {
             tracing::error!(error = %e, "index checkpoint failed");
         }
         Ok(outcomes)
-    }
-
-    fn index_record(&self, p: &Pending, record: &LogRecord) -> Result<(), ArchiveError> {
-        self.index.put_entry(
-            &p.address,
-            &record.user,
-            &record.folder,
-            record.received,
-            record.archived,
-            record.source.as_ref(),
-        )?;
-        if record.new_entry {
-            self.search_index.add(&SearchDoc {
-                user: &record.user,
-                folder: &record.folder,
-                id: &to_hex(&p.address),
-                meta: &p.meta,
-                received: record.received,
-            })?;
-        }
-        Ok(())
     }
 
     /// Chunk list and size of a stored message.
@@ -1305,6 +1309,8 @@ impl ArchiveStore for DiskArchiveStore {
     }
 
     fn search(&self, query: &SearchQuery, scope: &Scope) -> Result<Vec<SearchHit>, ArchiveError> {
+        // Not during a reindex: the index is being rebuilt.
+        let _shared = self.maintenance_read();
         self.search_index.search(query, scope)
     }
 
