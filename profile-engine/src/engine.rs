@@ -654,6 +654,7 @@ impl MailboxCtx<'_> {
             .retain(|id, _| known.contains(id.as_str()));
 
         let mut errors = Vec::new();
+        let mut folders_completed = 0usize;
         for folder in selected {
             if self.cancel.is_cancelled() {
                 break;
@@ -670,6 +671,7 @@ impl MailboxCtx<'_> {
                 checkpoint.folders.insert(folder.id.clone(), state);
             }
             report.folders += 1;
+            folders_completed += usize::from(round.completed);
             if let Err(e) = self.save_checkpoint(&checkpoint).await {
                 errors.push(e.to_string());
                 break;
@@ -703,7 +705,7 @@ impl MailboxCtx<'_> {
             report.status = MailboxStatus::Cancelled;
         } else if !errors.is_empty() {
             let archived_any = report.messages_archived + report.messages_duplicate > 0;
-            report.status = if archived_any {
+            report.status = if archived_any || folders_completed > 0 {
                 MailboxStatus::Partial
             } else {
                 MailboxStatus::Failed
