@@ -87,7 +87,8 @@ pub async fn run(ctx: &Ctx, args: DemoArgs) -> Result<ExitCode> {
         .sum();
     if !ctx.out.json {
         println!(
-            "tenant {} at {} (Graph at {}), {} messages in its mailboxes; data directory {}",
+            "tenant {} at {} (Graph at {}), {} messages in its mailboxes (a disabled account's and a \
+             policy-excluded one's included); data directory {}",
             emulator.tenant_domain(),
             emulator.login_url(),
             emulator.graph_url(),
