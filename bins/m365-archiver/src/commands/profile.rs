@@ -97,7 +97,10 @@ pub fn profile_from_args(args: &ProfileCreateArgs) -> Result<Profile> {
         profile.run.schedule = schedule.parse::<Schedule>().context("--schedule")?;
     }
     profile.validate()?;
-    Ok(profile)
+    // What is written is exactly what will be read back: the loader's normalisation
+    // (trimmed folder paths, ...) applies now, and anything it refuses is refused now.
+    let label = format!("profile {}", profile.name);
+    Ok(Profile::from_toml(&label, &profile.to_toml())?)
 }
 
 fn create(ctx: &Ctx, args: ProfileCreateArgs) -> Result<ExitCode> {
