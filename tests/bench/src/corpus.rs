@@ -21,7 +21,12 @@ pub struct Corpus {
 
 /// Generates `users × per_user` messages with the emulator's tenant generator (seeded,
 /// so every run measures the same bytes) and writes them under `dir/maildir`.
-pub async fn generate(dir: &Path, users: usize, per_user: usize, seed: u64) -> anyhow::Result<Corpus> {
+pub async fn generate(
+    dir: &Path,
+    users: usize,
+    per_user: usize,
+    seed: u64,
+) -> anyhow::Result<Corpus> {
     let emulator = Emulator::start(EmulatorConfig {
         users,
         messages_per_user: per_user,

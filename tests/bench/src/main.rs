@@ -79,19 +79,27 @@ fn main() -> anyhow::Result<()> {
         match arg.as_str() {
             "--quick" => quick = true,
             "--json" => json_out = true,
-            "--work-dir" => work = Some(PathBuf::from(iter.next().context("--work-dir needs a path")?)),
+            "--work-dir" => {
+                work = Some(PathBuf::from(
+                    iter.next().context("--work-dir needs a path")?,
+                ))
+            }
             "-h" | "--help" => {
                 println!("usage: archiver-bench [--quick] [--json] [--work-dir DIR]");
                 return Ok(());
             }
-            other => bail!("unknown argument {other:?} (usage: archiver-bench [--quick] [--json] [--work-dir DIR])"),
+            other => bail!(
+                "unknown argument {other:?} (usage: archiver-bench [--quick] [--json] [--work-dir DIR])"
+            ),
         }
     }
     let temp = tempfile::tempdir()?;
     let work = work.unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&work)?;
     let plan = Plan::new(quick);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let result = runtime.block_on(bench(&plan, &work))?;
     if json_out {
         println!("{}", serde_json::to_string(&result)?);
@@ -102,8 +110,17 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn bench(plan: &Plan, work: &Path) -> anyhow::Result<serde_json::Value> {
-    eprintln!("generating the corpus ({} × {} messages)…", plan.corpus_users, plan.corpus_per_user);
-    let corpus = corpus::generate(&work.join("corpus"), plan.corpus_users, plan.corpus_per_user, 42).await?;
+    eprintln!(
+        "generating the corpus ({} × {} messages)…",
+        plan.corpus_users, plan.corpus_per_user
+    );
+    let corpus = corpus::generate(
+        &work.join("corpus"),
+        plan.corpus_users,
+        plan.corpus_per_user,
+        42,
+    )
+    .await?;
 
     eprintln!("ingest: ours…");
     let (ours_secs, ours_stored, ours_total) = ingest_ours(&corpus.maildir, &work.join("ours"))?;
@@ -117,10 +134,17 @@ async fn bench(plan: &Plan, work: &Path) -> anyhow::Result<serde_json::Value> {
         }
     }
 
-    eprintln!("graph: profile run over {} mailboxes…", plan.graph_mailboxes);
+    eprintln!(
+        "graph: profile run over {} mailboxes…",
+        plan.graph_mailboxes
+    );
     let graph = graph_run(plan, &work.join("graph")).await?;
 
-    eprintln!("memory: child run over {} mailboxes with a {} MB message…", plan.memory_mailboxes, plan.large_message >> 20);
+    eprintln!(
+        "memory: child run over {} mailboxes with a {} MB message…",
+        plan.memory_mailboxes,
+        plan.large_message >> 20
+    );
     let peak_rss_mb = memory_run(plan, &work.join("memory")).await?;
 
     Ok(json!({
@@ -210,7 +234,11 @@ async fn graph_run(plan: &Plan, dir: &Path) -> anyhow::Result<GraphFigures> {
             eprintln!("rerun: {delta:>6}  {route}");
         }
     }
-    let expected: usize = emulator.users().iter().map(|u| emulator.message_count(&u.upn)).sum();
+    let expected: usize = emulator
+        .users()
+        .iter()
+        .map(|u| emulator.message_count(&u.upn))
+        .sum();
     let in_archive = stack.archive.stats()?.messages;
     if in_archive != expected as u64 {
         bail!("the graph run archived {in_archive} messages of {expected}");
@@ -266,7 +294,9 @@ async fn memory_run(plan: &Plan, dir: &Path) -> anyhow::Result<f64> {
     }
     let line = String::from_utf8_lossy(&out.stdout);
     let value: serde_json::Value = serde_json::from_str(line.trim()).context("child output")?;
-    let kb = value["vmhwm_kb"].as_u64().context("child reported no VmHWM")?;
+    let kb = value["vmhwm_kb"]
+        .as_u64()
+        .context("child reported no VmHWM")?;
     let archived = value["messages_archived"].as_u64().unwrap_or(0);
     eprintln!("memory: child archived {archived} messages");
     Ok(kb as f64 / 1024.0)
@@ -277,7 +307,9 @@ fn child_run(spec: &str) -> anyhow::Result<()> {
     let value: serde_json::Value = serde_json::from_str(spec)?;
     let tenant: TenantAccess = serde_json::from_value(value["tenant"].clone())?;
     let data = PathBuf::from(value["data"].as_str().context("data dir")?);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let report = runtime.block_on(async {
         let stack = stack::build(&tenant, &data)?;
         stack::run_everyone(&stack).await
@@ -304,14 +336,54 @@ fn vmhwm_kb() -> anyhow::Result<u64> {
 fn print_table(r: &serde_json::Value) {
     let i = &r["ingest"];
     let g = &r["graph"];
-    let f = |v: &serde_json::Value| v.as_f64().map(|x| format!("{x:.2}")).unwrap_or_else(|| "missing".into());
-    let mb = |v: &serde_json::Value| v.as_f64().map(|x| format!("{:.1} MB", x / 1e6)).unwrap_or_else(|| "missing".into());
-    println!("ingest   {} messages, {:.1} MB", i["messages"], i["mb"].as_f64().unwrap_or(0.0));
-    println!("         ours     {:>10} s   stored {:>12} (archive dir {})", f(&i["ours_secs"]), mb(&i["ours_stored_bytes"]), mb(&i["ours_dir_bytes"]));
-    println!("         notmuch  {:>10} s   database {}", f(&i["notmuch_secs"]), mb(&i["notmuch_db_bytes"]));
-    println!("         restic   {:>10} s   repository {}", f(&i["restic_secs"]), mb(&i["restic_bytes"]));
-    println!("graph    {} mailboxes, {} messages at {} msg/s", g["mailboxes"], g["messages"], f(&g["messages_per_sec"]));
-    println!("         {} req/s per mailbox of a {} ceiling: efficiency {} (throttled {}, max in flight {})", f(&g["achieved_rps"]), f(&g["ceiling_rps"]), f(&g["efficiency"]), g["throttled"], g["max_concurrency"]);
-    println!("rerun    {} requests for {} folders", r["incremental"]["requests"], r["incremental"]["folders"]);
+    let f = |v: &serde_json::Value| {
+        v.as_f64()
+            .map(|x| format!("{x:.2}"))
+            .unwrap_or_else(|| "missing".into())
+    };
+    let mb = |v: &serde_json::Value| {
+        v.as_f64()
+            .map(|x| format!("{:.1} MB", x / 1e6))
+            .unwrap_or_else(|| "missing".into())
+    };
+    println!(
+        "ingest   {} messages, {:.1} MB",
+        i["messages"],
+        i["mb"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "         ours     {:>10} s   stored {:>12} (archive dir {})",
+        f(&i["ours_secs"]),
+        mb(&i["ours_stored_bytes"]),
+        mb(&i["ours_dir_bytes"])
+    );
+    println!(
+        "         notmuch  {:>10} s   database {}",
+        f(&i["notmuch_secs"]),
+        mb(&i["notmuch_db_bytes"])
+    );
+    println!(
+        "         restic   {:>10} s   repository {}",
+        f(&i["restic_secs"]),
+        mb(&i["restic_bytes"])
+    );
+    println!(
+        "graph    {} mailboxes, {} messages at {} msg/s",
+        g["mailboxes"],
+        g["messages"],
+        f(&g["messages_per_sec"])
+    );
+    println!(
+        "         {} req/s per mailbox of a {} ceiling: efficiency {} (throttled {}, max in flight {})",
+        f(&g["achieved_rps"]),
+        f(&g["ceiling_rps"]),
+        f(&g["efficiency"]),
+        g["throttled"],
+        g["max_concurrency"]
+    );
+    println!(
+        "rerun    {} requests for {} folders",
+        r["incremental"]["requests"], r["incremental"]["folders"]
+    );
     println!("memory   peak RSS {} MB", f(&r["memory"]["peak_rss_mb"]));
 }

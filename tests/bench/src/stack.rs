@@ -76,7 +76,8 @@ pub fn build(tenant: &TenantAccess, data: &Path) -> anyhow::Result<Stack> {
     )?;
     let directory =
         GraphDirectorySource::new(tokens.clone(), graph_root, GraphDirectoryOptions::default())?;
-    let users = Arc::new(SledUserStore::open(data.join("users")).context("opening the user store")?);
+    let users =
+        Arc::new(SledUserStore::open(data.join("users")).context("opening the user store")?);
     let archive = Arc::new(
         DiskArchiveStore::open(data.join("archive"), StoreOptions::default())
             .context("opening the archive")?,
