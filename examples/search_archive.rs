@@ -27,6 +27,11 @@ use profile_engine::{
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    run().await
+}
+
+/// The whole example (also run by the examples' test, so CI runs it).
+pub async fn run() -> anyhow::Result<()> {
     let emu = Emulator::start(EmulatorConfig {
         users: 3,
         messages_per_user: 30,
