@@ -398,18 +398,25 @@ fn resolve_address_conflicts(
                 })
                 .map(|u| u.name.clone())
         };
+    // Contested addresses with (copies of) their claimants, in address order.
     let contested = |planned: &BTreeMap<String, LocalUser>| {
-        let mut claims: BTreeMap<String, Vec<LocalUser>> = BTreeMap::new();
+        let mut claims: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for user in planned.values() {
             for address in addresses_of(user) {
-                claims
-                    .entry(address.to_owned())
-                    .or_default()
-                    .push(user.clone());
+                claims.entry(address).or_default().push(user.name.as_str());
             }
         }
-        claims.retain(|_, c| c.len() > 1);
         claims
+            .into_iter()
+            .filter(|(_, names)| names.len() > 1)
+            .map(|(address, names)| {
+                let users: Vec<LocalUser> = names
+                    .iter()
+                    .filter_map(|n| planned.get(*n).cloned())
+                    .collect();
+                (address.to_owned(), users)
+            })
+            .collect::<Vec<_>>()
     };
 
     // Phase 1: primary addresses.

@@ -422,3 +422,37 @@ async fn tls_with_a_private_ca() {
     assert!(err.to_string().contains("CA certificate"), "{err}");
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn disabled_users_and_guests_are_synchronised_on_request() {
+    let emu = emulator(2).await;
+    let (source, (_dir, store)) = (source(&emu), store());
+    let options = SyncOptions {
+        include_disabled: true,
+        include_guests: true,
+    };
+    let report = sync(&source, &store, &options).await.unwrap();
+    assert!(
+        report.created.contains(&"former.employee".to_string()),
+        "{report:?}"
+    );
+    assert!(
+        report.created.contains(&"partner".to_string()),
+        "{report:?}"
+    );
+    assert_eq!(
+        report.skipped.len(),
+        1,
+        "only the user without mail: {report:?}"
+    );
+    assert!(store.get("former.employee").unwrap().unwrap().enabled);
+    // Back to the defaults: both are deactivated, not deleted.
+    store.set_directory_token(None).unwrap();
+    let report = run(&source, &store).await;
+    assert_eq!(
+        set(&report.deactivated),
+        set(&["former.employee".to_string(), "partner".to_string()])
+    );
+    assert!(store.get("partner").unwrap().is_some());
+    emu.shutdown().await;
+}
