@@ -551,3 +551,22 @@ proptest! {
         })?;
     }
 }
+
+/// OpenArchiver #125: a sync broke on B2B (`#EXT#`) accounts, which have no mailbox in
+/// the tenant even when `userType` says Member and `mail` holds their home address.
+#[tokio::test]
+async fn external_accounts_count_as_guests_openarchiver_125() {
+    let mut external = member("e", "partner@fabrikam.com");
+    external.user_principal_name = "partner_fabrikam.com#EXT#@x.com".into();
+    let dir = MemoryDirectorySource::with_users([external, member("a", "ann@x.com")]);
+    let store = MemoryUserStore::new();
+    let report = run(&dir, &store).await;
+    assert_eq!(report.created, names(&["ann"]));
+    assert_eq!(
+        report.skipped,
+        vec![(
+            "partner_fabrikam.com#EXT#@x.com".to_string(),
+            SkipReason::Guest
+        )]
+    );
+}
