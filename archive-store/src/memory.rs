@@ -171,6 +171,9 @@ impl ArchiveStore for MemoryArchiveStore {
             }
         };
         let wanted = words(&query.text);
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
         let inner = self.inner();
         let mut hits = Vec::new();
         for ((u, folder, id), received) in &inner.entries {
@@ -208,7 +211,7 @@ impl ArchiveStore for MemoryArchiveStore {
                     subject: meta.subject.clone(),
                 });
             }
-            if hits.len() >= query.limit.max(1) {
+            if hits.len() >= query.limit {
                 break;
             }
         }

@@ -291,6 +291,9 @@ impl SearchIndex {
                 Some(me.clone())
             }
         };
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         if query.text.trim().is_empty() {
             clauses.push((Occur::Must, Box::new(AllQuery)));
@@ -331,10 +334,7 @@ impl SearchIndex {
         let q = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
         let top = searcher
-            .search(
-                &q,
-                &TopDocs::with_limit(query.limit.max(1)).order_by_score(),
-            )
+            .search(&q, &TopDocs::with_limit(query.limit).order_by_score())
             .map_err(ArchiveError::search)?;
         let mut hits = Vec::with_capacity(top.len());
         for (_score, addr) in top {
