@@ -53,8 +53,10 @@ impl SledUserStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, DirectoryError> {
         let path = path.as_ref().to_path_buf();
         let shown = path.display().to_string();
+        // Users are few: a small page cache is plenty.
         let db = sled::Config::new()
             .path(&path)
+            .cache_capacity(16 * 1024 * 1024)
             .open()
             .map_err(|e| match &e {
                 sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
