@@ -146,6 +146,21 @@ fn import_dir(
     rel: &mut Vec<String>,
     report: &mut ImportReport,
 ) -> Result<(), ArchiveError> {
+    let mut files = Vec::new();
+    collect_eml(dir, folder, rel, &mut files, report)?;
+    archive_files(store, user, &files, report);
+    Ok(())
+}
+
+/// Walks `dir` (sorted, symbolic links not followed) and lists its `.eml` files with
+/// the archive folder each belongs to.
+fn collect_eml(
+    dir: &Path,
+    folder: Option<&str>,
+    rel: &mut Vec<String>,
+    files: &mut Vec<(PathBuf, String)>,
+    report: &mut ImportReport,
+) -> Result<(), ArchiveError> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| ArchiveError::io(dir, e))?
         .filter_map(Result::ok)
@@ -159,7 +174,7 @@ fn import_dir(
         };
         if meta.is_dir() {
             rel.push(entry.file_name().to_string_lossy().into_owned());
-            let result = import_dir(store, user, folder, &path, rel, report);
+            let result = collect_eml(&path, folder, rel, files, report);
             rel.pop();
             if let Err(e) = result {
                 report.failed.push(ImportFailure {
@@ -169,21 +184,58 @@ fn import_dir(
                 });
             }
         } else if meta.is_file() && is_eml(&path) {
-            let request = ArchiveRequest {
-                user: user.to_string(),
-                folder: join_folder(folder, rel),
-                source: None,
-                received: None,
-            };
-            record(
-                report,
-                store.archive(&request, RawMessage::File(&path)),
-                &path,
-                None,
-            );
+            files.push((path, join_folder(folder, rel)));
         }
     }
     Ok(())
+}
+
+/// Writers importing at once: each `archive` call waits for its fsync, and concurrent
+/// calls share group commits, so several writers keep the disk busy with few syncs.
+const IMPORT_WRITERS: usize = 8;
+
+/// Archives `files` with [`IMPORT_WRITERS`] concurrent writers; results are recorded
+/// in file order.
+fn archive_files(
+    store: &dyn ArchiveStore,
+    user: &str,
+    files: &[(PathBuf, String)],
+    report: &mut ImportReport,
+) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<crate::ArchiveOutcome, ArchiveError>>>> =
+        files.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..IMPORT_WRITERS.min(files.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((path, folder)) = files.get(i) else {
+                        break;
+                    };
+                    let request = ArchiveRequest {
+                        user: user.to_string(),
+                        folder: folder.clone(),
+                        source: None,
+                        received: None,
+                    };
+                    let result = store.archive(&request, RawMessage::File(path));
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = Some(result);
+                    }
+                }
+            });
+        }
+    });
+    for ((path, _), slot) in files.iter().zip(results) {
+        let result = slot.into_inner().ok().flatten().unwrap_or_else(|| {
+            Err(ArchiveError::BadInput {
+                path: path.clone(),
+                detail: "the import writer stopped before this file".into(),
+            })
+        });
+        record(report, result, path, None);
+    }
 }
 
 /// A message being collected from an mbox: in memory, then in a temp file when large.
