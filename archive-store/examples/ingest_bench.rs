@@ -3,7 +3,7 @@
 //! same mail in several users' archives) from several writer threads, and prints
 //! messages/s, MB/s, stored versus logical bytes and peak RSS.
 //!
-//! `cargo run --release -p archive-store --example ingest_bench -- [--messages N] [--threads T] [--dir DIR]`
+//! `cargo run --release -p archive-store --example ingest_bench -- [--messages N] [--threads T] [--dir DIR] [--large-mb N]`
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -152,10 +152,49 @@ fn peak_rss_kib() -> Option<u64> {
         .ok()
 }
 
+/// Writes one message of about `mb` MB (a base64 attachment) to a spool file, archives
+/// it from the file and prints time and peak RSS: memory stays bounded.
+fn archive_large(store: &DiskArchiveStore, tmp: &std::path::Path, mb: u64) {
+    use std::io::Write;
+    let path = tmp.join("large.eml");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    file.write_all(b"From: scanner@contoso.test\r\nTo: user0@contoso.test\r\nSubject: Large scan\r\nContent-Type: multipart/mixed; boundary=\"L\"\r\n\r\n--L\r\nContent-Type: text/plain\r\n\r\nThe scan.\r\n--L\r\nContent-Type: image/tiff; name=\"scan.tiff\"\r\nContent-Transfer-Encoding: base64\r\n\r\n").unwrap();
+    let mut written = 0u64;
+    let mut k = 0u64;
+    while written < mb * 1_000_000 {
+        let block = base64_lines(&noise(10_000 + k, 750_000));
+        file.write_all(&block).unwrap();
+        written += block.len() as u64;
+        k += 1;
+    }
+    file.write_all(b"--L--\r\n").unwrap();
+    file.flush().unwrap();
+    drop(file);
+    let size = std::fs::metadata(&path).unwrap().len();
+    let before = peak_rss_kib().unwrap_or(0);
+    let started = Instant::now();
+    let request = ArchiveRequest {
+        user: "user0".into(),
+        folder: "Inbox".into(),
+        source: None,
+        received: None,
+    };
+    store.archive(&request, RawMessage::File(&path)).unwrap();
+    println!(
+        "large message         {:.1} MB from a file in {:.1} s; peak RSS {:.1} MB before, {:.1} MB after",
+        size as f64 / 1e6,
+        started.elapsed().as_secs_f64(),
+        before as f64 / 1024.0,
+        peak_rss_kib().unwrap_or(0) as f64 / 1024.0
+    );
+    std::fs::remove_file(&path).unwrap();
+}
+
 fn main() {
     let mut messages: u64 = 20_000;
     let mut threads: u64 = 4;
     let mut dir: Option<std::path::PathBuf> = None;
+    let mut large_mb: u64 = 0;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -172,6 +211,12 @@ fn main() {
                     .expect("--threads T")
             }
             "--dir" => dir = args.next().map(Into::into),
+            "--large-mb" => {
+                large_mb = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--large-mb N")
+            }
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2);
@@ -181,6 +226,9 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = dir.unwrap_or_else(|| tmp.path().join("archive"));
     let store = Arc::new(DiskArchiveStore::open(&dir, StoreOptions::default()).unwrap());
+    if large_mb > 0 {
+        archive_large(&store, tmp.path(), large_mb);
+    }
     let next = Arc::new(AtomicU64::new(0));
     let input_bytes = Arc::new(AtomicU64::new(0));
     let calls = Arc::new(AtomicU64::new(0));
