@@ -1,4 +1,5 @@
-//! Import of a directory of `.eml` files (sub-directories become folders), a
+//! Import of a directory of `.eml` files (sub-directories become folders; the files
+//! of a maildir's `cur`/`new` count too, in the maildir's folder), a
 //! single `.eml` file, or an mbox file (mboxrd unquoting), into any [`ArchiveStore`].
 //!
 //! Content addressing makes re-import a no-op: an entry already in the folder is
@@ -152,6 +153,11 @@ fn import_dir(
     Ok(())
 }
 
+/// A message file of a maildir: any visible file directly in `cur` or `new`.
+fn in_maildir(rel: &[String], name: &std::ffi::OsStr) -> bool {
+    rel.last().is_some_and(|d| d == "cur" || d == "new") && !name.to_string_lossy().starts_with('.')
+}
+
 /// Walks `dir` (sorted, symbolic links not followed) and lists its `.eml` files with
 /// the archive folder each belongs to.
 fn collect_eml(
@@ -185,6 +191,9 @@ fn collect_eml(
             }
         } else if meta.is_file() && is_eml(&path) {
             files.push((path, join_folder(folder, rel)));
+        } else if meta.is_file() && in_maildir(rel, &entry.file_name()) {
+            // A maildir's `cur`/`new` directories are not folders of their own.
+            files.push((path, join_folder(folder, &rel[..rel.len() - 1])));
         }
     }
     Ok(())

@@ -195,3 +195,33 @@ fn export_import_round_trip(
         "eml round trip changed bytes"
     );
 }
+
+#[test]
+fn maildir_files_without_extension_are_imported_into_the_maildir_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("mail/Projects");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    std::fs::write(
+        maildir.join("cur/1700000000.1.host:2,S"),
+        b"Subject: seen\r\n\r\none\r\n",
+    )
+    .unwrap();
+    std::fs::write(
+        maildir.join("new/1700000001.2.host"),
+        b"Subject: unseen\r\n\r\ntwo\r\n",
+    )
+    .unwrap();
+    std::fs::write(
+        maildir.join("tmp/1700000002.3.host"),
+        b"Subject: half delivered\r\n",
+    )
+    .unwrap();
+    let store = common::open(&dir.path().join("store"));
+    let report = store
+        .import("alice", None, &dir.path().join("mail"))
+        .unwrap();
+    assert_eq!((report.messages, report.imported), (2, 2), "{report:?}");
+    assert_eq!(store.folders("alice").unwrap(), vec!["Projects"]);
+}
