@@ -67,6 +67,26 @@ pub const WELL_KNOWN_FOLDERS: &[&str] = &[
     "syncissues",
 ];
 
+/// `Prefer: odata.maxpagesize` of the folder delta: the whole tree in one page where the
+/// service allows it (larger trees continue over nextLinks).
+const FOLDER_DELTA_PAGE_SIZE: u32 = 1000;
+/// How long a folder survey made by [`MailboxSource::probe`] is reused by the following
+/// [`MailboxSource::folders`] call instead of asking again.
+const SURVEY_REUSE: Duration = Duration::from_secs(120);
+/// Characters escaped in one path segment of a `$batch` inner URL.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
 /// Message properties asked for in delta rounds.
 const SUMMARY_SELECT: &[&str] = &[
     "receivedDateTime",
@@ -104,6 +124,10 @@ pub struct GraphMailboxOptions {
     pub extra_ca_pem: Option<String>,
     /// Registry of per-mailbox gates; `None` uses the process-wide one.
     pub registry: Option<Arc<ThrottleRegistry>>,
+    /// Combine lookups into `$batch` requests (the folder survey: well-known folders,
+    /// top level and folder delta in one request). `false` sends one request per lookup
+    /// and walks the folder tree, for proxies that do not pass `$batch`.
+    pub batch: bool,
 }
 
 impl Default for GraphMailboxOptions {
@@ -117,6 +141,7 @@ impl Default for GraphMailboxOptions {
             spool_dir: None,
             extra_ca_pem: None,
             registry: None,
+            batch: true,
         }
     }
 }
@@ -160,6 +185,21 @@ struct Inner {
     registry: Arc<ThrottleRegistry>,
     metrics: Mutex<HashMap<String, Arc<Counters>>>,
     well_known: Mutex<HashMap<String, Arc<HashMap<String, String>>>>,
+    /// Surveys made by `probe`, kept for the `folders` call that follows it.
+    surveys: Mutex<HashMap<String, (std::time::Instant, Survey)>>,
+}
+
+/// What one `$batch` tells about a mailbox: its well-known folders, the first page of its
+/// top-level folders and the first page of its folder delta (the flat list of every folder
+/// with its parent).
+#[derive(Debug)]
+struct Survey {
+    /// Well-known folder ids → names.
+    well_known: Arc<HashMap<String, String>>,
+    /// First page of `GET mailFolders` (the top level, hidden folders included).
+    top: Option<wire::Page<wire::MailFolder>>,
+    /// First page of `mailFolders/delta`, when the service answered it.
+    tree: Option<wire::Page<wire::MailFolder>>,
 }
 
 #[derive(Debug, Default)]
@@ -240,8 +280,13 @@ enum Op {
     Link(Url),
     Mime(String),
     SoftDelete(String),
-    Move { id: String, destination: String },
+    Move {
+        id: String,
+        destination: String,
+    },
     PermanentDelete(String),
+    /// `POST $batch` with this payload.
+    Batch(serde_json::Value),
 }
 
 impl Op {
@@ -256,13 +301,14 @@ impl Op {
             Op::SoftDelete(id) => format!("DELETE messages/{id}"),
             Op::Move { id, .. } => format!("POST messages/{id}/move"),
             Op::PermanentDelete(id) => format!("POST messages/{id}/permanentDelete"),
+            Op::Batch(_) => "POST $batch".into(),
         }
     }
 
     fn method(&self) -> Method {
         match self {
             Op::SoftDelete(_) => Method::DELETE,
-            Op::Move { .. } | Op::PermanentDelete(_) => Method::POST,
+            Op::Move { .. } | Op::PermanentDelete(_) | Op::Batch(_) => Method::POST,
             _ => Method::GET,
         }
     }
@@ -272,6 +318,7 @@ impl Op {
             Op::Move { destination, .. } => {
                 Some(serde_json::json!({ "destinationId": destination }))
             }
+            Op::Batch(payload) => Some(payload.clone()),
             _ => None,
         }
     }
@@ -357,6 +404,7 @@ impl GraphMailboxSource {
                 registry,
                 metrics: Mutex::new(HashMap::new()),
                 well_known: Mutex::new(HashMap::new()),
+                surveys: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -485,6 +533,12 @@ impl Inner {
                 id,
                 "permanentDelete",
             ]),
+            Op::Batch(payload) => g
+                .custom(
+                    Method::POST,
+                    Some(graph_rs_sdk::http::BodyRead::new(payload.to_string())),
+                )
+                .extend_path(&["$batch"]),
         };
         handler.headers(self.mail_headers())
     }
@@ -540,7 +594,12 @@ impl Inner {
         // Whether an earlier attempt may have been carried out although we saw no answer.
         let mut uncertain = false;
         loop {
-            let admission = ctx.gate.admit().await;
+            // A batch's inner requests run up to 4 at once at the service: hold as many
+            // slots as it may use so the mailbox's concurrency limit is kept.
+            let admission = match op {
+                Op::Batch(_) => ctx.gate.admit_many(self.options.limits.max_in_flight).await,
+                _ => ctx.gate.admit().await,
+            };
             // After admission: a long Retry-After wait must not leave us with a stale token.
             let token = self.tokens.token().await.map_err(MailboxError::Auth)?;
             attempts += 1;
@@ -793,8 +852,241 @@ impl Inner {
         Ok(map)
     }
 
+    /// One `$batch` asking for every well-known folder id, the top-level folders and the
+    /// first page of the folder delta. Inner 429s (and 5xx) are asked again after their
+    /// `Retry-After`; the inbox answers for the mailbox (its errors are the mailbox's).
+    async fn survey(&self, ctx: &MailboxCtx) -> Result<Survey, MailboxError> {
+        let user = percent_encoding::utf8_percent_encode(&ctx.mailbox, SEGMENT).to_string();
+        let prefer = |size: u32| {
+            serde_json::json!({
+                "Prefer": format!("IdType=\"ImmutableId\", odata.maxpagesize={size}")
+            })
+        };
+        let mut pending: Vec<(String, serde_json::Value)> = WELL_KNOWN_FOLDERS
+            .iter()
+            .map(|name| {
+                (
+                    format!("wk-{name}"),
+                    serde_json::json!({
+                        "id": format!("wk-{name}"),
+                        "method": "GET",
+                        "url": format!("/users/{user}/mailFolders/{name}?$select=id"),
+                        "headers": prefer(1),
+                    }),
+                )
+            })
+            .collect();
+        let page = self.options.page_size.max(1);
+        pending.push((
+            "top".into(),
+            serde_json::json!({
+                "id": "top",
+                "method": "GET",
+                "url": format!("/users/{user}/mailFolders?includeHiddenFolders=true&$top={page}"),
+                "headers": prefer(page),
+            }),
+        ));
+        pending.push((
+            "tree".into(),
+            serde_json::json!({
+                "id": "tree",
+                "method": "GET",
+                "url": format!("/users/{user}/mailFolders/delta"),
+                "headers": prefer(FOLDER_DELTA_PAGE_SIZE),
+            }),
+        ));
+        let policy = &self.options.retry;
+        let mut answers: HashMap<String, wire::BatchItem> = HashMap::new();
+        let mut rounds = 0u32;
+        while !pending.is_empty() {
+            let payload = serde_json::json!({
+                "requests": pending.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>()
+            });
+            let op = Op::Batch(payload);
+            let response: wire::BatchResponse = self
+                .json(ctx, &op, &Target::Mailbox)
+                .await
+                .map_err(|f| failure_to_error(f, ctx, &op.label()))?;
+            let mut wait: Option<Duration> = None;
+            let mut throttled = 0u64;
+            for item in response.responses {
+                if item.status == 429 || item.status >= 500 {
+                    if item.status == 429 {
+                        throttled += 1;
+                    }
+                    let after = item
+                        .header("Retry-After")
+                        .and_then(|v| policy.retry_after(v, SystemTime::now()));
+                    if let Some(after) = after {
+                        wait = Some(wait.map_or(after, |w| w.max(after)));
+                    }
+                    continue;
+                }
+                answers.insert(item.id.clone(), item);
+            }
+            // Requests the answer left out are asked again too.
+            pending.retain(|(id, _)| !answers.contains_key(id));
+            if pending.is_empty() {
+                break;
+            }
+            rounds += 1;
+            ctx.counters
+                .throttled
+                .fetch_add(throttled, Ordering::Relaxed);
+            if rounds > policy.max_throttled {
+                return Err(MailboxError::RetriesExhausted {
+                    mailbox: ctx.mailbox.clone(),
+                    operation: op.label(),
+                    attempts: rounds,
+                    last: format!("{} inner requests still unanswered", pending.len()),
+                });
+            }
+            let delay = wait.unwrap_or_else(|| policy.backoff(rounds));
+            tracing::debug!(mailbox = %ctx.mailbox, left = pending.len(), delay_ms = delay.as_millis() as u64, "inner batch requests throttled or failed; asking again");
+            if throttled > 0 {
+                ctx.gate.close_for(delay);
+            } else {
+                tokio::time::sleep(delay).await;
+            }
+            ctx.counters.retries.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut well_known = HashMap::new();
+        let mut top = None;
+        let mut tree = None;
+        for (id, item) in answers {
+            let ok = (200..300).contains(&item.status);
+            if let Some(name) = id.strip_prefix("wk-") {
+                if ok {
+                    if let Some(found) = item
+                        .body
+                        .and_then(|b| serde_json::from_value::<wire::IdOnly>(b).ok())
+                    {
+                        well_known.insert(found.id, name.to_string());
+                    }
+                    continue;
+                }
+                let status = StatusCode::from_u16(item.status).unwrap_or(StatusCode::BAD_GATEWAY);
+                let inner = Op::WellKnownFolder(name.to_string());
+                let target = if name == "inbox" {
+                    Target::Mailbox
+                } else {
+                    Target::Folder(name.to_string())
+                };
+                match classify(&ctx.mailbox, &inner, &target, status, item.error()) {
+                    // Not every mailbox has every well-known folder.
+                    Failure::Error(MailboxError::FolderGone { .. })
+                    | Failure::SyncReset
+                    | Failure::AlreadyDone => {}
+                    Failure::Error(MailboxError::Protocol { detail, .. })
+                        if detail.starts_with("HTTP 400") && name != "inbox" => {}
+                    Failure::Error(e) => return Err(e),
+                }
+            } else if ok {
+                let page = item
+                    .body
+                    .and_then(|b| serde_json::from_value::<wire::Page<wire::MailFolder>>(b).ok());
+                if id == "top" {
+                    top = page;
+                } else {
+                    tree = page;
+                }
+            } else {
+                tracing::debug!(mailbox = %ctx.mailbox, request = %id, status = item.status, "folder listing in the batch refused; asking alone");
+            }
+        }
+        let well_known = Arc::new(well_known);
+        lock(&self.well_known).insert(ctx.mailbox.to_lowercase(), well_known.clone());
+        Ok(Survey {
+            well_known,
+            top,
+            tree,
+        })
+    }
+
+    /// The survey a recent probe made (taken: used once), or a new one; `None` when the
+    /// service refuses `$batch` (the caller then asks one by one).
+    async fn fresh_survey(&self, ctx: &MailboxCtx) -> Result<Option<Survey>, MailboxError> {
+        if !self.options.batch {
+            return Ok(None);
+        }
+        let key = ctx.mailbox.to_lowercase();
+        let kept = lock(&self.surveys).remove(&key);
+        if let Some((made, survey)) = kept
+            && made.elapsed() < SURVEY_REUSE
+        {
+            return Ok(Some(survey));
+        }
+        match self.survey(ctx).await {
+            Ok(s) => Ok(Some(s)),
+            Err(MailboxError::Protocol { detail, .. }) => {
+                tracing::info!(mailbox = %ctx.mailbox, %detail, "$batch refused; listing folders one request at a time");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// All pages of a listing whose first page is in hand; `None` when a later page
+    /// fails for a reason that is not the mailbox's (the caller then asks otherwise).
+    async fn rest_of(
+        &self,
+        ctx: &MailboxCtx,
+        first: &wire::Page<wire::MailFolder>,
+    ) -> Result<Option<Vec<wire::MailFolder>>, MailboxError> {
+        let mut items = first.value.clone();
+        let mut next = first.next_link.clone();
+        while let Some(link) = next {
+            let op = Op::Link(self.check_link(ctx, &link)?);
+            match self
+                .json::<wire::Page<wire::MailFolder>>(ctx, &op, &Target::Mailbox)
+                .await
+            {
+                Ok(page) => {
+                    items.extend(page.value);
+                    next = page.next_link;
+                }
+                Err(Failure::Error(e)) if e.is_mailbox_wide() => return Err(e),
+                Err(f) => {
+                    let e = failure_to_error(f, ctx, &op.label());
+                    tracing::info!(mailbox = %ctx.mailbox, error = %e, "folder listing page failed; asking otherwise");
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(items))
+    }
+
+    /// Every folder of the delta (all pages) grouped by parent id.
+    async fn delta_children(
+        &self,
+        ctx: &MailboxCtx,
+        first: &wire::Page<wire::MailFolder>,
+    ) -> Result<HashMap<String, Vec<wire::MailFolder>>, MailboxError> {
+        let mut children: HashMap<String, Vec<wire::MailFolder>> = HashMap::new();
+        for folder in self.rest_of(ctx, first).await?.unwrap_or_default() {
+            if let Some(parent) = folder.parent_folder_id.clone() {
+                children.entry(parent).or_default().push(folder);
+            }
+        }
+        Ok(children)
+    }
+
     async fn list_folders(&self, ctx: &MailboxCtx) -> Result<Vec<Folder>, MailboxError> {
-        let well_known = self.well_known(ctx).await?;
+        let survey = self.fresh_survey(ctx).await?;
+        let well_known = match &survey {
+            Some(s) => s.well_known.clone(),
+            None => self.well_known(ctx).await?,
+        };
+        // Children from the folder delta; a parent whose childFolderCount says the delta
+        // missed some (it leaves out search folders) is asked for its children.
+        let mut known = match survey.as_ref().and_then(|s| s.tree.as_ref()) {
+            Some(first) => Some(self.delta_children(ctx, first).await?),
+            None => None,
+        };
+        let top = match survey.as_ref().and_then(|s| s.top.as_ref()) {
+            Some(first) => self.rest_of(ctx, first).await?,
+            None => None,
+        };
         // A folder's children are asked for unless Graph said it has none.
         let to_folder = |w: wire::MailFolder, parent: Option<&Folder>| -> (Folder, bool) {
             let name = w.display_name.clone().unwrap_or_default();
@@ -813,10 +1105,13 @@ impl Inner {
             };
             (folder, may_have_children)
         };
-        let roots: Vec<wire::MailFolder> = self
-            .collect_pages(ctx, Op::RootFolders, &Target::Mailbox)
-            .await
-            .map_err(|f| failure_to_error(f, ctx, "GET mailFolders"))?;
+        let roots: Vec<wire::MailFolder> = match top {
+            Some(top) => top,
+            None => self
+                .collect_pages(ctx, Op::RootFolders, &Target::Mailbox)
+                .await
+                .map_err(|f| failure_to_error(f, ctx, "GET mailFolders"))?,
+        };
         let mut level: Vec<(Folder, bool)> =
             roots.into_iter().map(|w| to_folder(w, None)).collect();
         level.sort_by(|a, b| a.0.path.cmp(&b.0.path));
@@ -825,11 +1120,28 @@ impl Inner {
         while !level.is_empty() {
             // A folder listed twice (or a cycle in a broken answer) is kept once.
             level.retain(|(f, _)| seen.insert(f.id.clone()));
-            let parents: Vec<Folder> = level
-                .iter()
-                .filter(|(_, more)| *more)
-                .map(|(f, _)| f.clone())
-                .collect();
+            let mut next_level: Vec<(Folder, bool)> = Vec::new();
+            let mut parents: Vec<Folder> = Vec::new();
+            for (folder, more) in &level {
+                if !*more {
+                    continue;
+                }
+                let listed = known
+                    .as_mut()
+                    .and_then(|children| children.remove(folder.id.as_str()))
+                    .filter(|kids| kids.len() as u64 >= folder.child_folders);
+                match listed {
+                    Some(kids) => {
+                        let mut kids: Vec<(Folder, bool)> = kids
+                            .into_iter()
+                            .map(|w| to_folder(w, Some(folder)))
+                            .collect();
+                        kids.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+                        next_level.extend(kids);
+                    }
+                    None => parents.push(folder.clone()),
+                }
+            }
             all.extend(level.drain(..).map(|(f, _)| f));
             let children = stream::iter(parents.into_iter().map(|parent| async move {
                 let target = Target::Folder(parent.id.clone());
@@ -849,7 +1161,7 @@ impl Inner {
                             .map(|w| to_folder(w, Some(&parent)))
                             .collect();
                         kids.sort_by(|a, b| a.0.path.cmp(&b.0.path));
-                        level.extend(kids);
+                        next_level.extend(kids);
                     }
                     Err(Failure::Error(MailboxError::FolderGone { folder_id, .. })) => {
                         tracing::info!(mailbox = %ctx.mailbox, folder = %folder_id, "folder vanished while listing; skipped");
@@ -859,6 +1171,7 @@ impl Inner {
                     }
                 }
             }
+            level = next_level;
         }
         Ok(all)
     }
@@ -1016,12 +1329,34 @@ impl MailboxSource for GraphMailboxSource {
         let span = tracing::info_span!("probe", mailbox);
         async {
             let ctx = self.inner.ctx(mailbox);
-            let op = Op::WellKnownFolder("inbox".into());
-            self.inner
-                .json::<wire::IdOnly>(&ctx, &op, &Target::Mailbox)
-                .await
-                .map(|_| ())
-                .map_err(|f| failure_to_error(f, &ctx, &op.label()))
+            // The survey `folders` needs anyway answers the probe too (its inbox lookup
+            // carries the mailbox's errors); kept briefly for that `folders` call.
+            let surveyed = if self.inner.options.batch {
+                self.inner.survey(&ctx).await
+            } else {
+                Err(MailboxError::Protocol {
+                    mailbox: mailbox.to_string(),
+                    operation: "probe".into(),
+                    detail: "$batch switched off".into(),
+                })
+            };
+            match surveyed {
+                Ok(survey) => {
+                    lock(&self.inner.surveys)
+                        .insert(mailbox.to_lowercase(), (std::time::Instant::now(), survey));
+                    Ok(())
+                }
+                // A service without `$batch`: ask for the inbox alone.
+                Err(MailboxError::Protocol { .. }) => {
+                    let op = Op::WellKnownFolder("inbox".into());
+                    self.inner
+                        .json::<wire::IdOnly>(&ctx, &op, &Target::Mailbox)
+                        .await
+                        .map(|_| ())
+                        .map_err(|f| failure_to_error(f, &ctx, &op.label()))
+                }
+                Err(e) => Err(e),
+            }
         }
         .instrument(span)
         .await

@@ -126,6 +126,16 @@ impl MailboxGate {
     /// a slot is free, and the budget window has room. The request counts against the
     /// budget from now on.
     pub async fn admit(&self) -> Admission {
+        self.admit_many(1).await
+    }
+
+    /// Like [`MailboxGate::admit`], for a request that occupies `slots` slots at once (a
+    /// `$batch`, whose inner requests the service runs in parallel): waits for all of them
+    /// together (never one by one, so two batches cannot each hold part) and counts
+    /// `slots` requests against the budget. At most every slot of the gate.
+    pub async fn admit_many(&self, slots: usize) -> Admission {
+        let slots = slots.clamp(1, self.limits.max_in_flight.max(1));
+        let wanted = u32::try_from(slots).unwrap_or(1);
         let started = Instant::now();
         loop {
             // Wait out a Retry-After before queueing for a slot.
@@ -133,7 +143,7 @@ impl MailboxGate {
                 tokio::time::sleep_until(until).await;
                 continue;
             }
-            let Ok(permit) = self.permits.clone().acquire_owned().await else {
+            let Ok(permit) = self.permits.clone().acquire_many_owned(wanted).await else {
                 // The semaphore is never closed; stay correct regardless.
                 tokio::task::yield_now().await;
                 continue;
@@ -152,10 +162,12 @@ impl MailboxGate {
                         {
                             state.sent.pop_front();
                         }
-                        if state.sent.len() >= self.limits.budget.max(1) {
+                        if state.sent.len() + slots > self.limits.budget.max(slots) {
                             state.sent.front().map(|&t| t + self.limits.window)
                         } else {
-                            state.sent.push_back(now);
+                            for _ in 0..slots {
+                                state.sent.push_back(now);
+                            }
                             None
                         }
                     }

@@ -77,6 +77,59 @@ pub struct IdOnly {
     pub id: String,
 }
 
+/// Answer of `POST $batch`: one response per inner request, in any order.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BatchResponse {
+    /// The inner responses.
+    #[serde(default)]
+    pub responses: Vec<BatchItem>,
+}
+
+/// One inner response of a `$batch`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BatchItem {
+    /// The id of the inner request it answers.
+    #[serde(deserialize_with = "id_text")]
+    pub id: String,
+    /// Its HTTP status.
+    pub status: u16,
+    /// Its headers (`Retry-After` on a 429).
+    #[serde(default)]
+    pub headers: serde_json::Map<String, serde_json::Value>,
+    /// Its JSON body, if any.
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+}
+
+impl BatchItem {
+    /// A header value, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.as_str())
+    }
+
+    /// The Graph error of a failed inner response.
+    pub fn error(&self) -> Option<ErrorDetail> {
+        self.body
+            .as_ref()
+            .and_then(|b| serde_json::from_value::<ErrorBody>(b.clone()).ok())
+            .map(|b| b.error)
+    }
+}
+
+/// A batch id sent as a string may come back as a number.
+fn id_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "batch response id {other} is neither a string nor a number"
+        ))),
+    }
+}
+
 /// `@removed` marker of a delta item.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Removed {

@@ -648,3 +648,44 @@ async fn https_emulator_with_extra_ca() {
         "{result:?}"
     );
 }
+
+#[tokio::test]
+async fn probe_and_folder_tree_cost_one_request() {
+    let emu = emulator(config(1, 20, 11)).await;
+    let upn = first_user(&emu);
+    // The tree as the walk sees it: one request per lookup and per parent.
+    let walker = source_with(
+        &emu,
+        provider(&emu),
+        m365_mailbox::GraphMailboxOptions {
+            batch: false,
+            ..test_options(&emu)
+        },
+    );
+    let walked = walker.folders(&upn).await.unwrap();
+    assert!(walker.metrics(&upn).requests > 10);
+
+    let source = source(&emu);
+    let before = emu.stats().await;
+    source.probe(&upn).await.unwrap();
+    let folders = source.folders(&upn).await.unwrap();
+    let after = emu.stats().await;
+    let sent = source.metrics(&upn).requests;
+    assert_eq!(sent, 1, "probe + folders sent {sent} requests");
+    let routed = |route: &str| {
+        after.per_route.get(route).copied().unwrap_or(0)
+            - before.per_route.get(route).copied().unwrap_or(0)
+    };
+    assert_eq!(routed("POST /v1.0/$batch"), 1);
+    assert_eq!(
+        routed("GET /v1.0/users/{user}/mailFolders/{folder}/childFolders"),
+        0
+    );
+    // Same tree, same order, same well-known names, same counts.
+    assert_eq!(folders, walked);
+
+    // Without a probe just before, `folders` makes its own survey.
+    let again = source.folders(&upn).await.unwrap();
+    assert_eq!(again, walked);
+    assert_eq!(source.metrics(&upn).requests, 2);
+}
