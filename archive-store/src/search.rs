@@ -15,9 +15,11 @@ use chrono::{DateTime, TimeZone, Utc};
 use tantivy::collector::TopDocs;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
 use tantivy::schema::{
-    DateOptions, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TEXT, Value,
+    DateOptions, FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TEXT, Value,
 };
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
+};
 
 use crate::metadata::MessageMetadata;
 use crate::{ArchiveError, MessageId, Scope, SearchHit, SearchQuery};
@@ -53,7 +55,7 @@ fn schema() -> (Schema, Fields) {
         cc: b.add_text_field("cc", TEXT),
         body: b.add_text_field("body", TEXT),
         attachment: b.add_text_field("attachment", TEXT),
-        date: b.add_date_field("date", DateOptions::from(INDEXED) | STORED),
+        date: b.add_date_field("date", DateOptions::from(INDEXED) | STORED | FAST),
     };
     (b.build(), fields)
 }
@@ -333,11 +335,28 @@ impl SearchIndex {
         }
         let q = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
-        let top = searcher
-            .search(&q, &TopDocs::with_limit(query.limit).order_by_score())
-            .map_err(ArchiveError::search)?;
+        // Free text: best matches first. No text (a listing, e.g. by date range): newest first.
+        let top: Vec<DocAddress> = if query.text.trim().is_empty() {
+            searcher
+                .search(
+                    &q,
+                    &TopDocs::with_limit(query.limit)
+                        .order_by_fast_field::<tantivy::DateTime>("date", Order::Desc),
+                )
+                .map_err(ArchiveError::search)?
+                .into_iter()
+                .map(|(_, addr)| addr)
+                .collect()
+        } else {
+            searcher
+                .search(&q, &TopDocs::with_limit(query.limit).order_by_score())
+                .map_err(ArchiveError::search)?
+                .into_iter()
+                .map(|(_, addr)| addr)
+                .collect()
+        };
         let mut hits = Vec::with_capacity(top.len());
-        for (_score, addr) in top {
+        for addr in top {
             let doc: TantivyDocument = searcher.doc(addr).map_err(ArchiveError::search)?;
             let text = |field| {
                 doc.get_first(field)

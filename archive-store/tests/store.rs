@@ -267,6 +267,14 @@ fn search_by_subject_sender_attachment_and_date_scoped_per_user() {
     let mut later = query("");
     later.from_date = Some(july(9));
     assert_eq!(hits(&store, &later, &alice).len(), 2);
+    // Without text, newest first.
+    let listed: Vec<MessageId> = store
+        .search(&later, &alice)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.id)
+        .collect();
+    assert_eq!(listed, vec![ids["html"].clone(), ids["lunch"].clone()]);
     // A user asking for someone else's archive is refused.
     let mut other = query("quarterly");
     other.user = Some("bob".into());
