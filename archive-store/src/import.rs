@@ -201,7 +201,7 @@ fn collect_eml(
 
 /// Writers importing at once: each `archive` call waits for its fsync, and concurrent
 /// calls share group commits, so several writers keep the disk busy with few syncs.
-const IMPORT_WRITERS: usize = 8;
+const IMPORT_WRITERS: usize = 16;
 
 /// Archives `files` with [`IMPORT_WRITERS`] concurrent writers; results are recorded
 /// in file order.

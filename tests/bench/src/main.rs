@@ -181,9 +181,7 @@ async fn bench(plan: &Plan, work: &Path) -> anyhow::Result<serde_json::Value> {
 
 /// Imports the maildir into a fresh archive: wall seconds, pack bytes, whole directory bytes.
 fn ingest_ours(maildir: &Path, dir: &Path) -> anyhow::Result<(f64, u64, u64)> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
-    }
+    fresh_dir(dir)?;
     let start = Instant::now();
     let store = DiskArchiveStore::open(dir, StoreOptions::default())?;
     let report = store.import("bench", Some("Inbox"), &maildir.join("cur"))?;
@@ -211,6 +209,7 @@ struct GraphFigures {
 
 /// A full run then a no-change rerun against an emulator enforcing Outlook's limits.
 async fn graph_run(plan: &Plan, dir: &Path) -> anyhow::Result<GraphFigures> {
+    fresh_dir(dir)?;
     let emulator = Emulator::start(EmulatorConfig {
         users: plan.graph_mailboxes,
         messages_per_user: plan.graph_per_user,
@@ -272,6 +271,7 @@ async fn graph_run(plan: &Plan, dir: &Path) -> anyhow::Result<GraphFigures> {
 
 /// Runs the profile in a child process (this binary with `--child-run`) and returns its peak RSS in MB.
 async fn memory_run(plan: &Plan, dir: &Path) -> anyhow::Result<f64> {
+    fresh_dir(dir)?;
     let emulator = Emulator::start(EmulatorConfig {
         users: plan.memory_mailboxes,
         messages_per_user: plan.memory_per_user,
@@ -288,6 +288,11 @@ async fn memory_run(plan: &Plan, dir: &Path) -> anyhow::Result<f64> {
         .arg(spec.to_string())
         .output()
         .await?;
+    let expected: usize = emulator
+        .users()
+        .iter()
+        .map(|u| emulator.message_count(&u.upn))
+        .sum();
     emulator.shutdown().await;
     if !out.status.success() {
         bail!("child run failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -299,6 +304,9 @@ async fn memory_run(plan: &Plan, dir: &Path) -> anyhow::Result<f64> {
         .context("child reported no VmHWM")?;
     let archived = value["messages_archived"].as_u64().unwrap_or(0);
     eprintln!("memory: child archived {archived} messages");
+    if archived != expected as u64 {
+        bail!("the memory run archived {archived} messages of {expected}");
+    }
     Ok(kb as f64 / 1024.0)
 }
 
@@ -319,6 +327,14 @@ fn child_run(spec: &str) -> anyhow::Result<()> {
         "{}",
         json!({ "vmhwm_kb": vmhwm_kb()?, "messages_archived": archived, "status": report.status })
     );
+    Ok(())
+}
+
+/// Empties `dir` left by an earlier run of the benchmark, so every phase starts from nothing.
+fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
     Ok(())
 }
 
