@@ -73,6 +73,11 @@ const FOLDER_DELTA_PAGE_SIZE: u32 = 1000;
 /// How long a folder survey made by [`MailboxSource::probe`] is reused by the following
 /// [`MailboxSource::folders`] call instead of asking again.
 const SURVEY_REUSE: Duration = Duration::from_secs(120);
+/// How long a first delta page fetched by [`MailboxSource::prefetch_changes`] waits for
+/// its [`MailboxSource::changes`] call before it is dropped (and fetched again if asked).
+const PREFETCH_KEEP: Duration = Duration::from_secs(600);
+/// Most inner requests in one `$batch` (Graph's limit).
+const BATCH_LIMIT: usize = 20;
 /// Characters escaped in one path segment of a `$batch` inner URL.
 const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b' ')
@@ -187,6 +192,17 @@ struct Inner {
     well_known: Mutex<HashMap<String, Arc<HashMap<String, String>>>>,
     /// Surveys made by `probe`, kept for the `folders` call that follows it.
     surveys: Mutex<HashMap<String, (std::time::Instant, Survey)>>,
+    /// First delta pages fetched ahead, by (mailbox, folder id).
+    prefetched: Mutex<HashMap<(String, String), Prefetched>>,
+}
+
+/// A folder's first delta page, fetched in a batch before its stream asked for it.
+#[derive(Debug)]
+struct Prefetched {
+    /// The cursor the page continues from (`None`: a full enumeration).
+    cursor: Option<DeltaCursor>,
+    fetched: std::time::Instant,
+    page: wire::Page<wire::Message>,
 }
 
 /// What one `$batch` tells about a mailbox: its well-known folders, the first page of its
@@ -405,6 +421,7 @@ impl GraphMailboxSource {
                 metrics: Mutex::new(HashMap::new()),
                 well_known: Mutex::new(HashMap::new()),
                 surveys: Mutex::new(HashMap::new()),
+                prefetched: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -1056,6 +1073,129 @@ impl Inner {
         Ok(Some(items))
     }
 
+    /// `url` relative to the API root, for an inner `$batch` request; `None` if it is
+    /// not below the root.
+    fn relative(&self, url: &Url) -> Option<String> {
+        if url.origin() != self.api.origin() {
+            return None;
+        }
+        let rest = url.path().strip_prefix(self.api.path())?;
+        if !rest.starts_with('/') {
+            return None;
+        }
+        Some(match url.query() {
+            Some(q) => format!("{rest}?{q}"),
+            None => rest.to_string(),
+        })
+    }
+
+    /// Fetches the first delta page of each folder, 20 folders per `$batch`, and keeps
+    /// the pages for the streams. Folders whose answer is not a page (throttled, stale
+    /// cursor, gone) are left to their stream.
+    async fn prefetch(&self, ctx: &MailboxCtx, folders: &[(String, Option<DeltaCursor>)]) {
+        let key = ctx.mailbox.to_lowercase();
+        lock(&self.prefetched).retain(|(m, _), p| m != &key || p.fetched.elapsed() < PREFETCH_KEEP);
+        let mut requests: Vec<(String, Option<DeltaCursor>, serde_json::Value)> = Vec::new();
+        for (folder, cursor) in folders {
+            let url = match cursor {
+                None => Some(
+                    self.build(&ctx.mailbox, &Op::FolderDelta(folder.clone()))
+                        .url()
+                        .clone(),
+                ),
+                Some(DeltaCursor(link)) => Url::parse(link)
+                    .ok()
+                    .filter(|u| link_folder(u).is_none_or(|f| &f == folder)),
+            };
+            let Some(relative) = url.as_ref().and_then(|u| self.relative(u)) else {
+                continue;
+            };
+            let id = requests.len().to_string();
+            let prefer = format!(
+                "IdType=\"ImmutableId\", odata.maxpagesize={}",
+                self.options.page_size.max(1)
+            );
+            requests.push((
+                folder.clone(),
+                cursor.clone(),
+                serde_json::json!({"id": id, "method": "GET", "url": relative, "headers": {"Prefer": prefer}}),
+            ));
+        }
+        let policy = &self.options.retry;
+        for (chunk_index, chunk) in requests.chunks(BATCH_LIMIT).enumerate() {
+            let payload = serde_json::json!({
+                "requests": chunk.iter().map(|(_, _, r)| r.clone()).collect::<Vec<_>>()
+            });
+            let op = Op::Batch(payload);
+            let response: wire::BatchResponse = match self.json(ctx, &op, &Target::Mailbox).await {
+                Ok(r) => r,
+                Err(f) => {
+                    let e = failure_to_error(f, ctx, &op.label());
+                    tracing::debug!(mailbox = %ctx.mailbox, error = %e, "delta prefetch failed; folders ask on their own");
+                    return;
+                }
+            };
+            let base = chunk_index * BATCH_LIMIT;
+            let mut kept = Vec::new();
+            for item in response.responses {
+                if item.status == 429 {
+                    ctx.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    if let Some(after) = item
+                        .header("Retry-After")
+                        .and_then(|v| policy.retry_after(v, SystemTime::now()))
+                    {
+                        ctx.gate.close_for(after);
+                    }
+                    continue;
+                }
+                if !(200..300).contains(&item.status) {
+                    continue;
+                }
+                let Some((folder, cursor, _)) = item
+                    .id
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| requests.get(i))
+                    .filter(|_| {
+                        item.id
+                            .parse::<usize>()
+                            .is_ok_and(|i| i >= base && i < base + chunk.len())
+                    })
+                else {
+                    continue;
+                };
+                let Some(page) = item
+                    .body
+                    .and_then(|b| serde_json::from_value::<wire::Page<wire::Message>>(b).ok())
+                else {
+                    continue;
+                };
+                kept.push((
+                    (key.clone(), folder.clone()),
+                    Prefetched {
+                        cursor: cursor.clone(),
+                        fetched: std::time::Instant::now(),
+                        page,
+                    },
+                ));
+            }
+            lock(&self.prefetched).extend(kept);
+        }
+    }
+
+    /// The prefetched first page of a folder's stream starting at `cursor`, if any.
+    fn take_prefetched(
+        &self,
+        ctx: &MailboxCtx,
+        folder: &str,
+        cursor: Option<&DeltaCursor>,
+    ) -> Option<wire::Page<wire::Message>> {
+        let key = (ctx.mailbox.to_lowercase(), folder.to_string());
+        let found = lock(&self.prefetched).remove(&key)?;
+        (found.cursor.as_ref() == cursor && found.fetched.elapsed() < PREFETCH_KEEP)
+            .then_some(found.page)
+    }
+
     /// Every folder of the delta (all pages) grouped by parent id.
     async fn delta_children(
         &self,
@@ -1217,6 +1357,8 @@ impl Inner {
 /// State of one folder's change stream.
 struct DeltaRun {
     span: tracing::Span,
+    /// The first page, when it was fetched ahead in a batch.
+    ready: Option<wire::Page<wire::Message>>,
     inner: Arc<Inner>,
     ctx: MailboxCtx,
     folder_id: String,
@@ -1231,8 +1373,10 @@ impl DeltaRun {
             return Vec::new();
         };
         let target = Target::Folder(self.folder_id.clone());
-        let page: Result<wire::Page<wire::Message>, Failure> =
-            self.inner.json(&self.ctx, &op, &target).await;
+        let page: Result<wire::Page<wire::Message>, Failure> = match self.ready.take() {
+            Some(page) => Ok(page),
+            None => self.inner.json(&self.ctx, &op, &target).await,
+        };
         match page {
             Err(Failure::SyncReset) => self.restart("the service no longer knows this delta state"),
             Err(Failure::AlreadyDone) => Vec::new(),
@@ -1379,8 +1523,11 @@ impl MailboxSource for GraphMailboxSource {
         cursor: Option<DeltaCursor>,
     ) -> BoxStream<'static, Result<DeltaEvent, MailboxError>> {
         let ctx = self.inner.ctx(mailbox);
+        let mut ready = self.inner.take_prefetched(&ctx, folder_id, cursor.as_ref());
+        let fresh = cursor.is_none();
         let mut run = DeltaRun {
             span: tracing::info_span!("changes", mailbox, folder = folder_id),
+            ready: None,
             inner: self.inner.clone(),
             ctx,
             folder_id: folder_id.to_string(),
@@ -1388,6 +1535,9 @@ impl MailboxSource for GraphMailboxSource {
             restarts: 0,
         };
         let mut first: Vec<Result<DeltaEvent, MailboxError>> = Vec::new();
+        if fresh {
+            run.ready = ready.take();
+        }
         if let Some(DeltaCursor(link)) = cursor {
             match run.inner.check_link(&run.ctx, &link) {
                 Ok(url) if link_folder(&url).is_some_and(|f| f != folder_id) => {
@@ -1398,7 +1548,10 @@ impl MailboxSource for GraphMailboxSource {
                     );
                     first = run.restart("the saved delta cursor belongs to another folder");
                 }
-                Ok(url) => run.next = Some(Op::Link(url)),
+                Ok(url) => {
+                    run.next = Some(Op::Link(url));
+                    run.ready = ready.take();
+                }
                 Err(e) => {
                     tracing::warn!(mailbox, folder = folder_id, error = %e, "unusable delta cursor");
                     first = run.restart("the saved delta cursor is unusable");
@@ -1431,6 +1584,15 @@ impl MailboxSource for GraphMailboxSource {
         }
         .instrument(span)
         .await
+    }
+
+    async fn prefetch_changes(&self, mailbox: &str, folders: &[(String, Option<DeltaCursor>)]) {
+        if !self.inner.options.batch || folders.is_empty() {
+            return;
+        }
+        let span = tracing::info_span!("prefetch_changes", mailbox, folders = folders.len());
+        let ctx = self.inner.ctx(mailbox);
+        self.inner.prefetch(&ctx, folders).instrument(span).await;
     }
 
     async fn delete(

@@ -165,6 +165,14 @@ pub trait MailboxSource: Send + Sync {
         cursor: Option<DeltaCursor>,
     ) -> BoxStream<'static, Result<DeltaEvent, MailboxError>>;
 
+    /// A hint that [`MailboxSource::changes`] is about to be called for these folders
+    /// with these cursors: a source may fetch their first pages together (Graph: one
+    /// `$batch` per 20 folders) and start each stream from the page it holds. Failures
+    /// are not reported here: the stream then asks on its own. The default does nothing.
+    async fn prefetch_changes(&self, mailbox: &str, folders: &[(String, Option<DeltaCursor>)]) {
+        let _ = (mailbox, folders);
+    }
+
     /// The raw MIME bytes of a message; at most `max_bytes`.
     async fn fetch_mime(
         &self,

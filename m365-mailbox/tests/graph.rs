@@ -689,3 +689,68 @@ async fn probe_and_folder_tree_cost_one_request() {
     assert_eq!(again, walked);
     assert_eq!(source.metrics(&upn).requests, 2);
 }
+
+#[tokio::test]
+async fn prefetched_first_pages_give_the_same_rounds_in_one_request_per_20_folders() {
+    let emu = emulator(config(1, 40, 14)).await;
+    let upn = first_user(&emu);
+    let source = source(&emu);
+
+    // First rounds from prefetched pages: the same messages as rounds asked one by one.
+    let (expected, folders, _) = enumerate(&source, &upn).await;
+    let mail: Vec<&m365_mailbox::Folder> = folders.iter().filter(|f| !f.search_folder).collect();
+    assert!(mail.len() > 20, "need more than one batch of folders");
+    let fresh: Vec<(String, Option<DeltaCursor>)> =
+        mail.iter().map(|f| (f.id.clone(), None)).collect();
+    source.prefetch_changes(&upn, &fresh).await;
+    let mut got = HashMap::new();
+    let mut cursors = HashMap::new();
+    for folder in &mail {
+        let (events, cursor) = round(&source, &upn, &folder.id, None).await;
+        for event in events {
+            let DeltaEvent::Upsert(summary) = event else {
+                panic!("unexpected {event:?}");
+            };
+            got.insert(summary.id.clone(), summary);
+        }
+        cursors.insert(folder.id.clone(), cursor);
+    }
+    assert_eq!(got, expected);
+
+    // A change in the inbox, then a rerun: one batch per 20 folders and nothing else.
+    let inbox = mail
+        .iter()
+        .find(|f| f.well_known_name.as_deref() == Some("inbox"))
+        .unwrap();
+    let new = emu
+        .deliver(&upn, "inbox", mime("after the cursor"))
+        .unwrap();
+    let with_cursors: Vec<(String, Option<DeltaCursor>)> = mail
+        .iter()
+        .map(|f| (f.id.clone(), Some(cursors[&f.id].clone())))
+        .collect();
+    let before = source.metrics(&upn).requests;
+    source.prefetch_changes(&upn, &with_cursors).await;
+    let mut seen = Vec::new();
+    for folder in &mail {
+        let (events, _) = round(&source, &upn, &folder.id, Some(cursors[&folder.id].clone())).await;
+        for event in events {
+            match event {
+                DeltaEvent::Upsert(s) => seen.push((folder.id.clone(), s.id)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert_eq!(seen, vec![(inbox.id.clone(), new)]);
+    let sent = source.metrics(&upn).requests - before;
+    assert_eq!(
+        sent as usize,
+        mail.len().div_ceil(20),
+        "rerun sent {sent} requests"
+    );
+
+    // A prefetched page is used once, and only for the cursor it was fetched for.
+    let before = source.metrics(&upn).requests;
+    round(&source, &upn, &inbox.id, Some(cursors[&inbox.id].clone())).await;
+    assert_eq!(source.metrics(&upn).requests - before, 1);
+}
