@@ -248,6 +248,24 @@ async fn full_run_rerun_and_delivery_against_the_emulator() {
         "one delta request per folder"
     );
     assert_eq!(spent_on("$value"), 0, "nothing downloaded");
+    // Over HTTP: per mailbox one `$batch` for probe and folder tree, and one `$batch`
+    // per 20 folders for their first delta pages.
+    // (A mailbox that cannot be read costs its probe.)
+    let bound: u64 = again
+        .mailboxes
+        .iter()
+        .map(|m| 1 + m.folders.div_ceil(20))
+        .sum();
+    assert!(
+        again.requests <= bound && again.requests < folders,
+        "a no-change rerun sent {} requests for {folders} folders (at most {bound} expected)",
+        again.requests
+    );
+    assert_eq!(
+        spent_on("$batch"),
+        again.requests,
+        "every rerun request is a batch"
+    );
     for user in readable(&emu) {
         let mail = user.mail.clone().unwrap().to_ascii_lowercase();
         let folders = again
