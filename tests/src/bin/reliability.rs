@@ -41,6 +41,8 @@ use serde_json::{Value, json};
 const TENANT_ENV: &str = "RELIABILITY_TENANT";
 /// Writer threads of the `--child-archive` process.
 const ARCHIVE_WRITERS: u64 = 3;
+/// Requests of one noisy-neighbour loop of the fault storm.
+const NEIGHBOUR_REQUESTS: u64 = 150;
 /// Owner of the archive written by the archive-kill loop.
 const CRASH_USER: &str = "victim";
 
@@ -309,7 +311,7 @@ fn crash_message(seed: u64, run: u64, writer: u64, i: u64) -> Vec<u8> {
          --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n",
         i % 60
     );
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         // Shared across every run: exercises single-instance storage under kills.
         let mut shared = ChaCha8Rng::seed_from_u64(seed ^ 0x5A5A);
         let mut blob = vec![0u8; 48_000];
@@ -431,7 +433,7 @@ fn archive_kills(plan: &Plan, seed: u64) -> Result<Value> {
             .context("spawning the archive child")?;
         let done = watchdog(child.id(), Duration::from_secs(120));
         let stdout = child.stdout.take().context("child stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
+        let lines = BufReader::new(stdout).lines();
         let mut seen = 0u64;
         let mut killed = false;
         if kill_after == 0 {
@@ -440,7 +442,7 @@ fn archive_kills(plan: &Plan, seed: u64) -> Result<Value> {
             child.kill().context("SIGKILL")?;
             killed = true;
         }
-        while let Some(line) = lines.next() {
+        for line in lines {
             let line = line.context("reading the child")?;
             if let Some(rest) = line.strip_prefix("ack ") {
                 let parts: Vec<&str> = rest.split(' ').collect();
@@ -552,7 +554,8 @@ struct Stack {
     users: Arc<SledUserStore>,
 }
 
-fn stack(tenant: &Tenant, data: &Path) -> Result<Stack> {
+/// Client-credentials tokens for the tenant's app.
+fn token_provider(tenant: &Tenant) -> Result<Arc<dyn TokenProvider>> {
     let cloud = Cloud::custom(&tenant.login, &tenant.graph)?;
     let registration = AppRegistration::new(
         &tenant.tenant,
@@ -560,10 +563,14 @@ fn stack(tenant: &Tenant, data: &Path) -> Result<Stack> {
         ClientCredential::secret(tenant.secret.clone()),
         cloud,
     )?;
-    let tokens: Arc<dyn TokenProvider> = Arc::new(ClientCredentialsProvider::new(
+    Ok(Arc::new(ClientCredentialsProvider::new(
         registration,
         ProviderOptions::default(),
-    )?);
+    )?))
+}
+
+fn stack(tenant: &Tenant, data: &Path) -> Result<Stack> {
+    let tokens = token_provider(tenant)?;
     let graph_root = url::Url::parse(&tenant.graph)?;
     let mail = GraphMailboxSource::new(
         tokens.clone(),
@@ -793,18 +800,42 @@ async fn fault_storm(plan: &Plan, seed: u64) -> Result<Value> {
 }
 
 async fn fault_storm_against(emu: &Emulator) -> Result<Value> {
-    // Three independent installations archive the same tenant at once: together they
-    // exceed the four concurrent requests per app and mailbox, so Graph throttles them.
+    // Two independent installations archive the same tenant at once while a noisy
+    // neighbour (the same app, two requests at a time per mailbox, at most
+    // NEIGHBOUR_REQUESTS each) keeps slots of every mailbox busy: together they exceed Outlook's four concurrent requests per
+    // app and mailbox, so Graph throttles them.
     let tenant = Tenant::of(emu);
-    let dirs = [
-        tempfile::tempdir()?,
-        tempfile::tempdir()?,
-        tempfile::tempdir()?,
-    ];
+    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
     let stacks = dirs
         .iter()
         .map(|d| stack(&tenant, d.path()))
         .collect::<Result<Vec<_>>>()?;
+    let bearer = token_provider(&tenant)?.token().await?.secret().to_owned();
+    let graph = url::Url::parse(&tenant.graph)?;
+    let stop = CancellationToken::new();
+    let client = reqwest::Client::new();
+    let mut neighbours = Vec::new();
+    for user in readable(emu) {
+        let url = graph.join(&format!(
+            "v1.0/users/{}/mailFolders/inbox/messages?$top=10",
+            user.upn
+        ))?;
+        for _ in 0..2 {
+            let (stop, client, bearer, url) =
+                (stop.clone(), client.clone(), bearer.clone(), url.clone());
+            neighbours.push(tokio::spawn(async move {
+                let mut sent = 0u64;
+                while !stop.is_cancelled() && sent < NEIGHBOUR_REQUESTS {
+                    sent += 1;
+                    if let Ok(response) = client.get(url.clone()).bearer_auth(&bearer).send().await
+                    {
+                        let _ = response.bytes().await;
+                    }
+                }
+                sent
+            }));
+        }
+    }
     let cancel = CancellationToken::new();
     let profile = everyone();
     let runs = futures::future::join_all(
@@ -813,6 +844,11 @@ async fn fault_storm_against(emu: &Emulator) -> Result<Value> {
             .map(|s| s.engine.run(&profile, &cancel, &NoProgress)),
     )
     .await;
+    stop.cancel();
+    let mut neighbour_requests = 0u64;
+    for neighbour in neighbours {
+        neighbour_requests += neighbour.await.unwrap_or(0);
+    }
     let reports = runs.into_iter().collect::<Result<Vec<RunReport>, _>>()?;
     let stats = emu.stats().await;
     let (mut checked, mut lost, mut duplicated, mut verify_problems) = (0, 0, 0, 0);
@@ -826,11 +862,13 @@ async fn fault_storm_against(emu: &Emulator) -> Result<Value> {
     }
     Ok(json!({
         "runs": reports.len(),
+        "neighbour_requests": neighbour_requests,
         "messages": checked,
         "requests": stats.requests_total,
         "faults_injected": stats.faults_total,
         "throttled": stats.throttled_total,
         "max_concurrency": stats.per_mailbox.values().map(|m| m.max_concurrency).max().unwrap_or(0),
+        "engine_throttled": reports.iter().map(|r| r.throttled).sum::<u64>(),
         "retries": reports.iter().map(|r| r.retries).sum::<u64>(),
         "messages_failed_in_run": reports.iter().map(|r| r.totals.messages_failed).sum::<u64>(),
         "lost": lost,
@@ -1170,6 +1208,9 @@ fn mutate_profile(rng: &mut ChaCha8Rng) -> Vec<u8> {
     bytes
 }
 
+/// One input through `Profile::from_toml` (when it is UTF-8) and through `ProfileStore::load`.
+type ParsedTwice = (Option<Result<Profile, String>>, Result<Profile, String>);
+
 fn profile_fuzz(plan: &Plan, seed: u64) -> Result<Value> {
     let dir = tempfile::tempdir()?;
     let store = ProfileStore::new(dir.path());
@@ -1188,16 +1229,14 @@ fn profile_fuzz(plan: &Plan, seed: u64) -> Result<Value> {
         inputs += 1;
         let bytes = mutate_profile(&mut rng);
         // Through the text parser (valid UTF-8 only) and through the store (any bytes).
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(
-            || -> Result<(Option<Result<Profile, String>>, Result<Profile, String>)> {
-                let parsed = std::str::from_utf8(&bytes)
-                    .ok()
-                    .map(|text| Profile::from_toml(file, text).map_err(|e| e.to_string()));
-                std::fs::write(dir.path().join("fuzzed.toml"), &bytes)?;
-                let loaded = store.load("fuzzed").map_err(|e| e.to_string());
-                Ok((parsed, loaded))
-            },
-        ));
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<ParsedTwice> {
+            let parsed = std::str::from_utf8(&bytes)
+                .ok()
+                .map(|text| Profile::from_toml(file, text).map_err(|e| e.to_string()));
+            std::fs::write(dir.path().join("fuzzed.toml"), &bytes)?;
+            let loaded = store.load("fuzzed").map_err(|e| e.to_string());
+            Ok((parsed, loaded))
+        }));
         let Ok(outcome) = outcome else {
             panics += 1;
             eprintln!("   panic on input {:?}", String::from_utf8_lossy(&bytes));
