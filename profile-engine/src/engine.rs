@@ -45,6 +45,16 @@ const GRAPH_CONCURRENCY_LIMIT: usize = 4;
 /// Folders whose first delta page is asked for together (Graph's `$batch` limit).
 const PREFETCH_FOLDERS: usize = 20;
 
+/// Folders (with their saved cursors) whose first delta pages are asked together, and
+/// whether that was done.
+type PrefetchGroup = (
+    Vec<(String, Option<DeltaCursor>)>,
+    tokio::sync::OnceCell<()>,
+);
+
+/// Folders of one mailbox worked on at once.
+const FOLDERS_IN_PARALLEL: usize = 2;
+
 /// Archive writes failing in a row after which a mailbox stops.
 const ARCHIVE_FAILURE_LIMIT: usize = 3;
 
@@ -658,35 +668,54 @@ impl MailboxCtx<'_> {
 
         let mut errors = Vec::new();
         let mut folders_completed = 0usize;
-        for (index, folder) in selected.iter().copied().enumerate() {
-            if self.cancel.is_cancelled() {
-                break;
-            }
-            if index % PREFETCH_FOLDERS == 0 {
-                // The first delta request of the next folders, asked together (one
-                // `$batch` on Graph): a no-change rerun costs a request per 20 folders.
-                let ahead: Vec<(String, Option<DeltaCursor>)> = selected
+        // Each folder starts from its saved state; the first delta request of every 20
+        // folders is asked together (one `$batch` on Graph: a no-change rerun costs a
+        // request per 20 folders).
+        let groups: Vec<PrefetchGroup> = selected
+            .chunks(PREFETCH_FOLDERS)
+            .map(|chunk| {
+                let ahead = chunk
                     .iter()
-                    .skip(index)
-                    .take(PREFETCH_FOLDERS)
                     .map(|f| {
                         let cursor = checkpoint.folders.get(&f.id).and_then(|s| s.cursor.clone());
                         (f.id.clone(), cursor)
                     })
                     .collect();
-                source.prefetch_changes(&mailbox, &ahead).await;
-            }
-            let span = info_span!("folder", folder = %folder.path);
-            let mut state = checkpoint.folders.remove(&folder.id).unwrap_or_default();
+                (ahead, tokio::sync::OnceCell::new())
+            })
+            .collect();
+        // Two folders at a time, so the next folder's listing and downloads fill the
+        // mailbox's slots while the previous one finishes (the mailbox gate still keeps
+        // four requests in flight at most). Results are taken in folder order, and each
+        // folder's cursor is saved only after its own downloads are archived.
+        let mut jobs = Vec::with_capacity(selected.len());
+        for (index, folder) in selected.iter().copied().enumerate() {
+            let mut state = checkpoint
+                .folders
+                .get(&folder.id)
+                .cloned()
+                .unwrap_or_default();
             state.path = folder.path.clone();
-            let round = self
-                .run_folder(folder, &mut state, &mut report)
-                .instrument(span)
-                .await;
+            let group = groups.get(index / PREFETCH_FOLDERS);
+            jobs.push(self.folder_job(&mailbox, folder, state, group));
+        }
+        let rounds = futures::stream::iter(jobs).buffered(FOLDERS_IN_PARALLEL);
+        futures::pin_mut!(rounds);
+        while let Some(done) = rounds.next().await {
+            let Some((folder, mut state, counts, round)) = done else {
+                break;
+            };
             state.updated = Some(Utc::now());
-            if !round.gone {
+            if round.gone {
+                checkpoint.folders.remove(&folder.id);
+            } else {
                 checkpoint.folders.insert(folder.id.clone(), state);
             }
+            report.messages_archived += counts.messages_archived;
+            report.messages_duplicate += counts.messages_duplicate;
+            report.messages_failed += counts.messages_failed;
+            report.bytes += counts.bytes;
+            report.deleted += counts.deleted;
             report.folders += 1;
             folders_completed += usize::from(round.completed);
             if let Err(e) = self.save_checkpoint(&checkpoint).await {
@@ -732,6 +761,33 @@ impl MailboxCtx<'_> {
             report.error = Some(errors.join("; "));
         }
         report
+    }
+
+    /// One folder's round with its own counters (merged by the caller, in folder order);
+    /// `None` when the run was cancelled before it started.
+    async fn folder_job<'f>(
+        &self,
+        mailbox: &str,
+        folder: &'f Folder,
+        mut state: FolderCheckpoint,
+        group: Option<&PrefetchGroup>,
+    ) -> Option<(&'f Folder, FolderCheckpoint, MailboxReport, FolderRound)> {
+        // The group's first pages are asked once, before any of its folders starts.
+        if let Some((ahead, asked)) = group {
+            asked
+                .get_or_init(|| self.engine.mailboxes.prefetch_changes(mailbox, ahead))
+                .await;
+        }
+        if self.cancel.is_cancelled() {
+            return None;
+        }
+        let span = info_span!("folder", folder = %folder.path);
+        let mut counts = MailboxReport::new(mailbox, MailboxStatus::Ok);
+        let round = self
+            .run_folder(folder, &mut state, &mut counts)
+            .instrument(span)
+            .await;
+        Some((folder, state, counts, round))
     }
 
     async fn load_checkpoint(&self) -> Result<MailboxCheckpoint, EngineError> {
