@@ -247,6 +247,7 @@ fn section_losses(value: &Value) -> u64 {
         "unnamed_errors",
         "bad_exit_codes",
         "verify_problems",
+        "child_failures",
     ]
     .iter()
     .filter_map(|key| value.get(*key).and_then(Value::as_u64))
@@ -415,6 +416,7 @@ fn archive_kills(plan: &Plan, seed: u64) -> Result<Value> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xA11);
     let clock = Instant::now();
     let (mut runs, mut kills, mut acknowledged, mut lost, mut verify_problems) = (0u64, 0, 0, 0, 0);
+    let mut child_failures = 0u64;
     let mut acked: Vec<(u64, u64, u64, String)> = Vec::new();
     for run in 0..u64::from(plan.archive_kills) {
         if clock.elapsed() > plan.section_budget {
@@ -461,6 +463,10 @@ fn archive_kills(plan: &Plan, seed: u64) -> Result<Value> {
         let _ = done.send(());
         if killed || status.code().is_none() {
             kills += 1;
+        } else {
+            // The child archives forever: ending on its own means it failed.
+            child_failures += 1;
+            eprintln!("   run {run}: the child stopped by itself ({status})");
         }
 
         // Reopen, verify, and check every acknowledged message so far.
@@ -492,7 +498,7 @@ fn archive_kills(plan: &Plan, seed: u64) -> Result<Value> {
     }
     Ok(json!({
         "runs": runs, "kills": kills, "acknowledged": acknowledged, "lost": lost,
-        "verify_problems": verify_problems,
+        "verify_problems": verify_problems, "child_failures": child_failures,
     }))
 }
 
@@ -721,7 +727,7 @@ async fn run_kills_against(plan: &Plan, seed: u64, emu: &Emulator) -> Result<Val
         .map(|u| emu.message_count(&u.upn))
         .sum();
     let clock = Instant::now();
-    let (mut runs, mut kills, mut finished_early) = (0u64, 0u64, 0u64);
+    let (mut runs, mut kills, mut finished_early, mut child_failures) = (0u64, 0u64, 0u64, 0u64);
     for _ in 0..plan.run_kills {
         if clock.elapsed() > plan.section_budget {
             break;
@@ -741,12 +747,14 @@ async fn run_kills_against(plan: &Plan, seed: u64, emu: &Emulator) -> Result<Val
         let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
         let mut archived = 0usize;
         let mut finished = false;
+        let mut reached = false;
         loop {
             let next = tokio::time::timeout(Duration::from_secs(120), lines.next_line()).await;
             let Ok(Ok(Some(line))) = next else { break };
             if line == "archived" {
                 archived += 1;
                 if archived > kill_after {
+                    reached = true;
                     break;
                 }
             } else if line.starts_with("done") {
@@ -757,9 +765,16 @@ async fn run_kills_against(plan: &Plan, seed: u64, emu: &Emulator) -> Result<Val
             finished_early += 1;
         } else {
             child.start_kill()?; // SIGKILL
-            kills += 1;
+            if reached {
+                kills += 1;
+            }
         }
-        child.wait().await?;
+        let status = child.wait().await?;
+        if !finished && !reached && status.code().is_some() {
+            // Neither killed nor done: the run itself broke off.
+            child_failures += 1;
+            eprintln!("   run {runs}: the child stopped by itself ({status})");
+        }
     }
     // The final run, in this process, to the end.
     let stack = stack(&tenant, data.path())?;
@@ -771,6 +786,7 @@ async fn run_kills_against(plan: &Plan, seed: u64, emu: &Emulator) -> Result<Val
     let verify = stack.archive.verify()?;
     Ok(json!({
         "runs": runs + 1, "kills": kills, "finished_before_kill": finished_early,
+        "child_failures": child_failures,
         "messages": audit.messages, "lost": audit.lost, "duplicated": audit.duplicated,
         "final_status": report.status, "verify_problems": verify.problems.len() + verify.drift.len(),
     }))
