@@ -614,7 +614,16 @@ impl Inner {
             // A batch's inner requests run up to 4 at once at the service: hold as many
             // slots as it may use so the mailbox's concurrency limit is kept.
             let admission = match op {
-                Op::Batch(_) => ctx.gate.admit_many(self.options.limits.max_in_flight).await,
+                Op::Batch(payload) => {
+                    // Outlook counts every inner request against the mailbox's budget.
+                    let inner = payload
+                        .get("requests")
+                        .and_then(|r| r.as_array())
+                        .map_or(1, Vec::len);
+                    ctx.gate
+                        .admit_many(self.options.limits.max_in_flight, inner)
+                        .await
+                }
                 _ => ctx.gate.admit().await,
             };
             // After admission: a long Retry-After wait must not leave us with a stale token.

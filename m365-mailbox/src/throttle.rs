@@ -126,15 +126,17 @@ impl MailboxGate {
     /// a slot is free, and the budget window has room. The request counts against the
     /// budget from now on.
     pub async fn admit(&self) -> Admission {
-        self.admit_many(1).await
+        self.admit_many(1, 1).await
     }
 
     /// Like [`MailboxGate::admit`], for a request that occupies `slots` slots at once (a
     /// `$batch`, whose inner requests the service runs in parallel): waits for all of them
     /// together (never one by one, so two batches cannot each hold part) and counts
-    /// `slots` requests against the budget. At most every slot of the gate.
-    pub async fn admit_many(&self, slots: usize) -> Admission {
+    /// `cost` requests (a batch's inner requests) against the budget. At most every slot
+    /// of the gate and the whole budget.
+    pub async fn admit_many(&self, slots: usize, cost: usize) -> Admission {
         let slots = slots.clamp(1, self.limits.max_in_flight.max(1));
+        let cost = cost.clamp(1, self.limits.budget.max(1));
         let wanted = u32::try_from(slots).unwrap_or(1);
         let started = Instant::now();
         loop {
@@ -162,10 +164,10 @@ impl MailboxGate {
                         {
                             state.sent.pop_front();
                         }
-                        if state.sent.len() + slots > self.limits.budget.max(slots) {
+                        if state.sent.len() + cost > self.limits.budget.max(1) {
                             state.sent.front().map(|&t| t + self.limits.window)
                         } else {
-                            for _ in 0..slots {
+                            for _ in 0..cost {
                                 state.sent.push_back(now);
                             }
                             None
@@ -309,6 +311,31 @@ mod tests {
             assert!(admitted.duration_since(start) >= Duration::from_millis(500));
         }
         assert!(gate.closed_until().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_batch_holds_every_slot_and_pays_for_its_inner_requests() {
+        let gate = MailboxGate::new(GateLimits {
+            max_in_flight: 4,
+            budget: 100,
+            window: Duration::from_secs(600),
+        });
+        let one = gate.admit().await;
+        // All four slots at once: not while one is taken.
+        let batch = tokio::time::timeout(Duration::from_millis(50), gate.admit_many(4, 18)).await;
+        assert!(batch.is_err());
+        drop(one);
+        let batch = gate.admit_many(4, 18).await;
+        assert_eq!(gate.in_flight(), 4);
+        assert_eq!(gate.used_budget(), 1 + 18);
+        let single = tokio::time::timeout(Duration::from_millis(50), gate.admit()).await;
+        assert!(
+            single.is_err(),
+            "a request was admitted while a batch held every slot"
+        );
+        drop(batch);
+        let _single = gate.admit().await;
+        assert_eq!(gate.in_flight(), 1);
     }
 
     #[test]

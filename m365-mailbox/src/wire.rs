@@ -444,6 +444,28 @@ mod tests {
         })
     }
 
+    #[test]
+    fn batch_answers_parse_with_string_or_number_ids() {
+        let bytes = br#"{"responses":[
+            {"id":"wk-inbox","status":200,"headers":{"Content-Type":"application/json"},"body":{"id":"AAMk"}},
+            {"id":7,"status":429,"headers":{"Retry-After":"3"},"body":{"error":{"code":"ApplicationThrottled","message":"slow down"}}},
+            {"id":"x","status":404}
+        ]}"#;
+        let batch = parse_object::<BatchResponse>(bytes).unwrap();
+        assert_eq!(batch.responses.len(), 3);
+        assert_eq!(batch.responses[0].id, "wk-inbox");
+        assert_eq!(batch.responses[1].id, "7");
+        assert_eq!(batch.responses[1].header("retry-after"), Some("3"));
+        assert_eq!(
+            batch.responses[1].error().unwrap().code,
+            "ApplicationThrottled"
+        );
+        assert!(batch.responses[2].error().is_none());
+        assert!(
+            parse_object::<BatchResponse>(br#"{"responses":[{"id":null,"status":200}]}"#).is_err()
+        );
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
@@ -451,6 +473,21 @@ mod tests {
             let _ = parse_page::<MailFolder>(&bytes);
             let _ = parse_object::<IdOnly>(&bytes);
             let _ = ErrorBody::parse(&bytes);
+            if let Ok(batch) = parse_object::<BatchResponse>(&bytes) {
+                for item in &batch.responses {
+                    let _ = (item.header("Retry-After"), item.error());
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_json_batches_parse_or_fail_cleanly(v in arb_json()) {
+            let bytes = serde_json::to_vec(&serde_json::json!({"responses": [v]})).unwrap();
+            if let Ok(batch) = parse_object::<BatchResponse>(&bytes) {
+                for item in &batch.responses {
+                    let _ = (item.header("retry-after"), item.error());
+                }
+            }
         }
 
         #[test]
