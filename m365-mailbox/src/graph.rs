@@ -10,6 +10,13 @@
 //! truncated bodies / timeouts, one token refresh on 401. Paging follows
 //! `@odata.nextLink`/`@odata.deltaLink` verbatim (same origin only: they carry our token).
 //!
+//! Request economy: `probe` and `folders` share one `$batch` (every well-known folder
+//! id, the top-level listing and the first page of `mailFolders/delta`), and
+//! `prefetch_changes` asks the first delta page of up to 20 folders in one `$batch`; a
+//! batch holds all of the mailbox's slots while the service runs its inner requests, and
+//! inner 429s are asked again after their `Retry-After`. Where the folder delta leaves
+//! folders out (search folders), `childFolderCount` tells, and those parents are walked.
+//!
 //! The SDK gets its bearer token from a [`TokenBridge`] that hands out the token chosen for
 //! the current request (a task-local), so after a 401 we invalidate exactly the token
 //! Graph rejected. graph-rs-sdk 3.0.1 cannot be given extra trust anchors, so when an
