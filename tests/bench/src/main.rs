@@ -222,9 +222,9 @@ async fn graph_run(plan: &Plan, dir: &Path) -> anyhow::Result<GraphFigures> {
     .await?;
     let access = TenantAccess::of(&emulator);
     let stack = stack::build(&access, dir)?;
-    let first = stack::run_everyone(&stack).await?;
+    let first = stack::run_everyone(&stack, plan.graph_mailboxes).await?;
     let before = emulator.stats().await;
-    let rerun = stack::run_everyone(&stack).await?;
+    let rerun = stack::run_everyone(&stack, plan.graph_mailboxes).await?;
     let stats = emulator.stats().await;
     // Where a no-change rerun spends its requests, route by route.
     for (route, count) in &stats.per_route {
@@ -323,7 +323,7 @@ fn child_run(spec: &str) -> anyhow::Result<()> {
         .build()?;
     let report = runtime.block_on(async {
         let stack = stack::build(&tenant, &data)?;
-        stack::run_everyone(&stack).await
+        stack::run_everyone(&stack, 8).await
     })?;
     let archived: u64 = report.mailboxes.iter().map(|m| m.messages_archived).sum();
     println!(

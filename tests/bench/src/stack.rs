@@ -97,9 +97,9 @@ pub fn build(tenant: &TenantAccess, data: &Path) -> anyhow::Result<Stack> {
     Ok(Stack { engine, archive })
 }
 
-/// The benchmark's profile: every mailbox, directory synced first.
-pub fn everyone() -> Profile {
-    Profile::new(
+/// The benchmark's profile: every mailbox, directory synced first, `parallel` mailboxes at once.
+pub fn everyone(parallel: usize) -> Profile {
+    let mut profile = Profile::new(
         "bench-everyone",
         "bench",
         Source::Multiple {
@@ -107,14 +107,16 @@ pub fn everyone() -> Profile {
             users: vec![],
             sync_directory_first: true,
         },
-    )
+    );
+    profile.run.parallel_mailboxes = parallel.max(1);
+    profile
 }
 
-/// Runs the all-mailboxes profile once.
-pub async fn run_everyone(stack: &Stack) -> anyhow::Result<RunReport> {
+/// Runs the all-mailboxes profile once, `parallel` mailboxes at once.
+pub async fn run_everyone(stack: &Stack, parallel: usize) -> anyhow::Result<RunReport> {
     let report = stack
         .engine
-        .run(&everyone(), &CancellationToken::new(), &NoProgress)
+        .run(&everyone(parallel), &CancellationToken::new(), &NoProgress)
         .await?;
     Ok(report)
 }
