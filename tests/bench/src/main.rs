@@ -102,7 +102,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let result = runtime.block_on(bench(&plan, &work))?;
     if json_out {
-        println!("{}", serde_json::to_string(&result)?);
+        println!("{}", serde_json::to_string(&fixed_shape(&result))?);
     } else {
         print_table(&result);
     }
@@ -350,6 +350,23 @@ fn vmhwm_kb() -> anyhow::Result<u64> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .context("no VmHWM in /proc/self/status")
+}
+
+/// The `--json` document, exactly the keys scripts rely on (the table shows the rest).
+fn fixed_shape(r: &serde_json::Value) -> serde_json::Value {
+    let pick = |section: &str, keys: &[&str]| {
+        let map: serde_json::Map<String, serde_json::Value> = keys
+            .iter()
+            .map(|k| ((*k).to_string(), r[section][*k].clone()))
+            .collect();
+        serde_json::Value::Object(map)
+    };
+    json!({
+        "ingest": pick("ingest", &["messages", "mb", "ours_secs", "ours_stored_bytes", "notmuch_secs", "restic_secs", "restic_bytes"]),
+        "graph": pick("graph", &["mailboxes", "ceiling_rps", "achieved_rps", "efficiency"]),
+        "incremental": pick("incremental", &["requests", "folders"]),
+        "memory": pick("memory", &["peak_rss_mb"]),
+    })
 }
 
 fn print_table(r: &serde_json::Value) {
