@@ -19,7 +19,7 @@ fn eol() -> impl Strategy<Value = &'static str> {
 fn line() -> impl Strategy<Value = String> {
     prop_oneof![
         "[ -~]{0,90}",
-        Just("From the desk of the CEO".to_string()),
+        Just("From the desk of the director".to_string()),
         Just(">From quoted".to_string()),
         Just("--not-a-boundary".to_string()),
         Just(String::new()),
