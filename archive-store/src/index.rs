@@ -129,23 +129,6 @@ impl Index {
         Ok(id)
     }
 
-    /// Empties every tree (for `reindex`) and gives the database a new identity.
-    pub(crate) fn clear(&self) -> Result<(), ArchiveError> {
-        for tree in [
-            &self.chunks,
-            &self.messages,
-            &self.entries,
-            &self.sources,
-            &self.meta,
-            &self.bodies,
-            &self.holders,
-        ] {
-            tree.clear().map_err(ArchiveError::sled)?;
-        }
-        self.db.remove("index_id").map_err(ArchiveError::sled)?;
-        Ok(())
-    }
-
     /// Writes everything to disk.
     pub(crate) fn flush(&self) -> Result<(), ArchiveError> {
         self.db.flush().map(|_| ()).map_err(ArchiveError::sled)

@@ -32,11 +32,13 @@
 //! # }
 //! ```
 
+mod caches;
 mod chunker;
 mod crypto;
 mod export;
 mod import;
 mod index;
+pub mod io;
 mod log;
 mod memory;
 mod metadata;
@@ -47,6 +49,7 @@ mod verify;
 
 pub use export::{ExportFilter, ExportFormat, ExportReport, safe_file_name};
 pub use import::{ImportFailure, ImportReport, import_path};
+pub use io::{FaultyIo, StoreIo};
 pub use memory::MemoryArchiveStore;
 pub use metadata::MessageMetadata;
 pub use store::{ArchiveEntry, DiskArchiveStore, MessageInfo, StoreOptions};
@@ -187,6 +190,7 @@ pub trait ArchiveStore: Send + Sync {
 
 /// What went wrong in the archive.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ArchiveError {
     /// A stored object failed its checksum.
     #[error("corrupt object {object}: {detail}")]
@@ -286,18 +290,102 @@ pub enum ArchiveError {
         detail: String,
     },
     /// Writing the batch this call belonged to failed; nothing of it is promised durable.
-    #[error("the message could not be made durable: {detail}")]
+    #[error("the message could not be made durable: {}", failure.detail)]
     NotDurable {
         /// The failure.
-        detail: String,
+        failure: IoFailure,
     },
-    /// An earlier fsync failed: durability of later writes cannot be promised.
-    #[error("the archive stopped accepting writes after an earlier failure ({detail}); reopen it")]
+    /// An earlier write or fsync failed: durability of later writes cannot be promised.
+    #[error("the archive stopped accepting writes after an earlier failure ({}); reopen it", failure.detail)]
     Poisoned {
         /// The earlier failure.
-        detail: String,
+        failure: IoFailure,
+    },
+    /// The store was opened read-only and cannot archive.
+    #[error("the archive at {} is open read-only", dir.display())]
+    ReadOnly {
+        /// The archive directory.
+        dir: PathBuf,
+    },
+    /// The indexes (caches) were unusable or behind, and rebuilding them failed.
+    #[error("the archive index could not be rebuilt because of: {source}")]
+    Rebuild {
+        /// Why the rebuild failed.
+        #[source]
+        source: Box<ArchiveError>,
     },
 }
+
+/// An I/O failure kept in a form several callers can share (a batch's waiters, or
+/// every later write of a poisoned store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoFailure {
+    /// What failed, for people.
+    pub detail: String,
+    /// The file or directory whose write or fsync failed, when known.
+    pub path: Option<PathBuf>,
+    /// The kind of the underlying I/O error, when it was one.
+    pub kind: Option<std::io::ErrorKind>,
+    /// The operating system's error code, when there was one.
+    pub os_error: Option<i32>,
+}
+
+impl IoFailure {
+    /// A failure that carries no I/O error (only a description).
+    pub fn other(detail: impl Into<String>) -> Self {
+        IoFailure {
+            detail: detail.into(),
+            path: None,
+            kind: None,
+            os_error: None,
+        }
+    }
+
+    /// The failure behind `err`, keeping its path and I/O error kind.
+    pub(crate) fn of(err: &ArchiveError) -> Self {
+        match err {
+            ArchiveError::Io { path, source } => IoFailure {
+                detail: err.to_string(),
+                path: Some(path.clone()),
+                kind: Some(source.kind()),
+                os_error: source.raw_os_error(),
+            },
+            ArchiveError::NotDurable { failure } | ArchiveError::Poisoned { failure } => {
+                failure.clone()
+            }
+            ArchiveError::Rebuild { source } => IoFailure {
+                detail: err.to_string(),
+                ..IoFailure::of(source)
+            },
+            other => IoFailure::other(other.to_string()),
+        }
+    }
+}
+
+/// Free and total space of a filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Space {
+    /// Bytes available to this (unprivileged) process.
+    pub available_bytes: u64,
+    /// Size of the filesystem.
+    pub total_bytes: u64,
+}
+
+/// Free and total space of the filesystem holding `path` (which must exist).
+pub fn space_at(path: impl AsRef<Path>) -> Result<Space, ArchiveError> {
+    let path = path.as_ref();
+    Ok(Space {
+        available_bytes: fs2::available_space(path).map_err(|e| ArchiveError::io(path, e))?,
+        total_bytes: fs2::total_space(path).map_err(|e| ArchiveError::io(path, e))?,
+    })
+}
+
+#[cfg(target_os = "linux")]
+const DISK_FULL_CODES: [i32; 2] = [28, 122];
+#[cfg(all(unix, not(target_os = "linux")))]
+const DISK_FULL_CODES: [i32; 2] = [28, 69];
+#[cfg(not(unix))]
+const DISK_FULL_CODES: [i32; 2] = [112, 39];
 
 fn affected_list(affected: &[MessageId]) -> String {
     if affected.is_empty() {
@@ -313,6 +401,46 @@ fn affected_list(affected: &[MessageId]) -> String {
 }
 
 impl ArchiveError {
+    /// The kind of the I/O error behind this error, if any (through failed batches,
+    /// poisoned stores and failed index rebuilds).
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            ArchiveError::Io { source, .. } => Some(source.kind()),
+            ArchiveError::NotDurable { failure } | ArchiveError::Poisoned { failure } => {
+                failure.kind
+            }
+            ArchiveError::Rebuild { source } => source.io_kind(),
+            _ => None,
+        }
+    }
+
+    /// The file whose I/O failed, if known.
+    pub fn io_path(&self) -> Option<&Path> {
+        match self {
+            ArchiveError::Io { path, .. } => Some(path),
+            ArchiveError::NotDurable { failure } | ArchiveError::Poisoned { failure } => {
+                failure.path.as_deref()
+            }
+            ArchiveError::Rebuild { source } => source.io_path(),
+            _ => None,
+        }
+    }
+
+    /// The failure is a full disk or an exhausted quota (`ENOSPC`, `EDQUOT`).
+    pub fn is_disk_full(&self) -> bool {
+        let os = match self {
+            ArchiveError::Io { source, .. } => source.raw_os_error(),
+            ArchiveError::NotDurable { failure } | ArchiveError::Poisoned { failure } => {
+                failure.os_error
+            }
+            ArchiveError::Rebuild { source } => return source.is_disk_full(),
+            _ => None,
+        };
+        self.io_kind() == Some(std::io::ErrorKind::StorageFull)
+            || self.io_kind() == Some(std::io::ErrorKind::QuotaExceeded)
+            || os.is_some_and(|c| DISK_FULL_CODES.contains(&c))
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ArchiveError::Io {
             path: path.into(),

@@ -91,7 +91,7 @@ impl ArchiveStore for MemoryArchiveStore {
     ) -> Result<ArchiveOutcome, ArchiveError> {
         if self.fail_writes.load(Ordering::SeqCst) {
             return Err(ArchiveError::NotDurable {
-                detail: "writes are switched off in this test store".into(),
+                failure: crate::IoFailure::other("writes are switched off in this test store"),
             });
         }
         if request.user.trim().is_empty() {

@@ -8,11 +8,12 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use crate::ArchiveError;
+use crate::io::StoreIo;
+use crate::{ArchiveError, IoFailure};
 
 /// Frame magic.
 pub(crate) const MAGIC: [u8; 4] = *b"ASf1";
@@ -237,13 +238,19 @@ impl FrameFiles {
 }
 
 /// Appends frames to the newest file of a set, rolling to a new file past a size limit.
+///
+/// A failed write is undone (the file is cut back to its length before it) and the
+/// appender refuses every later append, so a half-written frame is never followed
+/// by good ones. A read-only appender only tracks where reading stops.
 pub(crate) struct FrameAppender {
     dir: PathBuf,
     naming: fn(&Path, u32) -> PathBuf,
     number: u32,
-    file: Arc<File>,
+    file: Option<Arc<File>>,
     len: u64,
     limit: u64,
+    io: Arc<dyn StoreIo>,
+    failed: Option<IoFailure>,
 }
 
 impl FrameAppender {
@@ -253,6 +260,7 @@ impl FrameAppender {
         naming: fn(&Path, u32) -> PathBuf,
         number: u32,
         limit: u64,
+        io: Arc<dyn StoreIo>,
     ) -> Result<Self, ArchiveError> {
         let path = naming(dir, number);
         let file = OpenOptions::new()
@@ -268,9 +276,35 @@ impl FrameAppender {
             dir: dir.to_path_buf(),
             naming,
             number,
-            file: Arc::new(file),
+            file: Some(Arc::new(file)),
             len,
             limit,
+            io,
+            failed: None,
+        })
+    }
+
+    /// A read-only view of file `number` (which may be missing: then it is empty).
+    pub(crate) fn read_only(
+        dir: &Path,
+        naming: fn(&Path, u32) -> PathBuf,
+        number: u32,
+    ) -> Result<Self, ArchiveError> {
+        let path = naming(dir, number);
+        let len = match std::fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(ArchiveError::io(&path, e)),
+        };
+        Ok(FrameAppender {
+            dir: dir.to_path_buf(),
+            naming,
+            number,
+            file: None,
+            len,
+            limit: u64::MAX,
+            io: Arc::new(crate::io::RealIo),
+            failed: Some(IoFailure::other("the archive is open read-only")),
         })
     }
 
@@ -284,28 +318,70 @@ impl FrameAppender {
         self.number
     }
 
-    /// Current length of the current file.
+    /// Current length of the current file (for a read-only view: where reading stops).
     pub(crate) fn len(&self) -> u64 {
         self.len
     }
 
+    /// Stops a read-only view at `len` (a torn tail it must not cut).
+    pub(crate) fn stop_at(&mut self, len: u64) {
+        if self.file.is_none() {
+            self.len = len;
+        }
+    }
+
+    fn writable(&self) -> Result<&Arc<File>, ArchiveError> {
+        match (&self.failed, &self.file) {
+            (None, Some(file)) => Ok(file),
+            (Some(failure), _) => Err(ArchiveError::Poisoned {
+                failure: failure.clone(),
+            }),
+            (None, None) => Err(ArchiveError::Poisoned {
+                failure: IoFailure::other("the archive is open read-only"),
+            }),
+        }
+    }
+
+    /// Writes `buf` at the end; on failure cuts the file back and refuses later writes.
+    fn write(&mut self, buf: &[u8]) -> Result<(), ArchiveError> {
+        let file = self.writable()?.clone();
+        let path = self.path();
+        if let Err(e) = self.io.write(&file, &path, buf) {
+            let err = ArchiveError::io(&path, e);
+            if let Err(cut) = file.set_len(self.len) {
+                tracing::error!(file = %path.display(), error = %cut, "cannot cut back a failed write; it is cut on next open");
+            }
+            self.failed = Some(IoFailure::of(&err));
+            return Err(err);
+        }
+        self.len += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Makes the current file durable; a failure refuses later writes.
+    pub(crate) fn sync(&mut self) -> Result<(), ArchiveError> {
+        let (file, path) = self.handle()?;
+        self.io.sync(&file, &path).map_err(|e| {
+            let err = ArchiveError::io(&path, e);
+            self.failed = Some(IoFailure::of(&err));
+            err
+        })
+    }
+
     /// Handle for fsync outside the writer's lock.
-    pub(crate) fn handle(&self) -> (Arc<File>, PathBuf) {
-        (self.file.clone(), self.path())
+    pub(crate) fn handle(&self) -> Result<(Arc<File>, PathBuf), ArchiveError> {
+        Ok((self.writable()?.clone(), self.path()))
     }
 
     /// Appends one frame (not synced); rolls over first when the file is full.
     pub(crate) fn append(&mut self, kind: u8, payload: &[u8]) -> Result<Location, ArchiveError> {
         let frame = encode_frame(kind, payload);
+        self.writable()?;
         if self.len > 0 && self.len + frame.len() as u64 > self.limit {
             self.roll()?;
         }
         let offset = self.len;
-        let path = self.path();
-        (&*self.file)
-            .write_all(&frame)
-            .map_err(|e| ArchiveError::io(&path, e))?;
-        self.len += frame.len() as u64;
+        self.write(&frame)?;
         Ok(Location {
             file: self.number,
             offset,
@@ -328,37 +404,62 @@ impl FrameAppender {
             });
             buf.extend_from_slice(&encode_frame(*kind, payload));
         }
-        let path = self.path();
-        (&*self.file)
-            .write_all(&buf)
-            .map_err(|e| ArchiveError::io(&path, e))?;
-        self.len += buf.len() as u64;
+        self.write(&buf)?;
         Ok(locs)
     }
 
     fn roll(&mut self) -> Result<(), ArchiveError> {
-        let path = self.path();
-        self.file
-            .sync_all()
-            .map_err(|e| ArchiveError::io(&path, e))?;
-        let next = FrameAppender::open(&self.dir, self.naming, self.number + 1, self.limit)?;
-        sync_dir(&self.dir)?;
+        self.sync()?;
+        let next = FrameAppender::open(
+            &self.dir,
+            self.naming,
+            self.number + 1,
+            self.limit,
+            self.io.clone(),
+        )?;
+        if let Err(e) = sync_dir(&*self.io, &self.dir) {
+            self.failed = Some(IoFailure::of(&e));
+            return Err(e);
+        }
         *self = next;
         Ok(())
     }
 }
 
 /// Fsyncs a directory so new files in it survive a crash.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
+pub(crate) fn sync_dir(io: &dyn StoreIo, dir: &Path) -> Result<(), ArchiveError> {
     #[cfg(unix)]
     {
         File::open(dir)
-            .and_then(|d| d.sync_all())
+            .and_then(|d| io.sync(&d, dir))
             .map_err(|e| ArchiveError::io(dir, e))?;
     }
     #[cfg(not(unix))]
     {
-        let _ = dir;
+        let _ = (io, dir);
+    }
+    Ok(())
+}
+
+/// Replaces `path` with `bytes` atomically: write a temporary file, fsync it,
+/// rename it over `path`, fsync the directory.
+pub(crate) fn write_atomic(
+    io: &dyn StoreIo,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(), ArchiveError> {
+    let tmp = path.with_extension("tmp");
+    let file = File::create(&tmp).map_err(|e| ArchiveError::io(&tmp, e))?;
+    io.write(&file, &tmp, bytes)
+        .and_then(|()| io.sync(&file, &tmp))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            ArchiveError::io(&tmp, e)
+        })?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(|e| ArchiveError::io(path, e))?;
+    if let Some(parent) = path.parent() {
+        sync_dir(io, parent)?;
     }
     Ok(())
 }
@@ -498,7 +599,17 @@ pub(crate) fn scan_file(
     mut visit: impl FnMut(ScanEvent<'_>) -> Result<(), ArchiveError>,
 ) -> Result<ScanSummary, ArchiveError> {
     let io_err = |e| ArchiveError::io(path, e);
-    let file = File::open(path).map_err(io_err)?;
+    let file = match File::open(path) {
+        Ok(file) => file,
+        // A record log not created yet (a read-only open of a new archive) is empty.
+        Err(e) if e.kind() == io::ErrorKind::NotFound && start == 0 => {
+            return Ok(ScanSummary {
+                valid_end: 0,
+                file_len: 0,
+            });
+        }
+        Err(e) => return Err(io_err(e)),
+    };
     let len = file.metadata().map_err(io_err)?.len();
     let len = end.map_or(len, |e| e.min(len));
     let mut scanner = Scanner {
@@ -571,14 +682,19 @@ pub(crate) fn scan_file(
 }
 
 /// Cuts a torn tail off `path` at `valid_end` and syncs.
-pub(crate) fn truncate_tail(path: &Path, valid_end: u64) -> Result<(), ArchiveError> {
+pub(crate) fn truncate_tail(
+    io: &dyn StoreIo,
+    path: &Path,
+    valid_end: u64,
+) -> Result<(), ArchiveError> {
     let file = OpenOptions::new()
         .write(true)
         .open(path)
         .map_err(|e| ArchiveError::io(path, e))?;
     file.set_len(valid_end)
         .map_err(|e| ArchiveError::io(path, e))?;
-    file.sync_all().map_err(|e| ArchiveError::io(path, e))?;
+    io.sync(&file, path)
+        .map_err(|e| ArchiveError::io(path, e))?;
     Ok(())
 }
 
@@ -586,10 +702,14 @@ pub(crate) fn truncate_tail(path: &Path, valid_end: u64) -> Result<(), ArchiveEr
 mod tests {
     use super::*;
 
+    fn appender(dir: &Path) -> FrameAppender {
+        FrameAppender::open(dir, pack_path, 1, 1 << 30, Arc::new(crate::io::RealIo)).unwrap()
+    }
+
     #[test]
     fn scan_finds_frames_and_resyncs_after_a_flipped_byte() {
         let dir = tempfile::tempdir().unwrap();
-        let mut app = FrameAppender::open(dir.path(), pack_path, 1, 1 << 30).unwrap();
+        let mut app = appender(dir.path());
         let a = app.append(kind::CHUNK, &[7u8; 100]).unwrap();
         let b = app.append(kind::CHUNK, &[8u8; 100]).unwrap();
         let c = app.append(kind::MANIFEST, &[9u8; 50]).unwrap();
@@ -615,7 +735,7 @@ mod tests {
     #[test]
     fn torn_tail_is_detected() {
         let dir = tempfile::tempdir().unwrap();
-        let mut app = FrameAppender::open(dir.path(), pack_path, 1, 1 << 30).unwrap();
+        let mut app = appender(dir.path());
         let a = app.append(kind::CHUNK, &[7u8; 100]).unwrap();
         app.append(kind::CHUNK, &[8u8; 100]).unwrap();
         let path = pack_path(dir.path(), 1);

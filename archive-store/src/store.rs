@@ -16,25 +16,27 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use chrono::{DateTime, Utc};
 use fs2::FileExt;
 use serde::{Deserialize, Serialize};
 
+use crate::caches::{Caches, POINTER, catch_panic, is_cache_error, remove_others};
 use crate::chunker::{ChunkSummary, chunk_stream};
 use crate::crypto::{Codec, from_hex, to_hex};
-use crate::index::{EntryValue, Index, split_entry_key};
+use crate::index::{EntryValue, split_entry_key};
+use crate::io::{RealIo, StoreIo};
 use crate::log::{LogRecord, decode_record, encode_record, log_path};
 use crate::metadata::{MessageMetadata, extract};
 use crate::pack::{
     FrameAppender, FrameFiles, Location, ScanEvent, kind, list_packs, pack_path, scan_file,
-    sync_dir, truncate_tail,
+    truncate_tail, write_atomic,
 };
-use crate::search::{SearchDoc, SearchIndex};
+use crate::search::SearchDoc;
 use crate::{
-    ArchiveError, ArchiveOutcome, ArchiveRequest, ArchiveStats, ArchiveStore, MessageId,
-    RawMessage, Scope, SearchHit, SearchQuery, SourceRef,
+    ArchiveError, ArchiveOutcome, ArchiveRequest, ArchiveStats, ArchiveStore, IoFailure, MessageId,
+    RawMessage, Scope, SearchHit, SearchQuery, SourceRef, Space, space_at,
 };
 
 const FORMAT: u32 = 1;
@@ -52,6 +54,9 @@ pub struct StoreOptions {
     pub compression_level: i32,
     /// A pack file is closed and a new one started past this size.
     pub pack_size_limit: u64,
+    /// I/O for the store's own writes and fsyncs (`None`: the operating system's).
+    /// Tests pass a [`crate::io::FaultyIo`] here.
+    pub io: Option<Arc<dyn StoreIo>>,
 }
 
 impl Default for StoreOptions {
@@ -60,6 +65,7 @@ impl Default for StoreOptions {
             encryption_key_file: None,
             compression_level: 3,
             pack_size_limit: 1 << 30,
+            io: None,
         }
     }
 }
@@ -137,24 +143,27 @@ struct CommitState {
     queue: Vec<Pending>,
     leader: bool,
     next_ticket: u64,
-    done: BTreeMap<u64, Result<ArchiveOutcome, String>>,
+    done: BTreeMap<u64, Result<ArchiveOutcome, IoFailure>>,
 }
 
 /// The archive on disk. Open with [`DiskArchiveStore::open`]; share with `Arc`.
 pub struct DiskArchiveStore {
     dir: PathBuf,
+    index_dir: PathBuf,
     _lock: File,
+    _cache_lock: Option<File>,
+    read_only: bool,
     pub(crate) codec: Codec,
     compression_level: i32,
     pub(crate) packs: FrameFiles,
     pack_writer: Mutex<FrameAppender>,
     log_writer: Mutex<FrameAppender>,
-    pub(crate) index: Index,
-    pub(crate) search_index: SearchIndex,
+    caches: RwLock<Arc<Caches>>,
+    io: Arc<dyn StoreIo>,
     commit: Mutex<CommitState>,
     committed: Condvar,
     maintenance: RwLock<()>,
-    poisoned: Mutex<Option<String>>,
+    poisoned: Mutex<Option<IoFailure>>,
     records_since_checkpoint: AtomicU64,
     pack_limit: u64,
 }
@@ -170,19 +179,6 @@ impl std::fmt::Debug for DiskArchiveStore {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| ArchiveError::io(&tmp, e))?;
-    File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| ArchiveError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| ArchiveError::io(path, e))?;
-    if let Some(parent) = path.parent() {
-        sync_dir(parent)?;
-    }
-    Ok(())
 }
 
 fn validate(request: &ArchiveRequest) -> Result<(), ArchiveError> {
@@ -214,124 +210,359 @@ pub(crate) fn parse_id(id: &MessageId) -> Result<[u8; 32], ArchiveError> {
     from_hex(&id.0.to_ascii_lowercase()).ok_or_else(|| ArchiveError::NotFound { id: id.0.clone() })
 }
 
-impl DiskArchiveStore {
-    /// Opens (creating if needed) the archive in `dir`, takes its lock, cuts a torn
-    /// tail left by a crash, and brings the indexes up to date with the packs and log.
-    pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self, ArchiveError> {
-        let dir = dir.as_ref().to_path_buf();
-        let packs_dir = dir.join("packs");
-        let index_dir = dir.join("index");
-        for d in [&dir, &packs_dir, &index_dir] {
-            std::fs::create_dir_all(d).map_err(|e| ArchiveError::io(d, e))?;
+/// How [`DiskArchiveStore::open_with`] opens.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Writable; the current index generation is used when it is sound.
+    Write,
+    /// Writable; a fresh index generation is built without opening the current one.
+    Rebuild,
+    /// Read-only sources of truth.
+    Read,
+}
+
+fn read_config(
+    dir: &Path,
+    config_path: &Path,
+    options: &StoreOptions,
+) -> Result<Codec, ArchiveError> {
+    let raw = std::fs::read(config_path).map_err(|e| ArchiveError::io(config_path, e))?;
+    let config: StoreConfig = serde_json::from_slice(&raw).map_err(|e| ArchiveError::Format {
+        dir: dir.to_path_buf(),
+        detail: format!("store.json unreadable: {e}"),
+    })?;
+    if config.format != FORMAT {
+        return Err(ArchiveError::Format {
+            dir: dir.to_path_buf(),
+            detail: format!(
+                "format {} is not supported (expected {FORMAT})",
+                config.format
+            ),
+        });
+    }
+    match (config.encrypted, &options.encryption_key_file) {
+        (false, _) => Ok(Codec::plain()),
+        (true, None) => Err(ArchiveError::Key {
+            detail: format!(
+                "the archive at {} is encrypted: give its key file",
+                dir.display()
+            ),
+        }),
+        (true, Some(key)) => {
+            let codec = Codec::from_key_file(key)?;
+            if codec.key_check() != config.key_check {
+                return Err(ArchiveError::Key {
+                    detail: format!("key file {} is not the key of this archive", key.display()),
+                });
+            }
+            Ok(codec)
         }
-        let lock_path = dir.join("LOCK");
-        let lock_file = std::fs::OpenOptions::new()
+    }
+}
+
+fn create_config(
+    dir: &Path,
+    config_path: &Path,
+    options: &StoreOptions,
+    io: &dyn StoreIo,
+) -> Result<Codec, ArchiveError> {
+    let codec = match &options.encryption_key_file {
+        Some(key) => Codec::from_key_file(key)?,
+        None => Codec::plain(),
+    };
+    let config = StoreConfig {
+        format: FORMAT,
+        store_id: format!("{:032x}", rand::random::<u128>()),
+        encrypted: codec.encrypted(),
+        key_check: codec.key_check(),
+        created: Utc::now(),
+    };
+    let json = serde_json::to_vec_pretty(&config).map_err(|e| ArchiveError::Format {
+        dir: dir.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    write_atomic(io, config_path, &json)?;
+    Ok(codec)
+}
+
+/// Takes the archive's lock: exclusive for a writer, shared for a reader.
+fn take_lock(dir: &Path, shared: bool) -> Result<File, ArchiveError> {
+    let lock_path = dir.join("LOCK");
+    let opened = if shared {
+        File::open(&lock_path).or_else(|_| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+        })
+    } else {
+        std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|e| ArchiveError::io(&lock_path, e))?;
-        if lock_file.try_lock_exclusive().is_err() {
-            return Err(ArchiveError::Locked {
-                dir,
-                lock: lock_path,
-            });
-        }
+    };
+    let lock_file = opened.map_err(|e| ArchiveError::io(&lock_path, e))?;
+    let taken = if shared {
+        FileExt::try_lock_shared(&lock_file)
+    } else {
+        FileExt::try_lock_exclusive(&lock_file)
+    };
+    if taken.is_err() {
+        return Err(ArchiveError::Locked {
+            dir: dir.to_path_buf(),
+            lock: lock_path,
+        });
+    }
+    Ok(lock_file)
+}
 
+impl DiskArchiveStore {
+    /// Opens (creating if needed) the archive in `dir`, takes its lock, cuts a torn
+    /// tail left by a crash, and brings the indexes up to date with the packs and log.
+    /// Unusable indexes are rebuilt (with a warning naming the cause).
+    pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self, ArchiveError> {
+        Self::open_with(dir.as_ref(), &options, Mode::Write)
+    }
+
+    /// Opens an existing archive for reading only: takes a shared lock (readers
+    /// coexist, a writer excludes them), never creates the archive or `store.json`,
+    /// never writes packs or the record log (a torn tail is where reading stops).
+    /// Indexes that are behind or unusable are brought up to date; when that write
+    /// fails the error is [`ArchiveError::Rebuild`] naming the cause.
+    pub fn open_read_only(
+        dir: impl AsRef<Path>,
+        options: StoreOptions,
+    ) -> Result<Self, ArchiveError> {
+        Self::open_with(dir.as_ref(), &options, Mode::Read)
+    }
+
+    /// `archive reindex`: takes the archive's lock and builds a fresh index
+    /// generation from the packs and the record log beside the current one, without
+    /// opening it, then swaps it in atomically and removes the old one.
+    pub fn rebuild_indexes(
+        dir: impl AsRef<Path>,
+        options: StoreOptions,
+    ) -> Result<ArchiveStats, ArchiveError> {
+        let store = Self::open_with(dir.as_ref(), &options, Mode::Rebuild)?;
+        store.stats()
+    }
+
+    fn open_with(dir: &Path, options: &StoreOptions, mode: Mode) -> Result<Self, ArchiveError> {
+        let dir = dir.to_path_buf();
+        let read_only = mode == Mode::Read;
+        let io: Arc<dyn StoreIo> = options.io.clone().unwrap_or_else(|| Arc::new(RealIo));
+        let packs_dir = dir.join("packs");
+        let index_dir = dir.join("index");
         let config_path = dir.join("store.json");
-        let existing_packs = list_packs(&packs_dir)?;
-        let codec = if config_path.exists() {
-            let raw = std::fs::read(&config_path).map_err(|e| ArchiveError::io(&config_path, e))?;
-            let config: StoreConfig =
-                serde_json::from_slice(&raw).map_err(|e| ArchiveError::Format {
-                    dir: dir.clone(),
-                    detail: format!("store.json unreadable: {e}"),
-                })?;
-            if config.format != FORMAT {
+        if read_only {
+            if !config_path.is_file() {
                 return Err(ArchiveError::Format {
                     dir,
-                    detail: format!(
-                        "format {} is not supported (expected {FORMAT})",
-                        config.format
-                    ),
+                    detail: "no archive here (store.json is missing)".into(),
                 });
-            }
-            match (config.encrypted, &options.encryption_key_file) {
-                (false, _) => Codec::plain(),
-                (true, None) => {
-                    return Err(ArchiveError::Key {
-                        detail: format!(
-                            "the archive at {} is encrypted: give its key file",
-                            dir.display()
-                        ),
-                    });
-                }
-                (true, Some(key)) => {
-                    let codec = Codec::from_key_file(key)?;
-                    if codec.key_check() != config.key_check {
-                        return Err(ArchiveError::Key {
-                            detail: format!(
-                                "key file {} is not the key of this archive",
-                                key.display()
-                            ),
-                        });
-                    }
-                    codec
-                }
             }
         } else {
-            if !existing_packs.is_empty() {
-                return Err(ArchiveError::Format {
-                    dir,
-                    detail: "pack files exist but store.json is missing; restore it from a backup"
-                        .into(),
-                });
+            for d in [&dir, &packs_dir] {
+                std::fs::create_dir_all(d).map_err(|e| ArchiveError::io(d, e))?;
             }
-            let codec = match &options.encryption_key_file {
-                Some(key) => Codec::from_key_file(key)?,
-                None => Codec::plain(),
-            };
-            let config = StoreConfig {
-                format: FORMAT,
-                store_id: format!("{:032x}", rand::random::<u128>()),
-                encrypted: codec.encrypted(),
-                key_check: codec.key_check(),
-                created: Utc::now(),
-            };
-            let json = serde_json::to_vec_pretty(&config).map_err(|e| ArchiveError::Format {
-                dir: dir.clone(),
-                detail: e.to_string(),
-            })?;
-            write_atomic(&config_path, &json)?;
-            codec
+        }
+        let lock_file = take_lock(&dir, read_only)?;
+        std::fs::create_dir_all(&index_dir).map_err(|e| ArchiveError::io(&index_dir, e))?;
+        // Readers share the archive but not the caches: one at a time uses them.
+        let cache_lock = if read_only {
+            let path = index_dir.join("READERS.lock");
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| ArchiveError::io(&path, e))?;
+            FileExt::lock_exclusive(&file).map_err(|e| ArchiveError::io(&path, e))?;
+            Some(file)
+        } else {
+            None
         };
 
-        let index = Index::open(&index_dir.join("sled"))?;
+        let existing_packs = if read_only && !packs_dir.exists() {
+            Vec::new()
+        } else {
+            list_packs(&packs_dir)?
+        };
+        let codec = if config_path.exists() {
+            read_config(&dir, &config_path, options)?
+        } else if !existing_packs.is_empty() {
+            return Err(ArchiveError::Format {
+                dir,
+                detail: "pack files exist but store.json is missing; restore it from a backup"
+                    .into(),
+            });
+        } else {
+            create_config(&dir, &config_path, options, &*io)?
+        };
+
+        let pack_limit = options.pack_size_limit.max(1 << 20);
         let last_pack = existing_packs.last().copied().unwrap_or(1);
+        let (pack_writer, log_writer) = if read_only {
+            (
+                FrameAppender::read_only(&packs_dir, pack_path, last_pack)?,
+                FrameAppender::read_only(&dir, log_path, 1)?,
+            )
+        } else {
+            (
+                FrameAppender::open(&packs_dir, pack_path, last_pack, pack_limit, io.clone())?,
+                FrameAppender::open(&dir, log_path, 1, u64::MAX, io.clone())?,
+            )
+        };
+
+        // The caches: the current generation, or a fresh one when it is unusable.
+        let fresh_generation = |cause: Option<ArchiveError>| match Caches::create_next(&index_dir) {
+            Ok(caches) => Ok((caches, cause)),
+            Err(e) => Err(ArchiveError::Rebuild {
+                source: Box::new(e),
+            }),
+        };
+        let (caches, rebuild_cause) = if mode == Mode::Rebuild {
+            fresh_generation(None)?
+        } else {
+            match Caches::open_current(&*io, &index_dir) {
+                Ok(caches) => (caches, None),
+                Err(e) if is_cache_error(&e, &index_dir) => fresh_generation(Some(e))?,
+                Err(e) => return Err(e),
+            }
+        };
         let store = DiskArchiveStore {
-            packs: FrameFiles::new(packs_dir.clone(), pack_path),
-            pack_writer: Mutex::new(FrameAppender::open(
-                &packs_dir,
-                pack_path,
-                last_pack,
-                options.pack_size_limit.max(1 << 20),
-            )?),
-            log_writer: Mutex::new(FrameAppender::open(&dir, log_path, 1, u64::MAX)?),
-            search_index: SearchIndex::open(&index_dir.join("search"))?,
-            index,
+            packs: FrameFiles::new(packs_dir, pack_path),
+            pack_writer: Mutex::new(pack_writer),
+            log_writer: Mutex::new(log_writer),
+            caches: RwLock::new(Arc::new(caches)),
+            io,
             codec,
             compression_level: options.compression_level.clamp(1, 19),
             _lock: lock_file,
+            _cache_lock: cache_lock,
+            read_only,
             commit: Mutex::new(CommitState::default()),
             committed: Condvar::new(),
             maintenance: RwLock::new(()),
             poisoned: Mutex::new(None),
             records_since_checkpoint: AtomicU64::new(0),
-            pack_limit: options.pack_size_limit.max(1 << 20),
+            pack_limit,
             dir,
+            index_dir,
         };
-        store.recover(false)?;
+        store.start(mode, rebuild_cause)?;
         Ok(store)
+    }
+
+    /// Brings the caches up to date, rebuilding them when they turn out unusable.
+    fn start(&self, mode: Mode, rebuild_cause: Option<ArchiveError>) -> Result<(), ArchiveError> {
+        let fresh = mode == Mode::Rebuild || rebuild_cause.is_some();
+        if let Some(cause) = &rebuild_cause {
+            let new_archive = list_packs(&self.dir.join("packs")).map_or(true, |p| p.is_empty())
+                && !self.index_dir.join(POINTER).exists();
+            if new_archive {
+                tracing::debug!(cause = %cause, "creating the archive indexes");
+            } else {
+                tracing::warn!(cause = %cause, dir = %self.index_dir.display(), "the archive indexes are unusable; rebuilding them from the packs and the record log");
+            }
+        }
+        if fresh {
+            let caches = self.caches();
+            catch_panic(|| self.recover(true))
+                .and_then(|()| caches.make_current(&*self.io))
+                .map_err(|e| ArchiveError::Rebuild {
+                    source: Box::new(e),
+                })?;
+        } else {
+            match catch_panic(|| self.recover(false)) {
+                Ok(()) => {}
+                Err(e) if is_cache_error(&e, &self.index_dir) => self.rebuild_caches(&e)?,
+                Err(e) => return Err(e),
+            }
+        }
+        remove_others(&self.index_dir, &self.caches().name);
+        Ok(())
+    }
+
+    /// Builds a fresh generation from the packs and the record log and swaps it in;
+    /// on failure the current one stays. The caller holds the maintenance lock (or
+    /// is still opening the store).
+    fn rebuild_caches(&self, cause: &ArchiveError) -> Result<(), ArchiveError> {
+        tracing::warn!(cause = %cause, dir = %self.index_dir.display(), "rebuilding the archive indexes from the packs and the record log");
+        let fresh = Caches::create_next(&self.index_dir).map_err(|e| ArchiveError::Rebuild {
+            source: Box::new(e),
+        })?;
+        let fresh = Arc::new(fresh);
+        let old = std::mem::replace(&mut *self.caches_mut(), fresh.clone());
+        let built = catch_panic(|| self.recover(true)).and_then(|()| fresh.make_current(&*self.io));
+        if let Err(e) = built {
+            *self.caches_mut() = old;
+            drop(fresh);
+            remove_others(&self.index_dir, &self.caches().name);
+            return Err(ArchiveError::Rebuild {
+                source: Box::new(e),
+            });
+        }
+        drop(old);
+        remove_others(&self.index_dir, &fresh.name);
+        Ok(())
+    }
+
+    /// The caches in use.
+    pub(crate) fn caches(&self) -> Arc<Caches> {
+        self.caches
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn caches_mut(&self) -> std::sync::RwLockWriteGuard<'_, Arc<Caches>> {
+        self.caches
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs a read of the caches; when it fails with an index error, rebuilds the
+    /// caches once and retries.
+    pub(crate) fn healing<T>(
+        &self,
+        op: impl Fn() -> Result<T, ArchiveError>,
+    ) -> Result<T, ArchiveError> {
+        let (first, used) = {
+            let _shared = self.maintenance_read();
+            let used = self.caches();
+            (catch_panic(&op), used)
+        };
+        match first {
+            Err(e) if is_cache_error(&e, &self.index_dir) => {
+                {
+                    let _exclusive = self
+                        .maintenance
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    // Another caller may have rebuilt them meanwhile.
+                    if Arc::ptr_eq(&used, &self.caches()) {
+                        drop(used);
+                        self.rebuild_caches(&e)?;
+                    }
+                }
+                let _shared = self.maintenance_read();
+                catch_panic(&op)
+            }
+            other => other,
+        }
+    }
+
+    /// Free and total space of the filesystem holding the archive.
+    pub fn space(&self) -> Result<Space, ArchiveError> {
+        space_at(&self.dir)
+    }
+
+    /// Whether the store was opened with [`DiskArchiveStore::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// The archive directory.
@@ -339,13 +570,10 @@ impl DiskArchiveStore {
         &self.dir
     }
 
-    fn checkpoint_path(&self) -> PathBuf {
-        self.dir.join("index").join("checkpoint.json")
-    }
-
     fn read_checkpoint(&self) -> Result<Checkpoint, ArchiveError> {
-        let path = self.checkpoint_path();
-        let id = self.index.id()?;
+        let caches = self.caches();
+        let path = caches.checkpoint_path();
+        let id = caches.index.id()?;
         match std::fs::read(&path) {
             Ok(raw) => match serde_json::from_slice::<Checkpoint>(&raw) {
                 Ok(cp) if cp.index_id == id => Ok(cp),
@@ -368,7 +596,8 @@ impl DiskArchiveStore {
             (w.number(), w.len())
         };
         let log_offset = lock(&self.log_writer).len();
-        self.index.flush()?;
+        let caches = self.caches();
+        caches.index.flush()?;
         let mut packs = BTreeMap::new();
         for n in list_packs(&self.dir.join("packs"))? {
             let len = if n == pack_no {
@@ -381,12 +610,12 @@ impl DiskArchiveStore {
             packs.insert(n, len);
         }
         let cp = Checkpoint {
-            index_id: self.index.id()?,
+            index_id: caches.index.id()?,
             log_offset,
             packs,
         };
         let json = serde_json::to_vec(&cp).map_err(ArchiveError::sled)?;
-        write_atomic(&self.checkpoint_path(), &json)?;
+        write_atomic(&*self.io, &caches.checkpoint_path(), &json)?;
         self.records_since_checkpoint.store(0, Ordering::Relaxed);
         Ok(())
     }
@@ -396,7 +625,7 @@ impl DiskArchiveStore {
     fn recover(&self, full: bool) -> Result<(), ArchiveError> {
         let checkpoint = if full {
             Checkpoint {
-                index_id: self.index.id()?,
+                index_id: self.caches().index.id()?,
                 ..Checkpoint::default()
             }
         } else {
@@ -427,11 +656,20 @@ impl DiskArchiveStore {
                 Ok(())
             })?;
             if summary.torn_tail() {
-                if i + 1 == numbers.len() {
+                if i + 1 == numbers.len() && self.read_only {
+                    tracing::warn!(pack = %path.display(), at = summary.valid_end, "torn tail left by a crash; reading stops there (a writable open cuts it)");
+                    lock(&self.pack_writer).stop_at(summary.valid_end);
+                } else if i + 1 == numbers.len() {
                     tracing::warn!(pack = %path.display(), at = summary.valid_end, "cutting torn tail left by a crash");
                     let mut writer = lock(&self.pack_writer);
-                    truncate_tail(&path, summary.valid_end)?;
-                    *writer = FrameAppender::open(&packs_dir, pack_path, n, self.pack_limit)?;
+                    truncate_tail(&*self.io, &path, summary.valid_end)?;
+                    *writer = FrameAppender::open(
+                        &packs_dir,
+                        pack_path,
+                        n,
+                        self.pack_limit,
+                        self.io.clone(),
+                    )?;
                 } else {
                     tracing::error!(pack = %path.display(), at = summary.valid_end, "damaged end of a closed pack; run `archive verify`");
                 }
@@ -458,34 +696,35 @@ impl DiskArchiveStore {
             }
             Ok(())
         })?;
-        if summary.torn_tail() {
+        if summary.torn_tail() && self.read_only {
+            tracing::warn!(log = %log_file.display(), at = summary.valid_end, "torn tail of the record log; reading stops there (a writable open cuts it)");
+            lock(&self.log_writer).stop_at(summary.valid_end);
+        } else if summary.torn_tail() {
             tracing::warn!(log = %log_file.display(), at = summary.valid_end, "cutting torn tail of the record log");
             let mut writer = lock(&self.log_writer);
-            truncate_tail(&log_file, summary.valid_end)?;
-            *writer = FrameAppender::open(&self.dir, log_path, 1, u64::MAX)?;
+            truncate_tail(&*self.io, &log_file, summary.valid_end)?;
+            *writer = FrameAppender::open(&self.dir, log_path, 1, u64::MAX, self.io.clone())?;
         }
         let log_len = lock(&self.log_writer).len();
         self.write_checkpoint()?;
 
         // Search index: documents for new entries past its committed offset.
-        let mut from = if full {
-            0
-        } else {
-            self.search_index.committed_offset()?
-        };
+        let caches = self.caches();
+        let search = &caches.search;
+        let mut from = if full { 0 } else { search.committed_offset()? };
         if from > log_len {
             tracing::warn!("search index is ahead of the record log; rebuilding it");
-            self.search_index.clear()?;
+            search.clear()?;
             from = 0;
         }
         if from < log_len {
-            scan_file(&log_file, 1, from, None, |event| {
+            scan_file(&log_file, 1, from, Some(log_len), |event| {
                 if let ScanEvent::Frame { payload, .. } = event
                     && let Ok((address, record)) = decode_record(&self.codec, payload)
                     && record.new_entry
                 {
                     let meta = self.metadata_of(&address)?;
-                    self.search_index.add(&SearchDoc {
+                    search.add(&SearchDoc {
                         user: &record.user,
                         folder: &record.folder,
                         id: &to_hex(&address),
@@ -496,8 +735,8 @@ impl DiskArchiveStore {
                 Ok(())
             })?;
         }
-        self.search_index.cover(log_len)?;
-        self.search_index.maybe_commit(true)?;
+        search.cover(log_len)?;
+        search.maybe_commit(true)?;
         Ok(())
     }
 
@@ -512,9 +751,10 @@ impl DiskArchiveStore {
         }
         let key: [u8; 32] = payload[..32].try_into().map_err(ArchiveError::sled)?;
         let n = u64::from_le_bytes(payload[32..40].try_into().map_err(ArchiveError::sled)?);
+        let caches = self.caches();
         let tree = match frame_kind {
-            kind::CHUNK => &self.index.chunks,
-            kind::MANIFEST => &self.index.messages,
+            kind::CHUNK => &caches.index.chunks,
+            kind::MANIFEST => &caches.index.messages,
             _ => return Ok(()),
         };
         tree.insert(key, &crate::index::encode_located(loc, n)[..])
@@ -523,7 +763,8 @@ impl DiskArchiveStore {
     }
 
     fn apply_record(&self, address: &[u8; 32], record: &LogRecord) -> Result<(), ArchiveError> {
-        self.index.put_entry(
+        let caches = self.caches();
+        caches.index.put_entry(
             address,
             &record.user,
             &record.folder,
@@ -531,7 +772,7 @@ impl DiskArchiveStore {
             record.archived,
             record.source.as_ref(),
         )?;
-        if self
+        if caches
             .index
             .meta
             .get(address)
@@ -539,18 +780,18 @@ impl DiskArchiveStore {
             .is_none()
         {
             let meta = self.compute_metadata(address)?;
-            self.index.put_metadata(address, &meta)?;
+            caches.index.put_metadata(address, &meta)?;
         }
         Ok(())
     }
 
     /// Metadata from the cache, or computed from the stored bytes.
     pub(crate) fn metadata_of(&self, address: &[u8; 32]) -> Result<MessageMetadata, ArchiveError> {
-        if let Some(meta) = self.index.metadata(address, true)? {
+        if let Some(meta) = self.caches().index.metadata(address, true)? {
             return Ok(meta);
         }
         let meta = self.compute_metadata(address)?;
-        self.index.put_metadata(address, &meta)?;
+        self.caches().index.put_metadata(address, &meta)?;
         Ok(meta)
     }
 
@@ -585,8 +826,13 @@ impl DiskArchiveStore {
     }
 
     fn check_poisoned(&self) -> Result<(), ArchiveError> {
-        if let Some(detail) = lock(&self.poisoned).clone() {
-            return Err(ArchiveError::Poisoned { detail });
+        if self.read_only {
+            return Err(ArchiveError::ReadOnly {
+                dir: self.dir.clone(),
+            });
+        }
+        if let Some(failure) = lock(&self.poisoned).clone() {
+            return Err(ArchiveError::Poisoned { failure });
         }
         Ok(())
     }
@@ -594,7 +840,7 @@ impl DiskArchiveStore {
     fn poison(&self, err: &ArchiveError) {
         let mut p = lock(&self.poisoned);
         if p.is_none() {
-            *p = Some(err.to_string());
+            *p = Some(IoFailure::of(err));
         }
     }
 
@@ -652,7 +898,7 @@ impl DiskArchiveStore {
             hasher.update(chunk);
             let key = self.codec.hash(chunk);
             let len = u32::try_from(chunk.len()).map_err(ArchiveError::sled)?;
-            if let Some((loc, _)) = self.index.chunk(&key)?
+            if let Some((loc, _)) = self.caches().index.chunk(&key)?
                 && self.live(loc, kind::CHUNK, &key)
             {
                 manifest.push((key, len));
@@ -665,7 +911,7 @@ impl DiskArchiveStore {
             payload.extend_from_slice(&u64::from(len).to_le_bytes());
             payload.extend_from_slice(&sealed);
             let mut writer = lock(&self.pack_writer);
-            let fresh = match self.index.chunk(&key)? {
+            let fresh = match self.caches().index.chunk(&key)? {
                 Some((loc, _)) => !self.live(loc, kind::CHUNK, &key),
                 None => true,
             };
@@ -673,7 +919,8 @@ impl DiskArchiveStore {
                 let loc = writer
                     .append(kind::CHUNK, &payload)
                     .inspect_err(|e| self.poison(e))?;
-                self.index
+                self.caches()
+                    .index
                     .chunks
                     .insert(key, &crate::index::encode_located(loc, u64::from(len))[..])
                     .map_err(ArchiveError::sled)?;
@@ -717,7 +964,7 @@ impl DiskArchiveStore {
         drop(summary);
         {
             let mut writer = lock(&self.pack_writer);
-            if let Some((loc, _)) = self.index.message(address)?
+            if let Some((loc, _)) = self.caches().index.message(address)?
                 && self.live(loc, kind::MANIFEST, address)
             {
                 return Ok((false, meta));
@@ -725,7 +972,8 @@ impl DiskArchiveStore {
             let loc = writer
                 .append(kind::MANIFEST, &payload)
                 .inspect_err(|e| self.poison(e))?;
-            self.index
+            self.caches()
+                .index
                 .messages
                 .insert(
                     address,
@@ -733,7 +981,7 @@ impl DiskArchiveStore {
                 )
                 .map_err(ArchiveError::sled)?;
         }
-        self.index.put_metadata(address, &meta)?;
+        self.caches().index.put_metadata(address, &meta)?;
         Ok((true, meta))
     }
 
@@ -745,7 +993,7 @@ impl DiskArchiveStore {
         state.queue.push(Pending { ticket, ..pending });
         loop {
             if let Some(result) = state.done.remove(&ticket) {
-                return result.map_err(|detail| ArchiveError::NotDurable { detail });
+                return result.map_err(|failure| ArchiveError::NotDurable { failure });
             }
             if !state.leader {
                 state.leader = true;
@@ -763,7 +1011,7 @@ impl DiskArchiveStore {
                     Err(e) => {
                         self.poison(&e);
                         for t in tickets {
-                            state.done.insert(t, Err(e.to_string()));
+                            state.done.insert(t, Err(IoFailure::of(&e)));
                         }
                     }
                 }
@@ -783,8 +1031,10 @@ impl DiskArchiveStore {
         batch: Vec<Pending>,
     ) -> Result<Vec<(u64, ArchiveOutcome)>, ArchiveError> {
         // 1. Everything the batch refers to is in the pack already: make it durable.
-        let (file, path) = lock(&self.pack_writer).handle();
-        file.sync_data().map_err(|e| ArchiveError::io(&path, e))?;
+        let (file, path) = lock(&self.pack_writer).handle()?;
+        self.io
+            .sync(&file, &path)
+            .map_err(|e| ArchiveError::io(&path, e))?;
 
         // 2. Decide which records to write.
         let now = Utc::now();
@@ -797,13 +1047,16 @@ impl DiskArchiveStore {
             let r = &p.request;
             let ekey = crate::index::entry_key(&r.user, &r.folder, &p.address);
             let entry_exists = seen_entries.contains(&ekey)
-                || self.index.has_entry(&p.address, &r.user, &r.folder)?;
+                || self
+                    .caches()
+                    .index
+                    .has_entry(&p.address, &r.user, &r.folder)?;
             let source_known = match &r.source {
                 None => true,
                 Some(s) => {
                     let skey = crate::index::source_key(&r.user, s);
                     seen_sources.contains(&skey)
-                        || self.index.source(&r.user, s)? == Some(p.address)
+                        || self.caches().index.source(&r.user, s)? == Some(p.address)
                 }
             };
             let new_entry = !entry_exists;
@@ -843,17 +1096,17 @@ impl DiskArchiveStore {
         let log_end = {
             let mut log = lock(&self.log_writer);
             log.append_many(&frames)?;
-            let (file, path) = log.handle();
-            file.sync_data().map_err(|e| ArchiveError::io(&path, e))?;
+            log.sync()?;
             log.len()
         };
 
         // 4. Caches: sled and the search index (failures here are logged: a reopen replays).
         // The batch's documents and the offset they cover go in under one lock, so a
         // concurrent commit never records an offset without its documents.
+        let caches = self.caches();
         let mut docs = Vec::new();
         for (p, record) in &records {
-            if let Err(e) = self.index.put_entry(
+            if let Err(e) = caches.index.put_entry(
                 &p.address,
                 &record.user,
                 &record.folder,
@@ -877,10 +1130,10 @@ impl DiskArchiveStore {
                 received: record.received,
             })
             .collect();
-        if let Err(e) = self.search_index.add_all(&docs, log_end) {
+        if let Err(e) = caches.search.add_all(&docs, log_end) {
             tracing::error!(error = %e, "search index update failed; it is replayed on next open");
         }
-        if let Err(e) = self.search_index.maybe_commit(false) {
+        if let Err(e) = caches.search.maybe_commit(false) {
             tracing::error!(error = %e, "search index commit failed; it is replayed on next open");
         }
         let n = self
@@ -896,7 +1149,7 @@ impl DiskArchiveStore {
 
     /// Chunk list and size of a stored message.
     pub(crate) fn manifest(&self, address: &[u8; 32]) -> Result<(ChunkList, u64), ArchiveError> {
-        let Some((loc, _)) = self.index.message(address)? else {
+        let Some((loc, _)) = self.caches().index.message(address)? else {
             return Err(ArchiveError::NotFound {
                 id: to_hex(address),
             });
@@ -933,7 +1186,7 @@ impl DiskArchiveStore {
         key: &[u8; 32],
         message: &[u8; 32],
     ) -> Result<Vec<u8>, ArchiveError> {
-        let Some((loc, _)) = self.index.chunk(key)? else {
+        let Some((loc, _)) = self.caches().index.chunk(key)? else {
             return Err(ArchiveError::Corrupt {
                 object: format!("chunk {}", to_hex(key)),
                 detail: format!("missing from the archive (message {})", to_hex(message)),
@@ -998,6 +1251,14 @@ impl DiskArchiveStore {
         user: &str,
         folder: Option<&str>,
     ) -> Result<Vec<ArchiveEntry>, ArchiveError> {
+        self.healing(|| self.list_raw(user, folder))
+    }
+
+    fn list_raw(
+        &self,
+        user: &str,
+        folder: Option<&str>,
+    ) -> Result<Vec<ArchiveEntry>, ArchiveError> {
         let mut prefix = user.as_bytes().to_vec();
         prefix.push(0);
         if let Some(folder) = folder {
@@ -1005,7 +1266,7 @@ impl DiskArchiveStore {
             prefix.push(0);
         }
         let mut out = Vec::new();
-        for item in self.index.entries.scan_prefix(&prefix) {
+        for item in self.caches().index.entries.scan_prefix(&prefix) {
             let (key, value) = item.map_err(ArchiveError::sled)?;
             let Some((user, folder, address)) = split_entry_key(&key) else {
                 continue;
@@ -1014,8 +1275,16 @@ impl DiskArchiveStore {
                 continue;
             }
             let value: EntryValue = serde_json::from_slice(&value).map_err(ArchiveError::sled)?;
-            let meta = self.index.metadata(&address, false)?.unwrap_or_default();
-            let size = self.index.message(&address)?.map_or(meta.size, |(_, s)| s);
+            let meta = self
+                .caches()
+                .index
+                .metadata(&address, false)?
+                .unwrap_or_default();
+            let size = self
+                .caches()
+                .index
+                .message(&address)?
+                .map_or(meta.size, |(_, s)| s);
             out.push(ArchiveEntry {
                 id: MessageId(to_hex(&address)),
                 user,
@@ -1035,14 +1304,14 @@ impl DiskArchiveStore {
 
     /// Users with an archive, sorted.
     pub fn users(&self) -> Result<Vec<String>, ArchiveError> {
-        self.distinct_prefixes(&[])
+        self.healing(|| self.distinct_prefixes(&[]))
     }
 
     /// Folders of `user`'s archive, sorted.
     pub fn folders(&self, user: &str) -> Result<Vec<String>, ArchiveError> {
         let mut prefix = user.as_bytes().to_vec();
         prefix.push(0);
-        self.distinct_prefixes(&prefix)
+        self.healing(|| self.distinct_prefixes(&prefix))
     }
 
     /// Distinct NUL-terminated components following `prefix` in the entries tree.
@@ -1050,7 +1319,7 @@ impl DiskArchiveStore {
         let mut out = Vec::new();
         let mut start = prefix.to_vec();
         loop {
-            let Some(item) = self.index.entries.range(start.clone()..).next() else {
+            let Some(item) = self.caches().index.entries.range(start.clone()..).next() else {
                 break;
             };
             let (key, _) = item.map_err(ArchiveError::sled)?;
@@ -1072,11 +1341,15 @@ impl DiskArchiveStore {
 
     /// Metadata and locations of a stored message (`archive show ID`).
     pub fn show(&self, id: &MessageId) -> Result<MessageInfo, ArchiveError> {
+        self.healing(|| self.show_raw(id))
+    }
+
+    fn show_raw(&self, id: &MessageId) -> Result<MessageInfo, ArchiveError> {
         let address = parse_id(id)?;
-        let Some((_, size)) = self.index.message(&address)? else {
+        let Some((_, size)) = self.caches().index.message(&address)? else {
             return Err(ArchiveError::NotFound { id: id.0.clone() });
         };
-        let metadata = match self.index.metadata(&address, false)? {
+        let metadata = match self.caches().index.metadata(&address, false)? {
             Some(meta) => meta,
             None => {
                 let mut meta = self.metadata_of(&address)?;
@@ -1088,33 +1361,37 @@ impl DiskArchiveStore {
             id: MessageId(to_hex(&address)),
             size,
             metadata,
-            locations: self.index.holders_of(&address)?,
+            locations: self.caches().index.holders_of(&address)?,
         })
     }
 
-    /// Rebuilds sled and the search index from the packs and the record log alone.
+    /// Rebuilds sled and the search index from the packs and the record log alone,
+    /// in a fresh generation swapped in when complete (the current one is not read).
     pub fn reindex(&self) -> Result<ArchiveStats, ArchiveError> {
-        let _exclusive = self
-            .maintenance
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.index.clear()?;
-        let _ = std::fs::remove_file(self.checkpoint_path());
-        self.search_index.clear()?;
-        self.recover(true)?;
+        {
+            let _exclusive = self
+                .maintenance
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.rebuild_caches(&ArchiveError::Index {
+                index: "sled",
+                detail: "a rebuild was requested".into(),
+            })?;
+        }
         self.stats()
     }
 
     /// Flushes the indexes and writes a checkpoint (also done on drop).
     pub fn flush(&self) -> Result<(), ArchiveError> {
-        self.search_index.maybe_commit(true)?;
+        self.caches().search.maybe_commit(true)?;
         self.write_checkpoint()
     }
 
     /// Number of committed search documents (for drift checks).
     pub(crate) fn search_docs(&self) -> Result<u64, ArchiveError> {
-        self.search_index.maybe_commit(true)?;
-        Ok(self.search_index.num_docs())
+        let caches = self.caches();
+        caches.search.maybe_commit(true)?;
+        Ok(caches.search.num_docs())
     }
 
     pub(crate) fn maintenance_read(&self) -> std::sync::RwLockReadGuard<'_, ()> {
@@ -1240,7 +1517,7 @@ impl ArchiveStore for DiskArchiveStore {
         let span = tracing::debug_span!("archive", user = %request.user, folder = %request.folder);
         let _enter = span.enter();
         let address = self.address_of(raw)?;
-        let known = match self.index.message(&address)? {
+        let known = match self.caches().index.message(&address)? {
             Some((loc, _)) => self.live(loc, kind::MANIFEST, &address),
             None => false,
         };
@@ -1263,13 +1540,34 @@ impl ArchiveStore for DiskArchiveStore {
         user: &str,
         source: &SourceRef,
     ) -> Result<Option<MessageId>, ArchiveError> {
-        Ok(self
-            .index
-            .source(user, source)?
-            .map(|a| MessageId(to_hex(&a))))
+        self.healing(|| {
+            Ok(self
+                .caches()
+                .index
+                .source(user, source)?
+                .map(|a| MessageId(to_hex(&a))))
+        })
     }
 
     fn verify_message(&self, id: &MessageId) -> Result<bool, ArchiveError> {
+        self.healing(|| self.verify_message_raw(id))
+    }
+
+    fn read_message(&self, id: &MessageId) -> Result<Vec<u8>, ArchiveError> {
+        self.healing(|| self.read_message_raw(id))
+    }
+
+    fn search(&self, query: &SearchQuery, scope: &Scope) -> Result<Vec<SearchHit>, ArchiveError> {
+        self.healing(|| self.caches().search.search(query, scope))
+    }
+
+    fn stats(&self) -> Result<ArchiveStats, ArchiveError> {
+        self.healing(|| self.stats_raw())
+    }
+}
+
+impl DiskArchiveStore {
+    fn verify_message_raw(&self, id: &MessageId) -> Result<bool, ArchiveError> {
         let address = parse_id(id)?;
         let mut reader = match self.open_message(&address) {
             Ok(r) => r,
@@ -1292,7 +1590,7 @@ impl ArchiveStore for DiskArchiveStore {
         Ok(hasher.finalize().as_bytes() == &address)
     }
 
-    fn read_message(&self, id: &MessageId) -> Result<Vec<u8>, ArchiveError> {
+    fn read_message_raw(&self, id: &MessageId) -> Result<Vec<u8>, ArchiveError> {
         let address = parse_id(id)?;
         let (chunks, size) = self.manifest(&address)?;
         let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
@@ -1308,15 +1606,10 @@ impl ArchiveStore for DiskArchiveStore {
         Ok(out)
     }
 
-    fn search(&self, query: &SearchQuery, scope: &Scope) -> Result<Vec<SearchHit>, ArchiveError> {
-        // Not during a reindex: the index is being rebuilt.
-        let _shared = self.maintenance_read();
-        self.search_index.search(query, scope)
-    }
-
-    fn stats(&self) -> Result<ArchiveStats, ArchiveError> {
+    fn stats_raw(&self) -> Result<ArchiveStats, ArchiveError> {
+        let caches = self.caches();
         let mut stats = ArchiveStats::default();
-        for item in self.index.entries.iter() {
+        for item in caches.index.entries.iter() {
             let (key, _) = item.map_err(ArchiveError::sled)?;
             if let Some((user, _, _)) = split_entry_key(&key) {
                 stats.messages += 1;
@@ -1324,20 +1617,20 @@ impl ArchiveStore for DiskArchiveStore {
             }
         }
         let mut last: Option<Vec<u8>> = None;
-        for item in self.index.holders.iter() {
+        for item in caches.index.holders.iter() {
             let (key, _) = item.map_err(ArchiveError::sled)?;
             let address = &key[..32.min(key.len())];
             if last.as_deref() != Some(address) {
                 stats.unique_messages += 1;
                 if let Ok(a) = <[u8; 32]>::try_from(address)
-                    && let Some((_, size)) = self.index.message(&a)?
+                    && let Some((_, size)) = caches.index.message(&a)?
                 {
                     stats.logical_bytes += size;
                 }
                 last = Some(address.to_vec());
             }
         }
-        stats.chunks = self.index.chunks.len() as u64;
+        stats.chunks = caches.index.chunks.len() as u64;
         for n in list_packs(&self.dir.join("packs"))? {
             let path = self.packs.path(n);
             stats.stored_bytes += std::fs::metadata(&path)

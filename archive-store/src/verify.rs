@@ -71,6 +71,10 @@ struct RawProblem {
 impl DiskArchiveStore {
     /// Re-reads and re-hashes everything; see [`VerifyReport`].
     pub fn verify(&self) -> Result<VerifyReport, ArchiveError> {
+        self.healing(|| self.verify_raw())
+    }
+
+    fn verify_raw(&self) -> Result<VerifyReport, ArchiveError> {
         let span = tracing::info_span!("verify", dir = %self.dir().display());
         let _enter = span.enter();
         let mut report = VerifyReport::default();
@@ -327,7 +331,7 @@ impl DiskArchiveStore {
         }
 
         // 4. Drift between the log and the caches.
-        let sled_entries = self.index.entries.len() as u64;
+        let sled_entries = self.caches().index.entries.len() as u64;
         if sled_entries != log_entries.len() as u64 {
             report.drift.push(format!(
                 "listing index has {sled_entries} entries, the record log {}; run `archive reindex`",
@@ -336,7 +340,7 @@ impl DiskArchiveStore {
         }
         let mut missing_listings = 0u64;
         for (user, folder, address) in &log_entries {
-            if !self.index.has_entry(address, user, folder)? {
+            if !self.caches().index.has_entry(address, user, folder)? {
                 missing_listings += 1;
             }
         }
