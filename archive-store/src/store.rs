@@ -1558,7 +1558,10 @@ impl ArchiveStore for DiskArchiveStore {
     }
 
     fn search(&self, query: &SearchQuery, scope: &Scope) -> Result<Vec<SearchHit>, ArchiveError> {
-        self.healing(|| self.caches().search.search(query, scope))
+        self.healing(|| {
+            let hits = self.caches().search.search(query, scope)?;
+            self.checked_hits(hits)
+        })
     }
 
     fn stats(&self) -> Result<ArchiveStats, ArchiveError> {
@@ -1601,6 +1604,38 @@ impl DiskArchiveStore {
             return Err(ArchiveError::Corrupt {
                 object: format!("message {}", id.0),
                 detail: "reassembled bytes do not match the message hash".into(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Checks search hits against the listing index and takes their fields from it,
+    /// so damage to the search index's stored fields shows as an index error (and
+    /// heals) instead of as wrong answers.
+    fn checked_hits(&self, hits: Vec<SearchHit>) -> Result<Vec<SearchHit>, ArchiveError> {
+        let caches = self.caches();
+        let mut out = Vec::with_capacity(hits.len());
+        for hit in hits {
+            let stale = || ArchiveError::Index {
+                index: "search",
+                detail: format!(
+                    "hit {}/{}/{} is not in the listing index",
+                    hit.user, hit.folder, hit.id
+                ),
+            };
+            let address = parse_id(&hit.id).map_err(|_| stale())?;
+            let key = crate::index::entry_key(&hit.user, &hit.folder, &address);
+            let Some(raw) = caches.index.entries.get(&key).map_err(ArchiveError::sled)? else {
+                return Err(stale());
+            };
+            let entry: EntryValue = serde_json::from_slice(&raw).map_err(ArchiveError::sled)?;
+            let meta = caches.index.metadata(&address, false)?.unwrap_or_default();
+            out.push(SearchHit {
+                id: MessageId(to_hex(&address)),
+                date: entry.received.or(meta.date),
+                from: meta.from,
+                subject: meta.subject,
+                ..hit
             });
         }
         Ok(out)
