@@ -165,6 +165,10 @@ pub struct DiskArchiveStore {
     maintenance: RwLock<()>,
     poisoned: Mutex<Option<IoFailure>>,
     records_since_checkpoint: AtomicU64,
+    /// End of the part of the record log reflected in sled (what a checkpoint may claim).
+    log_applied: AtomicU64,
+    /// A record could not be applied to sled: checkpoints stop advancing until reopen.
+    log_gap: std::sync::atomic::AtomicBool,
     pack_limit: u64,
 }
 
@@ -448,6 +452,8 @@ impl DiskArchiveStore {
             maintenance: RwLock::new(()),
             poisoned: Mutex::new(None),
             records_since_checkpoint: AtomicU64::new(0),
+            log_applied: AtomicU64::new(0),
+            log_gap: std::sync::atomic::AtomicBool::new(false),
             pack_limit,
             dir,
             index_dir,
@@ -595,7 +601,7 @@ impl DiskArchiveStore {
             let w = lock(&self.pack_writer);
             (w.number(), w.len())
         };
-        let log_offset = lock(&self.log_writer).len();
+        let log_offset = self.log_applied.load(Ordering::SeqCst);
         let caches = self.caches();
         caches.index.flush()?;
         let mut packs = BTreeMap::new();
@@ -706,6 +712,7 @@ impl DiskArchiveStore {
             *writer = FrameAppender::open(&self.dir, log_path, 1, u64::MAX, self.io.clone())?;
         }
         let log_len = lock(&self.log_writer).len();
+        self.log_applied.store(log_len, Ordering::SeqCst);
         self.write_checkpoint()?;
 
         // Search index: documents for new entries past its committed offset.
@@ -1000,7 +1007,10 @@ impl DiskArchiveStore {
                 let batch = std::mem::take(&mut state.queue);
                 drop(state);
                 let tickets: Vec<u64> = batch.iter().map(|p| p.ticket).collect();
-                let results = self.commit_batch(batch);
+                // After a failed write or fsync nothing more is promised durable.
+                let results = self
+                    .check_poisoned()
+                    .and_then(|()| self.commit_batch(batch));
                 state = lock(&self.commit);
                 match results {
                     Ok(outcomes) => {
@@ -1105,6 +1115,7 @@ impl DiskArchiveStore {
         // concurrent commit never records an offset without its documents.
         let caches = self.caches();
         let mut docs = Vec::new();
+        let mut applied = true;
         for (p, record) in &records {
             if let Err(e) = caches.index.put_entry(
                 &p.address,
@@ -1115,10 +1126,16 @@ impl DiskArchiveStore {
                 record.source.as_ref(),
             ) {
                 tracing::error!(error = %e, "listing index update failed; it is replayed on next open");
+                applied = false;
             }
             if record.new_entry {
                 docs.push((p, record, to_hex(&p.address)));
             }
+        }
+        if !applied {
+            self.log_gap.store(true, Ordering::SeqCst);
+        } else if !self.log_gap.load(Ordering::SeqCst) {
+            self.log_applied.fetch_max(log_end, Ordering::SeqCst);
         }
         let docs: Vec<SearchDoc<'_>> = docs
             .iter()
