@@ -1,14 +1,26 @@
 //! The archive: single-instance, compressed, crash-safe and verifiable.
 //!
-//! Append-only, checksummed pack files are the source of truth; sled and the
-//! full-text index are caches rebuilt from the packs by `reindex`. A message's
-//! address is the hash of its raw bytes, and export gives back exactly those bytes.
+//! Append-only, checksummed pack files and the record log are the source of truth;
+//! sled and the full-text index are caches rebuilt from them. A message's address
+//! is the hash of its raw bytes, and export gives back exactly those bytes.
+//!
+//! The caches live in an index generation (`index/gen-<N>/`) named by the pointer
+//! file `index/CURRENT`. Any error opening or reading them (a damaged sled or
+//! tantivy file, a garbage checkpoint or pointer) rebuilds a fresh generation from
+//! the packs and the log beside the old one, swaps the pointer atomically and
+//! retries once, with a warning naming the cause; [`DiskArchiveStore::rebuild_indexes`]
+//! (`archive reindex`) does the same without ever opening the old generation.
+//! [`DiskArchiveStore::open_read_only`] takes a shared lock and never writes packs,
+//! the log or `store.json`. A failed write or fsync stops the store cleanly: what
+//! was acknowledged stays durable, and the error tells a full disk
+//! ([`ArchiveError::is_disk_full`]) and names the file. All the store's own writes
+//! go through the [`io::StoreIo`] seam ([`io::FaultyIo`] injects failures in tests).
 //!
 //! [`DiskArchiveStore`] is the real store; [`MemoryArchiveStore`] is an in-memory
 //! implementation of the same [`ArchiveStore`] seam for other crates' tests.
 //! `ARCHITECTURE` of the crate: `pack` (frames on disk) ← `store` (writes, group
-//! commit, recovery) → `index` (sled caches) and `search` (tantivy), both rebuilt
-//! from the packs and the record log by `reindex`.
+//! commit, recovery) → `caches` (index generations) holding `index` (sled) and
+//! `search` (tantivy), both rebuilt from the packs and the record log.
 //!
 //! ```
 //! use archive_store::{ArchiveRequest, ArchiveStore, DiskArchiveStore, RawMessage, Scope, SearchQuery, StoreOptions};

@@ -3,7 +3,16 @@
 //! Layout of an archive directory:
 //! `store.json` (format, encryption marker), `LOCK` (one process at a time),
 //! `packs/pack-NNNNNNNN.pack` (chunks and manifests), `records.log` (the record
-//! log), `index/` (sled, tantivy and the checkpoint: all rebuildable).
+//! log), `index/CURRENT` naming the index generation in use and
+//! `index/gen-<N>/{sled,search,checkpoint.json}` (all rebuildable).
+//!
+//! Opening: the generation named by `CURRENT` is opened and brought up to date by
+//! replaying packs and log past its checkpoint; if that fails with an index error
+//! a fresh generation is built beside it and swapped in, and other generations
+//! (left by a crash or a rebuild) are removed. Reads of the caches that fail with
+//! an index error rebuild once (under the maintenance lock) and retry. A read-only
+//! open shares the archive lock with other readers (they take turns on the caches),
+//! never cuts a torn tail (reading stops there) and refuses to archive.
 //!
 //! Writing a message: hash it (address), cut it into chunks, write the chunks that
 //! are new and a manifest to the current pack (no fsync yet), then join the group
