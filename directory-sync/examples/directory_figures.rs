@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use directory_sync::{
-    GraphDirectoryOptions, GraphDirectorySource, SledUserStore, SyncOptions, SyncReport, sync,
+    GraphDirectoryOptions, GraphDirectorySource, SqliteUserStore, SyncOptions, SyncReport, sync,
 };
 use m365_auth::{AppRegistration, ClientCredential, ClientCredentialsProvider, Cloud};
 use m365_emulator::{Emulator, EmulatorConfig, NewUser, UserPatch};
@@ -35,7 +35,7 @@ async fn measured(
     label: &str,
     emu: &Emulator,
     source: &GraphDirectorySource,
-    store: &SledUserStore,
+    store: &SqliteUserStore,
 ) -> SyncReport {
     let requests = emu.stats().await.requests_total;
     let writes = store.write_count();
@@ -83,7 +83,7 @@ async fn main() {
         GraphDirectorySource::new(tokens, emu.graph_url(), GraphDirectoryOptions::default())
             .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = SledUserStore::open(dir.path().join("users")).unwrap();
+    let store = SqliteUserStore::open(dir.path().join("users.db")).unwrap();
 
     println!(
         "directory of {} users ({} regular), {changes} changes",
