@@ -142,6 +142,25 @@ fn make_private(path: &Path) -> Result<(), DirectoryError> {
     Ok(())
 }
 
+/// Rolls back the transaction of a writer that died inside one, if its journal is
+/// there (a read-only connection cannot, and refuses to read). Failures are left to
+/// the read-only open to report.
+fn roll_back_interrupted(path: &Path) {
+    let mut journal = path.as_os_str().to_owned();
+    journal.push("-journal");
+    if !Path::new(&journal).exists() {
+        return;
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if let Ok(conn) = Connection::open_with_flags(path, flags) {
+        // The first read of a connection rolls a hot journal back.
+        let _ = conn.busy_timeout(DEFAULT_BUSY_TIMEOUT);
+        let _ = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        });
+    }
+}
+
 /// Fsyncs directory `dir`, so a file created or renamed in it stays.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), DirectoryError> {
     File::open(dir)
@@ -266,13 +285,17 @@ impl SqliteUserStore {
     }
 
     /// Opens an existing store for reading only (`SQLITE_OPEN_READ_ONLY`). Nothing is
-    /// ever written, so this works on a full disk or a read-only mount; every write
-    /// through it fails with [`DirectoryError::StoreIo`].
+    /// written, so this works on a full disk or a read-only mount; every write through
+    /// it fails with [`DirectoryError::StoreIo`]. The one exception: when a writer died
+    /// inside a transaction, its journal is rolled back first (by a short read-write
+    /// connection, as SQLite requires before anyone may read; this rewrites pages the
+    /// file already has and deletes the journal, so it needs no free space either).
     ///
     /// # Errors
     /// As [`open`](Self::open); [`DirectoryError::StoreIo`] when the file does not exist.
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, DirectoryError> {
         let path = path.as_ref().to_path_buf();
+        roll_back_interrupted(&path);
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&path, flags).map_err(|e| sql_error(&path, e))?;
         let store = Self::configure(path, conn, DEFAULT_BUSY_TIMEOUT)?;
