@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use archive_store::{ArchiveRequest, ArchiveStore, MessageId, RawMessage, SourceRef};
+use archive_store::{ArchiveError, ArchiveRequest, ArchiveStore, MessageId, RawMessage, SourceRef};
 use chrono::{DateTime, Duration, Utc};
 use directory_sync::{DirectorySource, LocalUser, UserStore};
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -238,7 +238,15 @@ impl Engine {
                 report: report.clone(),
             };
             let history = history.clone();
-            spawn_blocking(move || history.append(&entry)).await??;
+            // The run is done and its messages are durable: a history that cannot be
+            // written (disk full) is a warning in the report, never a lost report.
+            let written = spawn_blocking(move || history.append(&entry)).await?;
+            if let Err(e) = written {
+                warn!(error = %e, "the run history could not be written");
+                report
+                    .warnings
+                    .push(format!("the run history could not be written: {e}"));
+            }
         }
         progress.event(ProgressEvent::RunFinished {
             status: report.status,
@@ -284,6 +292,7 @@ impl Engine {
             .map(|t| (t.mailbox.clone(), self.mailboxes.metrics(&t.mailbox)))
             .collect();
         let parallel = profile.run.parallel_mailboxes.max(1);
+        let halt = RunHalt::new(cancel);
         // A hand-rolled bounded set (not `buffer_unordered` over a closure) keeps
         // the run's future `Send`, so callers can spawn it.
         let mut pending = selection.targets.iter();
@@ -292,7 +301,7 @@ impl Engine {
             while running.len() < parallel {
                 match pending.next() {
                     Some(target) => {
-                        running.push(self.run_mailbox(profile, target, cancel, progress))
+                        running.push(self.run_mailbox(profile, target, &halt, progress))
                     }
                     None => break,
                 }
@@ -324,8 +333,16 @@ impl Engine {
             throttled,
             retries,
             duration_secs: 0.0,
+            error: None,
+            warnings: Vec::new(),
         };
         report.finish(cancel.is_cancelled());
+        if let Some(reason) = halt.reason() {
+            report.error = Some(reason);
+            if report.status == RunStatus::Ok {
+                report.status = RunStatus::Partial;
+            }
+        }
         Ok(report)
     }
 
@@ -411,10 +428,16 @@ impl Engine {
         &self,
         profile: &Profile,
         target: &Target,
-        cancel: &CancellationToken,
+        halt: &RunHalt,
         progress: &dyn ProgressSink,
     ) -> MailboxReport {
+        let cancel = &halt.token;
         if cancel.is_cancelled() {
+            if let Some(reason) = halt.reason() {
+                let mut report = MailboxReport::new(&target.mailbox, MailboxStatus::Failed);
+                report.error = Some(format!("not started: {reason}"));
+                return report;
+            }
             let mut report = MailboxReport::new(&target.mailbox, MailboxStatus::Cancelled);
             report.error = Some("run cancelled before this mailbox started".to_owned());
             return report;
@@ -425,6 +448,7 @@ impl Engine {
             profile,
             target,
             cancel,
+            halt,
             progress,
             now: self.now(),
             marked: AtomicBool::new(false),
@@ -565,6 +589,80 @@ impl From<String> for Failed {
     }
 }
 
+/// A failure that stops the whole run (the archive's disk is full or failing):
+/// every mailbox stops at its next step, checkpoints keep what was archived.
+struct RunHalt {
+    /// Cancelled on halt (a child of the caller's token, so cancelling the run stops it too).
+    token: CancellationToken,
+    /// Why the run was halted; `None` while it goes on.
+    reason: std::sync::Mutex<Option<String>>,
+}
+
+impl RunHalt {
+    fn new(cancel: &CancellationToken) -> Self {
+        Self {
+            token: cancel.child_token(),
+            reason: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Stops the run; the first reason given is kept.
+    fn halt(&self, reason: String) {
+        let mut slot = self
+            .reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_none() {
+            warn!(%reason, "run stopped");
+            *slot = Some(reason);
+        }
+        drop(slot);
+        self.token.cancel();
+    }
+
+    fn reason(&self) -> Option<String> {
+        self.reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Whether an archive error means its storage failed (so every further write fails too).
+fn storage_failed(error: &ArchiveError) -> bool {
+    matches!(
+        error,
+        ArchiveError::Io { .. } | ArchiveError::NotDurable { .. } | ArchiveError::Poisoned { .. }
+    )
+}
+
+/// Whether the archive's filesystem is full (ENOSPC or a quota).
+fn disk_full(error: &ArchiveError) -> bool {
+    match error {
+        ArchiveError::Io { source, .. } => {
+            source.kind() == std::io::ErrorKind::StorageFull
+                || source.kind() == std::io::ErrorKind::QuotaExceeded
+        }
+        _ => false,
+    }
+}
+
+/// The advice of a run stopped by a storage failure: what failed, at which path (in
+/// the error), how much the message needed, and what to do.
+fn storage_halt_reason(error: &ArchiveError, message_bytes: u64) -> String {
+    let what = if disk_full(error) {
+        "the archive's disk is full"
+    } else {
+        "the archive's storage failed"
+    };
+    format!(
+        "{what}: {error}; the message being written needed {message_bytes} bytes. \
+         The run stopped: every message archived before this is kept. Free space on the \
+         archive's filesystem (or move the data directory to a larger disk), then run the \
+         profile again: it resumes where it stopped"
+    )
+}
+
 #[derive(Debug, Default)]
 struct Handled {
     /// Newly recorded in the archive.
@@ -586,7 +684,10 @@ struct MailboxCtx<'a> {
     engine: &'a Engine,
     profile: &'a Profile,
     target: &'a Target,
+    /// The run's halt token: cancelled by the caller or by a storage failure.
     cancel: &'a CancellationToken,
+    /// Stops the whole run on a storage failure.
+    halt: &'a RunHalt,
     progress: &'a dyn ProgressSink,
     now: DateTime<Utc>,
     /// `mark_has_archive` already called for the target user.
@@ -747,7 +848,10 @@ impl MailboxCtx<'_> {
                 report.messages_failed
             ));
         }
-        if self.cancel.is_cancelled() {
+        if self.halt.reason().is_some() {
+            errors.push("stopped with the run (see the run's error)".to_owned());
+        }
+        if self.cancel.is_cancelled() && self.halt.reason().is_none() {
             report.status = MailboxStatus::Cancelled;
         } else if !errors.is_empty() {
             let archived_any = report.messages_archived + report.messages_duplicate > 0;
@@ -1176,17 +1280,25 @@ impl MailboxCtx<'_> {
         if existing.is_none() && !self.marked.swap(true, Ordering::SeqCst) {
             let users = engine.users.clone();
             let owner = user.clone();
-            if let Err(e) = spawn_blocking(move || users.mark_has_archive(&owner))
+            let marked = spawn_blocking(move || users.mark_has_archive(&owner))
                 .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
-            {
+                .map_err(|e| e.to_string())?;
+            if let Err(e) = marked {
                 self.marked.store(false, Ordering::SeqCst);
-                return Err(format!("cannot record that {user} has an archive: {e}").into());
+                let error = format!("cannot record that {user} has an archive: {e}");
+                if matches!(e, directory_sync::DirectoryError::StoreIo { .. }) {
+                    // The user store cannot be written (disk full, I/O error): archiving
+                    // on would leave archives whose owner is not protected from removal.
+                    self.halt.halt(format!(
+                        "{error}. The run stopped: every message archived before this is kept; \
+                         fix the data directory's disk, then run the profile again"
+                    ));
+                }
+                return Err(error.into());
             }
         }
         let archive = engine.archive.clone();
-        let (stored, content) = spawn_blocking(move || {
+        let (stored, content, size) = spawn_blocking(move || {
             let size = content_size(&content);
             let result = match existing {
                 Some(id) => Ok((id, false)),
@@ -1195,20 +1307,23 @@ impl MailboxCtx<'_> {
                         MimeContent::Memory(bytes) => RawMessage::Bytes(bytes),
                         MimeContent::Spooled(path) => RawMessage::File(path),
                     };
-                    archive
-                        .archive(&request, raw)
-                        .map(|o| (o.id, o.new_entry))
-                        .map_err(|e| format!("archive write failed: {e}"))
+                    archive.archive(&request, raw).map(|o| (o.id, o.new_entry))
                 }
             };
-            (result.map(|(id, new)| (id, new, size)), content)
+            (result, content, size)
         })
         .await
         .map_err(|e| e.to_string())?;
-        let (id, new_entry, bytes) = stored.map_err(|error| Failed {
-            error,
-            permanent: false,
-            archive_side: true,
+        let bytes = size;
+        let (id, new_entry) = stored.map_err(|error| {
+            if storage_failed(&error) {
+                self.halt.halt(storage_halt_reason(&error, size));
+            }
+            Failed {
+                error: format!("archive write failed: {error}"),
+                permanent: false,
+                archive_side: true,
+            }
         })?;
         let mut handled = Handled {
             new_entry,

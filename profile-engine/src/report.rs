@@ -123,6 +123,12 @@ pub struct RunReport {
     pub retries: u64,
     /// Wall-clock duration.
     pub duration_secs: f64,
+    /// Why the whole run stopped early (the archive's disk is full, ...), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What went wrong after the mail was safe (e.g. the run history could not be written).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl RunReport {

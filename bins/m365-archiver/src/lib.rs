@@ -6,4 +6,5 @@
 
 pub mod datadir;
 pub mod logging;
+pub mod settings;
 pub mod wiring;

@@ -147,6 +147,60 @@ pub fn open_archive(dir: &DataDir, create: bool) -> Result<Arc<archive_store::Di
     Ok(Arc::new(store))
 }
 
+/// Free space of the filesystem holding the archive of `dir` (the data directory's
+/// filesystem while no archive exists yet): `(available, total)` bytes.
+pub fn archive_space(dir: &DataDir) -> Result<(u64, u64)> {
+    let archive = dir.archive();
+    let path = if archive.is_dir() {
+        archive
+    } else {
+        dir.root().to_path_buf()
+    };
+    let available = fs2::available_space(&path)
+        .with_context(|| format!("cannot read the free space of {}", path.display()))?;
+    let total = fs2::total_space(&path)
+        .with_context(|| format!("cannot read the size of {}", path.display()))?;
+    Ok((available, total))
+}
+
+/// Refuses to start a run when the archive's filesystem has less free space than the
+/// reserve of `settings.toml`: the error names the path, the free space and the fix.
+pub fn check_reserve(dir: &DataDir) -> Result<()> {
+    let settings = crate::settings::Settings::load(dir)?;
+    let (available, total) = archive_space(dir)?;
+    let required = settings.reserve.required(total);
+    if available < required {
+        bail!(
+            "not enough free space to start a run: {} has {} free, below the reserve of {} \
+             (the smaller of {} and {}% of the filesystem, set in {}); free space or move the \
+             data directory to a larger disk",
+            dir.archive().display(),
+            human_bytes(available),
+            human_bytes(required),
+            human_bytes(settings.reserve.bytes),
+            settings.reserve.percent,
+            crate::settings::Settings::path(dir).display()
+        );
+    }
+    Ok(())
+}
+
+/// Bytes for people (`1.5 GiB`).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// `users.db`: the local user store (SQLite). Earlier versions kept the users in a
 /// sled database in `users/` ([`DataDir::users`]), migrated on first open.
 pub fn users_db(dir: &DataDir) -> std::path::PathBuf {

@@ -83,6 +83,7 @@ async fn run_profile(
     profile: Profile,
     cancel: CancellationToken,
 ) -> Result<RunReport> {
+    wiring::check_reserve(&dir)?;
     let engine = wiring::engine_for(&dir, &profile, &stores)?;
     let progress = LogProgress {
         profile: profile.name.clone(),

@@ -40,7 +40,17 @@ fn existing(ctx: &Ctx) -> Result<DataDir> {
 pub fn print_stats(ctx: &Ctx, dir: &DataDir) -> Result<archive_store::ArchiveStats> {
     let archive = wiring::open_archive(dir, false)?;
     let stats = archive.stats()?;
-    ctx.out.emit(&stats, || {
+    let settings = m365_archiver::settings::Settings::load(dir)?;
+    let (free, total) = wiring::archive_space(dir)?;
+    let reserve = settings.reserve.required(total);
+    // The fixed keys of design.md, plus the archive filesystem's free space and reserve.
+    let mut json = serde_json::to_value(&stats)?;
+    if let Some(object) = json.as_object_mut() {
+        object.insert("free_bytes".into(), free.into());
+        object.insert("filesystem_bytes".into(), total.into());
+        object.insert("reserve_bytes".into(), reserve.into());
+    }
+    ctx.out.emit(&json, || {
         let mut text = format!(
             "{} messages ({} unique), {} chunks, {} of mail stored in {} ({:.0}% of the original)\n",
             stats.messages,
@@ -54,6 +64,17 @@ pub fn print_stats(ctx: &Ctx, dir: &DataDir) -> Result<archive_store::ArchiveSta
                 stats.stored_bytes as f64 * 100.0 / stats.logical_bytes as f64
             }
         );
+        text.push_str(&format!(
+            "{} free of {} on the archive's filesystem; runs need {} free to start{}\n",
+            human_bytes(free),
+            human_bytes(total),
+            human_bytes(reserve),
+            if free < reserve {
+                " (below the reserve: runs are refused until space is freed)"
+            } else {
+                ""
+            }
+        ));
         if !stats.users.is_empty() {
             let mut table = Table::new(&["USER", "MESSAGES"]);
             for (user, count) in &stats.users {

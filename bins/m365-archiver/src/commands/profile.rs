@@ -314,6 +314,7 @@ async fn test(ctx: &Ctx, name: &str) -> Result<ExitCode> {
 
 /// Runs `profile` with a progress display; cancelled by Ctrl-C (checkpoints saved).
 pub async fn run_with_progress(dir: &DataDir, profile: &Profile, quiet: bool) -> Result<RunReport> {
+    wiring::check_reserve(dir).with_context(|| format!("profile `{}`", profile.name))?;
     let stores = wiring::Stores::open(dir)?;
     let engine = wiring::engine_for(dir, profile, &stores)?;
     let cancel = CancellationToken::new();
@@ -391,9 +392,16 @@ pub fn render_report(report: &RunReport) -> String {
         ]);
     }
     let t = &report.totals;
+    let mut notes = String::new();
+    if let Some(error) = &report.error {
+        notes.push_str(&format!("\nerror: {error}"));
+    }
+    for warning in &report.warnings {
+        notes.push_str(&format!("\nwarning: {warning}"));
+    }
     format!(
         "{}\nprofile `{}`: {} — {} mailboxes ({} failed, {} skipped), {} messages archived ({}), \
-         {} duplicates, {} failed, {} deleted; {} requests, {} throttled, {} retries; {:.1} s",
+         {} duplicates, {} failed, {} deleted; {} requests, {} throttled, {} retries; {:.1} s{}",
         table.render(),
         report.profile,
         status_word(report.status),
@@ -408,7 +416,8 @@ pub fn render_report(report: &RunReport) -> String {
         report.requests,
         report.throttled,
         report.retries,
-        report.duration_secs
+        report.duration_secs,
+        notes
     )
 }
 
