@@ -14,7 +14,7 @@ use archive_store::{
     ArchiveStore, DiskArchiveStore, ExportFilter, ExportFormat, Scope, SearchQuery, StoreOptions,
 };
 use directory_sync::{
-    GraphDirectoryOptions, GraphDirectorySource, SledUserStore, SyncOptions, UserStore,
+    GraphDirectoryOptions, GraphDirectorySource, SqliteUserStore, SyncOptions, UserStore,
 };
 use m365_auth::{
     AppRegistration, ClientCredential, ClientCredentialsProvider, Cloud, ProviderOptions,
@@ -57,7 +57,7 @@ pub async fn run() -> anyhow::Result<()> {
         cloud.graph_url(),
         GraphDirectoryOptions::default(),
     )?;
-    let users = Arc::new(SledUserStore::open(work.path().join("users"))?);
+    let users = Arc::new(SqliteUserStore::open(work.path().join("users.db"))?);
     let synced = directory_sync::sync(&directory, users.as_ref(), &SyncOptions::default()).await?;
     println!(
         "directory sync: {} users created, {} skipped",

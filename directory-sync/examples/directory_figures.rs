@@ -1,6 +1,9 @@
 //! Figures of directory synchronisation against the local emulator: a first (full)
 //! sync, an idle sync, and a sync after a batch of changes, with the Graph requests
-//! each one cost and the size of the user store.
+//! each one cost, the store writes (transactions), the bytes the process wrote to
+//! storage during the sync (`/proc/self/io`: `write_bytes` minus
+//! `cancelled_write_bytes`, so a journal created and deleted before writeback counts
+//! nothing; the emulator is in memory) and the size of the user store.
 //!
 //! `cargo run --release -p directory-sync --example directory_figures -- [USERS] [CHANGES]`
 //! (defaults: 5000 users, 100 changes).
@@ -11,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use directory_sync::{
-    GraphDirectoryOptions, GraphDirectorySource, SledUserStore, SyncOptions, SyncReport, sync,
+    GraphDirectoryOptions, GraphDirectorySource, SqliteUserStore, SyncOptions, SyncReport, sync,
 };
 use m365_auth::{AppRegistration, ClientCredential, ClientCredentialsProvider, Cloud};
 use m365_emulator::{Emulator, EmulatorConfig, NewUser, UserPatch};
@@ -31,22 +34,40 @@ fn dir_size(path: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes this process has caused to be written to storage so far (Linux only; 0
+/// elsewhere).
+fn storage_bytes() -> i64 {
+    let Ok(io) = std::fs::read_to_string("/proc/self/io") else {
+        return 0;
+    };
+    let field = |name: &str| -> i64 {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    field("write_bytes:") - field("cancelled_write_bytes:")
+}
+
 async fn measured(
     label: &str,
     emu: &Emulator,
     source: &GraphDirectorySource,
-    store: &SledUserStore,
+    store: &SqliteUserStore,
 ) -> SyncReport {
     let requests = emu.stats().await.requests_total;
     let writes = store.write_count();
+    let bytes = storage_bytes();
     let started = Instant::now();
     let report = sync(source, store, &SyncOptions::default()).await.unwrap();
     let elapsed = started.elapsed();
+    let written = storage_bytes() - bytes;
     println!(
-        "{label:<22} {:>9.1} ms  {:>5} Graph requests  {:>3} store writes  created {:>5}  updated {:>4}  deactivated {:>4}  unchanged {:>5}  skipped {:>3}  address conflicts {:>4}",
+        "{label:<22} {:>9.1} ms  {:>5} Graph requests  {:>3} store writes  {:>7} KiB written  created {:>5}  updated {:>4}  deactivated {:>4}  unchanged {:>5}  skipped {:>3}  address conflicts {:>4}",
         elapsed.as_secs_f64() * 1000.0,
         emu.stats().await.requests_total - requests,
         store.write_count() - writes,
+        written / 1024,
         report.created.len(),
         report.updated.len(),
         report.deactivated.len(),
@@ -83,7 +104,7 @@ async fn main() {
         GraphDirectorySource::new(tokens, emu.graph_url(), GraphDirectoryOptions::default())
             .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = SledUserStore::open(dir.path().join("users")).unwrap();
+    let store = SqliteUserStore::open(dir.path().join("users.db")).unwrap();
 
     println!(
         "directory of {} users ({} regular), {changes} changes",

@@ -3,20 +3,31 @@
 //! [`DirectorySource`] reads the tenant's directory (Graph `/users` and
 //! `/users/delta`); [`UserStore`] keeps the local users. A sync never deletes a
 //! user: a user gone from the directory is deactivated and keeps their archive.
+//!
+//! [`SqliteUserStore`] keeps the local users in one SQLite database (`users.db`):
+//! every batch is one transaction, a sync's users and its delta token commit together,
+//! and an acknowledged write survives a crash or a full disk (see its module for the
+//! crash model). [`SqliteUserStore::open_or_migrate`] moves the users of an earlier
+//! version's sled store into it once, keeping the old directory and reporting what
+//! could not be read ([`MigrationReport`]). [`MemoryUserStore`] applies the same rules
+//! in memory, for tests.
 
 mod addresses;
 mod graph;
 mod memory;
+mod migrate;
 mod names;
-mod store;
+mod rules;
+mod sqlite_store;
 mod sync;
 mod wire;
 
 pub use addresses::{MailAddresses, mail_addresses, normalize_address};
 pub use graph::{GraphDirectoryOptions, GraphDirectorySource, GraphDirectoryStats, RetryPolicy};
 pub use memory::{MemoryDirectorySource, MemoryUserStore};
+pub use migrate::MigrationReport;
 pub use names::{NameAllocator, base_name, validate_name};
-pub use store::SledUserStore;
+pub use sqlite_store::SqliteUserStore;
 pub use sync::{AddressConflict, SkipReason, SyncOptions, SyncReport, sync};
 
 use async_trait::async_trait;
@@ -147,6 +158,18 @@ pub trait UserStore: Send + Sync {
         users.iter().try_for_each(|u| self.put(u))
     }
 
+    /// Writes a sync's users and its new directory token. Implementations should
+    /// commit both in one transaction, so the token never gets ahead of the users; the
+    /// default writes the users, then the token.
+    fn apply_sync(
+        &self,
+        users: &[LocalUser],
+        token: Option<&DirectoryToken>,
+    ) -> Result<(), DirectoryError> {
+        self.put_many(users)?;
+        self.set_directory_token(token)
+    }
+
     /// The user synchronised from directory object `object_id`.
     fn find_by_object_id(&self, object_id: &str) -> Result<Option<LocalUser>, DirectoryError> {
         Ok(self.list()?.into_iter().find(
@@ -229,20 +252,48 @@ pub enum DirectoryError {
     /// The user store could not be opened, read or written.
     #[error("user store at {path}: {reason}")]
     StoreIo {
-        /// The store's directory.
+        /// The store's file.
         path: String,
         /// What the storage layer reported.
         reason: String,
     },
 
-    /// Another process holds the user store open.
+    /// Another process kept the user store locked for longer than the busy timeout.
     #[error(
-        "user store at {path} is in use by another process (only one archiver process may use a \
-         data directory at a time)"
+        "user store at {path} is locked by another process (it kept its transaction open \
+         longer than this process waits): try again"
     )]
     StoreLocked {
-        /// The store's directory.
+        /// The store's file.
         path: String,
+    },
+
+    /// The disk holding the user store is full; the write was rolled back.
+    #[error(
+        "user store at {path}: the disk is full, nothing was written ({reason}): free space \
+         on that filesystem and try again"
+    )]
+    StoreFull {
+        /// The store's file.
+        path: String,
+        /// What the storage layer reported.
+        reason: String,
+    },
+
+    /// The user store of an earlier version could not be migrated; nothing was changed.
+    #[error(
+        "the user store of an earlier version at {old_path} cannot be migrated to {new_path}: \
+         {reason}. Nothing was changed and no new store was created: restore {old_path} from a \
+         backup, or move it away to start with an empty user store (then synchronise the users \
+         again and add the manual ones by hand)"
+    )]
+    StoreMigration {
+        /// The old store's directory.
+        old_path: String,
+        /// The new store's file.
+        new_path: String,
+        /// What failed.
+        reason: String,
     },
 
     /// A record of the user store cannot be decoded.

@@ -1,6 +1,6 @@
 //! In-memory implementations of the seams, for tests of this and other crates:
 //! [`MemoryDirectorySource`] (a directory with a change log, so deltas behave like
-//! Graph's) and [`MemoryUserStore`] (the same rules as the sled store).
+//! Graph's) and [`MemoryUserStore`] (the same rules as the SQLite store).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use crate::store::{addresses_of, check_batch, object_of};
+use crate::rules::{addresses_of, check_batch, object_of};
 use crate::{
     DirectoryChanges, DirectoryError, DirectorySource, DirectoryToken, DirectoryUser, LocalUser,
     UserStore,
@@ -257,7 +257,7 @@ impl Table {
 }
 
 /// Local users held in memory, with the same rules as
-/// [`SledUserStore`](crate::SledUserStore): valid names, unique addresses and object
+/// [`SqliteUserStore`](crate::SqliteUserStore): valid names, unique addresses and object
 /// ids, atomic batches, `has_archive` never cleared.
 #[derive(Debug, Default)]
 pub struct MemoryUserStore {
@@ -274,6 +274,28 @@ impl MemoryUserStore {
     /// Number of writes (users or token) so far.
     pub fn write_count(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
+    }
+
+    /// Applies `users` and, when given, the token as one write (none when nothing changes).
+    fn commit(
+        &self,
+        users: &[LocalUser],
+        token: Option<Option<&DirectoryToken>>,
+    ) -> Result<(), DirectoryError> {
+        let batch = check_batch(users)?;
+        let mut table = lock(&self.table);
+        let token = token.filter(|t| table.token.as_ref() != *t);
+        if batch.is_empty() && token.is_none() {
+            return Ok(());
+        }
+        let mut next = table.clone();
+        next.apply(batch)?;
+        if let Some(token) = token {
+            next.token = token.cloned();
+        }
+        *table = next;
+        self.wrote();
+        Ok(())
     }
 
     fn wrote(&self) {
@@ -313,16 +335,15 @@ impl UserStore for MemoryUserStore {
     }
 
     fn put_many(&self, users: &[LocalUser]) -> Result<(), DirectoryError> {
-        if users.is_empty() {
-            return Ok(());
-        }
-        let batch = check_batch(users)?;
-        let mut table = lock(&self.table);
-        let mut next = table.clone();
-        next.apply(batch)?;
-        *table = next;
-        self.wrote();
-        Ok(())
+        self.commit(users, None)
+    }
+
+    fn apply_sync(
+        &self,
+        users: &[LocalUser],
+        token: Option<&DirectoryToken>,
+    ) -> Result<(), DirectoryError> {
+        self.commit(users, Some(token))
     }
 
     fn remove(&self, name: &str) -> Result<(), DirectoryError> {
@@ -365,11 +386,6 @@ impl UserStore for MemoryUserStore {
     }
 
     fn set_directory_token(&self, token: Option<&DirectoryToken>) -> Result<(), DirectoryError> {
-        let mut table = lock(&self.table);
-        if table.token.as_ref() != token {
-            table.token = token.cloned();
-            self.wrote();
-        }
-        Ok(())
+        self.commit(&[], Some(token))
     }
 }

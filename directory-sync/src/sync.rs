@@ -2,9 +2,10 @@
 //!
 //! A sync reads the changes since the saved token (everything on the first run or
 //! when the token was refused), plans the new state of every local user it concerns,
-//! writes only users whose record actually changes (in one batch), and saves the new
-//! token only after that write succeeded; a failure anywhere leaves the token alone
-//! so the next sync reads the same changes again.
+//! writes only users whose record actually changes, and saves the new token with them
+//! ([`UserStore::apply_sync`]: one transaction in the SQLite store, the token after the
+//! users otherwise); a failure anywhere leaves the token alone so the next sync reads
+//! the same changes again.
 //!
 //! Rules: users are matched by directory object id, never by name or address, so a
 //! renamed user keeps their name and archive. A user gone from the directory, disabled
@@ -25,7 +26,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::addresses::mail_addresses;
 use crate::names::NameAllocator;
-use crate::store::{addresses_of, object_of};
+use crate::rules::{addresses_of, object_of};
 use crate::{
     DirectoryChanges, DirectoryError, DirectorySource, DirectoryUser, LocalUser, Role, UserOrigin,
     UserStore, UserType,
@@ -121,8 +122,8 @@ impl SyncReport {
 /// Synchronises the users of `source` into `store`.
 ///
 /// # Errors
-/// A directory read or store write failure; nothing is half-applied (users are
-/// written in one batch) and the token is saved only after the users.
+/// A directory read or store write failure; nothing is half-applied (users and token
+/// are written together) and the token is never saved without the users.
 ///
 /// ```
 /// # async fn demo() -> Result<(), directory_sync::DirectoryError> {
@@ -171,8 +172,7 @@ where
     let local = store.list()?;
     let plan = plan(&local, &changes, options);
     debug!(writes = plan.writes.len(), "sync planned");
-    store.put_many(&plan.writes)?;
-    store.set_directory_token(Some(&changes.next))?;
+    store.apply_sync(&plan.writes, Some(&changes.next))?;
     let r = &plan.report;
     info!(
         full_listing = r.full_listing,

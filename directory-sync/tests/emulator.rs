@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use directory_sync::{
     DirectorySource, DirectoryToken, GraphDirectoryOptions, GraphDirectorySource, RetryPolicy,
-    SkipReason, SledUserStore, SyncOptions, SyncReport, UserStore, sync,
+    SkipReason, SqliteUserStore, SyncOptions, SyncReport, UserStore, sync,
 };
 use m365_auth::{
     AppRegistration, ClientCredential, ClientCredentialsProvider, Cloud, ProviderOptions,
@@ -63,13 +63,13 @@ fn source(emu: &Emulator) -> GraphDirectorySource {
     GraphDirectorySource::new(tokens(emu), emu.graph_url(), options).unwrap()
 }
 
-fn store() -> (tempfile::TempDir, SledUserStore) {
+fn store() -> (tempfile::TempDir, SqliteUserStore) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledUserStore::open(dir.path().join("users")).unwrap();
+    let store = SqliteUserStore::open(dir.path().join("users.db")).unwrap();
     (dir, store)
 }
 
-async fn run(source: &GraphDirectorySource, store: &SledUserStore) -> SyncReport {
+async fn run(source: &GraphDirectorySource, store: &SqliteUserStore) -> SyncReport {
     sync(source, store, &SyncOptions::default()).await.unwrap()
 }
 
@@ -293,14 +293,14 @@ async fn a_second_sync_without_changes_writes_nothing() {
 async fn the_store_survives_reopening_and_the_next_sync_is_incremental() {
     let emu = emulator(3).await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("users");
+    let path = dir.path().join("users.db");
     let first = {
-        let store = SledUserStore::open(&path).unwrap();
+        let store = SqliteUserStore::open(&path).unwrap();
         let report = run(&source(&emu), &store).await;
         store.list().unwrap();
         report
     };
-    let store = SledUserStore::open(&path).unwrap();
+    let store = SqliteUserStore::open(&path).unwrap();
     assert_eq!(
         set(&store
             .list()

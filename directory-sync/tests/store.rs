@@ -1,9 +1,10 @@
-//! The user store rules, checked on both implementations, and the sled store's
-//! persistence: reopening, locking, corruption.
+//! The user store contract, checked on both implementations (every rule test runs
+//! against [`MemoryUserStore`] and [`SqliteUserStore`]), and the SQLite store's
+//! persistence: reopening, locking, corruption, versions, permissions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use directory_sync::{
-    DirectoryError, DirectoryToken, LocalUser, MemoryUserStore, Role, SledUserStore, UserOrigin,
+    DirectoryError, DirectoryToken, LocalUser, MemoryUserStore, Role, SqliteUserStore, UserOrigin,
     UserStore,
 };
 use proptest::prelude::*;
@@ -26,11 +27,20 @@ fn user(name: &str, email: &str, object: Option<&str>) -> LocalUser {
     }
 }
 
-/// Runs `check` on a fresh memory store and a fresh sled store.
+/// Runs contract `check` on a fresh memory store and a fresh SQLite store (then checks
+/// the SQLite file's integrity and that it reopens with the same content).
 fn on_both(check: impl Fn(&dyn UserStore)) {
     check(&MemoryUserStore::new());
     let dir = tempfile::tempdir().unwrap();
-    check(&SledUserStore::open(dir.path().join("users")).unwrap());
+    let path = dir.path().join("users.db");
+    let store = SqliteUserStore::open(&path).unwrap();
+    check(&store);
+    store.integrity_check().unwrap();
+    let (users, token) = (store.list().unwrap(), store.directory_token().unwrap());
+    drop(store);
+    let reopened = SqliteUserStore::open_read_only(&path).unwrap();
+    assert_eq!(reopened.list().unwrap(), users);
+    assert_eq!(reopened.directory_token().unwrap(), token);
 }
 
 #[test]
@@ -190,12 +200,61 @@ fn the_directory_token_round_trips() {
 }
 
 #[test]
-fn the_sled_store_survives_reopening() {
+fn a_sync_batch_and_its_token_commit_together() {
+    on_both(|store| {
+        let token = DirectoryToken("t1".into());
+        store
+            .apply_sync(&[user("ann", "ann@x.com", Some("o1"))], Some(&token))
+            .unwrap();
+        assert_eq!(store.directory_token().unwrap(), Some(token.clone()));
+        // A refused batch leaves the token where it was.
+        let err = store
+            .apply_sync(
+                &[user("bob", "ann@x.com", Some("o2"))],
+                Some(&DirectoryToken("t2".into())),
+            )
+            .unwrap_err();
+        assert!(matches!(err, DirectoryError::AddressTaken { .. }), "{err}");
+        assert_eq!(store.directory_token().unwrap(), Some(token));
+        assert!(store.get("bob").unwrap().is_none());
+    });
+}
+
+#[test]
+fn nothing_to_change_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("users");
+    let sqlite = SqliteUserStore::open(dir.path().join("users.db")).unwrap();
+    let memory = MemoryUserStore::new();
+    let stores: [(&dyn UserStore, &dyn Fn() -> u64); 2] = [
+        (&sqlite, &|| sqlite.write_count()),
+        (&memory, &|| memory.write_count()),
+    ];
+    for (store, writes) in stores {
+        let token = DirectoryToken("t".into());
+        store
+            .apply_sync(&[user("ann", "ann@x.com", None)], Some(&token))
+            .unwrap();
+        assert_eq!(writes(), 1, "users and token: one write");
+        store.apply_sync(&[], Some(&token)).unwrap();
+        store.set_directory_token(Some(&token)).unwrap();
+        store.put_many(&[]).unwrap();
+        store.mark_has_archive("ann").unwrap();
+        store.mark_has_archive("ann").unwrap();
+        assert_eq!(writes(), 2, "only the first mark writes");
+    }
+}
+
+fn path_in(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    dir.path().join("users.db")
+}
+
+#[test]
+fn the_sqlite_store_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir);
     let token = DirectoryToken("link".into());
     {
-        let store = SledUserStore::open(&path).unwrap();
+        let store = SqliteUserStore::open(&path).unwrap();
         let mut ann = user("ann", "ann@x.com", Some("o1"));
         ann.aliases = vec!["a@x.com".into()];
         store
@@ -203,11 +262,11 @@ fn the_sled_store_survives_reopening() {
             .unwrap();
         store.mark_has_archive("bob").unwrap();
         store.set_directory_token(Some(&token)).unwrap();
-        // Only one process (or handle) at a time.
-        let err = SledUserStore::open(&path).unwrap_err();
-        assert!(matches!(err, DirectoryError::StoreLocked { .. }), "{err}");
+        // Several handles (and processes) may have the store open at once.
+        let other = SqliteUserStore::open(&path).unwrap();
+        assert_eq!(other.list().unwrap().len(), 2);
     }
-    let store = SledUserStore::open(&path).unwrap();
+    let store = SqliteUserStore::open(&path).unwrap();
     assert_eq!(store.list().unwrap().len(), 2);
     assert_eq!(
         store.find_by_address("a@x.com").unwrap().unwrap().name,
@@ -220,22 +279,74 @@ fn the_sled_store_survives_reopening() {
 }
 
 #[test]
+fn the_database_file_is_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir);
+    let store = SqliteUserStore::open(&path).unwrap();
+    store.put(&user("ann", "ann@x.com", None)).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // An existing file with loose permissions is tightened on open.
+    drop(store);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    drop(SqliteUserStore::open(&path).unwrap());
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn a_writer_held_up_by_another_process_fails_with_store_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir);
+    let store = SqliteUserStore::open(&path).unwrap();
+    store
+        .set_busy_timeout(std::time::Duration::from_millis(50))
+        .unwrap();
+    let mut other = rusqlite::Connection::open(&path).unwrap();
+    let tx = other
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
+        .unwrap();
+    let err = store.put(&user("ann", "ann@x.com", None)).unwrap_err();
+    assert!(matches!(err, DirectoryError::StoreLocked { .. }), "{err}");
+    drop(tx);
+    store.put(&user("ann", "ann@x.com", None)).unwrap();
+}
+
+#[test]
+fn a_read_only_store_reads_and_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir);
+    SqliteUserStore::open(&path)
+        .unwrap()
+        .put(&user("ann", "ann@x.com", None))
+        .unwrap();
+    let store = SqliteUserStore::open_read_only(&path).unwrap();
+    assert_eq!(store.list().unwrap().len(), 1);
+    let err = store.put(&user("bob", "bob@x.com", None)).unwrap_err();
+    assert!(err.to_string().contains("read"), "{err}");
+    // A missing file is not created.
+    let missing = dir.path().join("none.db");
+    assert!(SqliteUserStore::open_read_only(&missing).is_err());
+    assert!(!missing.exists());
+    // An empty file (created, never initialised) holds no users.
+    std::fs::write(&missing, b"").unwrap();
+    let empty = SqliteUserStore::open_read_only(&missing).unwrap();
+    assert!(empty.list().unwrap().is_empty());
+    assert_eq!(empty.directory_token().unwrap(), None);
+}
+
+#[test]
 fn a_corrupt_record_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("users");
-    {
-        let store = SledUserStore::open(&path).unwrap();
-        store.put(&user("ann", "ann@x.com", None)).unwrap();
-    }
-    {
-        let db = sled::open(&path).unwrap();
-        db.open_tree("users")
-            .unwrap()
-            .insert("bob", &b"{not json"[..])
-            .unwrap();
-        db.flush().unwrap();
-    }
-    let store = SledUserStore::open(&path).unwrap();
+    let path = path_in(&dir);
+    let store = SqliteUserStore::open(&path).unwrap();
+    store.put(&user("ann", "ann@x.com", None)).unwrap();
+    store.put(&user("bob", "bob@x.com", None)).unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE users SET role = 'wizard' WHERE name = 'bob'", [])
+        .unwrap();
     let err = store.list().unwrap_err();
     assert!(
         matches!(&err, DirectoryError::StoreCorrupt { key, .. } if key == "users/bob"),
@@ -252,22 +363,34 @@ fn a_corrupt_record_is_named() {
 }
 
 #[test]
+fn a_file_that_is_no_database_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir);
+    std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+    let err = SqliteUserStore::open(&path).unwrap_err();
+    assert!(matches!(err, DirectoryError::StoreCorrupt { .. }), "{err}");
+    let err = SqliteUserStore::open_read_only(&path).unwrap_err();
+    assert!(matches!(err, DirectoryError::StoreCorrupt { .. }), "{err}");
+}
+
+#[test]
 fn a_store_from_a_newer_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("users");
-    {
-        let db = sled::open(&path).unwrap();
-        db.open_tree("meta")
-            .unwrap()
-            .insert("format", &99u32.to_be_bytes())
-            .unwrap();
-        db.flush().unwrap();
+    let path = path_in(&dir);
+    drop(SqliteUserStore::open(&path).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    for err in [
+        SqliteUserStore::open(&path).unwrap_err(),
+        SqliteUserStore::open_read_only(&path).unwrap_err(),
+    ] {
+        assert!(
+            matches!(err, DirectoryError::StoreVersion { found: 99, .. }),
+            "{err}"
+        );
     }
-    let err = SledUserStore::open(&path).unwrap_err();
-    assert!(
-        matches!(err, DirectoryError::StoreVersion { found: 99, .. }),
-        "{err}"
-    );
 }
 
 proptest! {
@@ -282,9 +405,9 @@ proptest! {
         ),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let sled_store = SledUserStore::open(dir.path().join("u")).unwrap();
+        let sqlite = SqliteUserStore::open(dir.path().join("u.db")).unwrap();
         let memory = MemoryUserStore::new();
-        let stores: [&dyn UserStore; 2] = [&sled_store, &memory];
+        let stores: [&dyn UserStore; 2] = [&sqlite, &memory];
         for (who, addrs, remove) in &ops {
             let name = format!("u{who}");
             for store in stores {
@@ -297,7 +420,8 @@ proptest! {
                 }
             }
         }
-        prop_assert_eq!(sled_store.list().unwrap(), memory.list().unwrap());
+        prop_assert_eq!(sqlite.list().unwrap(), memory.list().unwrap());
+        sqlite.integrity_check().unwrap();
         for store in stores {
             let all = store.list().unwrap();
             for a in 0..6 {

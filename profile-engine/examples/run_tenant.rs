@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use archive_store::{DiskArchiveStore, StoreOptions};
-use directory_sync::{GraphDirectoryOptions, GraphDirectorySource, SledUserStore};
+use directory_sync::{GraphDirectoryOptions, GraphDirectorySource, SqliteUserStore};
 use m365_auth::{
     AppRegistration, ClientCredential, ClientCredentialsProvider, Cloud, ProviderOptions,
     TokenProvider,
@@ -97,7 +97,7 @@ async fn main() {
         .mailbox_source(Arc::new(mail))
         .directory_source(Arc::new(directory))
         .user_store(Arc::new(
-            SledUserStore::open(data.path().join("users")).unwrap(),
+            SqliteUserStore::open(data.path().join("users.db")).unwrap(),
         ))
         .archive_store(Arc::new(
             DiskArchiveStore::open(data.path().join("archive"), StoreOptions::default()).unwrap(),

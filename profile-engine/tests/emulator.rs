@@ -1,6 +1,6 @@
 //! Acceptance tests of the engine against the Graph emulator over real HTTP on
 //! 127.0.0.1, with the real stack: client-credentials tokens, the Graph mailbox
-//! and directory sources, the sled user store and the disk archive.
+//! and directory sources, the SQLite user store and the disk archive.
 //!
 //! The kill-and-resume test runs the engine in a child process (this test binary
 //! re-invoked with `PROFILE_ENGINE_CHILD` set), kills it with SIGKILL at random
@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use archive_store::{ArchiveStore, DiskArchiveStore, SourceRef, StoreOptions};
-use directory_sync::{GraphDirectoryOptions, GraphDirectorySource, SledUserStore, UserStore};
+use directory_sync::{GraphDirectoryOptions, GraphDirectorySource, SqliteUserStore, UserStore};
 use m365_auth::{
     AppRegistration, ClientCredential, ClientCredentialsProvider, Cloud, ProviderOptions,
     TokenProvider,
@@ -51,7 +51,7 @@ impl Tenant {
 struct Stack {
     engine: Engine,
     archive: Arc<DiskArchiveStore>,
-    users: Arc<SledUserStore>,
+    users: Arc<SqliteUserStore>,
 }
 
 fn stack(tenant: &Tenant, data: &Path) -> Stack {
@@ -75,7 +75,7 @@ fn stack(tenant: &Tenant, data: &Path) -> Stack {
     let directory =
         GraphDirectorySource::new(tokens.clone(), graph_root, GraphDirectoryOptions::default())
             .unwrap();
-    let users = Arc::new(SledUserStore::open(data.join("users")).unwrap());
+    let users = Arc::new(SqliteUserStore::open(data.join("users.db")).unwrap());
     let archive =
         Arc::new(DiskArchiveStore::open(data.join("archive"), StoreOptions::default()).unwrap());
     let engine = Engine::builder()

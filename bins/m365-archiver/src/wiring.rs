@@ -201,12 +201,71 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// Opens the local user store of `dir` (`users/`).
+/// `users.db`: the local user store (SQLite). Earlier versions kept the users in a
+/// sled database in `users/` ([`DataDir::users`]), migrated on first open.
+pub fn users_db(dir: &DataDir) -> std::path::PathBuf {
+    dir.root().join("users.db")
+}
+
+/// Whether `dir` has a user store (the SQLite one, or an earlier version's still to
+/// migrate).
+pub fn has_user_store(dir: &DataDir) -> bool {
+    users_db(dir).is_file() || dir.users().is_dir()
+}
+
+/// Opens (creating if needed) the local user store of `dir`, migrating an earlier
+/// version's store on first open: logged (a WARN naming what could not be recovered
+/// when the migration was partial).
 pub fn open_user_store(dir: &DataDir) -> Result<Arc<dyn directory_sync::UserStore>> {
-    let path = dir.users();
-    let store = directory_sync::SledUserStore::open(&path)
-        .with_context(|| format!("cannot open the user store {}", path.display()))?;
+    let path = users_db(dir);
+    let (store, migration) =
+        directory_sync::SqliteUserStore::open_or_migrate(&path, dir.users())
+            .with_context(|| format!("cannot open the user store {}", path.display()))?;
+    if let Some(report) = migration {
+        log_migration(&report);
+    }
     Ok(Arc::new(store))
+}
+
+/// Opens the local user store of `dir` for reading only (works on a full disk);
+/// `None` when there is none. An earlier version's store is migrated first (which
+/// writes).
+pub fn open_user_store_read_only(
+    dir: &DataDir,
+) -> Result<Option<Arc<dyn directory_sync::UserStore>>> {
+    let path = users_db(dir);
+    if !path.exists() {
+        if !dir.users().is_dir() {
+            return Ok(None);
+        }
+        return open_user_store(dir).map(Some);
+    }
+    let store = directory_sync::SqliteUserStore::open_read_only(&path)
+        .with_context(|| format!("cannot open the user store {}", path.display()))?;
+    Ok(Some(Arc::new(store)))
+}
+
+fn log_migration(report: &directory_sync::MigrationReport) {
+    if report.is_complete() {
+        tracing::info!(
+            users = report.recovered_users.len(),
+            old = %report.old_path.display(),
+            new = %report.new_path.display(),
+            "user store migrated from the earlier sled format; the old store is kept"
+        );
+    } else {
+        tracing::warn!(
+            recovered = report.recovered_users.len(),
+            recovered_users = %report.recovered_users.join(","),
+            unreadable_records = report.unreadable_records,
+            lost_users = %report.lost_users.join(","),
+            problems = %report.problems.join("; "),
+            token_recovered = report.token_recovered,
+            old = %report.old_path.display(),
+            "user store migrated from the earlier sled format with losses: add the lost users \
+             again (`users add`, `users sync`); the old store is kept for inspection"
+        );
+    }
 }
 
 /// A directory source for the tenant of `connection`.

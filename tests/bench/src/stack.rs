@@ -1,5 +1,5 @@
 //! The production stack (client-credentials tokens, Graph mailbox and directory
-//! sources, sled user store, disk archive, profile engine) over one data directory,
+//! sources, SQLite user store, disk archive, profile engine) over one data directory,
 //! pointed at an emulated tenant: the same code paths as a real tenant.
 
 use std::path::Path;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use archive_store::{DiskArchiveStore, StoreOptions};
-use directory_sync::{GraphDirectoryOptions, GraphDirectorySource, SledUserStore};
+use directory_sync::{GraphDirectoryOptions, GraphDirectorySource, SqliteUserStore};
 use m365_auth::{
     AppRegistration, ClientCredential, ClientCredentialsProvider, Cloud, ProviderOptions,
     TokenProvider,
@@ -77,7 +77,7 @@ pub fn build(tenant: &TenantAccess, data: &Path) -> anyhow::Result<Stack> {
     let directory =
         GraphDirectorySource::new(tokens.clone(), graph_root, GraphDirectoryOptions::default())?;
     let users =
-        Arc::new(SledUserStore::open(data.join("users")).context("opening the user store")?);
+        Arc::new(SqliteUserStore::open(data.join("users.db")).context("opening the user store")?);
     let archive = Arc::new(
         DiskArchiveStore::open(data.join("archive"), StoreOptions::default())
             .context("opening the archive")?,

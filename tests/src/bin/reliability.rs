@@ -21,7 +21,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use archive_store::{
     ArchiveRequest, ArchiveStore, DiskArchiveStore, MessageId, RawMessage, SourceRef, StoreOptions,
 };
-use directory_sync::{GraphDirectoryOptions, GraphDirectorySource, SledUserStore, UserStore};
+use directory_sync::{GraphDirectoryOptions, GraphDirectorySource, SqliteUserStore, UserStore};
 use m365_auth::{
     AppRegistration, ClientCredential, ClientCredentialsProvider, Cloud, ProviderOptions,
     TokenProvider,
@@ -557,7 +557,7 @@ impl Tenant {
 struct Stack {
     engine: Engine,
     archive: Arc<DiskArchiveStore>,
-    users: Arc<SledUserStore>,
+    users: Arc<SqliteUserStore>,
 }
 
 /// Client-credentials tokens for the tenant's app.
@@ -585,7 +585,7 @@ fn stack(tenant: &Tenant, data: &Path) -> Result<Stack> {
     )?;
     let directory =
         GraphDirectorySource::new(tokens.clone(), graph_root, GraphDirectoryOptions::default())?;
-    let users = Arc::new(SledUserStore::open(data.join("users"))?);
+    let users = Arc::new(SqliteUserStore::open(data.join("users.db"))?);
     let archive = Arc::new(DiskArchiveStore::open(
         data.join("archive"),
         StoreOptions::default(),

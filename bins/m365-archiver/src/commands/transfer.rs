@@ -89,7 +89,7 @@ pub fn import(ctx: &Ctx, user: &str, folder: Option<String>, path: &Path) -> Res
     }
     let existing = DataDir::open(&ctx.data_dir, Access::Read)
         .with_context(|| format!("no user named `{user}`"))?;
-    if !existing.users().is_dir() {
+    if !wiring::has_user_store(&existing) {
         bail!("no user named `{user}`: add it with `users add` (or `users sync`) first");
     }
     let dir = DataDir::open(&ctx.data_dir, Access::Write)?;

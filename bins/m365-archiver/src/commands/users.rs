@@ -118,9 +118,13 @@ fn listed(user: &LocalUser) -> ListedUser<'_> {
 }
 
 fn list(ctx: &Ctx) -> Result<ExitCode> {
-    let users = if ctx.data_dir.join("users").is_dir() {
+    // Read-only: listing works on a full disk and never creates anything.
+    let users = if ctx.data_dir.is_dir() {
         let dir = DataDir::open(&ctx.data_dir, Access::Read)?;
-        wiring::open_user_store(&dir)?.list()?
+        match wiring::open_user_store_read_only(&dir)? {
+            Some(store) => store.list()?,
+            None => Vec::new(),
+        }
     } else {
         Vec::new()
     };
@@ -191,10 +195,13 @@ fn add(ctx: &Ctx, name: &str, emails: &[String]) -> Result<ExitCode> {
 }
 
 fn remove(ctx: &Ctx, name: &str) -> Result<ExitCode> {
-    if !ctx.data_dir.join("users").is_dir() {
+    if !ctx.data_dir.is_dir() {
         bail!("no user named `{name}`");
     }
     let dir = DataDir::open(&ctx.data_dir, Access::Write)?;
+    if !wiring::has_user_store(&dir) {
+        bail!("no user named `{name}`");
+    }
     let store = wiring::open_user_store(&dir)?;
     if store.get(name)?.is_none() {
         bail!("no user named `{name}` (see `users list`)");

@@ -1,23 +1,14 @@
-//! [`SledUserStore`]: local users in a sled database, indexed by address and by
-//! directory object id, every write flushed to disk before it returns.
-//!
-//! Users are few (thousands at most) and written rarely, so each write is a sled
-//! transaction over the three trees followed by a flush: sled would otherwise
-//! acknowledge writes it has not yet persisted. The rules a store enforces
-//! (valid names, unique addresses and object ids, `has_archive` never cleared,
-//! users with an archive never removed) live in [`check_batch`] and are shared
-//! with the in-memory store.
+//! The sled user store of earlier versions, exactly as they wrote it: kept (for tests
+//! only) so the migration is tested against stores the old code wrote.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
-use crate::addresses::normalize_address;
-use crate::names::validate_name;
-use crate::{DirectoryError, DirectoryToken, LocalUser, UserOrigin, UserStore};
+use crate::rules::{addresses_of, check_batch, object_of};
+use crate::{DirectoryError, DirectoryToken, LocalUser, UserStore};
 
 /// Format version of the records this version writes.
 const FORMAT_VERSION: u32 = 1;
@@ -25,7 +16,7 @@ const META_FORMAT: &[u8] = b"format";
 const META_TOKEN: &[u8] = b"directory_token";
 
 /// The user store on disk (a sled database in its own directory).
-pub struct SledUserStore {
+pub(crate) struct SledUserStore {
     path: PathBuf,
     db: sled::Db,
     users: sled::Tree,
@@ -50,7 +41,7 @@ impl SledUserStore {
     /// [`DirectoryError::StoreLocked`] when another process has it open,
     /// [`DirectoryError::StoreVersion`] when a newer version wrote it,
     /// [`DirectoryError::StoreIo`] otherwise.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, DirectoryError> {
+    pub(crate) fn open(path: impl AsRef<Path>) -> Result<Self, DirectoryError> {
         let path = path.as_ref().to_path_buf();
         let shown = path.display().to_string();
         // Users are few: a small page cache is plenty.
@@ -86,17 +77,6 @@ impl SledUserStore {
         };
         store.check_format()?;
         Ok(store)
-    }
-
-    /// The directory the store lives in.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Number of write transactions committed since the store was opened (a sync that
-    /// finds nothing to change performs none).
-    pub fn write_count(&self) -> u64 {
-        self.writes.load(Ordering::Relaxed)
     }
 
     fn shown(&self) -> String {
@@ -183,76 +163,6 @@ fn decode_user(path: &str, key: &[u8], raw: &[u8]) -> Result<LocalUser, Director
         key: format!("users/{}", String::from_utf8_lossy(key)),
         reason: e.to_string(),
     })
-}
-
-/// A user as it will be stored: name checked, addresses lower-cased and validated,
-/// aliases sorted and deduplicated without the primary.
-pub(crate) fn normalized(user: &LocalUser) -> Result<LocalUser, DirectoryError> {
-    let invalid = |reason: String| DirectoryError::InvalidUser {
-        name: user.name.clone(),
-        reason,
-    };
-    validate_name(&user.name).map_err(&invalid)?;
-    let email = match &user.email {
-        None => None,
-        Some(raw) => Some(
-            normalize_address(raw)
-                .ok_or_else(|| invalid(format!("email {raw:?} is not a mail address")))?,
-        ),
-    };
-    let mut aliases = Vec::with_capacity(user.aliases.len());
-    for raw in &user.aliases {
-        let alias = normalize_address(raw)
-            .ok_or_else(|| invalid(format!("alias {raw:?} is not a mail address")))?;
-        if Some(&alias) != email.as_ref() {
-            aliases.push(alias);
-        }
-    }
-    aliases.sort();
-    aliases.dedup();
-    if let UserOrigin::Directory { object_id } = &user.origin
-        && object_id.trim().is_empty()
-    {
-        return Err(invalid("the directory object id is empty".into()));
-    }
-    Ok(LocalUser {
-        email,
-        aliases,
-        ..user.clone()
-    })
-}
-
-/// Normalises a batch and refuses a name given twice.
-pub(crate) fn check_batch(users: &[LocalUser]) -> Result<Vec<LocalUser>, DirectoryError> {
-    let mut seen = HashSet::new();
-    users
-        .iter()
-        .map(|u| {
-            if !seen.insert(u.name.as_str()) {
-                return Err(DirectoryError::InvalidUser {
-                    name: u.name.clone(),
-                    reason: "the user appears twice in one batch".into(),
-                });
-            }
-            normalized(u)
-        })
-        .collect()
-}
-
-/// Every address of a user, primary first.
-pub(crate) fn addresses_of(user: &LocalUser) -> impl Iterator<Item = &str> {
-    user.email
-        .as_deref()
-        .into_iter()
-        .chain(user.aliases.iter().map(String::as_str))
-}
-
-/// The directory object id of a user, if synchronised.
-pub(crate) fn object_of(user: &LocalUser) -> Option<&str> {
-    match &user.origin {
-        UserOrigin::Directory { object_id } => Some(object_id),
-        UserOrigin::Manual => None,
-    }
 }
 
 type Abort = ConflictableTransactionError<DirectoryError>;
