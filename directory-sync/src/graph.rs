@@ -17,17 +17,14 @@
 //! request and Graph's code.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use graph_rs_sdk::error::{AuthExecutionError, AuthExecutionResult};
-use graph_rs_sdk::{GraphClient, GraphClientConfiguration, ODataQuery};
+use graph_rs_sdk::{GraphClient, ODataQuery};
 use m365_auth::{AccessToken, TokenProvider};
 use reqwest::StatusCode;
-use reqwest::header::RETRY_AFTER;
 use tracing::{debug, warn};
 use url::Url;
 
@@ -58,33 +55,16 @@ impl Default for RetryPolicy {
     }
 }
 
-impl RetryPolicy {
-    /// The wait before retry number `retry` (1 for the first retry), with jitter.
-    fn backoff(&self, retry: u32) -> Duration {
-        let exponent = retry.saturating_sub(1).min(20);
-        let full = self
-            .initial_backoff
-            .saturating_mul(1u32 << exponent)
-            .min(self.max_backoff);
-        // Between half and all of it, so that clients do not retry in lockstep.
-        let jitter = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish()
-            % 1000;
-        full / 2 + full / 2 * u32::try_from(jitter).unwrap_or(0) / 1000
-    }
-
-    /// A `Retry-After` value (seconds or HTTP date), capped.
-    fn retry_after(&self, value: &str, now: SystemTime) -> Option<Duration> {
-        let value = value.trim();
-        let wait = match value.parse::<u64>() {
-            Ok(seconds) => Duration::from_secs(seconds),
-            Err(_) => httpdate::parse_http_date(value)
-                .ok()?
-                .duration_since(now)
-                .unwrap_or(Duration::ZERO),
-        };
-        Some(wait.min(self.max_retry_after))
+impl From<&RetryPolicy> for m365_auth::RetryPolicy {
+    /// The shared policy with these limits; every 429 counts as an attempt.
+    fn from(p: &RetryPolicy) -> Self {
+        m365_auth::RetryPolicy {
+            max_attempts: p.max_attempts,
+            max_throttled: p.max_attempts,
+            base_delay: p.initial_backoff,
+            max_delay: p.max_backoff,
+            max_retry_after: p.max_retry_after,
+        }
     }
 }
 
@@ -180,40 +160,6 @@ impl std::fmt::Debug for GraphDirectorySource {
     }
 }
 
-tokio::task_local! {
-    /// The bearer token chosen for the request graph-rs-sdk is sending in this task.
-    static REQUEST_TOKEN: String;
-}
-
-/// graph-rs-sdk's view of the token chosen for the current request (so that a 401
-/// can invalidate exactly the token that was refused).
-#[derive(Clone)]
-struct ChosenToken {
-    provider: Arc<dyn TokenProvider>,
-}
-
-#[async_trait]
-impl graph_core::identity::ClientApplication for ChosenToken {
-    fn get_token_silent(&mut self) -> AuthExecutionResult<String> {
-        REQUEST_TOKEN.try_with(Clone::clone).map_err(|_| {
-            AuthExecutionError::Other("directory-sync sends no blocking Graph requests".into())
-        })
-    }
-
-    async fn get_token_silent_async(&mut self) -> AuthExecutionResult<String> {
-        if let Ok(token) = REQUEST_TOKEN.try_with(Clone::clone) {
-            return Ok(token);
-        }
-        self.provider
-            .token()
-            .await
-            .map(|t| t.secret().to_owned())
-            .map_err(|e| AuthExecutionError::Other(Box::new(e)))
-    }
-
-    fn with_force_token_refresh(&mut self, _force: graph_core::identity::ForceTokenRefresh) {}
-}
-
 /// A request of a read.
 #[derive(Debug, Clone)]
 enum Request {
@@ -295,17 +241,14 @@ impl GraphDirectorySource {
             option: "extra_ca_pem",
             reason: format!("cannot build the HTTP client: {e}"),
         })?;
-        let mut config = GraphClientConfiguration::new()
-            .client_application(ChosenToken {
-                provider: tokens.clone(),
-            })
-            .timeout(options.request_timeout)
-            .connect_timeout(options.request_timeout);
-        if api.scheme() == "http" {
-            config = config.https_only(false);
-        }
-        let mut graph = GraphClient::from(config);
-        graph.use_test_endpoint(&api);
+        let graph = m365_auth::graph_client_at(
+            tokens.clone(),
+            &api,
+            &m365_auth::GraphClientOptions {
+                request_timeout: Some(options.request_timeout),
+                connect_timeout: Some(options.request_timeout),
+            },
+        );
         Ok(Self {
             sdk_sends: options.extra_ca_pem.is_none(),
             api,
@@ -388,8 +331,7 @@ impl GraphDirectorySource {
                 .select(wire::USER_SELECT),
         };
         if self.sdk_sends {
-            REQUEST_TOKEN
-                .scope(token.secret().to_owned(), handler.send())
+            m365_auth::with_request_token(token, handler.send())
                 .await
                 .map_err(|e| describe_graph_failure(&e))
         } else {
@@ -404,7 +346,7 @@ impl GraphDirectorySource {
 
     /// Fetches one page: retries, token refresh, status checks, body decoding.
     async fn fetch(&self, request: &Request) -> Result<Page, Failure> {
-        let policy = &self.options.retry;
+        let policy = m365_auth::RetryPolicy::from(&self.options.retry);
         let label = self.label(request);
         let mut refreshed = false;
         let mut attempt = 0u32;
@@ -416,11 +358,7 @@ impl GraphDirectorySource {
             let sent = tokio::time::timeout(timeout, async {
                 let response = self.dispatch(request, &token).await?;
                 let status = response.status();
-                let retry_after = response
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
+                let retry_after = policy.retry_after_header(response.headers());
                 let body = response
                     .bytes()
                     .await
@@ -508,9 +446,7 @@ impl GraphDirectorySource {
                                     code,
                                 });
                             }
-                            let wait = retry_after
-                                .as_deref()
-                                .and_then(|v| policy.retry_after(v, SystemTime::now()));
+                            let wait = retry_after;
                             (format!("{} {code}", status.as_u16()), wait, Some(error))
                         }
                         _ => {
@@ -803,6 +739,7 @@ fn with_causes(mut text: String, mut source: Option<&(dyn std::error::Error + 's
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
 
     #[test]
     fn api_roots() {
@@ -833,35 +770,16 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_values() {
-        let policy = RetryPolicy::default();
-        let now = SystemTime::now();
-        assert_eq!(policy.retry_after("3", now), Some(Duration::from_secs(3)));
+    fn the_shared_policy_keeps_these_limits() {
+        let policy = m365_auth::RetryPolicy::from(&RetryPolicy::default());
+        assert_eq!(policy.max_attempts, 6);
+        assert_eq!(policy.max_throttled, 6);
+        assert_eq!(policy.base_delay, Duration::from_millis(500));
+        assert_eq!(policy.max_delay, Duration::from_secs(30));
         assert_eq!(
-            policy.retry_after("100000", now),
-            Some(policy.max_retry_after)
+            policy.retry_after("100000", SystemTime::now()),
+            Some(Duration::from_secs(120))
         );
-        let later = now + Duration::from_secs(10);
-        let date = httpdate::fmt_http_date(later);
-        let wait = policy.retry_after(&date, now).unwrap();
-        assert!(
-            wait <= Duration::from_secs(10) && wait >= Duration::from_secs(9),
-            "{wait:?}"
-        );
-        assert_eq!(policy.retry_after("soon", now), None);
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter_and_a_cap() {
-        let policy = RetryPolicy::default();
-        for retry in 1..30 {
-            let wait = policy.backoff(retry);
-            let full = policy
-                .initial_backoff
-                .saturating_mul(1 << (retry - 1).min(20))
-                .min(policy.max_backoff);
-            assert!(wait >= full / 2 && wait <= full, "retry {retry}: {wait:?}");
-        }
     }
 
     #[test]

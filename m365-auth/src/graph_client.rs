@@ -4,8 +4,11 @@
 //! graph-rs-sdk clones its `ClientApplication` into every request and calls
 //! `get_token_silent_async` for each, so every Graph request asks our provider
 //! (which answers from its cache). `ForceTokenRefresh` is honoured; its state is
-//! shared by the clones of one [`GraphTokenSource`].
+//! shared by the clones of one [`GraphTokenSource`]. A client running its own retry
+//! loop chooses the token of each request with [`with_request_token`], so that after a
+//! 401 it invalidates exactly the token Graph refused.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
@@ -15,7 +18,23 @@ use graph_core::identity::{ClientApplication, ForceTokenRefresh};
 use graph_rs_sdk::error::{AuthExecutionError, AuthExecutionResult};
 use graph_rs_sdk::{GraphClient, GraphClientConfiguration};
 
-use crate::{AuthError, Cloud, TokenProvider};
+use crate::{AccessToken, AuthError, Cloud, TokenProvider};
+use url::Url;
+
+tokio::task_local! {
+    /// The bearer token chosen for the request being sent by this task.
+    static REQUEST_TOKEN: String;
+}
+
+/// Runs `send` (a graph-rs-sdk request) with `token` as the token every
+/// [`GraphTokenSource`] hands out inside it, instead of asking the provider.
+pub async fn with_request_token<F: Future>(token: &AccessToken, send: F) -> F::Output {
+    REQUEST_TOKEN.scope(token.secret().to_owned(), send).await
+}
+
+fn chosen_token() -> Option<String> {
+    REQUEST_TOKEN.try_with(Clone::clone).ok()
+}
 
 const FORCE_NEVER: u8 = 0;
 const FORCE_ONCE: u8 = 1;
@@ -76,6 +95,9 @@ impl ClientApplication for GraphTokenSource {
     /// Blocking variant: only usable outside an async runtime, or inside a
     /// multi-threaded tokio runtime (it then blocks this worker thread).
     fn get_token_silent(&mut self) -> AuthExecutionResult<String> {
+        if let Some(token) = chosen_token() {
+            return Ok(token);
+        }
         let this = self.clone();
         let run = async move { this.token_string().await };
         match tokio::runtime::Handle::try_current() {
@@ -105,6 +127,9 @@ impl ClientApplication for GraphTokenSource {
     }
 
     async fn get_token_silent_async(&mut self) -> AuthExecutionResult<String> {
+        if let Some(token) = chosen_token() {
+            return Ok(token);
+        }
         self.token_string().await.map_err(to_graph_error)
     }
 
@@ -140,6 +165,32 @@ pub fn graph_client(
     options: &GraphClientOptions,
 ) -> GraphClient {
     let endpoint = cloud.graph_v1_url();
+    let mut client = configured(provider, &endpoint, options);
+    if cloud.is_microsoft() {
+        client.use_endpoint(&endpoint);
+    } else {
+        client.use_test_endpoint(&endpoint);
+    }
+    client
+}
+
+/// A `GraphClient` whose requests go to the v1.0 API root `api` as given (any host,
+/// plain http allowed when `api` is http), every token taken from `provider`.
+pub fn graph_client_at(
+    provider: Arc<dyn TokenProvider>,
+    api: &Url,
+    options: &GraphClientOptions,
+) -> GraphClient {
+    let mut client = configured(provider, api, options);
+    client.use_test_endpoint(api);
+    client
+}
+
+fn configured(
+    provider: Arc<dyn TokenProvider>,
+    endpoint: &Url,
+    options: &GraphClientOptions,
+) -> GraphClient {
     let mut config = GraphClientConfiguration::new()
         .client_application(GraphTokenSource::new(provider))
         .https_only(endpoint.scheme() == "https");
@@ -149,13 +200,7 @@ pub fn graph_client(
     if let Some(timeout) = options.connect_timeout {
         config = config.connect_timeout(timeout);
     }
-    let mut client = GraphClient::from(config);
-    if cloud.is_microsoft() {
-        client.use_endpoint(&endpoint);
-    } else {
-        client.use_test_endpoint(&endpoint);
-    }
-    client
+    GraphClient::from(config)
 }
 
 #[cfg(test)]
@@ -191,6 +236,18 @@ mod tests {
         let mut source = GraphTokenSource::new(static_provider());
         assert_eq!(source.get_token_silent().unwrap(), "static-token");
         assert!(!format!("{source:?}").contains("static-token"));
+    }
+
+    #[tokio::test]
+    async fn a_chosen_token_wins_inside_its_scope() {
+        let mut source = GraphTokenSource::new(static_provider());
+        let chosen = AccessToken::new("chosen", SystemTime::now() + Duration::from_secs(60));
+        let inside = with_request_token(&chosen, source.clone().get_token_silent_async()).await;
+        assert_eq!(inside.unwrap(), "chosen");
+        assert_eq!(
+            source.get_token_silent_async().await.unwrap(),
+            "static-token"
+        );
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! - [`wire`]: the token endpoint's request and response format;
 //! - [`provider`]: [`ClientCredentialsProvider`] (cache, single flight, retries);
 //! - [`mod@graph_client`]: graph-rs-sdk's `ClientApplication` and a ready `GraphClient`;
-//! - [`store`]: [`CredentialStore`], named credentials on disk.
+//! - [`store`]: [`CredentialStore`], named credentials on disk;
+//! - [`transport`]: the retry policy and `Retry-After` parser every Graph client shares.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), m365_auth::AuthError> {
@@ -40,6 +41,7 @@ pub mod graph_client;
 pub mod provider;
 pub mod registration;
 pub mod store;
+pub mod transport;
 pub mod wire;
 
 pub use cloud::Cloud;
@@ -48,10 +50,13 @@ pub use credential::{
     SecretSource,
 };
 pub use error::{AuthError, hint_for};
-pub use graph_client::{GraphClientOptions, GraphTokenSource, graph_client};
+pub use graph_client::{
+    GraphClientOptions, GraphTokenSource, graph_client, graph_client_at, with_request_token,
+};
 pub use provider::{ClientCredentialsProvider, ProviderOptions};
 pub use registration::{AppRegistration, ClientId, TenantId};
 pub use store::{CredentialStore, CredentialSummary, StoredCredential};
+pub use transport::{RetryPolicy, parse_retry_after};
 
 use std::fmt;
 use std::time::{Duration, SystemTime};

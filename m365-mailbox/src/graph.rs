@@ -33,13 +33,11 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt};
-use graph_core::identity::{ClientApplication, ForceTokenRefresh};
-use graph_rs_sdk::error::{AuthExecutionError, AuthExecutionResult};
 use graph_rs_sdk::http::Method;
-use graph_rs_sdk::{GraphClient, GraphClientConfiguration, ODataQuery};
+use graph_rs_sdk::{GraphClient, ODataQuery};
 use m365_auth::{AccessToken, TokenProvider};
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 use url::Url;
@@ -244,46 +242,9 @@ impl Counters {
     }
 }
 
-tokio::task_local! {
-    /// The bearer token chosen for the request being sent by this task.
-    static REQUEST_TOKEN: String;
-}
-
-/// graph-rs-sdk's view of our [`TokenProvider`]: the token chosen for the current request,
-/// or a token from the provider when called outside one.
-#[derive(Clone)]
-pub struct TokenBridge {
-    provider: Arc<dyn TokenProvider>,
-}
-
-impl TokenBridge {
-    /// Wraps a provider.
-    pub fn new(provider: Arc<dyn TokenProvider>) -> Self {
-        Self { provider }
-    }
-}
-
-#[async_trait]
-impl ClientApplication for TokenBridge {
-    fn get_token_silent(&mut self) -> AuthExecutionResult<String> {
-        REQUEST_TOKEN.try_with(|t| t.clone()).map_err(|_| {
-            AuthExecutionError::Other("no token chosen for this request (blocking call)".into())
-        })
-    }
-
-    async fn get_token_silent_async(&mut self) -> AuthExecutionResult<String> {
-        if let Ok(token) = REQUEST_TOKEN.try_with(|t| t.clone()) {
-            return Ok(token);
-        }
-        self.provider
-            .token()
-            .await
-            .map(|t| t.secret().to_string())
-            .map_err(|e| AuthExecutionError::Other(Box::new(e)))
-    }
-
-    fn with_force_token_refresh(&mut self, _force_token_refresh: ForceTokenRefresh) {}
-}
+/// graph-rs-sdk's view of our [`TokenProvider`]: the token chosen for the current request
+/// (see [`m365_auth::with_request_token`]), or a token from the provider outside one.
+pub type TokenBridge = m365_auth::GraphTokenSource;
 
 /// What a request is about, for turning a 404 into the right error.
 #[derive(Debug, Clone)]
@@ -390,14 +351,14 @@ impl GraphMailboxSource {
         options: GraphMailboxOptions,
     ) -> Result<Self, MailboxError> {
         let api = api_root(&graph_root)?;
-        let mut config = GraphClientConfiguration::new()
-            .client_application(TokenBridge::new(tokens.clone()))
-            .connect_timeout(options.request_timeout);
-        if api.scheme() == "http" {
-            config = config.https_only(false);
-        }
-        let mut graph = GraphClient::from(config);
-        graph.use_test_endpoint(&api);
+        let graph = m365_auth::graph_client_at(
+            tokens.clone(),
+            &api,
+            &m365_auth::GraphClientOptions {
+                request_timeout: None,
+                connect_timeout: Some(options.request_timeout),
+            },
+        );
         let direct = match &options.extra_ca_pem {
             None => None,
             Some(pem) => {
@@ -576,8 +537,7 @@ impl Inner {
     ) -> Result<reqwest::Response, String> {
         let handler = self.build(mailbox, op);
         match &self.direct {
-            None => REQUEST_TOKEN
-                .scope(token.secret().to_string(), handler.send())
+            None => m365_auth::with_request_token(token, handler.send())
                 .await
                 .map_err(|e| describe_graph_failure(&e)),
             Some(client) => {
@@ -661,11 +621,7 @@ impl Inner {
                             }
                         }
                     } else {
-                        let retry_after = response
-                            .headers()
-                            .get(RETRY_AFTER)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| policy.retry_after(v, SystemTime::now()));
+                        let retry_after = policy.retry_after_header(response.headers());
                         let body = read_error_body(response, timeout, &ctx.counters).await;
                         let detail = wire::ErrorBody::parse(&body);
                         drop(admission);
