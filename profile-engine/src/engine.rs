@@ -630,27 +630,18 @@ impl RunHalt {
 
 /// Whether an archive error means its storage failed (so every further write fails too).
 fn storage_failed(error: &ArchiveError) -> bool {
-    matches!(
-        error,
-        ArchiveError::Io { .. } | ArchiveError::NotDurable { .. } | ArchiveError::Poisoned { .. }
-    )
-}
-
-/// Whether the archive's filesystem is full (ENOSPC or a quota).
-fn disk_full(error: &ArchiveError) -> bool {
-    match error {
-        ArchiveError::Io { source, .. } => {
-            source.kind() == std::io::ErrorKind::StorageFull
-                || source.kind() == std::io::ErrorKind::QuotaExceeded
-        }
-        _ => false,
-    }
+    error.is_disk_full()
+        || error.io_kind().is_some()
+        || matches!(
+            error,
+            ArchiveError::NotDurable { .. } | ArchiveError::Poisoned { .. }
+        )
 }
 
 /// The advice of a run stopped by a storage failure: what failed, at which path (in
 /// the error), how much the message needed, and what to do.
 fn storage_halt_reason(error: &ArchiveError, message_bytes: u64) -> String {
-    let what = if disk_full(error) {
+    let what = if error.is_disk_full() {
         "the archive's disk is full"
     } else {
         "the archive's storage failed"

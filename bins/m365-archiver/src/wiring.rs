@@ -147,6 +147,38 @@ pub fn open_archive(dir: &DataDir, create: bool) -> Result<Arc<archive_store::Di
     Ok(Arc::new(store))
 }
 
+/// Opens the archive of `dir` for reading only: nothing of its packs, log or
+/// configuration is written (read commands, also on a full disk).
+pub fn open_archive_read_only(dir: &DataDir) -> Result<Arc<archive_store::DiskArchiveStore>> {
+    let path = dir.archive();
+    if !path.is_dir() {
+        bail!(
+            "there is no archive in {} yet: run a profile (`profile run`) or import mail first",
+            dir.root().display()
+        );
+    }
+    let store = archive_store::DiskArchiveStore::open_read_only(
+        &path,
+        archive_store::StoreOptions::default(),
+    )
+    .with_context(|| format!("cannot open the archive {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Builds fresh indexes of the archive of `dir` from its packs and record log, beside
+/// the current ones (never opened), and swaps them in.
+pub fn rebuild_archive_indexes(dir: &DataDir) -> Result<archive_store::ArchiveStats> {
+    let path = dir.archive();
+    if !path.is_dir() {
+        bail!(
+            "there is no archive in {} yet: run a profile (`profile run`) or import mail first",
+            dir.root().display()
+        );
+    }
+    archive_store::DiskArchiveStore::rebuild_indexes(&path, archive_store::StoreOptions::default())
+        .with_context(|| format!("cannot rebuild the indexes of {}", path.display()))
+}
+
 /// Free space of the filesystem holding the archive of `dir` (the data directory's
 /// filesystem while no archive exists yet): `(available, total)` bytes.
 pub fn archive_space(dir: &DataDir) -> Result<(u64, u64)> {

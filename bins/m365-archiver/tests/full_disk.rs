@@ -137,7 +137,6 @@ fn user_names(cli: &Archiver) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "enabled with the self-healing archive and the durable user store"]
 async fn a_full_disk_stops_cleanly_and_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let disk = match SmallDisk::mount(&tmp.path().join("small"), "30m") {

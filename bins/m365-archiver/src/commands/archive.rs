@@ -38,7 +38,7 @@ fn existing(ctx: &Ctx) -> Result<DataDir> {
 
 /// Prints the archive's figures (`archive stats`, also used by the demo).
 pub fn print_stats(ctx: &Ctx, dir: &DataDir) -> Result<archive_store::ArchiveStats> {
-    let archive = wiring::open_archive(dir, false)?;
+    let archive = wiring::open_archive_read_only(dir)?;
     let stats = archive.stats()?;
     let settings = m365_archiver::settings::Settings::load(dir)?;
     let (free, total) = wiring::archive_space(dir)?;
@@ -95,7 +95,7 @@ fn stats(ctx: &Ctx) -> Result<ExitCode> {
 
 fn verify(ctx: &Ctx) -> Result<ExitCode> {
     let dir = existing(ctx)?;
-    let archive = wiring::open_archive(&dir, false)?;
+    let archive = wiring::open_archive_read_only(&dir)?;
     let progress = crate::progress::Progress::new("verify", None, ctx.out.json);
     let report = archive.verify()?;
     progress.finish();
@@ -130,9 +130,8 @@ fn verify(ctx: &Ctx) -> Result<ExitCode> {
 
 fn reindex(ctx: &Ctx) -> Result<ExitCode> {
     let dir = DataDir::open(&ctx.data_dir, Access::Write)?;
-    let archive = wiring::open_archive(&dir, false)?;
     let progress = crate::progress::Progress::new("reindex", None, ctx.out.json);
-    let stats = archive.reindex()?;
+    let stats = wiring::rebuild_archive_indexes(&dir)?;
     progress.finish();
     ctx.out.emit(&stats, || {
         format!(
@@ -151,7 +150,7 @@ pub fn print_search(
     user: Option<String>,
     limit: usize,
 ) -> Result<usize> {
-    let archive = wiring::open_archive(dir, false)?;
+    let archive = wiring::open_archive_read_only(dir)?;
     let query = SearchQuery {
         text: text.to_string(),
         user,
@@ -192,7 +191,7 @@ fn search(ctx: &Ctx, text: &str, user: Option<String>, limit: usize) -> Result<E
 
 fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
     let dir = existing(ctx)?;
-    let archive = wiring::open_archive(&dir, false)?;
+    let archive = wiring::open_archive_read_only(&dir)?;
     let id = MessageId(id.trim().to_ascii_lowercase());
     let info = archive.show(&id)?;
     let text = message_text(&archive.read_message(&id)?);

@@ -27,7 +27,7 @@ pub fn export(
     out: &Path,
 ) -> Result<ExitCode> {
     let dir = DataDir::open(&ctx.data_dir, Access::Read)?;
-    let archive = wiring::open_archive(&dir, false)?;
+    let archive = wiring::open_archive_read_only(&dir)?;
     if !archive.users()?.iter().any(|u| u == user) {
         bail!("user `{user}` has no archive (see `archive stats` for the archives there are)");
     }
