@@ -5,7 +5,7 @@
 //!
 //! The small filesystem is a tmpfs mounted by the test (it needs root, as CI has);
 //! where mounting is impossible the test says why and returns.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod support;
 
@@ -136,32 +136,48 @@ fn user_names(cli: &Archiver) -> Vec<String> {
     names
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_stops_cleanly_and_loses_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let disk = match SmallDisk::mount(&tmp.path().join("small"), "30m") {
+/// A tenant of `users` × `messages` and a data directory on a tmpfs of `size` holding
+/// its credentials and synced users; `None` (with the reason printed) where no
+/// tmpfs can be mounted.
+async fn tenant_on_small_disk(
+    tmp: &Path,
+    size: &str,
+    users: usize,
+    messages: usize,
+    seed: u64,
+) -> Option<(SmallDisk, Emulator, Archiver)> {
+    let disk = match SmallDisk::mount(&tmp.join("small"), size) {
         Ok(disk) => disk,
         Err(why) => {
             eprintln!("skipped: this test needs a small filesystem it can fill ({why})");
-            return;
+            return None;
         }
     };
     let emu = Emulator::start(EmulatorConfig {
-        users: 4,
-        messages_per_user: 200,
-        seed: 1201,
+        users,
+        messages_per_user: messages,
+        seed,
         special_users: false,
         ..Default::default()
     })
     .await
     .unwrap();
-    let data = disk.path.join("data");
-    let mut cli = Archiver::new(&data, vec![emu.client_secret()]);
+    let mut cli = Archiver::new(&disk.path.join("data"), vec![emu.client_secret()]);
     cli.env.push((SECRET_VAR.into(), emu.client_secret()));
     let mut add = custom_cloud_args(&emu, "contoso");
     add.extend(["--secret-env".into(), SECRET_VAR.into()]);
     cli.ok(&strs(&add));
     cli.ok(&["users", "sync", "--credentials", "contoso"]);
+    Some((disk, emu, cli))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_cleanly_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((disk, emu, cli)) = tenant_on_small_disk(tmp.path(), "30m", 4, 200, 1201).await else {
+        return;
+    };
+    let data = cli.data.clone();
     cli.ok(&[
         "users",
         "add",
@@ -307,29 +323,10 @@ async fn a_full_disk_stops_cleanly_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_does_not_start_below_the_reserve() {
     let tmp = tempfile::tempdir().unwrap();
-    let disk = match SmallDisk::mount(&tmp.path().join("small"), "8m") {
-        Ok(disk) => disk,
-        Err(why) => {
-            eprintln!("skipped: this test needs a small filesystem it can fill ({why})");
-            return;
-        }
+    let Some((disk, _emu, cli)) = tenant_on_small_disk(tmp.path(), "8m", 1, 3, 1202).await else {
+        return;
     };
-    let emu = Emulator::start(EmulatorConfig {
-        users: 1,
-        messages_per_user: 3,
-        seed: 1202,
-        special_users: false,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let data = disk.path.join("data");
-    let mut cli = Archiver::new(&data, vec![emu.client_secret()]);
-    cli.env.push((SECRET_VAR.into(), emu.client_secret()));
-    let mut add = custom_cloud_args(&emu, "contoso");
-    add.extend(["--secret-env".into(), SECRET_VAR.into()]);
-    cli.ok(&strs(&add));
-    cli.ok(&["users", "sync", "--credentials", "contoso"]);
+    let data = cli.data.clone();
     cli.ok(&[
         "profile",
         "create",
