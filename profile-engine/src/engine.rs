@@ -630,8 +630,7 @@ impl RunHalt {
 
 /// Whether an archive error means its storage failed (so every further write fails too).
 fn storage_failed(error: &ArchiveError) -> bool {
-    error.is_disk_full()
-        || error.io_kind().is_some()
+    error.io_kind().is_some()
         || matches!(
             error,
             ArchiveError::NotDurable { .. } | ArchiveError::Poisoned { .. }

@@ -188,11 +188,9 @@ pub fn archive_space(dir: &DataDir) -> Result<(u64, u64)> {
     } else {
         dir.root().to_path_buf()
     };
-    let available = fs2::available_space(&path)
+    let space = archive_store::space_at(&path)
         .with_context(|| format!("cannot read the free space of {}", path.display()))?;
-    let total = fs2::total_space(&path)
-        .with_context(|| format!("cannot read the size of {}", path.display()))?;
-    Ok((available, total))
+    Ok((space.available_bytes, space.total_bytes))
 }
 
 /// Refuses to start a run when the archive's filesystem has less free space than the
