@@ -194,6 +194,17 @@ pub trait ArchiveStore: Send + Sync {
     fn verify_message(&self, id: &MessageId) -> Result<bool, ArchiveError>;
     /// The exact raw bytes of a stored message.
     fn read_message(&self, id: &MessageId) -> Result<Vec<u8>, ArchiveError>;
+    /// Whether the archived copy `id` is intact and holds exactly the bytes `offered`
+    /// yields (what a deletion rule checks before a message leaves its mailbox). The
+    /// store compares by its own address function (keyed or not) and streams both
+    /// sides: neither the copy nor the offered bytes are read into memory whole.
+    /// `Ok(false)` for a damaged copy or different bytes; an error reading `offered`
+    /// is [`ArchiveError::BadInput`]; an unknown id is [`ArchiveError::NotFound`].
+    fn holds_exactly(
+        &self,
+        id: &MessageId,
+        offered: &mut dyn std::io::Read,
+    ) -> Result<bool, ArchiveError>;
     /// Full-text search within `scope`.
     fn search(&self, query: &SearchQuery, scope: &Scope) -> Result<Vec<SearchHit>, ArchiveError>;
     /// Counts and sizes.
@@ -340,6 +351,31 @@ pub struct IoFailure {
     pub kind: Option<std::io::ErrorKind>,
     /// The operating system's error code, when there was one.
     pub os_error: Option<i32>,
+}
+
+/// Hashes everything `reader` yields with `hasher`; a read failure is
+/// [`ArchiveError::BadInput`] naming `what`.
+pub(crate) fn hash_reader(
+    mut hasher: blake3::Hasher,
+    reader: &mut dyn std::io::Read,
+    what: &str,
+) -> Result<[u8; 32], ArchiveError> {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return Ok(*hasher.finalize().as_bytes()),
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(ArchiveError::BadInput {
+                    path: PathBuf::from(what),
+                    detail: format!("cannot read the bytes to compare: {e}"),
+                });
+            }
+        }
+    }
 }
 
 impl IoFailure {

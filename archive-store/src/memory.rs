@@ -155,6 +155,18 @@ impl ArchiveStore for MemoryArchiveStore {
             .ok_or_else(|| ArchiveError::NotFound { id: id.0.clone() })
     }
 
+    fn holds_exactly(
+        &self,
+        id: &MessageId,
+        offered: &mut dyn std::io::Read,
+    ) -> Result<bool, ArchiveError> {
+        if !self.verify_message(id)? {
+            return Ok(false);
+        }
+        let offered = crate::hash_reader(blake3::Hasher::new(), offered, "offered message")?;
+        Ok(to_hex(&offered) == id.0)
+    }
+
     fn search(&self, query: &SearchQuery, scope: &Scope) -> Result<Vec<SearchHit>, ArchiveError> {
         let user = match scope {
             Scope::Admin => query.user.clone(),

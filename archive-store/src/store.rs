@@ -1583,6 +1583,18 @@ impl ArchiveStore for DiskArchiveStore {
         self.healing(|| self.read_message_raw(id))
     }
 
+    fn holds_exactly(
+        &self,
+        id: &MessageId,
+        offered: &mut dyn std::io::Read,
+    ) -> Result<bool, ArchiveError> {
+        let address = parse_id(id)?;
+        if !self.verify_message(id)? {
+            return Ok(false);
+        }
+        Ok(crate::hash_reader(self.codec.hasher(), offered, "offered message")? == address)
+    }
+
     fn search(&self, query: &SearchQuery, scope: &Scope) -> Result<Vec<SearchHit>, ArchiveError> {
         self.healing(|| {
             let hits = self.caches().search.search(query, scope)?;

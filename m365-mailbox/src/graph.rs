@@ -48,7 +48,7 @@ use crate::throttle::{GateLimits, MailboxGate, ThrottleRegistry};
 use crate::wire;
 use crate::{
     DeleteMode, DeltaCursor, DeltaEvent, Folder, MailboxError, MailboxMetrics, MailboxSource,
-    MessageSummary, MimeContent,
+    MessageSummary, MimeContent, SourceLimits,
 };
 
 /// Well-known folder names resolved to ids for [`Folder::well_known_name`] (the root,
@@ -1441,6 +1441,10 @@ fn to_event(m: wire::Message, folder_id: &str) -> DeltaEvent {
 
 #[async_trait]
 impl MailboxSource for GraphMailboxSource {
+    fn limits(&self) -> SourceLimits {
+        SourceLimits::GRAPH
+    }
+
     async fn probe(&self, mailbox: &str) -> Result<(), MailboxError> {
         let span = tracing::info_span!("probe", mailbox);
         async {

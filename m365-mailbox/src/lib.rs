@@ -191,6 +191,28 @@ pub trait MailboxSource: Send + Sync {
 
     /// Counters for a mailbox so far.
     fn metrics(&self, mailbox: &str) -> MailboxMetrics;
+
+    /// What this source can take at once; callers size their concurrency from it.
+    fn limits(&self) -> SourceLimits;
+}
+
+/// How much a [`MailboxSource`] serves at once, so callers need not know its service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceLimits {
+    /// Requests served concurrently for one mailbox; more are queued or refused.
+    pub requests_per_mailbox: usize,
+    /// Folders whose first delta pages one [`MailboxSource::prefetch_changes`] call
+    /// fetches together.
+    pub prefetch_folders: usize,
+}
+
+impl SourceLimits {
+    /// Exchange Online through Graph: four concurrent requests per mailbox, twenty
+    /// requests in a `$batch`.
+    pub const GRAPH: SourceLimits = SourceLimits {
+        requests_per_mailbox: 4,
+        prefetch_folders: 20,
+    };
 }
 
 /// What went wrong with a mailbox, in terms a caller can act on.

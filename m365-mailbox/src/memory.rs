@@ -21,7 +21,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 use crate::paths;
 use crate::{
     DeleteMode, DeltaCursor, DeltaEvent, Folder, MailboxError, MailboxMetrics, MailboxSource,
-    MessageSummary, MimeContent,
+    MessageSummary, MimeContent, SourceLimits,
 };
 
 /// Folders every new in-memory mailbox starts with: (well-known name, display name).
@@ -758,6 +758,10 @@ fn header(mime: &[u8], name: &str) -> Option<String> {
 
 #[async_trait]
 impl MailboxSource for MemoryMailboxSource {
+    fn limits(&self) -> SourceLimits {
+        SourceLimits::GRAPH
+    }
+
     async fn probe(&self, mailbox: &str) -> Result<(), MailboxError> {
         self.count(mailbox);
         self.with_mailbox(mailbox, |mb| {

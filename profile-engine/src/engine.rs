@@ -23,9 +23,8 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use m365_auth::TokenProvider;
 use m365_mailbox::{
     DeleteMode, DeltaCursor, DeltaEvent, Folder, MailboxError, MailboxMetrics, MailboxSource,
-    MessageSummary, MimeContent,
+    MessageSummary, MimeContent, SourceLimits,
 };
-use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -38,12 +37,6 @@ use crate::report::{
     HistoryEntry, MailboxProbe, MailboxReport, MailboxStatus, RunHistory, RunReport, RunStatus,
     TestReport,
 };
-
-/// Graph allows four concurrent requests per mailbox.
-const GRAPH_CONCURRENCY_LIMIT: usize = 4;
-
-/// Folders whose first delta page is asked for together (Graph's `$batch` limit).
-const PREFETCH_FOLDERS: usize = 20;
 
 /// Folders (with their saved cursors) whose first delta pages are asked together, and
 /// whether that was done.
@@ -61,7 +54,8 @@ const ARCHIVE_FAILURE_LIMIT: usize = 3;
 /// Tunables of an [`Engine`].
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    /// Messages in hand (downloading or being written) per mailbox; at most 4.
+    /// Messages in hand (downloading or being written) per mailbox; at most what the
+    /// source serves at once ([`SourceLimits::requests_per_mailbox`]).
     pub downloads_per_mailbox: usize,
     /// Largest message fetched, in bytes (Exchange allows 150 MB).
     pub max_message_bytes: u64,
@@ -78,7 +72,7 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         Self {
-            downloads_per_mailbox: GRAPH_CONCURRENCY_LIMIT,
+            downloads_per_mailbox: SourceLimits::GRAPH.requests_per_mailbox,
             max_message_bytes: 150 * 1024 * 1024,
             now: None,
             lock_dir: None,
@@ -762,8 +756,9 @@ impl MailboxCtx<'_> {
         // Each folder starts from its saved state; the first delta request of every 20
         // folders is asked together (one `$batch` on Graph: a no-change rerun costs a
         // request per 20 folders).
+        let prefetch_folders = self.engine.mailboxes.limits().prefetch_folders.max(1);
         let groups: Vec<PrefetchGroup> = selected
-            .chunks(PREFETCH_FOLDERS)
+            .chunks(prefetch_folders)
             .map(|chunk| {
                 let ahead = chunk
                     .iter()
@@ -787,7 +782,7 @@ impl MailboxCtx<'_> {
                 .cloned()
                 .unwrap_or_default();
             state.path = folder.path.clone();
-            let group = groups.get(index / PREFETCH_FOLDERS);
+            let group = groups.get(index / prefetch_folders);
             jobs.push(self.folder_job(&mailbox, folder, state, group));
         }
         let rounds = futures::stream::iter(jobs).buffered(FOLDERS_IN_PARALLEL);
@@ -899,10 +894,10 @@ impl MailboxCtx<'_> {
     }
 
     fn limit(&self) -> usize {
-        self.engine
-            .options
-            .downloads_per_mailbox
-            .clamp(1, GRAPH_CONCURRENCY_LIMIT)
+        self.engine.options.downloads_per_mailbox.clamp(
+            1,
+            self.engine.mailboxes.limits().requests_per_mailbox.max(1),
+        )
     }
 
     /// Whether a message received at `received` is old enough to archive.
@@ -1346,43 +1341,25 @@ impl MailboxCtx<'_> {
         let archive = self.engine.archive.clone();
         let id = id.clone();
         spawn_blocking(move || {
-            match archive.verify_message(&id) {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(format!(
-                        "archived copy {} failed verification; not deleted",
-                        id.0
-                    ));
-                }
-                Err(e) => {
-                    return Err(format!(
-                        "archived copy {} could not be verified ({e}); not deleted",
-                        id.0
-                    ));
-                }
-            }
-            let same = match content_matches(&id, &content) {
-                Ok(true) => true,
-                // A keyed address (encrypted store): compare the stored bytes instead.
-                Ok(false) => archive
-                    .read_message(&id)
-                    .map_err(|e| {
-                        format!("cannot read back archived copy {}: {e}; not deleted", id.0)
-                    })
-                    .and_then(|stored| {
-                        same_bytes(&stored, &content).map_err(|e| {
-                            format!("cannot read the fetched message: {e}; not deleted")
-                        })
-                    })?,
-                Err(e) => return Err(format!("cannot hash the fetched message: {e}; not deleted")),
+            let mut offered: Box<dyn Read> = match &content {
+                MimeContent::Memory(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
+                MimeContent::Spooled(path) => match std::fs::File::open(path) {
+                    Ok(file) => Box::new(std::io::BufReader::new(file)),
+                    Err(e) => {
+                        return Err(format!("cannot read the fetched message: {e}; not deleted"));
+                    }
+                },
             };
-            if same {
-                Ok(())
-            } else {
-                Err(format!(
-                    "the archived copy {} differs from the message in the mailbox; not deleted",
+            match archive.holds_exactly(&id, &mut offered) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(format!(
+                    "the archived copy {} failed verification or differs from the message in the mailbox; not deleted",
                     id.0
-                ))
+                )),
+                Err(e) => Err(format!(
+                    "archived copy {} could not be verified ({e}); not deleted",
+                    id.0
+                )),
             }
         })
         .await
@@ -1404,56 +1381,6 @@ fn content_size(content: &MimeContent) -> u64 {
         MimeContent::Memory(bytes) => bytes.len() as u64,
         MimeContent::Spooled(path) => std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
     }
-}
-
-/// Whether the stored bytes equal the fetched content.
-fn same_bytes(stored: &[u8], content: &MimeContent) -> std::io::Result<bool> {
-    match content {
-        MimeContent::Memory(bytes) => Ok(stored == &bytes[..]),
-        MimeContent::Spooled(path) => {
-            let mut file = std::fs::File::open(path)?;
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut offset = 0usize;
-            loop {
-                let n = file.read(&mut buf)?;
-                if n == 0 {
-                    return Ok(offset == stored.len());
-                }
-                match stored.get(offset..offset + n) {
-                    Some(part) if part == &buf[..n] => offset += n,
-                    _ => return Ok(false),
-                }
-            }
-        }
-    }
-}
-
-/// Whether `id` is the BLAKE3 or SHA-256 (lower-case hex) of the content.
-fn content_matches(id: &MessageId, content: &MimeContent) -> std::io::Result<bool> {
-    let mut blake = blake3::Hasher::new();
-    let mut sha = sha2::Sha256::new();
-    let mut feed = |chunk: &[u8]| {
-        blake.update(chunk);
-        sha.update(chunk);
-    };
-    match content {
-        MimeContent::Memory(bytes) => feed(bytes),
-        MimeContent::Spooled(path) => {
-            let mut file = std::fs::File::open(path)?;
-            let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                let n = file.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                feed(&buf[..n]);
-            }
-        }
-    }
-    let wanted = id.0.to_ascii_lowercase();
-    let blake_hex = blake.finalize().to_hex().to_string();
-    let sha_hex: String = sha.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok(wanted == blake_hex || wanted == sha_hex)
 }
 
 /// The folders a profile archives, parents before children: search folders never;

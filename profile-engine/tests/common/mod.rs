@@ -209,6 +209,15 @@ impl ArchiveStore for FakeArchive {
                 detail: "missing".into(),
             })
     }
+    fn holds_exactly(
+        &self,
+        id: &MessageId,
+        offered: &mut dyn std::io::Read,
+    ) -> Result<bool, ArchiveError> {
+        let mut bytes = Vec::new();
+        offered.read_to_end(&mut bytes).unwrap();
+        Ok(self.verify_message(id)? && blake3::hash(&bytes).to_hex().as_str() == id.0)
+    }
     fn search(&self, _query: &SearchQuery, _scope: &Scope) -> Result<Vec<SearchHit>, ArchiveError> {
         Ok(Vec::new())
     }
