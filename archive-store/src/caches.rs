@@ -1,4 +1,4 @@
-//! Index generations: the caches (sled, tantivy, the checkpoint) of one archive
+//! Index generations: the caches (`index.db`, tantivy) of one archive
 //! live in `index/gen-<N>/`, and the small pointer file `index/CURRENT` names the
 //! generation in use. A rebuild fills a fresh generation beside the current one
 //! and swaps the pointer atomically, so a damaged generation is never opened to
@@ -21,7 +21,7 @@ const PREFIX: &str = "gen-";
 
 /// The caches of one generation.
 pub(crate) struct Caches {
-    /// sled trees.
+    /// The lookup database.
     pub(crate) index: Index,
     /// The full-text index.
     pub(crate) search: SearchIndex,
@@ -32,13 +32,15 @@ pub(crate) struct Caches {
 }
 
 impl Caches {
-    /// Opens (creating) generation `name` under `index_dir`.
-    pub(crate) fn open(index_dir: &Path, name: &str) -> Result<Self, ArchiveError> {
+    /// Opens generation `name` under `index_dir`; with `create` makes it when missing.
+    pub(crate) fn open(index_dir: &Path, name: &str, create: bool) -> Result<Self, ArchiveError> {
         let dir = index_dir.join(name);
-        std::fs::create_dir_all(&dir).map_err(|e| ArchiveError::io(&dir, e))?;
+        if create {
+            std::fs::create_dir_all(&dir).map_err(|e| ArchiveError::io(&dir, e))?;
+        }
         let (index, search) = catch_panic(|| {
             Ok((
-                Index::open(&dir.join("sled"))?,
+                Index::open(&dir, create)?,
                 SearchIndex::open(&dir.join("search"))?,
             ))
         })?;
@@ -60,11 +62,17 @@ impl Caches {
         if !index_dir.join(&name).is_dir() {
             return Err(pointer_error(format!("generation {name} is missing")));
         }
-        Caches::open(index_dir, &name)
+        Caches::open(index_dir, &name, false)
+    }
+
+    /// The generation the pointer names now (another process may have swapped it).
+    pub(crate) fn current_name(index_dir: &Path) -> Result<Option<String>, ArchiveError> {
+        read_pointer(index_dir)
     }
 
     /// A new, empty generation beside the existing ones (not yet current).
     pub(crate) fn create_next(index_dir: &Path) -> Result<Self, ArchiveError> {
+        std::fs::create_dir_all(index_dir).map_err(|e| ArchiveError::io(index_dir, e))?;
         let mut next = 1;
         for name in names(index_dir)? {
             if let Some(n) = number(&name) {
@@ -76,12 +84,7 @@ impl Caches {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| ArchiveError::io(&dir, e))?;
         }
-        Caches::open(index_dir, &name)
-    }
-
-    /// Path of this generation's checkpoint.
-    pub(crate) fn checkpoint_path(&self) -> PathBuf {
-        self.dir.join("checkpoint.json")
+        Caches::open(index_dir, &name, true)
     }
 
     /// Makes this generation the current one.
@@ -193,12 +196,15 @@ pub(crate) fn remove_others(index_dir: &Path, keep: &str) {
 pub(crate) fn is_cache_error(err: &ArchiveError, index_dir: &Path) -> bool {
     match err {
         ArchiveError::Index { .. } => true,
-        ArchiveError::Io { path, .. } => path.starts_with(index_dir),
+        // A busy database is another process's long write, not damage.
+        ArchiveError::Io { path, source } => {
+            path.starts_with(index_dir) && source.kind() != std::io::ErrorKind::TimedOut
+        }
         _ => false,
     }
 }
 
-/// Runs `f`, turning a panic inside sled or tantivy (seen on some damaged files)
+/// Runs `f`, turning a panic inside SQLite's wrapper or tantivy (seen on some damaged files)
 /// into an index error.
 pub(crate) fn catch_panic<T>(
     f: impl FnOnce() -> Result<T, ArchiveError>,
@@ -210,7 +216,7 @@ pub(crate) fn catch_panic<T>(
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "panicked".into());
         Err(ArchiveError::Index {
-            index: "sled",
+            index: "listing",
             detail: format!("the index library panicked: {detail}"),
         })
     })

@@ -1,36 +1,69 @@
-//! sled trees: rebuildable lookups only, never the only copy of anything.
+//! The lookup cache: one SQLite database (`index.db`) per index generation holding
+//! rebuildable lookups only, never the only copy of anything.
 //!
-//! sled 0.34 acknowledges writes before they reach the disk, so the store keeps a
-//! checkpoint file (written only after `flush`) saying up to where the packs and the
-//! record log are reflected here; on open everything past it is replayed, and
-//! `reindex` rebuilds every tree from the packs and the log.
+//! One key-value table holds every kind of lookup (chunk and manifest locations,
+//! entries, sources, metadata, bodies, holders), each row tagged with its kind and
+//! carrying a CRC of kind, key and value, so damage to the file shows as an index
+//! error (and a rebuild) instead of as a wrong answer. The positions up to which
+//! the packs and the record log are reflected here are rows of the same table,
+//! written in the same transaction as the rows they cover, so the cache never
+//! claims more than it holds. WAL mode: readers in any process never block and
+//! never block the writer; `synchronous=NORMAL`, since a lost tail is replayed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::metadata::MessageMetadata;
 use crate::pack::Location;
 use crate::{ArchiveError, SourceRef};
 
-/// The sled trees of one archive.
-pub(crate) struct Index {
-    db: sled::Db,
+/// File name of the database inside a generation.
+pub(crate) const DB_FILE: &str = "index.db";
+/// Version of the table layout.
+const LAYOUT: u64 = 1;
+/// How long a statement waits for another connection's write transaction.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Kinds of rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i64)]
+pub(crate) enum Table {
+    /// Positions, identity and layout version.
+    State = 0,
     /// chunk key → location + raw length.
-    pub(crate) chunks: sled::Tree,
+    Chunks = 1,
     /// message address → manifest location + size.
-    pub(crate) messages: sled::Tree,
+    Messages = 2,
     /// user \0 folder \0 address → [`EntryValue`].
-    pub(crate) entries: sled::Tree,
+    Entries = 3,
     /// user \0 mailbox \0 message id → address.
-    pub(crate) sources: sled::Tree,
+    Sources = 4,
     /// address → zstd(json [`MessageMetadata`] without body text).
-    pub(crate) meta: sled::Tree,
+    Meta = 5,
     /// address → zstd(body text), for (re)indexing.
-    pub(crate) bodies: sled::Tree,
-    /// address → user \0 folder \0 list of entries holding it (for `show` and verify).
-    pub(crate) holders: sled::Tree,
+    Bodies = 6,
+    /// address ‖ user \0 folder \0 → nothing (who holds a message).
+    Holders = 7,
+}
+
+/// State key: record-log offset reflected here.
+const LOG_POS: &[u8] = b"log";
+/// State key: pack position reflected here (see [`pack_position`]).
+const PACK_POS: &[u8] = b"pack";
+
+/// Pack position as one ordered number: every pack below `n` fully, pack `n` up to `len`.
+pub(crate) fn pack_position(n: u32, len: u64) -> u64 {
+    (u64::from(n) << 40) | (len & ((1 << 40) - 1))
+}
+
+/// Inverse of [`pack_position`].
+pub(crate) fn split_pack_position(pos: u64) -> (u32, u64) {
+    ((pos >> 40) as u32, pos & ((1 << 40) - 1))
 }
 
 /// Stored per archive entry.
@@ -95,52 +128,156 @@ pub(crate) fn decode_located(raw: &[u8]) -> Option<(Location, u64)> {
     Some((loc, n))
 }
 
+fn row_crc(table: Table, key: &[u8], value: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&[table as u8]);
+    h.update(&(key.len() as u64).to_le_bytes());
+    h.update(key);
+    h.update(value);
+    h.finalize()
+}
+
+fn seal_row(table: Table, key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len() + 4);
+    out.extend_from_slice(value);
+    out.extend_from_slice(&row_crc(table, key, value).to_le_bytes());
+    out
+}
+
+fn open_row(table: Table, key: &[u8], mut raw: Vec<u8>) -> Result<Vec<u8>, ArchiveError> {
+    let damaged = || ArchiveError::listing(format!("damaged row of kind {}", table as u8));
+    if raw.len() < 4 {
+        return Err(damaged());
+    }
+    let crc = raw.split_off(raw.len() - 4);
+    if crc != row_crc(table, key, &raw).to_le_bytes() {
+        return Err(damaged());
+    }
+    Ok(raw)
+}
+
+/// Smallest key greater than every key starting with `prefix` (`None`: unbounded).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Maps a SQLite failure: a busy database is an I/O timeout (not damage), anything
+/// else an index error.
+fn db_error(path: &Path) -> impl Fn(rusqlite::Error) -> ArchiveError + '_ {
+    move |e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            ArchiveError::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::TimedOut, e.to_string()),
+            )
+        }
+        _ => ArchiveError::listing(e),
+    }
+}
+
+/// The lookup database of one generation.
+pub(crate) struct Index {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+/// Operations on an open connection (inside or outside a transaction).
+pub(crate) struct Db<'a> {
+    conn: &'a Connection,
+    path: &'a Path,
+}
+
 impl Index {
-    /// Opens (creating) the sled database in `dir`.
-    pub(crate) fn open(dir: &Path) -> Result<Self, ArchiveError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(64 << 20)
-            .flush_every_ms(Some(1000))
-            .open()
-            .map_err(ArchiveError::sled)?;
-        let tree = |name: &str| db.open_tree(name).map_err(ArchiveError::sled);
-        Ok(Index {
-            chunks: tree("chunks")?,
-            messages: tree("messages")?,
-            entries: tree("entries")?,
-            sources: tree("sources")?,
-            meta: tree("meta")?,
-            bodies: tree("bodies")?,
-            holders: tree("holders")?,
-            db,
+    /// Opens `dir/index.db`; with `create` makes it (and its tables) when missing,
+    /// otherwise a missing or foreign file is an index error.
+    pub(crate) fn open(dir: &Path, create: bool) -> Result<Self, ArchiveError> {
+        let path = dir.join(DB_FILE);
+        if !create && !path.is_file() {
+            return Err(ArchiveError::listing(format!(
+                "{} is missing (an index of an older layout is rebuilt)",
+                path.display()
+            )));
+        }
+        let conn = Connection::open(&path).map_err(db_error(&path))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error(&path))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_error(&path))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db_error(&path))?;
+        let index = Index {
+            conn: Mutex::new(conn),
+            path,
+        };
+        if create {
+            index.transaction(|db| {
+                db.conn
+                    .execute_batch(
+                        "CREATE TABLE IF NOT EXISTS kv (
+                           t INTEGER NOT NULL, k BLOB NOT NULL, v BLOB NOT NULL,
+                           PRIMARY KEY (t, k)) STRICT, WITHOUT ROWID;",
+                    )
+                    .map_err(db_error(db.path))?;
+                if db.state(b"layout")?.is_none() {
+                    db.set_state(b"layout", LAYOUT)?;
+                    db.set_state(b"id", rand::random::<u64>() >> 1)?;
+                }
+                Ok(())
+            })?;
+        }
+        match index.with(|db| db.state(b"layout"))? {
+            Some(LAYOUT) => Ok(index),
+            other => Err(ArchiveError::listing(format!(
+                "{} has layout {other:?}, expected {LAYOUT}",
+                index.path.display()
+            ))),
+        }
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the connection (each statement commits on its own).
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&Db<'_>) -> Result<T, ArchiveError>,
+    ) -> Result<T, ArchiveError> {
+        let conn = self.conn();
+        f(&Db {
+            conn: &conn,
+            path: &self.path,
         })
     }
 
-    /// Identity of this sled database (random, created once).
-    pub(crate) fn id(&self) -> Result<String, ArchiveError> {
-        if let Some(v) = self.db.get("index_id").map_err(ArchiveError::sled)? {
-            return Ok(String::from_utf8_lossy(&v).into_owned());
-        }
-        let id = format!("{:032x}", rand::random::<u128>());
-        self.db
-            .insert("index_id", id.as_bytes())
-            .map_err(ArchiveError::sled)?;
-        Ok(id)
-    }
-
-    /// Writes everything to disk.
-    pub(crate) fn flush(&self) -> Result<(), ArchiveError> {
-        self.db.flush().map(|_| ()).map_err(ArchiveError::sled)
+    /// Runs `f` in one write transaction: all of it is committed or none.
+    pub(crate) fn transaction<T>(
+        &self,
+        f: impl FnOnce(&Db<'_>) -> Result<T, ArchiveError>,
+    ) -> Result<T, ArchiveError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_error(&self.path))?;
+        let out = f(&Db {
+            conn: &tx,
+            path: &self.path,
+        })?;
+        tx.commit().map_err(db_error(&self.path))?;
+        Ok(out)
     }
 
     /// Location and raw length of a chunk.
     pub(crate) fn chunk(&self, key: &[u8; 32]) -> Result<Option<(Location, u64)>, ArchiveError> {
-        Ok(self
-            .chunks
-            .get(key)
-            .map_err(ArchiveError::sled)?
-            .and_then(|v| decode_located(&v)))
+        self.with(|db| db.located(Table::Chunks, key))
     }
 
     /// Manifest location and size of a message.
@@ -148,11 +285,7 @@ impl Index {
         &self,
         address: &[u8; 32],
     ) -> Result<Option<(Location, u64)>, ArchiveError> {
-        Ok(self
-            .messages
-            .get(address)
-            .map_err(ArchiveError::sled)?
-            .and_then(|v| decode_located(&v)))
+        self.with(|db| db.located(Table::Messages, address))
     }
 
     /// Cached metadata of a message; the body text only `with_body`.
@@ -161,15 +294,258 @@ impl Index {
         address: &[u8; 32],
         with_body: bool,
     ) -> Result<Option<MessageMetadata>, ArchiveError> {
-        let Some(raw) = self.meta.get(address).map_err(ArchiveError::sled)? else {
+        self.with(|db| db.metadata(address, with_body))
+    }
+
+    /// Caches metadata of a message.
+    pub(crate) fn put_metadata(
+        &self,
+        address: &[u8; 32],
+        meta: &MessageMetadata,
+    ) -> Result<(), ArchiveError> {
+        self.with(|db| db.put_metadata(address, meta))
+    }
+
+    /// Records where a chunk or manifest is.
+    pub(crate) fn put_located(
+        &self,
+        table: Table,
+        key: &[u8; 32],
+        loc: Location,
+        n: u64,
+    ) -> Result<(), ArchiveError> {
+        self.with(|db| db.insert(table, key, &encode_located(loc, n)))
+    }
+
+    /// Whether the entry exists.
+    pub(crate) fn has_entry(
+        &self,
+        address: &[u8; 32],
+        user: &str,
+        folder: &str,
+    ) -> Result<bool, ArchiveError> {
+        self.with(|db| {
+            Ok(db
+                .get(Table::Entries, &entry_key(user, folder, address))?
+                .is_some())
+        })
+    }
+
+    /// Address archived for a source in a user's archive.
+    pub(crate) fn source(
+        &self,
+        user: &str,
+        source: &SourceRef,
+    ) -> Result<Option<[u8; 32]>, ArchiveError> {
+        self.with(|db| {
+            Ok(db
+                .get(Table::Sources, &source_key(user, source))?
+                .and_then(|v| v.as_slice().try_into().ok()))
+        })
+    }
+
+    /// (user, folder) pairs holding `address`.
+    pub(crate) fn holders_of(
+        &self,
+        address: &[u8; 32],
+    ) -> Result<Vec<(String, String)>, ArchiveError> {
+        let rows = self.with(|db| db.scan_prefix(Table::Holders, address))?;
+        let mut out = Vec::new();
+        for (key, _) in rows {
+            let rest = &key[32..];
+            let rest = rest.strip_suffix(&[0]).unwrap_or(rest);
+            if let Some(sep) = rest.iter().position(|&b| b == 0) {
+                out.push((
+                    String::from_utf8_lossy(&rest[..sep]).into_owned(),
+                    String::from_utf8_lossy(&rest[sep + 1..]).into_owned(),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rows of `table` whose key starts with `prefix`, in key order.
+    pub(crate) fn scan_prefix(
+        &self,
+        table: Table,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ArchiveError> {
+        self.with(|db| db.scan_prefix(table, prefix))
+    }
+
+    /// The first key of `table` at or after `start`.
+    pub(crate) fn first_key_from(
+        &self,
+        table: Table,
+        start: &[u8],
+    ) -> Result<Option<Vec<u8>>, ArchiveError> {
+        self.with(|db| {
+            db.conn
+                .query_row(
+                    "SELECT k FROM kv WHERE t = ?1 AND k >= ?2 ORDER BY k LIMIT 1",
+                    params![table as i64, start],
+                    |row| row.get::<_, Vec<u8>>(0),
+                )
+                .optional()
+                .map_err(db_error(db.path))
+        })
+    }
+
+    /// Number of rows of `table`.
+    pub(crate) fn count(&self, table: Table) -> Result<u64, ArchiveError> {
+        self.with(|db| {
+            db.conn
+                .query_row(
+                    "SELECT count(*) FROM kv WHERE t = ?1",
+                    params![table as i64],
+                    |row| row.get::<_, i64>(0),
+                )
+                .map(|n| u64::try_from(n).unwrap_or(0))
+                .map_err(db_error(db.path))
+        })
+    }
+
+    /// (record-log offset, pack position) reflected here.
+    pub(crate) fn positions(&self) -> Result<(u64, u64), ArchiveError> {
+        self.with(|db| db.positions())
+    }
+}
+
+impl Db<'_> {
+    fn state(&self, key: &[u8]) -> Result<Option<u64>, ArchiveError> {
+        Ok(match self.get(Table::State, key)? {
+            Some(v) => {
+                Some(u64::from_le_bytes(v.as_slice().try_into().map_err(
+                    |_| ArchiveError::listing("state row of the wrong length"),
+                )?))
+            }
+            None => None,
+        })
+    }
+
+    fn set_state(&self, key: &[u8], value: u64) -> Result<(), ArchiveError> {
+        self.insert(Table::State, key, &value.to_le_bytes())
+    }
+
+    /// (record-log offset, pack position) reflected here.
+    pub(crate) fn positions(&self) -> Result<(u64, u64), ArchiveError> {
+        Ok((
+            self.state(LOG_POS)?.unwrap_or(0),
+            self.state(PACK_POS)?.unwrap_or(0),
+        ))
+    }
+
+    /// Moves the record-log offset to `to` for rows covering `from..to`, only when
+    /// what is reflected now reaches `from` (so a gap before `from` is never
+    /// claimed); returns whether everything before `to` is now reflected.
+    pub(crate) fn advance_log(&self, from: u64, to: u64) -> Result<bool, ArchiveError> {
+        self.advance(LOG_POS, from, to)
+    }
+
+    /// Like [`Db::advance_log`] for the pack position.
+    pub(crate) fn advance_packs(&self, from: u64, to: u64) -> Result<bool, ArchiveError> {
+        self.advance(PACK_POS, from, to)
+    }
+
+    fn advance(&self, key: &[u8], from: u64, to: u64) -> Result<bool, ArchiveError> {
+        let now = self.state(key)?.unwrap_or(0);
+        if now >= to {
+            return Ok(true);
+        }
+        if now < from {
+            return Ok(false);
+        }
+        self.set_state(key, to)?;
+        Ok(true)
+    }
+
+    /// The value stored under `key`.
+    pub(crate) fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, ArchiveError> {
+        let raw = self
+            .conn
+            .prepare_cached("SELECT v FROM kv WHERE t = ?1 AND k = ?2")
+            .and_then(|mut s| {
+                s.query_row(params![table as i64, key], |row| row.get::<_, Vec<u8>>(0))
+                    .optional()
+            })
+            .map_err(db_error(self.path))?;
+        raw.map(|raw| open_row(table, key, raw)).transpose()
+    }
+
+    /// Stores `value` under `key` (replacing).
+    pub(crate) fn insert(
+        &self,
+        table: Table,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), ArchiveError> {
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO kv (t, k, v) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![table as i64, key, seal_row(table, key, value)]))
+            .map_err(db_error(self.path))?;
+        Ok(())
+    }
+
+    fn scan_prefix(
+        &self,
+        table: Table,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ArchiveError> {
+        let map = |row: &rusqlite::Row<'_>| Ok((row.get::<_, Vec<u8>>(0)?, row.get(1)?));
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = match prefix_end(prefix) {
+            Some(end) => self
+                .conn
+                .prepare_cached(
+                    "SELECT k, v FROM kv WHERE t = ?1 AND k >= ?2 AND k < ?3 ORDER BY k",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![table as i64, prefix, end], map)?
+                        .collect::<Result<_, _>>()
+                }),
+            None => self
+                .conn
+                .prepare_cached("SELECT k, v FROM kv WHERE t = ?1 AND k >= ?2 ORDER BY k")
+                .and_then(|mut s| {
+                    s.query_map(params![table as i64, prefix], map)?
+                        .collect::<Result<_, _>>()
+                }),
+        }
+        .map_err(db_error(self.path))?;
+        rows.into_iter()
+            .map(|(k, v)| {
+                let v = open_row(table, &k, v)?;
+                Ok((k, v))
+            })
+            .collect()
+    }
+
+    fn located(
+        &self,
+        table: Table,
+        key: &[u8; 32],
+    ) -> Result<Option<(Location, u64)>, ArchiveError> {
+        Ok(self.get(table, key)?.and_then(|v| decode_located(&v)))
+    }
+
+    /// Whether metadata of `address` is cached.
+    pub(crate) fn has_metadata(&self, address: &[u8; 32]) -> Result<bool, ArchiveError> {
+        Ok(self.get(Table::Meta, address)?.is_some())
+    }
+
+    fn metadata(
+        &self,
+        address: &[u8; 32],
+        with_body: bool,
+    ) -> Result<Option<MessageMetadata>, ArchiveError> {
+        let Some(raw) = self.get(Table::Meta, address)? else {
             return Ok(None);
         };
-        let json = zstd::bulk::decompress(&raw, 16 << 20).map_err(ArchiveError::sled)?;
+        let json = zstd::bulk::decompress(&raw, 16 << 20).map_err(ArchiveError::listing)?;
         let Ok(mut meta) = serde_json::from_slice::<MessageMetadata>(&json) else {
             return Ok(None);
         };
-        if with_body && let Some(body) = self.bodies.get(address).map_err(ArchiveError::sled)? {
-            let text = zstd::bulk::decompress(&body, 4 << 20).map_err(ArchiveError::sled)?;
+        if with_body && let Some(body) = self.get(Table::Bodies, address)? {
+            let text = zstd::bulk::decompress(&body, 4 << 20).map_err(ArchiveError::listing)?;
             meta.body_text = String::from_utf8_lossy(&text).into_owned();
         }
         Ok(Some(meta))
@@ -183,19 +559,14 @@ impl Index {
     ) -> Result<(), ArchiveError> {
         let mut head = meta.clone();
         let body = std::mem::take(&mut head.body_text);
-        let json = serde_json::to_vec(&head).map_err(ArchiveError::sled)?;
-        let packed = zstd::bulk::compress(&json, 1).map_err(ArchiveError::sled)?;
+        let json = serde_json::to_vec(&head).map_err(ArchiveError::listing)?;
+        let packed = zstd::bulk::compress(&json, 1).map_err(ArchiveError::listing)?;
         if !body.is_empty() {
             let packed_body =
-                zstd::bulk::compress(body.as_bytes(), 1).map_err(ArchiveError::sled)?;
-            self.bodies
-                .insert(address, packed_body)
-                .map_err(ArchiveError::sled)?;
+                zstd::bulk::compress(body.as_bytes(), 1).map_err(ArchiveError::listing)?;
+            self.insert(Table::Bodies, address, &packed_body)?;
         }
-        self.meta
-            .insert(address, packed)
-            .map_err(ArchiveError::sled)?;
-        Ok(())
+        self.insert(Table::Meta, address, &packed)
     }
 
     /// Records an entry (idempotent); returns true when it was new.
@@ -209,9 +580,11 @@ impl Index {
         source: Option<&SourceRef>,
     ) -> Result<bool, ArchiveError> {
         let key = entry_key(user, folder, address);
-        let existing = self.entries.get(&key).map_err(ArchiveError::sled)?;
+        let existing = self.get(Table::Entries, &key)?;
         let mut value = match &existing {
-            Some(raw) => serde_json::from_slice::<EntryValue>(raw).map_err(ArchiveError::sled)?,
+            Some(raw) => {
+                serde_json::from_slice::<EntryValue>(raw).map_err(ArchiveError::listing)?
+            }
             None => EntryValue {
                 received,
                 archived,
@@ -224,65 +597,55 @@ impl Index {
                 value.sources.push(source.clone());
                 changed = true;
             }
-            self.sources
-                .insert(source_key(user, source), address.as_slice())
-                .map_err(ArchiveError::sled)?;
+            self.insert(Table::Sources, &source_key(user, source), address)?;
         }
         if changed {
-            let raw = serde_json::to_vec(&value).map_err(ArchiveError::sled)?;
-            self.entries.insert(&key, raw).map_err(ArchiveError::sled)?;
+            let raw = serde_json::to_vec(&value).map_err(ArchiveError::listing)?;
+            self.insert(Table::Entries, &key, &raw)?;
         }
         if existing.is_none() {
-            let mut holder = key[..key.len() - 32].to_vec();
             let mut hkey = address.to_vec();
-            hkey.append(&mut holder);
-            self.holders.insert(hkey, &[]).map_err(ArchiveError::sled)?;
+            hkey.extend_from_slice(&key[..key.len() - 32]);
+            self.insert(Table::Holders, &hkey, &[])?;
         }
         Ok(existing.is_none())
     }
+}
 
-    /// Whether the entry exists.
-    pub(crate) fn has_entry(
-        &self,
-        address: &[u8; 32],
-        user: &str,
-        folder: &str,
-    ) -> Result<bool, ArchiveError> {
-        self.entries
-            .contains_key(entry_key(user, folder, address))
-            .map_err(ArchiveError::sled)
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn prefix_end_is_the_next_key_past_the_prefix() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
     }
 
-    /// Address archived for a source in a user's archive.
-    pub(crate) fn source(
-        &self,
-        user: &str,
-        source: &SourceRef,
-    ) -> Result<Option<[u8; 32]>, ArchiveError> {
-        Ok(self
-            .sources
-            .get(source_key(user, source))
-            .map_err(ArchiveError::sled)?
-            .and_then(|v| v.as_ref().try_into().ok()))
-    }
-
-    /// (user, folder) pairs holding `address`.
-    pub(crate) fn holders_of(
-        &self,
-        address: &[u8; 32],
-    ) -> Result<Vec<(String, String)>, ArchiveError> {
-        let mut out = Vec::new();
-        for item in self.holders.scan_prefix(address) {
-            let (key, _) = item.map_err(ArchiveError::sled)?;
-            let rest = &key[32..];
-            let rest = rest.strip_suffix(&[0]).unwrap_or(rest);
-            if let Some(sep) = rest.iter().position(|&b| b == 0) {
-                out.push((
-                    String::from_utf8_lossy(&rest[..sep]).into_owned(),
-                    String::from_utf8_lossy(&rest[sep + 1..]).into_owned(),
-                ));
-            }
-        }
-        Ok(out)
+    #[test]
+    fn rows_are_checked_and_positions_never_skip_a_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path(), true).unwrap();
+        index
+            .transaction(|db| db.insert(Table::Entries, b"k", b"value"))
+            .unwrap();
+        assert_eq!(
+            index.scan_prefix(Table::Entries, b"").unwrap(),
+            vec![(b"k".to_vec(), b"value".to_vec())]
+        );
+        assert!(index.with(|db| db.advance_log(0, 10)).unwrap());
+        assert!(!index.with(|db| db.advance_log(20, 30)).unwrap());
+        assert!(
+            index.with(|db| db.advance_log(0, 5)).unwrap(),
+            "already covered"
+        );
+        assert_eq!(index.positions().unwrap().0, 10);
+        let pos = pack_position(3, 77);
+        assert_eq!(split_pack_position(pos), (3, 77));
+        assert!(pack_position(2, 1 << 30) < pack_position(3, 0));
+        drop(index);
+        assert!(Index::open(&dir.path().join("nothing"), false).is_err());
     }
 }

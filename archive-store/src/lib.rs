@@ -1,17 +1,21 @@
 //! The archive: single-instance, compressed, crash-safe and verifiable.
 //!
 //! Append-only, checksummed pack files and the record log are the source of truth;
-//! sled and the full-text index are caches rebuilt from them. A message's address
+//! the lookup database (`index.db`, SQLite) and the full-text index are caches
+//! rebuilt from them. A message's address
 //! is the hash of its raw bytes, and export gives back exactly those bytes.
 //!
 //! The caches live in an index generation (`index/gen-<N>/`) named by the pointer
-//! file `index/CURRENT`. Any error opening or reading them (a damaged sled or
-//! tantivy file, a garbage checkpoint or pointer) rebuilds a fresh generation from
+//! file `index/CURRENT`. Any error opening or reading them (a damaged `index.db`
+//! or tantivy file, positions past the end of the files, a garbage pointer, the
+//! files of an older layout) rebuilds a fresh generation from
 //! the packs and the log beside the old one, swaps the pointer atomically and
 //! retries once, with a warning naming the cause; [`DiskArchiveStore::rebuild_indexes`]
 //! (`archive reindex`) does the same without ever opening the old generation.
-//! [`DiskArchiveStore::open_read_only`] takes a shared lock and never writes packs,
-//! the log or `store.json`. A failed write or fsync stops the store cleanly: what
+//! Any number of processes may open one archive at once: readers
+//! ([`DiskArchiveStore::open_read_only`]) take no lock, never wait and never write
+//! packs, the log or `store.json`; writers ([`DiskArchiveStore::open`]) hold the
+//! write lock only for each write and catch up with the others on every acquisition. A failed write or fsync stops the store cleanly: what
 //! was acknowledged stays durable, and the error tells a full disk
 //! ([`ArchiveError::is_disk_full`]) and names the file. All the store's own writes
 //! go through the [`io::StoreIo`] seam ([`io::FaultyIo`] injects failures in tests).
@@ -19,7 +23,7 @@
 //! [`DiskArchiveStore`] is the real store; [`MemoryArchiveStore`] is an in-memory
 //! implementation of the same [`ArchiveStore`] seam for other crates' tests.
 //! `ARCHITECTURE` of the crate: `pack` (frames on disk) ← `store` (writes, group
-//! commit, recovery) → `caches` (index generations) holding `index` (sled) and
+//! commit, recovery) → `caches` (index generations) holding `index` (`index.db`) and
 //! `search` (tantivy), both rebuilt from the packs and the record log.
 //!
 //! ```
@@ -254,7 +258,8 @@ pub enum ArchiveError {
         /// The address asked for.
         id: String,
     },
-    /// Another process holds the archive's lock file.
+    /// Another process holds the archive's lock file. Not returned by this version:
+    /// any number of processes open one archive, and a write waits for the write lock.
     #[error(
         "the archive at {} is in use by another process (lock file {}); wait for it to finish",
         dir.display(),
@@ -282,10 +287,10 @@ pub enum ArchiveError {
         /// What is wrong with it.
         detail: String,
     },
-    /// The sled or search index failed; `archive reindex` rebuilds both from the packs.
+    /// The listing (lookup) or search index failed; `archive reindex` rebuilds both from the packs.
     #[error("{index} index error: {detail}; `archive reindex` rebuilds the indexes from the packs")]
     Index {
-        /// Which index (`sled` or `search`).
+        /// Which index (`listing` or `search`).
         index: &'static str,
         /// What failed.
         detail: String,
@@ -496,9 +501,9 @@ impl ArchiveError {
         }
     }
 
-    pub(crate) fn sled(err: impl std::fmt::Display) -> Self {
+    pub(crate) fn listing(err: impl std::fmt::Display) -> Self {
         ArchiveError::Index {
-            index: "sled",
+            index: "listing",
             detail: err.to_string(),
         }
     }

@@ -1,9 +1,10 @@
 //! Full-text search with tantivy: one document per archive entry (user, folder,
 //! message), fields subject, from, to, cc, body, attachment names, date.
 //!
-//! Each commit carries the record-log offset it covers as its payload; on open the
-//! store re-indexes every log record past that checkpoint, so a message whose
-//! `archive` call returned is findable even after a crash. Searches are always
+//! A lagging cache: each commit carries the record-log offset it covers as its
+//! payload, and an indexing pass (any process: the writer after some group
+//! commits, a search before it queries) adds the documents of the log records past
+//! it, taking tantivy's writer lock only for that pass. Searches are always
 //! filtered to one user's archive unless the caller is an admin.
 
 use std::ops::Bound;
@@ -24,10 +25,11 @@ use tantivy::{
 use crate::metadata::MessageMetadata;
 use crate::{ArchiveError, MessageId, Scope, SearchHit, SearchQuery};
 
-/// Commit after this many added documents...
-const COMMIT_EVERY_DOCS: usize = 5_000;
-/// ...or this long after the first uncommitted one.
-const COMMIT_EVERY: Duration = Duration::from_secs(5);
+/// How long a search waits for another process that is bringing the index up to
+/// date before it searches what is committed.
+const INDEXER_WAIT: Duration = Duration::from_secs(5);
+/// Memory budget of one indexing pass.
+const WRITER_MEMORY: usize = 40_000_000;
 
 #[derive(Clone, Copy)]
 struct Fields {
@@ -60,22 +62,22 @@ fn schema() -> (Schema, Fields) {
     (b.build(), fields)
 }
 
-struct WriterState {
-    writer: IndexWriter<TantivyDocument>,
-    uncommitted: usize,
-    first_uncommitted: Option<Instant>,
-    /// Record-log offset covered by the documents added so far.
-    covered: u64,
-    /// Record-log offset of the last commit.
-    committed: u64,
-}
-
-/// The tantivy index of one archive.
+/// The tantivy index of one archive generation. The index writer (and tantivy's
+/// writer lock) is taken only for one indexing pass, so any process can bring the
+/// index up to date; readers in every process search what is committed.
 pub(crate) struct SearchIndex {
     index: Index,
     fields: Fields,
     reader: IndexReader,
-    writer: Mutex<WriterState>,
+    /// One indexing pass at a time in this process.
+    indexing: Mutex<()>,
+}
+
+/// An indexing pass: holds tantivy's writer lock until committed or dropped.
+pub(crate) struct SearchWriter<'a> {
+    search: &'a SearchIndex,
+    writer: IndexWriter<TantivyDocument>,
+    _pass: std::sync::MutexGuard<'a, ()>,
 }
 
 /// One document to index.
@@ -103,72 +105,66 @@ impl SearchIndex {
             }
             _ => Index::create_in_dir(dir, schema).map_err(ArchiveError::search)?,
         };
-        let writer = index
-            .writer_with_num_threads(1, 40_000_000)
-            .map_err(ArchiveError::search)?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(ArchiveError::search)?;
-        let covered = Self::payload_offset(&index)?.unwrap_or(0);
         Ok(SearchIndex {
             index,
             fields,
             reader,
-            writer: Mutex::new(WriterState {
-                writer,
-                uncommitted: 0,
-                first_uncommitted: None,
-                covered,
-                committed: covered,
-            }),
+            indexing: Mutex::new(()),
         })
     }
 
-    fn payload_offset(index: &Index) -> Result<Option<u64>, ArchiveError> {
-        let metas = index.load_metas().map_err(ArchiveError::search)?;
+    /// Record-log offset covered by the last commit (of any process).
+    pub(crate) fn committed_offset(&self) -> Result<u64, ArchiveError> {
+        let metas = self.index.load_metas().map_err(ArchiveError::search)?;
         Ok(metas
             .payload
             .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
-            .and_then(|v| v.get("log_offset").and_then(serde_json::Value::as_u64)))
+            .and_then(|v| v.get("log_offset").and_then(serde_json::Value::as_u64))
+            .unwrap_or(0))
     }
 
-    /// Record-log offset covered by the last commit.
-    pub(crate) fn committed_offset(&self) -> Result<u64, ArchiveError> {
-        Ok(Self::payload_offset(&self.index)?.unwrap_or(0))
-    }
-
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, WriterState>, ArchiveError> {
-        self.writer
+    /// Starts an indexing pass: takes tantivy's writer lock, waiting up to `wait`
+    /// while another process holds it; `None` when it stayed busy.
+    pub(crate) fn writer(&self, wait: Duration) -> Result<Option<SearchWriter<'_>>, ArchiveError> {
+        let pass = self
+            .indexing
             .lock()
-            .map_err(|_| ArchiveError::search("search writer lock poisoned"))
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let deadline = Instant::now() + wait;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match self.index.writer_with_num_threads(1, WRITER_MEMORY) {
+                Ok(writer) => {
+                    return Ok(Some(SearchWriter {
+                        search: self,
+                        writer,
+                        _pass: pass,
+                    }));
+                }
+                Err(tantivy::TantivyError::LockFailure(
+                    tantivy::directory::error::LockError::LockBusy,
+                    _,
+                )) if Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(tantivy::TantivyError::LockFailure(
+                    tantivy::directory::error::LockError::LockBusy,
+                    _,
+                )) => return Ok(None),
+                Err(e) => return Err(ArchiveError::search(e)),
+            }
+        }
     }
 
-    /// Adds one entry's document.
-    pub(crate) fn add(&self, doc: &SearchDoc<'_>) -> Result<(), ArchiveError> {
-        let d = self.document(doc);
-        let mut state = self.lock()?;
-        state.writer.add_document(d).map_err(ArchiveError::search)?;
-        state.uncommitted += 1;
-        state.first_uncommitted.get_or_insert_with(Instant::now);
-        Ok(())
-    }
-
-    /// Adds the documents of a batch of log records and notes the offset they reach,
-    /// atomically with respect to commits.
-    pub(crate) fn add_all(&self, docs: &[SearchDoc<'_>], covered: u64) -> Result<(), ArchiveError> {
-        let built: Vec<TantivyDocument> = docs.iter().map(|d| self.document(d)).collect();
-        let mut state = self.lock()?;
-        for d in built {
-            state.writer.add_document(d).map_err(ArchiveError::search)?;
-            state.uncommitted += 1;
-        }
-        if !docs.is_empty() {
-            state.first_uncommitted.get_or_insert_with(Instant::now);
-        }
-        state.covered = covered;
-        Ok(())
+    /// How long a search waits for another process's indexing pass.
+    pub(crate) fn default_wait() -> Duration {
+        INDEXER_WAIT
     }
 
     fn document(&self, doc: &SearchDoc<'_>) -> TantivyDocument {
@@ -204,69 +200,26 @@ impl SearchIndex {
         d
     }
 
-    /// Notes that documents for every log record before `offset` have been added.
-    pub(crate) fn cover(&self, offset: u64) -> Result<(), ArchiveError> {
-        self.lock()?.covered = offset;
-        Ok(())
-    }
-
-    /// Commits when enough has accumulated (or always with `force`).
-    pub(crate) fn maybe_commit(&self, force: bool) -> Result<(), ArchiveError> {
-        let mut state = self.lock()?;
-        let due = state.uncommitted >= COMMIT_EVERY_DOCS
-            || state
-                .first_uncommitted
-                .is_some_and(|t| t.elapsed() >= COMMIT_EVERY);
-        let covered_changed = state.committed != state.covered;
-        if !(due || (force && (state.uncommitted > 0 || covered_changed))) {
-            return Ok(());
+    /// Reloads the reader to see the latest commit of any process (retried: another
+    /// process may remove old segment files while the reader opens them).
+    pub(crate) fn reload(&self) -> Result<(), ArchiveError> {
+        let mut last = None;
+        for _ in 0..3 {
+            match self.reader.reload() {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
         }
-        let payload = serde_json::json!({ "log_offset": state.covered }).to_string();
-        let mut prepared = state
-            .writer
-            .prepare_commit()
-            .map_err(ArchiveError::search)?;
-        prepared.set_payload(&payload);
-        prepared.commit().map_err(ArchiveError::search)?;
-        state.committed = state.covered;
-        state.uncommitted = 0;
-        state.first_uncommitted = None;
-        drop(state);
-        self.reader.reload().map_err(ArchiveError::search)?;
-        Ok(())
-    }
-
-    /// Whether documents wait for a commit.
-    pub(crate) fn dirty(&self) -> Result<bool, ArchiveError> {
-        Ok(self.lock()?.uncommitted > 0)
-    }
-
-    /// Deletes every document (for `reindex`) and commits with offset 0.
-    pub(crate) fn clear(&self) -> Result<(), ArchiveError> {
-        let mut state = self.lock()?;
-        state
-            .writer
-            .delete_all_documents()
-            .map_err(ArchiveError::search)?;
-        state.covered = 0;
-        state.committed = 0;
-        let payload = serde_json::json!({ "log_offset": 0 }).to_string();
-        let mut prepared = state
-            .writer
-            .prepare_commit()
-            .map_err(ArchiveError::search)?;
-        prepared.set_payload(&payload);
-        prepared.commit().map_err(ArchiveError::search)?;
-        state.uncommitted = 0;
-        state.first_uncommitted = None;
-        drop(state);
-        self.reader.reload().map_err(ArchiveError::search)?;
-        Ok(())
+        Err(ArchiveError::search(last.map_or_else(
+            || "reload failed".to_string(),
+            |e| e.to_string(),
+        )))
     }
 
     /// Committed documents.
-    pub(crate) fn num_docs(&self) -> u64 {
-        self.reader.searcher().num_docs()
+    pub(crate) fn num_docs(&self) -> Result<u64, ArchiveError> {
+        self.reload()?;
+        Ok(self.reader.searcher().num_docs())
     }
 
     /// Runs a query within `scope`.
@@ -275,9 +228,6 @@ impl SearchIndex {
         query: &SearchQuery,
         scope: &Scope,
     ) -> Result<Vec<SearchHit>, ArchiveError> {
-        if self.dirty()? {
-            self.maybe_commit(true)?;
-        }
         let f = self.fields;
         let user = match scope {
             Scope::Admin => query.user.clone(),
@@ -376,5 +326,36 @@ impl SearchIndex {
             });
         }
         Ok(hits)
+    }
+}
+
+impl SearchWriter<'_> {
+    /// Adds one entry's document.
+    pub(crate) fn add(&mut self, doc: &SearchDoc<'_>) -> Result<(), ArchiveError> {
+        let d = self.search.document(doc);
+        self.writer.add_document(d).map_err(ArchiveError::search)?;
+        Ok(())
+    }
+
+    /// Deletes every document (a rebuild from offset 0).
+    pub(crate) fn clear(&mut self) -> Result<(), ArchiveError> {
+        self.writer
+            .delete_all_documents()
+            .map_err(ArchiveError::search)?;
+        Ok(())
+    }
+
+    /// Commits what was added as covering the record log up to `offset`, releases
+    /// the writer lock and makes the commit visible to this process's searches.
+    pub(crate) fn commit(mut self, offset: u64) -> Result<(), ArchiveError> {
+        let payload = serde_json::json!({ "log_offset": offset }).to_string();
+        let mut prepared = self.writer.prepare_commit().map_err(ArchiveError::search)?;
+        prepared.set_payload(&payload);
+        prepared.commit().map_err(ArchiveError::search)?;
+        let search = self.search;
+        self.writer
+            .wait_merging_threads()
+            .map_err(ArchiveError::search)?;
+        search.reload()
     }
 }

@@ -1,31 +1,44 @@
-//! [`DiskArchiveStore`]: the real archive on disk.
+//! [`DiskArchiveStore`]: the real archive on disk, shared by any number of
+//! processes.
 //!
 //! Layout of an archive directory:
-//! `store.json` (format, encryption marker), `LOCK` (one process at a time),
+//! `store.json` (format, encryption marker), `LOCK` (the write lock),
 //! `packs/pack-NNNNNNNN.pack` (chunks and manifests), `records.log` (the record
 //! log), `index/CURRENT` naming the index generation in use and
-//! `index/gen-<N>/{sled,search,checkpoint.json}` (all rebuildable).
+//! `index/gen-<N>/{index.db,search}` (all rebuildable).
+//!
+//! Processes: readers take no lock and never wait; they read `index.db` (SQLite
+//! in WAL mode: every statement sees the latest commit of any process) and the
+//! packs. A writing process holds the write lock (`flock` on `LOCK`) only while it
+//! has a write in progress, and on every acquisition catches up with what other
+//! processes wrote meanwhile: it reopens its appenders at the true end of the
+//! newest pack and of the log, cuts a torn tail, and replays frames past the
+//! positions `index.db` records into it. Only a lock holder cuts tails or
+//! rebuilds; chunk and message lookups (deduplication) happen under the lock.
 //!
 //! Opening: the generation named by `CURRENT` is opened and brought up to date by
-//! replaying packs and log past its checkpoint; if that fails with an index error
-//! a fresh generation is built beside it and swapped in, and other generations
-//! (left by a crash or a rebuild) are removed. Reads of the caches that fail with
-//! an index error rebuild once (under the maintenance lock) and retry. A read-only
-//! open shares the archive lock with other readers (they take turns on the caches),
-//! never cuts a torn tail (reading stops there) and refuses to archive.
+//! replaying packs and log past its positions; if that fails with an index error
+//! a fresh generation is built beside it (under the write lock) and swapped in,
+//! and other generations are removed. Reads of the caches that fail with an index
+//! error switch to a generation another process swapped in, or rebuild once, and
+//! retry. A read-only open never cuts a torn tail (reading stops there) and
+//! refuses to archive.
 //!
-//! Writing a message: hash it (address), cut it into chunks, write the chunks that
-//! are new and a manifest to the current pack (no fsync yet), then join the group
-//! commit: one leader fsyncs the pack, appends every waiting record to the log,
-//! fsyncs the log, updates sled and the search index and wakes the others. So many
-//! concurrent writers share each pair of fsyncs.
+//! Writing a message: hash it (address), take the write lock, cut it into chunks,
+//! write the chunks that are new and a manifest to the current pack (no fsync
+//! yet), then join the group commit: one leader fsyncs the pack, appends every
+//! waiting record to the log, fsyncs the log, applies the records and the new
+//! positions to `index.db` in one transaction and wakes the others. So many
+//! concurrent writers share each pair of fsyncs. The search index lags: it is
+//! brought up to date in batches after commits, on close, and by every search.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use fs2::FileExt;
@@ -34,7 +47,7 @@ use serde::{Deserialize, Serialize};
 use crate::caches::{Caches, POINTER, catch_panic, is_cache_error, remove_others};
 use crate::chunker::{ChunkSummary, chunk_stream};
 use crate::crypto::{Codec, from_hex, to_hex};
-use crate::index::{EntryValue, split_entry_key};
+use crate::index::{EntryValue, Table, pack_position, split_entry_key, split_pack_position};
 use crate::io::{RealIo, StoreIo};
 use crate::log::{LogRecord, decode_record, encode_record, log_path};
 use crate::metadata::{MessageMetadata, extract};
@@ -42,14 +55,19 @@ use crate::pack::{
     FrameAppender, FrameFiles, Location, ScanEvent, kind, list_packs, pack_path, scan_file,
     truncate_tail, write_atomic,
 };
-use crate::search::SearchDoc;
+use crate::search::{SearchDoc, SearchIndex};
 use crate::{
     ArchiveError, ArchiveOutcome, ArchiveRequest, ArchiveStats, ArchiveStore, IoFailure, MessageId,
     RawMessage, Scope, SearchHit, SearchQuery, SourceRef, Space, space_at,
 };
 
 const FORMAT: u32 = 1;
-const CHECKPOINT_EVERY_RECORDS: u64 = 5_000;
+/// The writer brings the search index up to date once this many documents wait...
+const SEARCH_BATCH_DOCS: u64 = 2_000;
+/// ...or when the oldest waiting one is this old (checked after each group commit).
+const SEARCH_BATCH_AGE: Duration = Duration::from_secs(1);
+/// Log records applied to `index.db` per transaction when replaying.
+const REPLAY_BATCH: usize = 2_000;
 const CODEC_RAW: u8 = 0;
 const CODEC_ZSTD: u8 = 1;
 
@@ -87,13 +105,6 @@ struct StoreConfig {
     #[serde(default)]
     key_check: Option<String>,
     created: DateTime<Utc>,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Checkpoint {
-    index_id: String,
-    log_offset: u64,
-    packs: BTreeMap<u32, u64>,
 }
 
 /// One message in one user's archive folder.
@@ -144,7 +155,6 @@ struct Pending {
     address: [u8; 32],
     request: ArchiveRequest,
     new_content: bool,
-    meta: MessageMetadata,
 }
 
 #[derive(Default)]
@@ -159,8 +169,7 @@ struct CommitState {
 pub struct DiskArchiveStore {
     dir: PathBuf,
     index_dir: PathBuf,
-    _lock: File,
-    _cache_lock: Option<File>,
+    write_lock: WriteLock,
     read_only: bool,
     pub(crate) codec: Codec,
     compression_level: i32,
@@ -173,12 +182,42 @@ pub struct DiskArchiveStore {
     committed: Condvar,
     maintenance: RwLock<()>,
     poisoned: Mutex<Option<IoFailure>>,
-    records_since_checkpoint: AtomicU64,
-    /// End of the part of the record log reflected in sled (what a checkpoint may claim).
-    log_applied: AtomicU64,
-    /// A record could not be applied to sled: checkpoints stop advancing until reopen.
-    log_gap: std::sync::atomic::AtomicBool,
+    /// A chunk or manifest location could not be recorded: the pack position stops
+    /// advancing until the next catch-up replays the packs.
+    pack_gap: AtomicBool,
+    /// Search documents added to the log since the last indexing pass.
+    search_pending: AtomicU64,
+    /// When the first of them was committed.
+    search_pending_since: Mutex<Option<Instant>>,
     pack_limit: u64,
+}
+
+/// The cross-process write lock (`flock` on `LOCK`), held while this process has
+/// at least one write in progress.
+struct WriteLock {
+    path: PathBuf,
+    file: Option<File>,
+    /// Writes in progress in this process.
+    active: Mutex<usize>,
+}
+
+/// One write in progress; the last one of the process releases the lock.
+pub(crate) struct WriteGuard<'a> {
+    store: &'a DiskArchiveStore,
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        let lock_state = &self.store.write_lock;
+        let mut active = lock(&lock_state.active);
+        *active = active.saturating_sub(1);
+        if *active == 0
+            && let Some(file) = &lock_state.file
+            && let Err(e) = FileExt::unlock(file)
+        {
+            tracing::error!(lock = %lock_state.path.display(), error = %e, "cannot release the write lock");
+        }
+    }
 }
 
 impl std::fmt::Debug for DiskArchiveStore {
@@ -298,52 +337,44 @@ fn create_config(
     Ok(codec)
 }
 
-/// Takes the archive's lock: exclusive for a writer, shared for a reader.
-fn take_lock(dir: &Path, shared: bool) -> Result<File, ArchiveError> {
-    let lock_path = dir.join("LOCK");
-    let opened = if shared {
-        File::open(&lock_path).or_else(|_| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path)
-        })
-    } else {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
+/// Opens the lock file (a reader that cannot create it only misses rebuilds).
+fn open_lock(dir: &Path, read_only: bool) -> Result<WriteLock, ArchiveError> {
+    let path = dir.join("LOCK");
+    let opened = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .or_else(|e| if read_only { File::open(&path) } else { Err(e) });
+    let file = match opened {
+        Ok(file) => Some(file),
+        Err(_) if read_only => None,
+        Err(e) => return Err(ArchiveError::io(&path, e)),
     };
-    let lock_file = opened.map_err(|e| ArchiveError::io(&lock_path, e))?;
-    let taken = if shared {
-        FileExt::try_lock_shared(&lock_file)
-    } else {
-        FileExt::try_lock_exclusive(&lock_file)
-    };
-    if taken.is_err() {
-        return Err(ArchiveError::Locked {
-            dir: dir.to_path_buf(),
-            lock: lock_path,
-        });
-    }
-    Ok(lock_file)
+    Ok(WriteLock {
+        path,
+        file,
+        active: Mutex::new(0),
+    })
 }
 
 impl DiskArchiveStore {
-    /// Opens (creating if needed) the archive in `dir`, takes its lock, cuts a torn
-    /// tail left by a crash, and brings the indexes up to date with the packs and log.
-    /// Unusable indexes are rebuilt (with a warning naming the cause).
+    /// Opens (creating if needed) the archive in `dir` for writing and brings the
+    /// indexes up to date with the packs and log (under the write lock, cutting a
+    /// torn tail left by a crash). Unusable indexes are rebuilt (with a warning
+    /// naming the cause). Any number of processes may hold the archive open for
+    /// writing: each write takes the write lock for its duration only.
     pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self, ArchiveError> {
         Self::open_with(dir.as_ref(), &options, Mode::Write)
     }
 
-    /// Opens an existing archive for reading only: takes a shared lock (readers
-    /// coexist, a writer excludes them), never creates the archive or `store.json`,
-    /// never writes packs or the record log (a torn tail is where reading stops).
-    /// Indexes that are behind or unusable are brought up to date; when that write
-    /// fails the error is [`ArchiveError::Rebuild`] naming the cause.
+    /// Opens an existing archive for reading only: takes no lock and never waits
+    /// for writers (unless the indexes are unusable: a rebuild takes the write lock),
+    /// never creates the archive or `store.json`, never writes packs or the record
+    /// log (a torn tail is where reading stops). Every read sees what writers in
+    /// other processes committed before it. Indexes that are behind are brought up
+    /// to date; when a needed rebuild fails the error is [`ArchiveError::Rebuild`]
+    /// naming the cause.
     pub fn open_read_only(
         dir: impl AsRef<Path>,
         options: StoreOptions,
@@ -351,9 +382,9 @@ impl DiskArchiveStore {
         Self::open_with(dir.as_ref(), &options, Mode::Read)
     }
 
-    /// `archive reindex`: takes the archive's lock and builds a fresh index
-    /// generation from the packs and the record log beside the current one, without
-    /// opening it, then swaps it in atomically and removes the old one.
+    /// `archive reindex`: under the write lock, builds a fresh index generation from
+    /// the packs and the record log beside the current one, without opening it,
+    /// then swaps it in atomically and removes the old one.
     pub fn rebuild_indexes(
         dir: impl AsRef<Path>,
         options: StoreOptions,
@@ -377,45 +408,44 @@ impl DiskArchiveStore {
                 });
             }
         } else {
-            for d in [&dir, &packs_dir] {
+            for d in [&dir, &packs_dir, &index_dir] {
                 std::fs::create_dir_all(d).map_err(|e| ArchiveError::io(d, e))?;
             }
         }
-        let lock_file = take_lock(&dir, read_only)?;
-        std::fs::create_dir_all(&index_dir).map_err(|e| ArchiveError::io(&index_dir, e))?;
-        // Readers share the archive but not the caches: one at a time uses them.
-        let cache_lock = if read_only {
-            let path = index_dir.join("READERS.lock");
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .map_err(|e| ArchiveError::io(&path, e))?;
-            FileExt::lock_exclusive(&file).map_err(|e| ArchiveError::io(&path, e))?;
-            Some(file)
-        } else {
-            None
-        };
-
-        let existing_packs = if read_only && !packs_dir.exists() {
-            Vec::new()
-        } else {
-            list_packs(&packs_dir)?
-        };
+        let write_lock = open_lock(&dir, read_only)?;
         let codec = if config_path.exists() {
             read_config(&dir, &config_path, options)?
-        } else if !existing_packs.is_empty() {
-            return Err(ArchiveError::Format {
-                dir,
-                detail: "pack files exist but store.json is missing; restore it from a backup"
-                    .into(),
-            });
         } else {
-            create_config(&dir, &config_path, options, &*io)?
+            // Created under the write lock, so two processes agree on one archive.
+            let file = write_lock
+                .file
+                .as_ref()
+                .ok_or_else(|| ArchiveError::Format {
+                    dir: dir.clone(),
+                    detail: "no archive here (store.json is missing)".into(),
+                })?;
+            FileExt::lock_exclusive(file).map_err(|e| ArchiveError::io(&write_lock.path, e))?;
+            let created = if config_path.exists() {
+                read_config(&dir, &config_path, options)
+            } else if !list_packs(&packs_dir)?.is_empty() {
+                Err(ArchiveError::Format {
+                    dir: dir.clone(),
+                    detail: "pack files exist but store.json is missing; restore it from a backup"
+                        .into(),
+                })
+            } else {
+                create_config(&dir, &config_path, options, &*io)
+            };
+            FileExt::unlock(file).map_err(|e| ArchiveError::io(&write_lock.path, e))?;
+            created?
         };
 
         let pack_limit = options.pack_size_limit.max(1 << 20);
+        let existing_packs = if packs_dir.exists() {
+            list_packs(&packs_dir)?
+        } else {
+            Vec::new()
+        };
         let last_pack = existing_packs.last().copied().unwrap_or(1);
         let (pack_writer, log_writer) = if read_only {
             (
@@ -429,20 +459,42 @@ impl DiskArchiveStore {
             )
         };
 
-        // The caches: the current generation, or a fresh one when it is unusable.
-        let fresh_generation = |cause: Option<ArchiveError>| match Caches::create_next(&index_dir) {
-            Ok(caches) => Ok((caches, cause)),
-            Err(e) => Err(ArchiveError::Rebuild {
-                source: Box::new(e),
-            }),
-        };
+        // The caches: the current generation, or none yet (a rebuild makes one).
+        let seen = Caches::current_name(&index_dir).ok().flatten();
         let (caches, rebuild_cause) = if mode == Mode::Rebuild {
-            fresh_generation(None)?
+            (None, None)
         } else {
             match Caches::open_current(&*io, &index_dir) {
-                Ok(caches) => (caches, None),
-                Err(e) if is_cache_error(&e, &index_dir) => fresh_generation(Some(e))?,
+                Ok(caches) => (Some(caches), None),
+                Err(e) if is_cache_error(&e, &index_dir) => (None, Some(e)),
                 Err(e) => return Err(e),
+            }
+        };
+        // Without usable caches: a fresh generation, made and built under the write lock.
+        let (caches, fresh) = match caches {
+            Some(c) => (c, false),
+            None => {
+                let file = write_lock
+                    .file
+                    .as_ref()
+                    .ok_or_else(|| ArchiveError::Rebuild {
+                        source: Box::new(ArchiveError::io(
+                            &write_lock.path,
+                            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+                        )),
+                    })?;
+                FileExt::lock_exclusive(file).map_err(|e| ArchiveError::io(&write_lock.path, e))?;
+                *lock(&write_lock.active) = 1;
+                let created = Caches::create_next(&index_dir).map_err(|e| ArchiveError::Rebuild {
+                    source: Box::new(e),
+                });
+                match created {
+                    Ok(c) => (c, true),
+                    Err(e) => {
+                        // Unlocked when the lock file closes.
+                        return Err(e);
+                    }
+                }
             }
         };
         let store = DiskArchiveStore {
@@ -453,65 +505,177 @@ impl DiskArchiveStore {
             io,
             codec,
             compression_level: options.compression_level.clamp(1, 19),
-            _lock: lock_file,
-            _cache_lock: cache_lock,
+            write_lock,
             read_only,
             commit: Mutex::new(CommitState::default()),
             committed: Condvar::new(),
             maintenance: RwLock::new(()),
             poisoned: Mutex::new(None),
-            records_since_checkpoint: AtomicU64::new(0),
-            log_applied: AtomicU64::new(0),
-            log_gap: std::sync::atomic::AtomicBool::new(false),
+            pack_gap: AtomicBool::new(false),
+            search_pending: AtomicU64::new(0),
+            search_pending_since: Mutex::new(None),
             pack_limit,
             dir,
             index_dir,
         };
-        store.start(mode, rebuild_cause)?;
+        store.start(mode, fresh, seen, rebuild_cause)?;
         Ok(store)
     }
 
-    /// Brings the caches up to date, rebuilding them when they turn out unusable.
-    fn start(&self, mode: Mode, rebuild_cause: Option<ArchiveError>) -> Result<(), ArchiveError> {
-        let fresh = mode == Mode::Rebuild || rebuild_cause.is_some();
-        if let Some(cause) = &rebuild_cause {
-            let new_archive = list_packs(&self.dir.join("packs")).map_or(true, |p| p.is_empty())
-                && !self.index_dir.join(POINTER).exists();
-            if new_archive {
-                tracing::debug!(cause = %cause, "creating the archive indexes");
-            } else {
-                tracing::warn!(cause = %cause, dir = %self.index_dir.display(), "the archive indexes are unusable; rebuilding them from the packs and the record log");
-            }
-        }
+    /// Brings the caches up to date. With `fresh` the caches are a new generation
+    /// (the write lock is held): they are built from the packs and the log and made
+    /// current, unless another process did so while this one waited for the lock.
+    fn start(
+        &self,
+        mode: Mode,
+        fresh: bool,
+        seen: Option<String>,
+        cause: Option<ArchiveError>,
+    ) -> Result<(), ArchiveError> {
         if fresh {
-            let caches = self.caches();
-            catch_panic(|| self.recover(true))
-                .and_then(|()| caches.make_current(&*self.io))
-                .map_err(|e| ArchiveError::Rebuild {
-                    source: Box::new(e),
-                })?;
-        } else {
-            match catch_panic(|| self.recover(false)) {
+            // Adopts the lock taken when the fresh generation was made.
+            let _write = WriteGuard { store: self };
+            if mode != Mode::Rebuild && self.refresh_generation(seen.as_deref()) {
+                remove_others(&self.index_dir, &self.caches().name);
+                self.catch_up(!self.read_only)?;
+            } else {
+                let new_archive = list_packs(&self.dir.join("packs"))
+                    .map_or(true, |p| p.is_empty())
+                    && !self.index_dir.join(POINTER).exists();
+                match &cause {
+                    Some(cause) if new_archive => {
+                        tracing::debug!(cause = %cause, "creating the archive indexes");
+                    }
+                    Some(cause) => {
+                        tracing::warn!(cause = %cause, dir = %self.index_dir.display(), "the archive indexes are unusable; rebuilding them from the packs and the record log");
+                    }
+                    None => {}
+                }
+                let caches = self.caches();
+                catch_panic(|| self.catch_up(!self.read_only))
+                    .and_then(|()| self.sync_search(SearchIndex::default_wait()))
+                    .and_then(|()| caches.make_current(&*self.io))
+                    .map_err(|e| ArchiveError::Rebuild {
+                        source: Box::new(e),
+                    })?;
+                remove_others(&self.index_dir, &caches.name);
+            }
+        } else if self.read_only {
+            // No lock: apply what is past the positions, cut nothing.
+            match catch_panic(|| self.catch_up(false)) {
                 Ok(()) => {}
-                Err(e) if is_cache_error(&e, &self.index_dir) => self.rebuild_caches(&e)?,
+                Err(e) if is_cache_error(&e, &self.index_dir) => {
+                    let _write = self.lock_for_maintenance()?;
+                    if self.refresh_generation(None) {
+                        self.catch_up(false)?;
+                    } else {
+                        self.rebuild_caches(&e, true)?;
+                    }
+                }
                 Err(e) => return Err(e),
             }
+        } else {
+            drop(self.write_guard()?);
         }
-        remove_others(&self.index_dir, &self.caches().name);
+        if !self.read_only {
+            self.sync_search_logged(SearchIndex::default_wait());
+        }
         Ok(())
     }
 
+    /// Takes the write lock for maintenance (a rebuild, or opening): the caller runs
+    /// with no other write of any process in progress.
+    fn lock_for_maintenance(&self) -> Result<WriteGuard<'_>, ArchiveError> {
+        let mut active = lock(&self.write_lock.active);
+        if *active == 0
+            && let Some(file) = &self.write_lock.file
+        {
+            FileExt::lock_exclusive(file)
+                .map_err(|e| ArchiveError::io(&self.write_lock.path, e))?;
+        }
+        *active += 1;
+        Ok(WriteGuard { store: self })
+    }
+
+    /// Takes the write lock for one write (blocking while another process writes)
+    /// and, when this process did not hold it, catches up with what others wrote.
+    pub(crate) fn write_guard(&self) -> Result<WriteGuard<'_>, ArchiveError> {
+        let mut active = lock(&self.write_lock.active);
+        if *active > 0 {
+            *active += 1;
+            return Ok(WriteGuard { store: self });
+        }
+        let Some(file) = &self.write_lock.file else {
+            return Err(ArchiveError::ReadOnly {
+                dir: self.dir.clone(),
+            });
+        };
+        FileExt::lock_exclusive(file).map_err(|e| ArchiveError::io(&self.write_lock.path, e))?;
+        // Other writes of this process wait (on `active`) until the catch-up is done.
+        let caught_up = (|| {
+            self.refresh_generation(None);
+            match catch_panic(|| self.catch_up(true)) {
+                Err(e) if is_cache_error(&e, &self.index_dir) => {
+                    let _exclusive = self
+                        .maintenance
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    self.rebuild_caches(&e, true)
+                }
+                other => other,
+            }
+        })();
+        if let Err(e) = caught_up {
+            if let Err(unlock) = FileExt::unlock(file) {
+                tracing::error!(lock = %self.write_lock.path.display(), error = %unlock, "cannot release the write lock");
+            }
+            return Err(e);
+        }
+        *active = 1;
+        Ok(WriteGuard { store: self })
+    }
+
+    /// Switches to the generation `CURRENT` names when another process swapped it
+    /// (it differs from the one in use and from `unless`); returns whether it switched.
+    fn refresh_generation(&self, unless: Option<&str>) -> bool {
+        let name = match Caches::current_name(&self.index_dir) {
+            Ok(Some(name)) => name,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the index generation pointer");
+                return false;
+            }
+        };
+        if name == self.caches().name || Some(name.as_str()) == unless {
+            return false;
+        }
+        match catch_panic(|| Caches::open(&self.index_dir, &name, false)) {
+            Ok(fresh) => {
+                *self.caches_mut() = Arc::new(fresh);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, generation = %name, "cannot open the current index generation");
+                false
+            }
+        }
+    }
+
     /// Builds a fresh generation from the packs and the record log and swaps it in;
-    /// on failure the current one stays. The caller holds the maintenance lock (or
-    /// is still opening the store).
-    fn rebuild_caches(&self, cause: &ArchiveError) -> Result<(), ArchiveError> {
-        tracing::warn!(cause = %cause, dir = %self.index_dir.display(), "rebuilding the archive indexes from the packs and the record log");
+    /// on failure the current one stays. The caller holds the write lock and the
+    /// maintenance lock (or is still opening the store).
+    fn rebuild_caches(&self, cause: &ArchiveError, warn: bool) -> Result<(), ArchiveError> {
+        if warn {
+            tracing::warn!(cause = %cause, dir = %self.index_dir.display(), "rebuilding the archive indexes from the packs and the record log");
+        }
         let fresh = Caches::create_next(&self.index_dir).map_err(|e| ArchiveError::Rebuild {
             source: Box::new(e),
         })?;
         let fresh = Arc::new(fresh);
         let old = std::mem::replace(&mut *self.caches_mut(), fresh.clone());
-        let built = catch_panic(|| self.recover(true)).and_then(|()| fresh.make_current(&*self.io));
+        let built = catch_panic(|| self.catch_up(!self.read_only))
+            .and_then(|()| self.sync_search(SearchIndex::default_wait()))
+            .and_then(|()| fresh.make_current(&*self.io));
         if let Err(e) = built {
             *self.caches_mut() = old;
             drop(fresh);
@@ -539,28 +703,33 @@ impl DiskArchiveStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Runs a read of the caches; when it fails with an index error, rebuilds the
-    /// caches once and retries.
+    /// Runs a read of the caches; when it fails with an index error, switches to a
+    /// generation another process swapped in or rebuilds the caches once, and retries.
     pub(crate) fn healing<T>(
         &self,
         op: impl Fn() -> Result<T, ArchiveError>,
     ) -> Result<T, ArchiveError> {
         let (first, used) = {
             let _shared = self.maintenance_read();
+            // A generation another process swapped in (cheap: reads a small file).
+            self.refresh_generation(None);
             let used = self.caches();
             (catch_panic(&op), used)
         };
         match first {
             Err(e) if is_cache_error(&e, &self.index_dir) => {
                 {
+                    // Lock order: the write lock before the maintenance lock.
+                    let _write = self.lock_for_maintenance()?;
                     let _exclusive = self
                         .maintenance
                         .write()
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    // Another caller may have rebuilt them meanwhile.
-                    if Arc::ptr_eq(&used, &self.caches()) {
+                    // Another caller or process may have rebuilt them meanwhile.
+                    let switched = self.refresh_generation(None);
+                    if !switched && Arc::ptr_eq(&used, &self.caches()) {
                         drop(used);
-                        self.rebuild_caches(&e)?;
+                        self.rebuild_caches(&e, true)?;
                     }
                 }
                 let _shared = self.maintenance_read();
@@ -585,77 +754,74 @@ impl DiskArchiveStore {
         &self.dir
     }
 
-    fn read_checkpoint(&self) -> Result<Checkpoint, ArchiveError> {
-        let caches = self.caches();
-        let path = caches.checkpoint_path();
-        let id = caches.index.id()?;
-        match std::fs::read(&path) {
-            Ok(raw) => match serde_json::from_slice::<Checkpoint>(&raw) {
-                Ok(cp) if cp.index_id == id => Ok(cp),
-                _ => Ok(Checkpoint {
-                    index_id: id,
-                    ..Checkpoint::default()
-                }),
-            },
-            Err(_) => Ok(Checkpoint {
-                index_id: id,
-                ..Checkpoint::default()
-            }),
-        }
-    }
-
-    /// Flushes sled and records how far the packs and the log are reflected in it.
-    fn write_checkpoint(&self) -> Result<(), ArchiveError> {
-        let (pack_no, pack_len) = {
-            let w = lock(&self.pack_writer);
-            (w.number(), w.len())
+    /// Reopens the appenders at the true end of the newest pack and of the log
+    /// (another process may have appended or started a new pack). Lock holders only.
+    fn reopen_appenders(&self) -> Result<(), ArchiveError> {
+        let packs_dir = self.dir.join("packs");
+        let last = list_packs(&packs_dir)?.last().copied().unwrap_or(1);
+        let file_len = |path: &Path| match std::fs::metadata(path) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(ArchiveError::io(path, e)),
         };
-        let log_offset = self.log_applied.load(Ordering::SeqCst);
-        let caches = self.caches();
-        caches.index.flush()?;
-        let mut packs = BTreeMap::new();
-        for n in list_packs(&self.dir.join("packs"))? {
-            let len = if n == pack_no {
-                pack_len
-            } else {
-                std::fs::metadata(self.packs.path(n))
-                    .map_err(|e| ArchiveError::io(self.packs.path(n), e))?
-                    .len()
-            };
-            packs.insert(n, len);
+        {
+            let mut writer = lock(&self.pack_writer);
+            let len = file_len(&pack_path(&packs_dir, last))?;
+            if writer.number() != last || writer.len() != len {
+                *writer = FrameAppender::open(
+                    &packs_dir,
+                    pack_path,
+                    last,
+                    self.pack_limit,
+                    self.io.clone(),
+                )?;
+            }
         }
-        let cp = Checkpoint {
-            index_id: caches.index.id()?,
-            log_offset,
-            packs,
-        };
-        let json = serde_json::to_vec(&cp).map_err(ArchiveError::sled)?;
-        write_atomic(&*self.io, &caches.checkpoint_path(), &json)?;
-        self.records_since_checkpoint.store(0, Ordering::Relaxed);
+        let mut writer = lock(&self.log_writer);
+        if writer.len() != file_len(&log_path(&self.dir, 1))? {
+            *writer = FrameAppender::open(&self.dir, log_path, 1, u64::MAX, self.io.clone())?;
+        }
         Ok(())
     }
 
-    /// Replays packs and log past the checkpoints into sled and the search index;
-    /// cuts torn tails. With `full`, starts from scratch.
-    fn recover(&self, full: bool) -> Result<(), ArchiveError> {
-        let checkpoint = if full {
-            Checkpoint {
-                index_id: self.caches().index.id()?,
-                ..Checkpoint::default()
-            }
-        } else {
-            self.read_checkpoint()?
-        };
-        // Packs: chunk and manifest locations.
+    /// Replays packs and log past the positions `index.db` records into it; with
+    /// `writable` (the caller holds the write lock) first reopens the appenders at
+    /// the true ends and cuts torn tails.
+    fn catch_up(&self, writable: bool) -> Result<(), ArchiveError> {
+        let writable = writable && !self.read_only;
+        if writable {
+            self.reopen_appenders()?;
+            self.pack_gap.store(false, Ordering::SeqCst);
+        }
+        let caches = self.caches();
+        let (log_pos, pack_pos) = caches.index.positions()?;
         let packs_dir = self.dir.join("packs");
         let numbers = list_packs(&packs_dir)?;
+        let (from_pack, from_len) = split_pack_position(pack_pos);
+        let last = numbers.last().copied().unwrap_or(1);
+        let last_len = std::fs::metadata(pack_path(&packs_dir, last)).map_or(0, |m| m.len());
+        let log_file = log_path(&self.dir, 1);
+        let log_len = std::fs::metadata(&log_file).map_or(0, |m| m.len());
+        if from_pack > last || (from_pack == last && from_len > last_len) || log_pos > log_len {
+            return Err(ArchiveError::Index {
+                index: "listing",
+                detail: "the index claims more than the packs and the record log hold".into(),
+            });
+        }
+        // Packs: chunk and manifest locations.
         for (i, &n) in numbers.iter().enumerate() {
+            if n < from_pack {
+                continue;
+            }
             let path = pack_path(&packs_dir, n);
-            let start = checkpoint.packs.get(&n).copied().unwrap_or(0);
+            let start = if n == from_pack { from_len } else { 0 };
+            let mut rows: Vec<(Table, [u8; 32], Location, u64)> = Vec::new();
             let summary = scan_file(&path, n, start, None, |event| {
                 match event {
                     ScanEvent::Frame { loc, kind, payload } => {
-                        self.index_frame(loc, kind, payload)?
+                        if let Some(row) = frame_row(loc, kind, payload) {
+                            rows.push(row);
+                        }
                     }
                     ScanEvent::Damaged {
                         offset,
@@ -670,11 +836,12 @@ impl DiskArchiveStore {
                 }
                 Ok(())
             })?;
+            let is_last = i + 1 == numbers.len();
             if summary.torn_tail() {
-                if i + 1 == numbers.len() && self.read_only {
-                    tracing::warn!(pack = %path.display(), at = summary.valid_end, "torn tail left by a crash; reading stops there (a writable open cuts it)");
+                if is_last && !writable {
+                    tracing::warn!(pack = %path.display(), at = summary.valid_end, "torn tail (a crash, or a write in progress); reading stops there");
                     lock(&self.pack_writer).stop_at(summary.valid_end);
-                } else if i + 1 == numbers.len() {
+                } else if is_last {
                     tracing::warn!(pack = %path.display(), at = summary.valid_end, "cutting torn tail left by a crash");
                     let mut writer = lock(&self.pack_writer);
                     truncate_tail(&*self.io, &path, summary.valid_end)?;
@@ -689,15 +856,40 @@ impl DiskArchiveStore {
                     tracing::error!(pack = %path.display(), at = summary.valid_end, "damaged end of a closed pack; run `archive verify`");
                 }
             }
+            let before = pack_position(from_pack, from_len).max(pack_position(n, start));
+            let reached = pack_position(n, summary.valid_end.max(start));
+            caches.index.transaction(|db| {
+                for (table, key, loc, len) in &rows {
+                    db.insert(*table, key, &crate::index::encode_located(*loc, *len))?;
+                }
+                db.advance_packs(pack_pos.min(before), reached)?;
+                Ok(())
+            })?;
         }
-        // Record log: entries and sources.
-        let log_file = log_path(&self.dir, 1);
-        let summary = scan_file(&log_file, 1, checkpoint.log_offset, None, |event| {
+        // Record log: entries and sources, in batches (positions with their rows).
+        let mut batch: Vec<([u8; 32], LogRecord)> = Vec::new();
+        let mut batch_start = log_pos;
+        let mut batch_end = log_pos;
+        let summary = scan_file(&log_file, 1, log_pos, None, |event| {
             match event {
-                ScanEvent::Frame { payload, .. } => match decode_record(&self.codec, payload) {
-                    Ok((address, record)) => self.apply_record(&address, &record)?,
-                    Err(detail) => tracing::error!(%detail, "undecodable record in the record log"),
-                },
+                ScanEvent::Frame { loc, payload, .. } => {
+                    match decode_record(&self.codec, payload) {
+                        Ok((address, record)) => batch.push((address, record)),
+                        Err(detail) => {
+                            tracing::error!(%detail, "undecodable record in the record log");
+                        }
+                    }
+                    batch_end = loc.end();
+                    if batch.len() >= REPLAY_BATCH {
+                        self.apply_records(
+                            &caches,
+                            &std::mem::take(&mut batch),
+                            batch_start,
+                            batch_end,
+                        )?;
+                        batch_start = batch_end;
+                    }
+                }
                 ScanEvent::Damaged {
                     offset,
                     resume,
@@ -711,8 +903,10 @@ impl DiskArchiveStore {
             }
             Ok(())
         })?;
-        if summary.torn_tail() && self.read_only {
-            tracing::warn!(log = %log_file.display(), at = summary.valid_end, "torn tail of the record log; reading stops there (a writable open cuts it)");
+        let end = summary.valid_end.max(batch_end);
+        self.apply_records(&caches, &batch, batch_start, end)?;
+        if summary.torn_tail() && !writable {
+            tracing::warn!(log = %log_file.display(), at = summary.valid_end, "torn tail of the record log (a crash, or a write in progress); reading stops there");
             lock(&self.log_writer).stop_at(summary.valid_end);
         } else if summary.torn_tail() {
             tracing::warn!(log = %log_file.display(), at = summary.valid_end, "cutting torn tail of the record log");
@@ -720,85 +914,112 @@ impl DiskArchiveStore {
             truncate_tail(&*self.io, &log_file, summary.valid_end)?;
             *writer = FrameAppender::open(&self.dir, log_path, 1, u64::MAX, self.io.clone())?;
         }
-        let log_len = lock(&self.log_writer).len();
-        self.log_applied.store(log_len, Ordering::SeqCst);
-        self.write_checkpoint()?;
+        if writable {
+            // A search index ahead of the log (its tail was lost) starts again.
+            let search_at = caches.search.committed_offset()?;
+            if search_at > lock(&self.log_writer).len() {
+                tracing::warn!("search index is ahead of the record log; rebuilding it");
+                if let Some(mut writer) = caches.search.writer(SearchIndex::default_wait())? {
+                    writer.clear()?;
+                    writer.commit(0)?;
+                }
+            }
+        }
+        Ok(())
+    }
 
-        // Search index: documents for new entries past its committed offset.
+    /// Applies replayed log records (log offsets `from..to`) in one transaction,
+    /// with the metadata of their messages computed beforehand.
+    fn apply_records(
+        &self,
+        caches: &Caches,
+        records: &[([u8; 32], LogRecord)],
+        from: u64,
+        to: u64,
+    ) -> Result<(), ArchiveError> {
+        let mut metas = Vec::new();
+        for (address, _) in records {
+            if !caches.index.with(|db| db.has_metadata(address))?
+                && !metas.iter().any(|(a, _)| a == address)
+            {
+                metas.push((*address, self.compute_metadata(address)?));
+            }
+        }
+        caches.index.transaction(|db| {
+            for (address, record) in records {
+                db.put_entry(
+                    address,
+                    &record.user,
+                    &record.folder,
+                    record.received,
+                    record.archived,
+                    record.source.as_ref(),
+                )?;
+            }
+            for (address, meta) in &metas {
+                db.put_metadata(address, meta)?;
+            }
+            db.advance_log(from, to)?;
+            Ok(())
+        })
+    }
+
+    /// Brings the search index up to the record-log offset `index.db` reflects:
+    /// indexes the records past its committed offset in one pass. When another
+    /// process is indexing, waits up to `wait` for it, then searches what is committed.
+    pub(crate) fn sync_search(&self, wait: Duration) -> Result<(), ArchiveError> {
         let caches = self.caches();
         let search = &caches.search;
-        let mut from = if full { 0 } else { search.committed_offset()? };
-        if from > log_len {
-            tracing::warn!("search index is ahead of the record log; rebuilding it");
-            search.clear()?;
-            from = 0;
+        if search.committed_offset()? >= caches.index.positions()?.0 {
+            return search.reload();
         }
-        if from < log_len {
-            scan_file(&log_file, 1, from, Some(log_len), |event| {
-                if let ScanEvent::Frame { payload, .. } = event
-                    && let Ok((address, record)) = decode_record(&self.codec, payload)
-                    && record.new_entry
-                {
-                    let meta = self.metadata_of(&address)?;
-                    search.add(&SearchDoc {
-                        user: &record.user,
-                        folder: &record.folder,
-                        id: &to_hex(&address),
-                        meta: &meta,
-                        received: record.received,
-                    })?;
-                }
-                Ok(())
-            })?;
-        }
-        search.cover(log_len)?;
-        search.maybe_commit(true)?;
-        Ok(())
-    }
-
-    fn index_frame(
-        &self,
-        loc: Location,
-        frame_kind: u8,
-        payload: &[u8],
-    ) -> Result<(), ArchiveError> {
-        if payload.len() < 40 {
-            return Ok(());
-        }
-        let key: [u8; 32] = payload[..32].try_into().map_err(ArchiveError::sled)?;
-        let n = u64::from_le_bytes(payload[32..40].try_into().map_err(ArchiveError::sled)?);
-        let caches = self.caches();
-        let tree = match frame_kind {
-            kind::CHUNK => &caches.index.chunks,
-            kind::MANIFEST => &caches.index.messages,
-            _ => return Ok(()),
+        let Some(mut writer) = search.writer(wait)? else {
+            tracing::debug!("another process is indexing; searching what is committed");
+            return search.reload();
         };
-        tree.insert(key, &crate::index::encode_located(loc, n)[..])
-            .map_err(ArchiveError::sled)?;
-        Ok(())
+        // Fresh figures under tantivy's writer lock: another process may have indexed.
+        let from = search.committed_offset()?;
+        let target = caches.index.positions()?.0;
+        if from >= target {
+            drop(writer);
+            return search.reload();
+        }
+        self.search_pending.store(0, Ordering::SeqCst);
+        *lock(&self.search_pending_since) = None;
+        let log_file = log_path(&self.dir, 1);
+        scan_file(&log_file, 1, from, Some(target), |event| {
+            if let ScanEvent::Frame { payload, .. } = event
+                && let Ok((address, record)) = decode_record(&self.codec, payload)
+                && record.new_entry
+            {
+                let meta = self.metadata_of(&address)?;
+                writer.add(&SearchDoc {
+                    user: &record.user,
+                    folder: &record.folder,
+                    id: &to_hex(&address),
+                    meta: &meta,
+                    received: record.received,
+                })?;
+            }
+            Ok(())
+        })?;
+        writer.commit(target)
     }
 
-    fn apply_record(&self, address: &[u8; 32], record: &LogRecord) -> Result<(), ArchiveError> {
-        let caches = self.caches();
-        caches.index.put_entry(
-            address,
-            &record.user,
-            &record.folder,
-            record.received,
-            record.archived,
-            record.source.as_ref(),
-        )?;
-        if caches
-            .index
-            .meta
-            .get(address)
-            .map_err(ArchiveError::sled)?
-            .is_none()
-        {
-            let meta = self.compute_metadata(address)?;
-            caches.index.put_metadata(address, &meta)?;
+    fn sync_search_logged(&self, wait: Duration) {
+        if let Err(e) = self.sync_search(wait) {
+            tracing::error!(error = %e, "search index update failed; the next search or write retries it");
         }
-        Ok(())
+    }
+
+    /// After a group commit: an indexing pass when enough documents wait or the
+    /// oldest has waited long enough (never waiting for another process).
+    fn maybe_sync_search(&self) {
+        let due = self.search_pending.load(Ordering::SeqCst) >= SEARCH_BATCH_DOCS
+            || lock(&self.search_pending_since).is_some_and(|t| t.elapsed() >= SEARCH_BATCH_AGE);
+        if due {
+            self.sync_search_logged(Duration::ZERO);
+        }
     }
 
     /// Metadata from the cache, or computed from the stored bytes.
@@ -896,24 +1117,20 @@ impl DiskArchiveStore {
         Ok(body)
     }
 
-    /// Whether an index location still holds the object (guards against stale sled entries).
+    /// Whether an index location still holds the object (guards against stale index rows).
     fn live(&self, loc: Location, frame_kind: u8, key: &[u8; 32]) -> bool {
         self.packs.probe(loc, frame_kind, key)
     }
 
     /// Stores chunks and manifest of a message new to the store; returns false when
     /// another writer stored it first.
-    fn store_content(
-        &self,
-        address: &[u8; 32],
-        raw: RawMessage<'_>,
-    ) -> Result<(bool, MessageMetadata), ArchiveError> {
+    fn store_content(&self, address: &[u8; 32], raw: RawMessage<'_>) -> Result<bool, ArchiveError> {
         let mut manifest: Vec<([u8; 32], u32)> = Vec::new();
         let mut hasher = self.codec.hasher();
         let mut emit = |chunk: &[u8]| -> Result<(), ArchiveError> {
             hasher.update(chunk);
             let key = self.codec.hash(chunk);
-            let len = u32::try_from(chunk.len()).map_err(ArchiveError::sled)?;
+            let len = u32::try_from(chunk.len()).map_err(ArchiveError::listing)?;
             if let Some((loc, _)) = self.caches().index.chunk(&key)?
                 && self.live(loc, kind::CHUNK, &key)
             {
@@ -937,9 +1154,8 @@ impl DiskArchiveStore {
                     .inspect_err(|e| self.poison(e))?;
                 self.caches()
                     .index
-                    .chunks
-                    .insert(key, &crate::index::encode_located(loc, u64::from(len))[..])
-                    .map_err(ArchiveError::sled)?;
+                    .put_located(Table::Chunks, &key, loc, u64::from(len))
+                    .inspect_err(|_| self.pack_gap.store(true, Ordering::SeqCst))?;
             }
             manifest.push((key, len));
             Ok(())
@@ -983,22 +1199,18 @@ impl DiskArchiveStore {
             if let Some((loc, _)) = self.caches().index.message(address)?
                 && self.live(loc, kind::MANIFEST, address)
             {
-                return Ok((false, meta));
+                return Ok(false);
             }
             let loc = writer
                 .append(kind::MANIFEST, &payload)
                 .inspect_err(|e| self.poison(e))?;
             self.caches()
                 .index
-                .messages
-                .insert(
-                    address,
-                    &crate::index::encode_located(loc, summary_size(&payload))[..],
-                )
-                .map_err(ArchiveError::sled)?;
+                .put_located(Table::Messages, address, loc, summary_size(&payload))
+                .inspect_err(|_| self.pack_gap.store(true, Ordering::SeqCst))?;
         }
         self.caches().index.put_metadata(address, &meta)?;
-        Ok((true, meta))
+        Ok(true)
     }
 
     /// The group commit: waits until a leader (maybe this caller) made the record durable.
@@ -1050,7 +1262,11 @@ impl DiskArchiveStore {
         batch: Vec<Pending>,
     ) -> Result<Vec<(u64, ArchiveOutcome)>, ArchiveError> {
         // 1. Everything the batch refers to is in the pack already: make it durable.
-        let (file, path) = lock(&self.pack_writer).handle()?;
+        let (file, path, pack_pos) = {
+            let writer = lock(&self.pack_writer);
+            let (file, path) = writer.handle()?;
+            (file, path, pack_position(writer.number(), writer.len()))
+        };
         self.io
             .sync(&file, &path)
             .map_err(|e| ArchiveError::io(&path, e))?;
@@ -1112,63 +1328,46 @@ impl DiskArchiveStore {
         }
 
         // 3. Append and fsync the record log.
-        let log_end = {
+        let (log_start, log_end) = {
             let mut log = lock(&self.log_writer);
+            let start = log.len();
             log.append_many(&frames)?;
             log.sync()?;
-            log.len()
+            (start, log.len())
         };
 
-        // 4. Caches: sled and the search index (failures here are logged: a reopen replays).
-        // The batch's documents and the offset they cover go in under one lock, so a
-        // concurrent commit never records an offset without its documents.
+        // 4. index.db: the records and the positions they reach, in one transaction
+        // (a failure is logged: the next catch-up replays the log).
         let caches = self.caches();
-        let mut docs = Vec::new();
-        let mut applied = true;
-        for (p, record) in &records {
-            if let Err(e) = caches.index.put_entry(
-                &p.address,
-                &record.user,
-                &record.folder,
-                record.received,
-                record.archived,
-                record.source.as_ref(),
-            ) {
-                tracing::error!(error = %e, "listing index update failed; it is replayed on next open");
-                applied = false;
+        let pack_gap = self.pack_gap.load(Ordering::SeqCst);
+        let applied = caches.index.transaction(|db| {
+            for (p, record) in &records {
+                db.put_entry(
+                    &p.address,
+                    &record.user,
+                    &record.folder,
+                    record.received,
+                    record.archived,
+                    record.source.as_ref(),
+                )?;
             }
-            if record.new_entry {
-                docs.push((p, record, to_hex(&p.address)));
+            if !db.advance_log(log_start, log_end)? {
+                tracing::warn!(
+                    "the listing index has a gap before this batch; the next catch-up replays it"
+                );
             }
+            if !pack_gap {
+                db.advance_packs(0, pack_pos)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = applied {
+            tracing::error!(error = %e, "listing index update failed; the next catch-up replays it");
         }
-        if !applied {
-            self.log_gap.store(true, Ordering::SeqCst);
-        } else if !self.log_gap.load(Ordering::SeqCst) {
-            self.log_applied.fetch_max(log_end, Ordering::SeqCst);
-        }
-        let docs: Vec<SearchDoc<'_>> = docs
-            .iter()
-            .map(|(p, record, id)| SearchDoc {
-                user: &record.user,
-                folder: &record.folder,
-                id,
-                meta: &p.meta,
-                received: record.received,
-            })
-            .collect();
-        if let Err(e) = caches.search.add_all(&docs, log_end) {
-            tracing::error!(error = %e, "search index update failed; it is replayed on next open");
-        }
-        if let Err(e) = caches.search.maybe_commit(false) {
-            tracing::error!(error = %e, "search index commit failed; it is replayed on next open");
-        }
-        let n = self
-            .records_since_checkpoint
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
-        if n + records.len() as u64 >= CHECKPOINT_EVERY_RECORDS
-            && let Err(e) = self.write_checkpoint()
-        {
-            tracing::error!(error = %e, "index checkpoint failed");
+        let docs = records.iter().filter(|(_, r)| r.new_entry).count() as u64;
+        if docs > 0 {
+            self.search_pending.fetch_add(docs, Ordering::SeqCst);
+            lock(&self.search_pending_since).get_or_insert_with(Instant::now);
         }
         Ok(outcomes)
     }
@@ -1292,15 +1491,15 @@ impl DiskArchiveStore {
             prefix.push(0);
         }
         let mut out = Vec::new();
-        for item in self.caches().index.entries.scan_prefix(&prefix) {
-            let (key, value) = item.map_err(ArchiveError::sled)?;
+        for (key, value) in self.caches().index.scan_prefix(Table::Entries, &prefix)? {
             let Some((user, folder, address)) = split_entry_key(&key) else {
                 continue;
             };
             if folder.as_bytes().contains(&0) {
                 continue;
             }
-            let value: EntryValue = serde_json::from_slice(&value).map_err(ArchiveError::sled)?;
+            let value: EntryValue =
+                serde_json::from_slice(&value).map_err(ArchiveError::listing)?;
             let meta = self
                 .caches()
                 .index
@@ -1345,10 +1544,9 @@ impl DiskArchiveStore {
         let mut out = Vec::new();
         let mut start = prefix.to_vec();
         loop {
-            let Some(item) = self.caches().index.entries.range(start.clone()..).next() else {
+            let Some(key) = self.caches().index.first_key_from(Table::Entries, &start)? else {
                 break;
             };
-            let (key, _) = item.map_err(ArchiveError::sled)?;
             if !key.starts_with(prefix) {
                 break;
             }
@@ -1391,33 +1589,36 @@ impl DiskArchiveStore {
         })
     }
 
-    /// Rebuilds sled and the search index from the packs and the record log alone,
+    /// Rebuilds `index.db` and the search index from the packs and the record log alone,
     /// in a fresh generation swapped in when complete (the current one is not read).
     pub fn reindex(&self) -> Result<ArchiveStats, ArchiveError> {
         {
+            let _write = self.lock_for_maintenance()?;
             let _exclusive = self
                 .maintenance
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            self.rebuild_caches(&ArchiveError::Index {
-                index: "sled",
-                detail: "a rebuild was requested".into(),
-            })?;
+            self.rebuild_caches(
+                &ArchiveError::Index {
+                    index: "listing",
+                    detail: "a rebuild was requested".into(),
+                },
+                true,
+            )?;
         }
         self.stats()
     }
 
-    /// Flushes the indexes and writes a checkpoint (also done on drop).
+    /// Brings the search index up to date (also done on drop of a writable store;
+    /// `index.db` is committed with every group commit).
     pub fn flush(&self) -> Result<(), ArchiveError> {
-        self.caches().search.maybe_commit(true)?;
-        self.write_checkpoint()
+        self.sync_search(SearchIndex::default_wait())
     }
 
     /// Number of committed search documents (for drift checks).
     pub(crate) fn search_docs(&self) -> Result<u64, ArchiveError> {
-        let caches = self.caches();
-        caches.search.maybe_commit(true)?;
-        Ok(caches.search.num_docs())
+        self.sync_search(SearchIndex::default_wait())?;
+        self.caches().search.num_docs()
     }
 
     pub(crate) fn maintenance_read(&self) -> std::sync::RwLockReadGuard<'_, ()> {
@@ -1426,26 +1627,43 @@ impl DiskArchiveStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Current lengths of the pack files and of the log (verify scans up to these).
+    /// Lengths of the pack files and of the log that `index.db` reflects (verify
+    /// scans up to these: all of it is durable, whatever other processes append).
     pub(crate) fn lengths(&self) -> Result<(Vec<(u32, u64)>, u64), ArchiveError> {
-        // The log first: every record it holds refers to pack data written before it.
-        let log_len = lock(&self.log_writer).len();
-        let writer = lock(&self.pack_writer);
+        let (log_pos, pack_pos) = self.caches().index.positions()?;
+        let (pack_no, pack_len) = split_pack_position(pack_pos);
         let mut packs = Vec::new();
         for n in list_packs(&self.dir.join("packs"))? {
-            let len = if n == writer.number() {
-                writer.len()
-            } else {
+            let len = if n < pack_no {
                 let path = self.packs.path(n);
                 std::fs::metadata(&path)
                     .map_err(|e| ArchiveError::io(&path, e))?
                     .len()
+            } else if n == pack_no {
+                pack_len
+            } else {
+                0
             };
             packs.push((n, len));
         }
-        drop(writer);
-        Ok((packs, log_len))
+        Ok((packs, log_pos))
     }
+}
+
+/// The lookup row a pack frame gives (chunk or manifest location).
+fn frame_row(
+    loc: Location,
+    frame_kind: u8,
+    payload: &[u8],
+) -> Option<(Table, [u8; 32], Location, u64)> {
+    let table = match frame_kind {
+        kind::CHUNK => Table::Chunks,
+        kind::MANIFEST => Table::Messages,
+        _ => return None,
+    };
+    let key: [u8; 32] = payload.get(..32)?.try_into().ok()?;
+    let n = u64::from_le_bytes(payload.get(32..40)?.try_into().ok()?);
+    Some((table, key, loc, n))
 }
 
 fn summary_size(payload: &[u8]) -> u64 {
@@ -1539,26 +1757,28 @@ impl ArchiveStore for DiskArchiveStore {
     ) -> Result<ArchiveOutcome, ArchiveError> {
         validate(request)?;
         self.check_poisoned()?;
-        let _shared = self.maintenance_read();
         let span = tracing::debug_span!("archive", user = %request.user, folder = %request.folder);
         let _enter = span.enter();
         let address = self.address_of(raw)?;
-        let known = match self.caches().index.message(&address)? {
-            Some((loc, _)) => self.live(loc, kind::MANIFEST, &address),
-            None => false,
+        let outcome = {
+            // Lock order: the write lock, then the maintenance lock. Lookups happen
+            // under the write lock, after catching up with other processes.
+            let _write = self.write_guard()?;
+            let _shared = self.maintenance_read();
+            let known = match self.caches().index.message(&address)? {
+                Some((loc, _)) => self.live(loc, kind::MANIFEST, &address),
+                None => false,
+            };
+            let new_content = !known && self.store_content(&address, raw)?;
+            self.commit(Pending {
+                ticket: 0,
+                address,
+                request: request.clone(),
+                new_content,
+            })
         };
-        let (new_content, meta) = if known {
-            (false, self.metadata_of(&address)?)
-        } else {
-            self.store_content(&address, raw)?
-        };
-        self.commit(Pending {
-            ticket: 0,
-            address,
-            request: request.clone(),
-            new_content,
-            meta,
-        })
+        self.maybe_sync_search();
+        outcome
     }
 
     fn find_source(
@@ -1597,6 +1817,8 @@ impl ArchiveStore for DiskArchiveStore {
 
     fn search(&self, query: &SearchQuery, scope: &Scope) -> Result<Vec<SearchHit>, ArchiveError> {
         self.healing(|| {
+            // Read-your-writes: everything committed to index.db before now is indexed first.
+            self.sync_search(SearchIndex::default_wait())?;
             let hits = self.caches().search.search(query, scope)?;
             self.checked_hits(hits)
         })
@@ -1663,10 +1885,10 @@ impl DiskArchiveStore {
             };
             let address = parse_id(&hit.id).map_err(|_| stale())?;
             let key = crate::index::entry_key(&hit.user, &hit.folder, &address);
-            let Some(raw) = caches.index.entries.get(&key).map_err(ArchiveError::sled)? else {
+            let Some(raw) = caches.index.with(|db| db.get(Table::Entries, &key))? else {
                 return Err(stale());
             };
-            let entry: EntryValue = serde_json::from_slice(&raw).map_err(ArchiveError::sled)?;
+            let entry: EntryValue = serde_json::from_slice(&raw).map_err(ArchiveError::listing)?;
             let meta = caches.index.metadata(&address, false)?.unwrap_or_default();
             out.push(SearchHit {
                 id: MessageId(to_hex(&address)),
@@ -1682,16 +1904,14 @@ impl DiskArchiveStore {
     fn stats_raw(&self) -> Result<ArchiveStats, ArchiveError> {
         let caches = self.caches();
         let mut stats = ArchiveStats::default();
-        for item in caches.index.entries.iter() {
-            let (key, _) = item.map_err(ArchiveError::sled)?;
+        for (key, _) in caches.index.scan_prefix(Table::Entries, &[])? {
             if let Some((user, _, _)) = split_entry_key(&key) {
                 stats.messages += 1;
                 *stats.users.entry(user).or_insert(0) += 1;
             }
         }
         let mut last: Option<Vec<u8>> = None;
-        for item in caches.index.holders.iter() {
-            let (key, _) = item.map_err(ArchiveError::sled)?;
+        for (key, _) in caches.index.scan_prefix(Table::Holders, &[])? {
             let address = &key[..32.min(key.len())];
             if last.as_deref() != Some(address) {
                 stats.unique_messages += 1;
@@ -1703,7 +1923,7 @@ impl DiskArchiveStore {
                 last = Some(address.to_vec());
             }
         }
-        stats.chunks = caches.index.chunks.len() as u64;
+        stats.chunks = caches.index.count(Table::Chunks)?;
         for n in list_packs(&self.dir.join("packs"))? {
             let path = self.packs.path(n);
             stats.stored_bytes += std::fs::metadata(&path)
@@ -1716,8 +1936,8 @@ impl DiskArchiveStore {
 
 impl Drop for DiskArchiveStore {
     fn drop(&mut self) {
-        if let Err(e) = self.flush() {
-            tracing::error!(error = %e, "closing the archive: index flush failed; it is replayed on next open");
+        if !self.read_only && self.search_pending.load(Ordering::SeqCst) > 0 {
+            self.sync_search_logged(SearchIndex::default_wait());
         }
     }
 }

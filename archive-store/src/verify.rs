@@ -1,7 +1,7 @@
 //! `verify`: re-reads and re-hashes every chunk and every manifest, checks every
 //! record of the record log, and names each broken object (pack file and offset)
 //! with the messages and archives it affects. Also reports drift between the
-//! record log and the caches (sled listings, search index).
+//! record log and the caches (listing index, search index).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -331,10 +331,10 @@ impl DiskArchiveStore {
         }
 
         // 4. Drift between the log and the caches.
-        let sled_entries = self.caches().index.entries.len() as u64;
-        if sled_entries != log_entries.len() as u64 {
+        let listed = self.caches().index.count(crate::index::Table::Entries)?;
+        if listed != log_entries.len() as u64 {
             report.drift.push(format!(
-                "listing index has {sled_entries} entries, the record log {}; run `archive reindex`",
+                "listing index has {listed} entries, the record log {}; run `archive reindex`",
                 log_entries.len()
             ));
         }

@@ -1,5 +1,6 @@
-//! Damaged caches heal themselves: whatever happens to sled, tantivy, the
-//! checkpoint or the generation pointer, opening the archive (writable or
+//! Damaged caches heal themselves: whatever happens to `index.db`, tantivy, the
+//! recorded positions or the generation pointer, or with the caches of an older
+//! (sled) layout, opening the archive (writable or
 //! read-only) and `rebuild_indexes` work and every answer is what it was before.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -156,16 +157,19 @@ type Damage = fn(&Path);
 
 fn damages() -> Vec<(&'static str, Damage)> {
     vec![
-        ("sled files overwritten", |g| {
-            for (i, f) in files(&g.join("sled")).iter().enumerate() {
-                overwrite(f, i as u64);
-            }
+        ("index.db overwritten", |g| {
+            overwrite(&g.join("index.db"), 1);
         }),
-        ("sled files truncated", |g| {
-            files(&g.join("sled")).iter().for_each(|f| truncate(f));
+        ("index.db truncated", |g| {
+            truncate(&g.join("index.db"));
         }),
-        ("sled directory deleted", |g| {
-            std::fs::remove_dir_all(g.join("sled")).unwrap();
+        ("index.db deleted", |g| {
+            std::fs::remove_file(g.join("index.db")).unwrap();
+        }),
+        ("index.db rows damaged", |g| {
+            let db = rusqlite::Connection::open(g.join("index.db")).unwrap();
+            db.execute("UPDATE kv SET v = x'00112233445566' WHERE t = 3", [])
+                .unwrap();
         }),
         ("tantivy meta.json overwritten", |g| {
             overwrite(&g.join("search/meta.json"), 3);
@@ -194,8 +198,25 @@ fn damages() -> Vec<(&'static str, Damage)> {
                 }
             }
         }),
-        ("checkpoint garbage", |g| {
-            std::fs::write(g.join("checkpoint.json"), b"{\"garbage").unwrap();
+        ("positions beyond the files", |g| {
+            let db = rusqlite::Connection::open(g.join("index.db")).unwrap();
+            let far = (1u64 << 50).to_le_bytes();
+            let mut v = far.to_vec();
+            let mut crc = crc32fast_free(0, b"log", &far);
+            v.extend_from_slice(&crc.to_le_bytes());
+            db.execute(
+                "UPDATE kv SET v = ?1 WHERE t = 0 AND k = CAST('log' AS BLOB)",
+                [&v],
+            )
+            .unwrap();
+            v.truncate(8);
+            crc = crc32fast_free(0, b"pack", &far);
+            v.extend_from_slice(&crc.to_le_bytes());
+            db.execute(
+                "UPDATE kv SET v = ?1 WHERE t = 0 AND k = CAST('pack' AS BLOB)",
+                [&v],
+            )
+            .unwrap();
         }),
         ("pointer garbage", |g| {
             std::fs::write(g.parent().unwrap().join("CURRENT"), b"\x00\xffnonsense").unwrap();
@@ -209,15 +230,40 @@ fn damages() -> Vec<(&'static str, Damage)> {
         ("generation deleted", |g| {
             std::fs::remove_dir_all(g).unwrap();
         }),
-        ("layout without generations", |g| {
+        ("sled layout without generations", |g| {
             let index = g.parent().unwrap();
-            for item in ["sled", "search", "checkpoint.json"] {
-                std::fs::rename(g.join(item), index.join(item)).unwrap();
-            }
+            std::fs::rename(g.join("search"), index.join("search")).unwrap();
+            sled_layout(index);
             std::fs::remove_dir_all(g).unwrap();
             std::fs::remove_file(index.join("CURRENT")).unwrap();
         }),
+        ("generation of the sled layout", |g| {
+            std::fs::remove_file(g.join("index.db")).unwrap();
+            sled_layout(g);
+        }),
     ]
+}
+
+/// What an older version left in an index directory: sled's files and a checkpoint.
+fn sled_layout(dir: &Path) {
+    std::fs::create_dir_all(dir.join("sled/blobs")).unwrap();
+    std::fs::write(dir.join("sled/conf"), noise(5, 200)).unwrap();
+    std::fs::write(dir.join("sled/db"), noise(6, 4096)).unwrap();
+    std::fs::write(
+        dir.join("checkpoint.json"),
+        br#"{"index_id":"x","log_offset":0,"packs":{}}"#,
+    )
+    .unwrap();
+}
+
+/// The row checksum of `index.db` (kind, key length, key, value).
+fn crc32fast_free(kind: u8, key: &[u8], value: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&[kind]);
+    h.update(&(key.len() as u64).to_le_bytes());
+    h.update(key);
+    h.update(value);
+    h.finalize()
 }
 
 /// After `damage`, each way of opening gives the same answers as before.
@@ -312,19 +358,15 @@ fn read_only_open_writes_no_source_of_truth_and_refuses_to_archive() {
         refused,
         Err(archive_store::ArchiveError::ReadOnly { .. })
     ));
-    assert!(matches!(
-        DiskArchiveStore::open(&dir, StoreOptions::default()),
-        Err(archive_store::ArchiveError::Locked { .. })
-    ));
     drop(a);
     assert_eq!(std::fs::read(&log).unwrap(), bytes, "record log untouched");
     assert_eq!(std::fs::read(&pack).unwrap(), pack_before, "pack untouched");
+    // Readers and writers coexist.
+    let reader = DiskArchiveStore::open_read_only(&dir, StoreOptions::default()).unwrap();
     let writer = common::open(&dir);
-    assert!(matches!(
-        DiskArchiveStore::open_read_only(&dir, StoreOptions::default()),
-        Err(archive_store::ArchiveError::Locked { .. })
-    ));
-    drop(writer);
+    let second = DiskArchiveStore::open_read_only(&dir, StoreOptions::default()).unwrap();
+    assert_eq!(second.stats().unwrap().messages, 12);
+    drop((reader, second, writer));
     assert!(
         std::fs::read(&log).unwrap().len() < bytes.len(),
         "a writer cuts the tail"
