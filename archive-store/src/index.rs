@@ -182,6 +182,9 @@ fn db_error(path: &Path) -> impl Fn(rusqlite::Error) -> ArchiveError + '_ {
     }
 }
 
+/// A key and its value.
+pub(crate) type Row = (Vec<u8>, Vec<u8>);
+
 /// The lookup database of one generation.
 pub(crate) struct Index {
     conn: Mutex<Connection>,
@@ -369,7 +372,7 @@ impl Index {
         &self,
         table: Table,
         prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ArchiveError> {
+    ) -> Result<Vec<Row>, ArchiveError> {
         self.with(|db| db.scan_prefix(table, prefix))
     }
 
@@ -486,11 +489,7 @@ impl Db<'_> {
         Ok(())
     }
 
-    fn scan_prefix(
-        &self,
-        table: Table,
-        prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ArchiveError> {
+    fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<Vec<Row>, ArchiveError> {
         let map = |row: &rusqlite::Row<'_>| Ok((row.get::<_, Vec<u8>>(0)?, row.get(1)?));
         let rows: Vec<(Vec<u8>, Vec<u8>)> = match prefix_end(prefix) {
             Some(end) => self

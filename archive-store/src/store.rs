@@ -612,19 +612,17 @@ impl DiskArchiveStore {
         };
         FileExt::lock_exclusive(file).map_err(|e| ArchiveError::io(&self.write_lock.path, e))?;
         // Other writes of this process wait (on `active`) until the catch-up is done.
-        let caught_up = (|| {
-            self.refresh_generation(None);
-            match catch_panic(|| self.catch_up(true)) {
-                Err(e) if is_cache_error(&e, &self.index_dir) => {
-                    let _exclusive = self
-                        .maintenance
-                        .write()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    self.rebuild_caches(&e, true)
-                }
-                other => other,
+        self.refresh_generation(None);
+        let caught_up = match catch_panic(|| self.catch_up(true)) {
+            Err(e) if is_cache_error(&e, &self.index_dir) => {
+                let _exclusive = self
+                    .maintenance
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                self.rebuild_caches(&e, true)
             }
-        })();
+            other => other,
+        };
         if let Err(e) = caught_up {
             if let Err(unlock) = FileExt::unlock(file) {
                 tracing::error!(lock = %self.write_lock.path.display(), error = %unlock, "cannot release the write lock");

@@ -32,7 +32,7 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// Message `i` of `user`; messages with `i % 4 == 0` have the same bytes for every
 /// user (deduplicated across processes).
 fn message(user: &str, i: u64) -> Vec<u8> {
-    let shared = i % 4 == 0;
+    let shared = i.is_multiple_of(4);
     let owner = if shared { "everyone" } else { user };
     let attachment = common::noise(i, 5_000 + (i as usize % 3) * 70_000);
     common::Mail {
@@ -144,7 +144,11 @@ fn check_user(store: &DiskArchiveStore, user: &str, count: u64) {
     for i in 0..count {
         let id = store.find_source(user, &source(user, i)).unwrap();
         let id = id.unwrap_or_else(|| panic!("{user} m{i} is archived"));
-        let owner = if i % 4 == 0 { "everyone" } else { user };
+        let owner = if i.is_multiple_of(4) {
+            "everyone"
+        } else {
+            user
+        };
         let hits = store
             .search(
                 &query(&format!("token{owner}x{i}")),
