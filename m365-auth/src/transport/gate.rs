@@ -1,12 +1,11 @@
-//! Per-mailbox admission control, shared by every task of the process.
+//! Admission control per remote resource (for Graph mail: one mailbox), shared by every task
+//! of the process.
 //!
-//! Outlook limits each app, per mailbox, to 4 concurrent requests and 10,000 requests per
-//! 10 minutes, and answers 429 with `Retry-After` beyond that. Each mailbox therefore gets
-//! one [`MailboxGate`] in a process-wide [`ThrottleRegistry`]: a semaphore (requests in
-//! flight, held until the response body is fully read), a sliding-window request budget,
-//! and a "closed until" instant set from `Retry-After`, before which no request to that
-//! mailbox leaves the process. Gates are keyed by Graph root and mailbox, so every
-//! [`crate::GraphMailboxSource`] of the process talking to the same mailbox shares one.
+//! Each resource gets one [`ResourceGate`] in a process-wide [`GateRegistry`]: a
+//! semaphore (requests in flight, held until the response body is fully read), a
+//! sliding-window request budget, and a "closed until" instant set from `Retry-After`,
+//! before which no request to that resource leaves the process. Every client of the
+//! process keyed to the same resource shares one gate.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,15 +18,18 @@ use tokio::time::Instant;
 /// The limits a gate enforces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GateLimits {
-    /// Requests in flight at once (Outlook allows 4).
+    /// Requests in flight at once.
     pub max_in_flight: usize,
-    /// Requests per [`GateLimits::window`] (Outlook allows 10,000 per 10 minutes).
+    /// Requests per [`GateLimits::window`].
     pub budget: usize,
     /// Length of the sliding budget window.
     pub window: Duration,
 }
 
 impl Default for GateLimits {
+    /// Exchange Online's per-mailbox allowance for one app (4 in flight, 10,000 requests
+    /// per 10 minutes), the budget kept with a margin: the tightest Graph limit this
+    /// workspace meets.
     fn default() -> Self {
         Self {
             max_in_flight: 4,
@@ -37,41 +39,39 @@ impl Default for GateLimits {
     }
 }
 
-/// Process-wide map from mailbox to its gate.
+/// Process-wide map from resource key to its gate.
 #[derive(Debug, Default)]
-pub struct ThrottleRegistry {
-    gates: Mutex<HashMap<String, Arc<MailboxGate>>>,
+pub struct GateRegistry {
+    gates: Mutex<HashMap<String, Arc<ResourceGate>>>,
 }
 
-impl ThrottleRegistry {
+impl GateRegistry {
     /// A registry of its own (for isolation in tests, or several apps in one process:
-    /// Outlook's limits are per app and mailbox).
+    /// service limits are per app and resource).
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The registry shared by the whole process.
-    pub fn global() -> Arc<ThrottleRegistry> {
-        static GLOBAL: OnceLock<Arc<ThrottleRegistry>> = OnceLock::new();
-        GLOBAL
-            .get_or_init(|| Arc::new(ThrottleRegistry::new()))
-            .clone()
+    pub fn global() -> Arc<GateRegistry> {
+        static GLOBAL: OnceLock<Arc<GateRegistry>> = OnceLock::new();
+        GLOBAL.get_or_init(|| Arc::new(GateRegistry::new())).clone()
     }
 
     /// The gate for `key`, created with `limits` if it does not exist yet (an existing
     /// gate keeps the limits it was created with).
-    pub fn gate(&self, key: &str, limits: &GateLimits) -> Arc<MailboxGate> {
+    pub fn gate(&self, key: &str, limits: &GateLimits) -> Arc<ResourceGate> {
         let mut gates = lock(&self.gates);
         gates
             .entry(key.to_string())
-            .or_insert_with(|| Arc::new(MailboxGate::new(limits.clone())))
+            .or_insert_with(|| Arc::new(ResourceGate::new(limits.clone())))
             .clone()
     }
 }
 
-/// Admission control for one mailbox.
+/// Admission control for one resource.
 #[derive(Debug)]
-pub struct MailboxGate {
+pub struct ResourceGate {
     limits: GateLimits,
     permits: Arc<Semaphore>,
     state: Mutex<GateState>,
@@ -105,7 +105,7 @@ impl Drop for Admission {
     }
 }
 
-impl MailboxGate {
+impl ResourceGate {
     /// A gate with these limits.
     pub fn new(limits: GateLimits) -> Self {
         let permits = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
@@ -122,14 +122,14 @@ impl MailboxGate {
         &self.limits
     }
 
-    /// Waits until a request may be sent: the mailbox is not closed by a `Retry-After`,
+    /// Waits until a request may be sent: the resource is not closed by a `Retry-After`,
     /// a slot is free, and the budget window has room. The request counts against the
     /// budget from now on.
     pub async fn admit(&self) -> Admission {
         self.admit_many(1, 1).await
     }
 
-    /// Like [`MailboxGate::admit`], for a request that occupies `slots` slots at once (a
+    /// Like [`ResourceGate::admit`], for a request that occupies `slots` slots at once (a
     /// `$batch`, whose inner requests the service runs in parallel): waits for all of them
     /// together (never one by one, so two batches cannot each hold part) and counts
     /// `cost` requests (a batch's inner requests) against the budget. At most every slot
@@ -192,7 +192,7 @@ impl MailboxGate {
         }
     }
 
-    /// Closes the mailbox for `delay` (a `Retry-After`): no request is admitted before it
+    /// Closes the resource for `delay` (a `Retry-After`): no request is admitted before it
     /// expires. A later expiry wins over an earlier one.
     pub fn close_for(&self, delay: Duration) {
         let until = Instant::now() + delay;
@@ -202,7 +202,7 @@ impl MailboxGate {
         }
     }
 
-    /// When the mailbox reopens, if it is closed now.
+    /// When the resource reopens, if it is closed now.
     pub fn closed_until(&self) -> Option<Instant> {
         let state = lock(&self.state);
         state.closed_until.filter(|&t| t > Instant::now())
@@ -245,7 +245,7 @@ mod tests {
 
     #[tokio::test]
     async fn never_more_than_max_in_flight() {
-        let gate = Arc::new(MailboxGate::new(GateLimits {
+        let gate = Arc::new(ResourceGate::new(GateLimits {
             max_in_flight: 4,
             ..GateLimits::default()
         }));
@@ -275,7 +275,7 @@ mod tests {
     #[tokio::test]
     async fn budget_window_delays_the_request_over_budget() {
         let window = Duration::from_millis(300);
-        let gate = MailboxGate::new(GateLimits {
+        let gate = ResourceGate::new(GateLimits {
             max_in_flight: 4,
             budget: 3,
             window,
@@ -292,8 +292,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn retry_after_closes_the_mailbox_for_everyone() {
-        let gate = Arc::new(MailboxGate::new(GateLimits::default()));
+    async fn retry_after_closes_the_resource_for_everyone() {
+        let gate = Arc::new(ResourceGate::new(GateLimits::default()));
         gate.close_for(Duration::from_millis(500));
         gate.close_for(Duration::from_millis(200)); // an earlier expiry does not shorten it
         let start = Instant::now();
@@ -315,7 +315,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_holds_every_slot_and_pays_for_its_inner_requests() {
-        let gate = MailboxGate::new(GateLimits {
+        let gate = ResourceGate::new(GateLimits {
             max_in_flight: 4,
             budget: 100,
             window: Duration::from_secs(600),
@@ -340,15 +340,15 @@ mod tests {
 
     #[test]
     fn registry_shares_gates_per_key() {
-        let registry = ThrottleRegistry::new();
+        let registry = GateRegistry::new();
         let a = registry.gate("https://g/|a@x", &GateLimits::default());
         let b = registry.gate("https://g/|a@x", &GateLimits::default());
         let c = registry.gate("https://g/|b@x", &GateLimits::default());
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &c));
         assert!(Arc::ptr_eq(
-            &ThrottleRegistry::global(),
-            &ThrottleRegistry::global()
+            &GateRegistry::global(),
+            &GateRegistry::global()
         ));
     }
 }

@@ -1,11 +1,26 @@
 //! What every Graph client of the workspace shares: the retry policy (fault backoff
-//! with jitter, a separate throttling budget, a cap on `Retry-After`) and the one
-//! `Retry-After` parser (delay-seconds, fractional accepted, or an HTTP date).
+//! with jitter, a separate throttling budget, a cap on `Retry-After`), the one
+//! `Retry-After` parser (delay-seconds, fractional accepted, or an HTTP date), the retry
+//! loop itself ([`Transport`], [`Exchange`]), per-resource admission control
+//! ([`ResourceGate`]), request counting ([`RequestCounters`]), Graph's error body, the
+//! API root and paging-link checks, and failure descriptions.
 //! Invariant: no wait computed here exceeds the policy's caps.
+
+mod exchange;
+mod gate;
+
+pub use exchange::{
+    BodyError, Exchange, Fault, GaveUp, Lane, Refusal, RequestCounters, RequestCounts, Transport,
+    Verdict, check_length, next_chunk, read_body,
+};
+pub use gate::{Admission, GateLimits, GateRegistry, ResourceGate};
 
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
+use url::Url;
+
+use crate::AccessToken;
 
 /// Limits and delays of a Graph client's retry loop.
 ///
@@ -94,6 +109,218 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Graph's error body `{"error": {"code", "message", "innerError": {"request-id"}}}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GraphError {
+    /// Error code, e.g. `ErrorItemNotFound`.
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+    /// `innerError.request-id`, for support cases.
+    pub request_id: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct ErrorBodyWire {
+    error: ErrorDetailWire,
+}
+
+#[derive(serde::Deserialize)]
+struct ErrorDetailWire {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+    #[serde(rename = "innerError", default)]
+    inner_error: Option<InnerErrorWire>,
+}
+
+#[derive(serde::Deserialize)]
+struct InnerErrorWire {
+    #[serde(rename = "request-id", default)]
+    request_id: Option<String>,
+}
+
+impl GraphError {
+    /// A code and message (no request id).
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            request_id: None,
+        }
+    }
+
+    /// Parses an error body; `None` when the bytes are not a Graph error.
+    pub fn parse(bytes: &[u8]) -> Option<GraphError> {
+        serde_json::from_slice::<ErrorBodyWire>(bytes)
+            .ok()
+            .map(|b| Self::from_wire(b.error))
+    }
+
+    /// The error inside a JSON value (an inner `$batch` answer's body).
+    pub fn from_value(body: &serde_json::Value) -> Option<GraphError> {
+        ErrorBodyWire::deserialize_value(body).map(|b| Self::from_wire(b.error))
+    }
+
+    fn from_wire(e: ErrorDetailWire) -> Self {
+        Self {
+            code: e.code,
+            message: e.message,
+            request_id: e.inner_error.and_then(|i| i.request_id),
+        }
+    }
+}
+
+impl ErrorBodyWire {
+    fn deserialize_value(v: &serde_json::Value) -> Option<Self> {
+        serde::Deserialize::deserialize(v).ok()
+    }
+}
+
+/// `{root}/v1.0` from a Graph root given with or without the `/v1.0`; `Err` says what
+/// is wrong with `root`.
+pub fn api_root(root: &Url) -> Result<Url, String> {
+    if root.cannot_be_a_base() || !matches!(root.scheme(), "http" | "https") {
+        return Err(format!("{root} is not an http(s) URL"));
+    }
+    if root.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{root} has no host"));
+    }
+    if root.query().is_some() || root.fragment().is_some() {
+        return Err(format!("{root} must not carry a query or fragment"));
+    }
+    let trimmed = root.path().trim_end_matches('/');
+    let path = if trimmed.ends_with("/v1.0") {
+        trimmed.to_owned()
+    } else {
+        format!("{trimmed}/v1.0")
+    };
+    let mut api = root.clone();
+    api.set_path(&path);
+    Ok(api)
+}
+
+/// A nextLink or deltaLink, checked to point at `api`'s origin (it will carry the bearer
+/// token); `Err` says why it is refused.
+pub fn check_link(api: &Url, raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|e| format!("link {raw:?} is not a URL: {e}"))?;
+    if url.origin() != api.origin() {
+        return Err(format!(
+            "a link points to {} instead of {}: refusing to send the token there",
+            url.origin().ascii_serialization(),
+            api.origin().ascii_serialization()
+        ));
+    }
+    Ok(url)
+}
+
+/// An HTTP client following no redirect, for paging links and for requests graph-rs-sdk
+/// builds but cannot send (it cannot be given extra trust anchors): trusts the PEM
+/// certificates of `extra_ca_pem` besides the system's. `Err` says what is wrong with the
+/// PEM text.
+pub fn http_client(
+    extra_ca_pem: Option<&str>,
+    connect_timeout: Duration,
+    timeout: Option<Duration>,
+) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(timeout) = timeout {
+        builder = builder.timeout(timeout);
+    }
+    if let Some(pem) = extra_ca_pem {
+        let certificates = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|e| format!("not a PEM certificate: {e}"))?;
+        if certificates.is_empty() {
+            return Err("no certificate in the PEM text".into());
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// Sends a request graph-rs-sdk built, with `token` as its bearer token.
+pub async fn send_with_token<F>(token: &AccessToken, send: F) -> Result<reqwest::Response, String>
+where
+    F: std::future::Future<Output = Result<reqwest::Response, graph_rs_sdk::GraphFailure>>,
+{
+    crate::with_request_token(token, send)
+        .await
+        .map_err(|e| describe_graph_failure(&e))
+}
+
+const TLS_HINT: &str =
+    " (TLS: if a proxy or private CA signs this endpoint, configure its CA certificate)";
+
+/// A reqwest error with its causes (TLS and connection failures hide there).
+pub fn describe_reqwest(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "body failed"
+    } else {
+        "request failed"
+    };
+    with_causes(kind.to_owned(), std::error::Error::source(e))
+}
+
+/// A graph-rs-sdk failure with its causes (the reqwest error inside, when there is one);
+/// never request headers.
+pub fn describe_graph_failure(e: &graph_rs_sdk::GraphFailure) -> String {
+    if let graph_rs_sdk::GraphFailure::ReqwestError(r) = e {
+        return describe_reqwest(r);
+    }
+    if let graph_rs_sdk::GraphFailure::PreFlightError { message, .. } = e {
+        return format!("request could not be built: {message}");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(r) = cause.downcast_ref::<reqwest::Error>() {
+            return describe_reqwest(r);
+        }
+        source = cause.source();
+    }
+    // Variants print their inner error's Debug form: keep the start of the first line.
+    let text = e.to_string();
+    let first: String = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect();
+    let mut described = with_causes(first, std::error::Error::source(e));
+    if text.contains("UnknownIssuer") && !described.contains("UnknownIssuer") {
+        described.push_str(": invalid peer certificate: UnknownIssuer");
+        described.push_str(TLS_HINT);
+    }
+    described
+}
+
+fn with_causes(mut text: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    if (text.contains("certificate") || text.contains("UnknownIssuer")) && !text.contains(TLS_HINT)
+    {
+        text.push_str(TLS_HINT);
+    }
+    text
 }
 
 #[cfg(test)]
