@@ -303,19 +303,17 @@ impl Inner {
         let g = &self.graph;
         let user = g.user(mailbox);
         let page = self.options.page_size.max(1).to_string();
+        // Folder listings include hidden folders, a page at a time.
+        let listing = |h: graph_http::api_impl::RequestHandler| {
+            h.append_query_pair("includeHiddenFolders", "true")
+                .top(page.as_str())
+        };
         let handler = match op {
             Op::WellKnownFolder(name) => user.mail_folder(name).get_mail_folders().select(&["id"]),
-            Op::RootFolders => user
-                .mail_folders()
-                .list_mail_folders()
-                .append_query_pair("includeHiddenFolders", "true")
-                .top(page.as_str()),
-            Op::ChildFolders(id) => user
-                .mail_folder(id)
-                .child_folders()
-                .list_child_folders()
-                .append_query_pair("includeHiddenFolders", "true")
-                .top(page.as_str()),
+            Op::RootFolders => listing(user.mail_folders().list_mail_folders()),
+            Op::ChildFolders(id) => {
+                listing(user.mail_folder(id).child_folders().list_child_folders())
+            }
             Op::FolderDelta(id) => user
                 .mail_folder(id)
                 .messages()
