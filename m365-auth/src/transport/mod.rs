@@ -403,6 +403,77 @@ mod tests {
         }
     }
 
+    #[test]
+    fn api_roots_and_links() {
+        let root = |r: &str| api_root(&Url::parse(r).unwrap()).map(|u| u.to_string());
+        assert_eq!(
+            root("https://graph.microsoft.com").unwrap(),
+            "https://graph.microsoft.com/v1.0"
+        );
+        assert_eq!(
+            root("http://127.0.0.1:8/v1.0/").unwrap(),
+            "http://127.0.0.1:8/v1.0"
+        );
+        assert_eq!(
+            root("http://127.0.0.1:8/p").unwrap(),
+            "http://127.0.0.1:8/p/v1.0"
+        );
+        for bad in ["ftp://x.com", "https://x.com/?a=b", "mailto:a@x.com"] {
+            assert!(root(bad).is_err(), "{bad}");
+        }
+        let api = Url::parse("http://127.0.0.1:9/v1.0").unwrap();
+        assert!(check_link(&api, "http://127.0.0.1:9/v1.0/users/delta?$skiptoken=1").is_ok());
+        for bad in [
+            "http://127.0.0.1:10/v1.0/x",
+            "https://127.0.0.1:9/v1.0/x",
+            "not a url",
+        ] {
+            assert!(check_link(&api, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn refusals_tell_resets_and_transient_faults() {
+        use reqwest::StatusCode;
+        let refusal = |status: u16, code: &str| {
+            Refusal::new(
+                StatusCode::from_u16(status).unwrap(),
+                Some(GraphError::new(code, "m")),
+            )
+        };
+        for (status, code, reset, transient) in [
+            (410, "", true, false),
+            (400, "syncStateNotFound", true, false),
+            (400, "resyncRequired", true, false),
+            (400, "BadRequest", false, false),
+            (503, "serviceNotAvailable", false, true),
+            (408, "", false, true),
+            (429, "TooManyRequests", false, true),
+        ] {
+            let r = refusal(status, code);
+            assert_eq!(
+                (r.is_sync_reset(), r.is_transient()),
+                (reset, transient),
+                "{r}"
+            );
+        }
+        assert_eq!(
+            refusal(404, "ErrorItemNotFound").to_string(),
+            "HTTP 404 ErrorItemNotFound: m"
+        );
+        assert_eq!(
+            Refusal::new(StatusCode::BAD_GATEWAY, None).to_string(),
+            "HTTP 502"
+        );
+        let inner = serde_json::json!({"error": {"code": "C", "message": "M", "innerError": {"request-id": "r"}}});
+        let e = GraphError::from_value(&inner).unwrap();
+        assert_eq!((e.code.as_str(), e.request_id.as_deref()), ("C", Some("r")));
+        assert!(GraphError::from_value(&serde_json::json!({"id": "x"})).is_none());
+        assert!(check_length(Some(10), 10).is_ok());
+        assert!(check_length(None, 3).is_ok());
+        assert!(matches!(check_length(Some(10), 4), Err(Fault::Body(_))));
+    }
+
     proptest! {
         #[test]
         fn retry_after_never_panics(v in ".*") {
