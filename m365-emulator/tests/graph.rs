@@ -50,6 +50,14 @@ impl Graph {
         self.get_with(path, &[]).await
     }
 
+    /// GETs `path` and checks that it is refused with this status and a well-formed Graph
+    /// error of this code.
+    async fn refuses(&self, path: &str, status: u16, code: &str) {
+        let (got, body) = self.get(path).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert_graph_error(&body, code);
+    }
+
     async fn post(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> (u16, Value) {
         let mut request = self
             .http
@@ -130,6 +138,59 @@ async fn small(seed: u64) -> Emulator {
     .await
 }
 
+/// Requests refused the same way whatever the mailbox holds: (path, with `{upn}` for a
+/// regular mailbox, status, Graph error code).
+const REFUSALS: &[(&str, u16, &str)] = &[
+    ("/users?$skip=2", 400, "Request_BadRequest"),
+    (
+        "/users?$filter=jobTitle eq 'x'",
+        400,
+        "Request_UnsupportedQuery",
+    ),
+    (
+        "/users/nobody@contoso.onmicrosoft.com",
+        404,
+        "Request_ResourceNotFound",
+    ),
+    (
+        "/users/nobody@contoso.onmicrosoft.com/messages",
+        404,
+        "ErrorInvalidUser",
+    ),
+    (
+        "/users/{upn}/mailFolders/nonexistent",
+        404,
+        "ErrorFolderNotFound",
+    ),
+    (
+        "/users/{upn}/mailFolders?$filter=totalItemCount gt 3",
+        400,
+        "ErrorInvalidUrlQueryFilter",
+    ),
+    (
+        "/users/{upn}/mailFolders/delta?$deltatoken=nope",
+        410,
+        "syncStateNotFound",
+    ),
+    (
+        "/users/{upn}/mailFolders/inbox/messages/delta?$deltatoken=bogus123",
+        410,
+        "syncStateNotFound",
+    ),
+];
+
+#[tokio::test]
+async fn unsupported_queries_unknown_objects_and_bogus_tokens_are_refused() {
+    let emu = small(29).await;
+    let graph = Graph::new(&emu).await;
+    let upn = emu.users()[0].upn.clone();
+    for (path, status, code) in REFUSALS {
+        graph
+            .refuses(&path.replace("{upn}", &upn), *status, code)
+            .await;
+    }
+}
+
 const IMMUTABLE: (&str, &str) = ("Prefer", "IdType=\"ImmutableId\"");
 
 #[tokio::test]
@@ -196,14 +257,8 @@ async fn users_page_with_next_links_and_refuse_skip_and_big_top() {
     );
     assert!(upns[0].ends_with("@contoso.onmicrosoft.com") && upns[0].contains('.'));
 
-    let (status, body) = graph.get("/users?$skip=2").await;
-    assert_eq!(status, 400);
-    assert_graph_error(&body, "Request_BadRequest");
     let (status, _) = graph.get("/users?$top=1000").await;
     assert_eq!(status, 400);
-    let (status, body) = graph.get("/users?$filter=jobTitle eq 'x'").await;
-    assert_eq!(status, 400);
-    assert_graph_error(&body, "Request_UnsupportedQuery");
 
     let (status, body) = graph
         .get("/users?$filter=accountEnabled eq false&$select=id,accountEnabled")
@@ -384,12 +439,6 @@ async fn folder_tree_has_documented_fields_paging_hidden_and_search_folders() {
         }
     }
     assert_eq!(total as usize, emu.message_count(&upn));
-
-    let (status, body) = graph
-        .get(&format!("/users/{upn}/mailFolders/nonexistent"))
-        .await;
-    assert_eq!(status, 404);
-    assert_graph_error(&body, "ErrorFolderNotFound");
 }
 
 #[tokio::test]
@@ -434,11 +483,7 @@ async fn messages_page_filter_select_and_size() {
             .all(|m| m["receivedDateTime"].as_str().unwrap() >= cut)
     );
 
-    let (status, body) = graph
-        .get(&format!("/users/{upn}/mailFolders/inbox/messages?$filter=isRead eq false and receivedDateTime ge {cut}&$orderby=receivedDateTime desc"))
-        .await;
-    assert_eq!(status, 400);
-    assert_graph_error(&body, "InefficientFilter");
+    graph.refuses(&format!("/users/{upn}/mailFolders/inbox/messages?$filter=isRead eq false and receivedDateTime ge {cut}&$orderby=receivedDateTime desc"), 400, "InefficientFilter").await;
     let (status, _) = graph.get(&format!("/users/{upn}/messages?$top=1001")).await;
     assert_eq!(status, 400);
     let (status, _) = graph.get(&format!("/users/{upn}/messages?$top=0")).await;
@@ -687,9 +732,9 @@ async fn folder_delta_full_pass_empty_replay_then_changes() {
 
     // An expired sync state: the last deltaLink answers 410, a fresh full pass starts over.
     emu.expire_delta_tokens(&upn).unwrap();
-    let (status, body) = graph.get(&after_changes).await;
-    assert_eq!(status, 410, "{body}");
-    assert_graph_error(&body, "syncStateNotFound");
+    graph
+        .refuses(&after_changes, 410, "syncStateNotFound")
+        .await;
     let (_, inbox_now) = graph.get(&format!("/users/{upn}/mailFolders/inbox")).await;
     let (again, _, _) = delta_round(&graph, &first, 50).await;
     assert_eq!(
@@ -697,13 +742,6 @@ async fn folder_delta_full_pass_empty_replay_then_changes() {
         inbox_now["totalItemCount"].as_u64().unwrap()
     );
 
-    let (status, body) = graph
-        .get(&format!(
-            "/users/{upn}/mailFolders/inbox/messages/delta?$deltatoken=bogus123"
-        ))
-        .await;
-    assert_eq!(status, 410);
-    assert_graph_error(&body, "syncStateNotFound");
     let response = graph
         .http
         .get(graph.url(&format!(
@@ -784,11 +822,13 @@ async fn delete_and_permanent_delete_and_move_without_immutable_ids() {
         )
         .await;
     assert_eq!(status, 204);
-    let (status, body) = graph
-        .get(&format!("/users/{upn}/messages/{}", ids[1]))
+    graph
+        .refuses(
+            &format!("/users/{upn}/messages/{}", ids[1]),
+            404,
+            "ErrorItemNotFound",
+        )
         .await;
-    assert_eq!(status, 404);
-    assert_graph_error(&body, "ErrorItemNotFound");
 
     let (status, moved) = graph
         .post(
@@ -842,14 +882,6 @@ async fn mail_routes_answer_graph_errors_for_special_users() {
         .get(&format!("/users/{}/mailFolders", disabled.upn))
         .await;
     assert_eq!(status, 200, "a disabled user's mailbox is still there");
-    let (status, body) = graph
-        .get("/users/nobody@contoso.onmicrosoft.com/messages")
-        .await;
-    assert_eq!(status, 404);
-    assert_graph_error(&body, "ErrorInvalidUser");
-    let (status, body) = graph.get("/users/nobody@contoso.onmicrosoft.com").await;
-    assert_eq!(status, 404);
-    assert_graph_error(&body, "Request_ResourceNotFound");
 }
 
 #[tokio::test]
@@ -1020,13 +1052,6 @@ async fn folder_filter_by_display_name_and_users_count_needs_eventual_consistenc
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["value"].as_array().unwrap().len(), 1);
     assert_eq!(body["value"][0]["displayName"], "Receipts/Invoices");
-    let (status, body) = graph
-        .get(&format!(
-            "/users/{upn}/mailFolders?$filter=totalItemCount gt 3"
-        ))
-        .await;
-    assert_eq!(status, 400);
-    assert_graph_error(&body, "ErrorInvalidUrlQueryFilter");
 
     let (status, _) = graph.get("/users?$count=true").await;
     assert_eq!(status, 400);
@@ -1122,9 +1147,4 @@ async fn mail_folder_delta_lists_the_whole_tree_then_only_new_folders() {
     );
     let (_, replay) = graph.get(last["@odata.deltaLink"].as_str().unwrap()).await;
     assert_eq!(replay["value"].as_array().unwrap().len(), 0, "{replay}");
-    let (status, body) = graph
-        .get(&format!("/users/{upn}/mailFolders/delta?$deltatoken=nope"))
-        .await;
-    assert_eq!(status, 410);
-    assert_graph_error(&body, "syncStateNotFound");
 }

@@ -358,7 +358,6 @@ pub(crate) fn plan(recipe: &Recipe, owner_upn: &str, owner_name: &str) -> Plan {
     }
 }
 
-
 fn paragraph(rng: &mut ChaCha8Rng) -> String {
     let words = rng.gen_range(20..90);
     let mut p = String::new();
@@ -433,7 +432,6 @@ const TINY_PNG: &[u8] = &[
     0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
     0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
 ];
-
 
 /// Builder of literal text and random segments.
 #[derive(Default)]
