@@ -1012,3 +1012,20 @@ async fn runs_can_be_spawned_on_the_runtime() {
     assert_eq!(run.unwrap().totals.messages_archived, 2);
     assert!(test.unwrap().ok);
 }
+
+fn assert_send<T: Send>(_: T) {}
+fn assert_send_sync<T: Send + Sync>() {}
+
+/// Compile-time proof, for every lifetime and any progress sink, that the futures of
+/// `run` and `test` are `Send` (so `tokio::spawn` takes them); never called.
+#[allow(dead_code)]
+fn run_and_test_futures_are_send(
+    engine: &Engine,
+    profile: &Profile,
+    cancel: &CancellationToken,
+    progress: &dyn profile_engine::ProgressSink,
+) {
+    assert_send_sync::<Engine>();
+    assert_send(engine.run(profile, cancel, progress));
+    assert_send(engine.test(profile));
+}
