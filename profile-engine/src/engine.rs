@@ -25,11 +25,12 @@ use m365_mailbox::{
     DeleteMode, DeltaCursor, DeltaEvent, Folder, MailboxError, MailboxMetrics, MailboxSource,
     MessageSummary, MimeContent, SourceLimits,
 };
+use tokio::task::JoinError;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::checkpoint::{CheckpointStore, FolderCheckpoint, MailboxCheckpoint, WaitingMessage};
-use crate::error::EngineError;
+use crate::error::{EngineError, FolderFailure, MessageFailure, NotDeleted};
 use crate::lock::RunLock;
 use crate::profile::{Profile, Select, Source};
 use crate::progress::{ProgressEvent, ProgressSink};
@@ -559,28 +560,7 @@ impl Candidate {
 #[derive(Debug)]
 struct MessageOutcome {
     candidate: Candidate,
-    result: Result<Handled, Failed>,
-}
-
-/// A message that could not be archived.
-#[derive(Debug)]
-struct Failed {
-    error: String,
-    /// Retrying cannot help (e.g. above the size cap): reported, but it does not
-    /// hold the folder's cursor back.
-    permanent: bool,
-    /// The archive refused the write (disk full, permissions, ...).
-    archive_side: bool,
-}
-
-impl From<String> for Failed {
-    fn from(error: String) -> Self {
-        Self {
-            error,
-            permanent: false,
-            archive_side: false,
-        }
-    }
+    result: Result<Handled, MessageFailure>,
 }
 
 /// A failure that stops the whole run (the archive's disk is full or failing):
@@ -656,7 +636,7 @@ struct Handled {
     /// Deleted from the mailbox.
     deleted: bool,
     /// Why a due deletion did not happen.
-    delete_error: Option<String>,
+    delete_error: Option<NotDeleted>,
     /// Archived, deletion not due yet: remember it.
     wait_for_deletion: bool,
     /// The message left the mailbox before it could be fetched: nothing to do.
@@ -684,11 +664,18 @@ struct MailboxCtx<'a> {
 /// How one folder round ended.
 struct FolderRound {
     completed: bool,
-    error: Option<String>,
-    /// The error concerns the whole mailbox: its other folders are not tried.
-    mailbox_wide: bool,
+    error: Option<FolderFailure>,
     /// The folder was deleted while the run enumerated it.
     gone: bool,
+}
+
+impl FolderRound {
+    /// The error concerns the whole mailbox: its other folders are not tried.
+    fn mailbox_wide(&self) -> bool {
+        self.error
+            .as_ref()
+            .is_some_and(FolderFailure::is_mailbox_wide)
+    }
 }
 
 impl MailboxCtx<'_> {
@@ -808,7 +795,7 @@ impl MailboxCtx<'_> {
                 errors.push(e.to_string());
                 break;
             }
-            if let Some(error) = round.error {
+            if let Some(error) = &round.error {
                 errors.push(format!("folder {}: {error}", folder.path));
             }
             self.progress.event(ProgressEvent::FolderFinished {
@@ -816,7 +803,7 @@ impl MailboxCtx<'_> {
                 folder: folder.path.clone(),
                 completed: round.completed,
             });
-            if round.mailbox_wide {
+            if round.mailbox_wide() {
                 break;
             }
             if self.archive_broken() {
@@ -955,7 +942,6 @@ impl MailboxCtx<'_> {
         let mut round_failed = false;
         let mut new_cursor = None;
         let mut error = None;
-        let mut mailbox_wide = false;
         let mut gone = false;
         loop {
             if self.archive_broken() {
@@ -982,7 +968,7 @@ impl MailboxCtx<'_> {
                 event = stream.next(), if in_hand.len() < limit => match event {
                     None => {
                         stream_open = false;
-                        error.get_or_insert_with(|| "the change stream ended without a cursor".to_owned());
+                        error.get_or_insert(FolderFailure::NoCursor);
                     }
                     Some(Err(MailboxError::FolderGone { .. })) => {
                         stream_open = false;
@@ -990,8 +976,7 @@ impl MailboxCtx<'_> {
                     }
                     Some(Err(e)) => {
                         stream_open = false;
-                        mailbox_wide = e.is_mailbox_wide();
-                        error = Some(e.to_string());
+                        error = Some(FolderFailure::Listing(e));
                     }
                     Some(Ok(DeltaEvent::Done(cursor))) => {
                         stream_open = false;
@@ -1018,6 +1003,7 @@ impl MailboxCtx<'_> {
         if completed {
             state.cursor = new_cursor;
         }
+        let mailbox_wide = error.as_ref().is_some_and(FolderFailure::is_mailbox_wide);
         if !self.cancel.is_cancelled() && !gone && !mailbox_wide && !self.archive_broken() {
             round_failed |= self.process_waiting(folder, state, report).await;
         }
@@ -1027,7 +1013,6 @@ impl MailboxCtx<'_> {
         FolderRound {
             completed,
             error,
-            mailbox_wide,
             gone,
         }
     }
@@ -1124,22 +1109,19 @@ impl MailboxCtx<'_> {
         }
         let mailbox = self.mailbox().to_owned();
         match result {
-            Err(Failed {
-                error,
-                permanent,
-                archive_side,
-            }) => {
+            Err(failure) => {
                 report.messages_failed += 1;
-                if archive_side {
+                if failure.is_archive_side() {
                     self.archive_failures_in_a_row
                         .fetch_add(1, Ordering::SeqCst);
                 }
-                warn!(message = %candidate.id, %error, "message not archived");
+                let permanent = failure.is_permanent();
+                warn!(message = %candidate.id, error = %failure, "message not archived");
                 self.progress.event(ProgressEvent::MessageFailed {
                     mailbox,
                     folder: folder.path.clone(),
                     message_id: candidate.id.clone(),
-                    error,
+                    error: failure.to_string(),
                 });
                 if candidate.from_waiting && !permanent {
                     state.waiting.insert(
@@ -1203,7 +1185,11 @@ impl MailboxCtx<'_> {
         MessageOutcome { candidate, result }
     }
 
-    async fn handle_inner(&self, folder: &Folder, c: &Candidate) -> Result<Handled, Failed> {
+    async fn handle_inner(
+        &self,
+        folder: &Folder,
+        c: &Candidate,
+    ) -> Result<Handled, MessageFailure> {
         let engine = self.engine;
         let mailbox = self.mailbox();
         let user = self.target.user.clone();
@@ -1215,9 +1201,8 @@ impl MailboxCtx<'_> {
         let lookup = source_ref.clone();
         let lookup_user = user.clone();
         let existing = spawn_blocking(move || archive.find_source(&lookup_user, &lookup))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("archive lookup failed: {e}"))?;
+            .await?
+            .map_err(MessageFailure::Lookup)?;
         let deletion = self.deletion_due(folder, c);
         let delete_now = deletion == Some(true);
         if let Some(_known) = &existing
@@ -1243,18 +1228,11 @@ impl MailboxCtx<'_> {
             // Already archived: only the deletion check needed the bytes.
             Err(e) if existing.is_some() => {
                 return Ok(Handled {
-                    delete_error: Some(format!("download for the deletion check failed: {e}")),
+                    delete_error: Some(NotDeleted::CheckDownload(e)),
                     ..Handled::default()
                 });
             }
-            Err(e @ MailboxError::TooLarge { .. }) => {
-                return Err(Failed {
-                    error: format!("download failed: {e}"),
-                    permanent: true,
-                    archive_side: false,
-                });
-            }
-            Err(e) => return Err(format!("download failed: {e}").into()),
+            Err(e) => return Err(MessageFailure::Fetch(e)),
         };
         let request = ArchiveRequest {
             user: user.clone(),
@@ -1265,21 +1243,20 @@ impl MailboxCtx<'_> {
         if existing.is_none() && !self.marked.swap(true, Ordering::SeqCst) {
             let users = engine.users.clone();
             let owner = user.clone();
-            let marked = spawn_blocking(move || users.mark_has_archive(&owner))
-                .await
-                .map_err(|e| e.to_string())?;
-            if let Err(e) = marked {
+            let marked = spawn_blocking(move || users.mark_has_archive(&owner)).await?;
+            if let Err(source) = marked {
                 self.marked.store(false, Ordering::SeqCst);
-                let error = format!("cannot record that {user} has an archive: {e}");
-                if matches!(e, directory_sync::DirectoryError::StoreIo { .. }) {
+                let halts = matches!(source, directory_sync::DirectoryError::StoreIo { .. });
+                let failure = MessageFailure::OwnerNotRecorded { user, source };
+                if halts {
                     // The user store cannot be written (disk full, I/O error): archiving
                     // on would leave archives whose owner is not protected from removal.
                     self.halt.halt(format!(
-                        "{error}. The run stopped: every message archived before this is kept; \
+                        "{failure}. The run stopped: every message archived before this is kept; \
                          fix the data directory's disk, then run the profile again"
                     ));
                 }
-                return Err(error.into());
+                return Err(failure);
             }
         }
         let archive = engine.archive.clone();
@@ -1297,18 +1274,13 @@ impl MailboxCtx<'_> {
             };
             (result, content, size)
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let bytes = size;
         let (id, new_entry) = stored.map_err(|error| {
             if storage_failed(&error) {
                 self.halt.halt(storage_halt_reason(&error, size));
             }
-            Failed {
-                error: format!("archive write failed: {error}"),
-                permanent: false,
-                archive_side: true,
-            }
+            MessageFailure::Archive(error)
         })?;
         let mut handled = Handled {
             new_entry,
@@ -1322,9 +1294,9 @@ impl MailboxCtx<'_> {
                     match mode {
                         Some(mode) => match engine.mailboxes.delete(mailbox, &c.id, mode).await {
                             Ok(()) => handled.deleted = true,
-                            Err(e) => handled.delete_error = Some(format!("delete failed: {e}")),
+                            Err(e) => handled.delete_error = Some(NotDeleted::Delete(e)),
                         },
-                        None => handled.delete_error = Some("deletion disabled".to_owned()),
+                        None => handled.delete_error = Some(NotDeleted::Disabled),
                     }
                 }
                 Err(why) => handled.delete_error = Some(why),
@@ -1337,7 +1309,7 @@ impl MailboxCtx<'_> {
 
     /// The archived copy is intact and its address is the hash of the bytes
     /// fetched from the mailbox.
-    async fn verified(&self, id: &MessageId, content: MimeContent) -> Result<(), String> {
+    async fn verified(&self, id: &MessageId, content: MimeContent) -> Result<(), NotDeleted> {
         let archive = self.engine.archive.clone();
         let id = id.clone();
         spawn_blocking(move || {
@@ -1345,25 +1317,16 @@ impl MailboxCtx<'_> {
                 MimeContent::Memory(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
                 MimeContent::Spooled(path) => match std::fs::File::open(path) {
                     Ok(file) => Box::new(std::io::BufReader::new(file)),
-                    Err(e) => {
-                        return Err(format!("cannot read the fetched message: {e}; not deleted"));
-                    }
+                    Err(e) => return Err(NotDeleted::ReadFetched(e)),
                 },
             };
             match archive.holds_exactly(&id, &mut offered) {
                 Ok(true) => Ok(()),
-                Ok(false) => Err(format!(
-                    "the archived copy {} failed verification or differs from the message in the mailbox; not deleted",
-                    id.0
-                )),
-                Err(e) => Err(format!(
-                    "archived copy {} could not be verified ({e}); not deleted",
-                    id.0
-                )),
+                Ok(false) => Err(NotDeleted::Differs { id }),
+                Err(source) => Err(NotDeleted::Unverifiable { id, source }),
             }
         })
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
     }
 }
 
@@ -1439,8 +1402,6 @@ pub fn select_folders<'f>(
 /// Runs blocking work (archive, checkpoint and user-store I/O) off the async workers.
 async fn spawn_blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, EngineError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| EngineError::TaskFailed(e.to_string()))
+) -> Result<T, JoinError> {
+    tokio::task::spawn_blocking(work).await
 }
