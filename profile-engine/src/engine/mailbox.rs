@@ -243,10 +243,7 @@ impl MailboxCtx<'_> {
         spawn_blocking(move || store.load(&profile, &mailbox)).await?
     }
 
-    async fn save_checkpoint(
-        &self,
-        checkpoint: &MailboxCheckpoint,
-    ) -> Result<(), EngineError> {
+    async fn save_checkpoint(&self, checkpoint: &MailboxCheckpoint) -> Result<(), EngineError> {
         let store = self.engine.checkpoints.clone();
         let profile = self.profile.name.clone();
         let checkpoint = checkpoint.clone();
