@@ -21,7 +21,7 @@ use archive_store::ArchiveStore;
 use chrono::{DateTime, Utc};
 use directory_sync::{DirectorySource, UserStore};
 use m365_auth::TokenProvider;
-use m365_mailbox::{MailboxSource, SourceLimits};
+use m365_mailbox::MailboxSource;
 use tokio::task::JoinError;
 
 use crate::checkpoint::CheckpointStore;
@@ -44,7 +44,8 @@ const ARCHIVE_FAILURE_LIMIT: usize = 3;
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// Messages in hand (downloading or being written) per mailbox; at most what the
-    /// source serves at once ([`SourceLimits::requests_per_mailbox`]).
+    /// source serves at once ([`SourceLimits::requests_per_mailbox`](m365_mailbox::SourceLimits::requests_per_mailbox)), which is also
+    /// the default (`usize::MAX`).
     pub downloads_per_mailbox: usize,
     /// Largest message fetched, in bytes (Exchange allows 150 MB).
     pub max_message_bytes: u64,
@@ -61,7 +62,7 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         Self {
-            downloads_per_mailbox: SourceLimits::GRAPH.requests_per_mailbox,
+            downloads_per_mailbox: usize::MAX,
             max_message_bytes: 150 * 1024 * 1024,
             now: None,
             lock_dir: None,
