@@ -1,7 +1,8 @@
 //! [`MemoryArchiveStore`]: the [`ArchiveStore`] seam in memory, for other crates'
 //! tests. Same semantics as the disk store (content addressing, per-folder
 //! entries, source lookup, scoped search over the same metadata), no durability.
-//! It can be told to fail writes, to test callers' handling of archive failures.
+//! It can be told to fail writes, to refuse some messages or to report its copies
+//! damaged, to test callers' handling of archive failures.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -29,6 +30,8 @@ struct Inner {
 pub struct MemoryArchiveStore {
     inner: Mutex<Inner>,
     fail_writes: AtomicBool,
+    refuse_marker: Mutex<Option<Vec<u8>>>,
+    damaged: AtomicBool,
 }
 
 impl std::fmt::Debug for MemoryArchiveStore {
@@ -46,6 +49,45 @@ impl MemoryArchiveStore {
     /// From now on, every `archive` call fails (`true`) or works again (`false`).
     pub fn set_fail_writes(&self, fail: bool) {
         self.fail_writes.store(fail, Ordering::SeqCst);
+    }
+
+    /// From now on, every `archive` call whose message contains `marker` (every call,
+    /// for an empty marker) is refused with [`ArchiveError::InvalidRequest`]: the
+    /// message is refused, the storage is fine. `None` accepts every message again.
+    pub fn refuse_writes_containing(&self, marker: Option<&[u8]>) {
+        *self
+            .refuse_marker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = marker.map(<[u8]>::to_vec);
+    }
+
+    /// From now on, every stored copy fails verification (`true`) or is checked
+    /// again (`false`).
+    pub fn set_damaged(&self, damaged: bool) {
+        self.damaged.store(damaged, Ordering::SeqCst);
+    }
+
+    /// The sources recorded for `user`'s archive, sorted.
+    pub fn sources(&self, user: &str) -> Vec<SourceRef> {
+        let mut sources: Vec<SourceRef> = self
+            .inner()
+            .sources
+            .keys()
+            .filter(|(u, _)| u == user)
+            .map(|(_, source)| source.clone())
+            .collect();
+        sources.sort_by(|a, b| (&a.mailbox, &a.message_id).cmp(&(&b.mailbox, &b.message_id)));
+        sources
+    }
+
+    fn refuses(&self, bytes: &[u8]) -> bool {
+        let marker = self
+            .refuse_marker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        marker
+            .as_deref()
+            .is_some_and(|m| m.is_empty() || bytes.windows(m.len()).any(|w| w == m))
     }
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -83,6 +125,31 @@ fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The disk store's request rules, so both refuse the same requests with the same field.
+fn validate(request: &ArchiveRequest) -> Result<(), ArchiveError> {
+    let bad = |field, detail: &str| {
+        Err(ArchiveError::InvalidRequest {
+            field,
+            detail: detail.to_string(),
+        })
+    };
+    if request.user.trim().is_empty() {
+        return bad("user", "the archive owner must not be empty");
+    }
+    if request.user.len() > 512 || request.user.chars().any(char::is_control) {
+        return bad("user", "at most 512 characters, no control characters");
+    }
+    if request.folder.len() > 4096 || request.folder.contains('\0') {
+        return bad("folder", "at most 4096 characters, no NUL");
+    }
+    if let Some(source) = &request.source
+        && (source.mailbox.contains('\0') || source.message_id.contains('\0'))
+    {
+        return bad("source", "no NUL in mailbox or message id");
+    }
+    Ok(())
+}
+
 impl ArchiveStore for MemoryArchiveStore {
     fn archive(
         &self,
@@ -94,16 +161,17 @@ impl ArchiveStore for MemoryArchiveStore {
                 failure: crate::IoFailure::other("writes are switched off in this test store"),
             });
         }
-        if request.user.trim().is_empty() {
-            return Err(ArchiveError::InvalidRequest {
-                field: "user",
-                detail: "the archive owner must not be empty".into(),
-            });
-        }
+        validate(request)?;
         let bytes = match raw {
             RawMessage::Bytes(b) => b.to_vec(),
             RawMessage::File(p) => std::fs::read(p).map_err(|e| ArchiveError::io(p, e))?,
         };
+        if self.refuses(&bytes) {
+            return Err(ArchiveError::InvalidRequest {
+                field: "message",
+                detail: "refused by this test store".into(),
+            });
+        }
         let id = MessageId(blake3::hash(&bytes).to_hex().to_string());
         let mut inner = self.inner();
         let new_content = !inner.contents.contains_key(&id);
@@ -142,6 +210,7 @@ impl ArchiveStore for MemoryArchiveStore {
 
     fn verify_message(&self, id: &MessageId) -> Result<bool, ArchiveError> {
         match self.inner().contents.get(id) {
+            Some(_) if self.damaged.load(Ordering::SeqCst) => Ok(false),
             Some((bytes, _)) => Ok(to_hex(blake3::hash(bytes).as_bytes()) == id.0),
             None => Err(ArchiveError::NotFound { id: id.0.clone() }),
         }
@@ -296,5 +365,35 @@ mod tests {
                 .archive(&req("carol"), RawMessage::Bytes(raw))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn test_knobs_refuse_marked_messages_and_damage_copies() {
+        let store = MemoryArchiveStore::new();
+        let req = ArchiveRequest {
+            user: "alice".into(),
+            folder: "Inbox".into(),
+            source: Some(SourceRef {
+                mailbox: "a@b.c".into(),
+                message_id: "1".into(),
+            }),
+            received: None,
+        };
+        store.refuse_writes_containing(Some(b"POISON"));
+        let refused = store.archive(&req, RawMessage::Bytes(b"Subject: POISON\r\n\r\n"));
+        assert!(matches!(refused, Err(ArchiveError::InvalidRequest { .. })));
+        let kept = store
+            .archive(&req, RawMessage::Bytes(b"Subject: fine\r\n\r\n"))
+            .unwrap();
+        store.refuse_writes_containing(Some(b""));
+        assert!(store.archive(&req, RawMessage::Bytes(b"x")).is_err());
+        store.refuse_writes_containing(None);
+        assert_eq!(store.sources("alice"), vec![req.source.clone().unwrap()]);
+        assert!(store.sources("bob").is_empty());
+        assert!(store.verify_message(&kept.id).unwrap());
+        store.set_damaged(true);
+        assert!(!store.verify_message(&kept.id).unwrap());
+        let mut offered: &[u8] = b"Subject: fine\r\n\r\n";
+        assert!(!store.holds_exactly(&kept.id, &mut offered).unwrap());
     }
 }

@@ -11,24 +11,32 @@
 //! graph-rs-sdk builds and sends the first request of a round; nextLink and
 //! deltaLink URLs are followed verbatim with reqwest (also used for every request
 //! when an extra CA certificate is configured, which graph-rs-sdk cannot trust).
-//! Every status is checked: 429 and 5xx are retried with `Retry-After` or
+//! Every request goes through the workspace's one retry loop
+//! (`m365_auth::transport::Transport`): 429 and 5xx are retried with `Retry-After` or
 //! exponential backoff with jitter, a 401 leads to one token refresh, network
-//! failures and truncated bodies are retried, anything else is an error naming the
-//! request and Graph's code.
+//! failures and truncated or garbled bodies are retried, anything else is an error
+//! naming the request and Graph's code.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use graph_rs_sdk::{GraphClient, ODataQuery};
+use m365_auth::transport::{
+    BodyError, Exchange, Fault, GaveUp, Lane, Refusal, RequestCounters, Transport, Verdict,
+};
 use m365_auth::{AccessToken, TokenProvider};
 use reqwest::StatusCode;
 use tracing::{debug, warn};
 use url::Url;
 
-use crate::wire::{self, ErrorBody, Item, Page, WireObject};
+use crate::wire::{self, Item, Page, WireObject};
+
+/// Largest page accepted.
+const MAX_PAGE_BYTES: usize = 64 << 20;
 use crate::{DirectoryChanges, DirectoryError, DirectorySource, DirectoryToken, DirectoryUser};
 
 /// How failed requests are retried.
@@ -112,12 +120,9 @@ pub struct GraphDirectoryStats {
     pub links_refused: u64,
 }
 
+/// Counters of reads (requests are counted by the transport).
 #[derive(Debug, Default)]
 struct Counters {
-    requests: AtomicU64,
-    retries: AtomicU64,
-    throttled: AtomicU64,
-    token_refreshes: AtomicU64,
     full_reads: AtomicU64,
     delta_reads: AtomicU64,
     links_refused: AtomicU64,
@@ -141,7 +146,8 @@ fn bump(counter: &AtomicU64) {
 /// ```
 pub struct GraphDirectorySource {
     api: Url,
-    tokens: Arc<dyn TokenProvider>,
+    transport: Transport,
+    requests: RequestCounters,
     /// Builds (and, without an extra CA, sends) the first request of a round.
     graph: GraphClient,
     /// Follows links; sends everything when an extra CA is configured.
@@ -206,7 +212,12 @@ impl GraphDirectorySource {
         graph_root: Url,
         options: GraphDirectoryOptions,
     ) -> Result<Self, DirectoryError> {
-        let api = api_root(&graph_root)?;
+        let api = m365_auth::transport::api_root(&graph_root).map_err(|reason| {
+            DirectoryError::Config {
+                option: "graph_url",
+                reason,
+            }
+        })?;
         if let Some(group) = &options.group_id
             && (group.trim().is_empty() || group.contains(['/', '?', '#', '%']))
         {
@@ -215,31 +226,14 @@ impl GraphDirectorySource {
                 reason: format!("{group:?} is not a group object id"),
             });
         }
-        let mut http = reqwest::Client::builder()
-            .timeout(options.request_timeout)
-            .connect_timeout(options.request_timeout)
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(pem) = &options.extra_ca_pem {
-            let certificates =
-                reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
-                    DirectoryError::Config {
-                        option: "extra_ca_pem",
-                        reason: format!("not a PEM certificate: {e}"),
-                    }
-                })?;
-            if certificates.is_empty() {
-                return Err(DirectoryError::Config {
-                    option: "extra_ca_pem",
-                    reason: "no certificate in the PEM text".into(),
-                });
-            }
-            for certificate in certificates {
-                http = http.add_root_certificate(certificate);
-            }
-        }
-        let http = http.build().map_err(|e| DirectoryError::Config {
+        let http = m365_auth::transport::http_client(
+            options.extra_ca_pem.as_deref(),
+            options.request_timeout,
+            Some(options.request_timeout),
+        )
+        .map_err(|reason| DirectoryError::Config {
             option: "extra_ca_pem",
-            reason: format!("cannot build the HTTP client: {e}"),
+            reason,
         })?;
         let graph = m365_auth::graph_client_at(
             tokens.clone(),
@@ -249,10 +243,12 @@ impl GraphDirectorySource {
                 connect_timeout: Some(options.request_timeout),
             },
         );
+        let policy = m365_auth::RetryPolicy::from(&options.retry);
         Ok(Self {
             sdk_sends: options.extra_ca_pem.is_none(),
             api,
-            tokens,
+            transport: Transport::new(tokens, policy, options.request_timeout),
+            requests: RequestCounters::default(),
             graph,
             http,
             options,
@@ -269,11 +265,12 @@ impl GraphDirectorySource {
     pub fn stats(&self) -> GraphDirectoryStats {
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let sent = self.requests.snapshot();
         GraphDirectoryStats {
-            requests: get(&c.requests),
-            retries: get(&c.retries),
-            throttled: get(&c.throttled),
-            token_refreshes: get(&c.token_refreshes),
+            requests: sent.requests,
+            retries: sent.retries,
+            throttled: sent.throttled,
+            token_refreshes: sent.token_refreshes,
             full_reads: get(&c.full_reads),
             delta_reads: get(&c.delta_reads),
             links_refused: get(&c.links_refused),
@@ -286,13 +283,7 @@ impl GraphDirectorySource {
         let api_path = self.api.path().trim_end_matches('/');
         let rest = url.path().strip_prefix(api_path)?;
         let is_users_delta = matches!(rest, "/users/delta" | "/users/delta()");
-        (self.same_origin(&url) && is_users_delta).then_some(url)
-    }
-
-    fn same_origin(&self, url: &Url) -> bool {
-        url.scheme() == self.api.scheme()
-            && url.host_str() == self.api.host_str()
-            && url.port_or_known_default() == self.api.port_or_known_default()
+        (url.origin() == self.api.origin() && is_users_delta).then_some(url)
     }
 
     /// `GET path` of a request, for messages (never the query: links carry tokens).
@@ -320,7 +311,7 @@ impl GraphDirectorySource {
                     .bearer_auth(token.secret())
                     .send()
                     .await
-                    .map_err(|e| describe_reqwest(&e));
+                    .map_err(|e| m365_auth::transport::describe_reqwest(&e));
             }
             Request::UsersDelta => self.graph.users().delta().select(wire::USER_SELECT),
             Request::GroupMembers(id) => self
@@ -331,152 +322,29 @@ impl GraphDirectorySource {
                 .select(wire::USER_SELECT),
         };
         if self.sdk_sends {
-            m365_auth::with_request_token(token, handler.send())
-                .await
-                .map_err(|e| describe_graph_failure(&e))
+            m365_auth::transport::send_with_token(token, handler.send()).await
         } else {
             self.http
                 .get(handler.url())
                 .bearer_auth(token.secret())
                 .send()
                 .await
-                .map_err(|e| describe_reqwest(&e))
+                .map_err(|e| m365_auth::transport::describe_reqwest(&e))
         }
     }
 
-    /// Fetches one page: retries, token refresh, status checks, body decoding.
+    /// Fetches one page through the shared retry loop.
     async fn fetch(&self, request: &Request) -> Result<Page, Failure> {
-        let policy = m365_auth::RetryPolicy::from(&self.options.retry);
-        let label = self.label(request);
-        let mut refreshed = false;
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let token = self.tokens.token().await.map_err(DirectoryError::Auth)?;
-            bump(&self.counters.requests);
-            let timeout = self.options.request_timeout;
-            let sent = tokio::time::timeout(timeout, async {
-                let response = self.dispatch(request, &token).await?;
-                let status = response.status();
-                let retry_after = policy.retry_after_header(response.headers());
-                let body = response
-                    .bytes()
-                    .await
-                    .map_err(|e| format!("reading the answer failed: {}", describe_reqwest(&e)))?;
-                Ok::<_, String>((status, retry_after, body))
-            })
-            .await
-            .unwrap_or_else(|_| Err(format!("no complete answer within {timeout:?}")));
-
-            // What went wrong with this attempt, when it may be retried.
-            let (problem, wait, last_error) = match sent {
-                Err(reason) => (reason, None, None),
-                Ok((status, _, body)) if status.is_success() => {
-                    match serde_json::from_slice::<Page>(&body) {
-                        Ok(page) => return Ok(page),
-                        Err(e) => {
-                            let reason = format!("the answer is not a Graph page: {e}");
-                            let error = DirectoryError::InvalidResponse {
-                                request: label.clone(),
-                                reason: reason.clone(),
-                            };
-                            (reason, None, Some(error))
-                        }
-                    }
-                }
-                Ok((status, retry_after, body)) => {
-                    let detail = serde_json::from_slice::<ErrorBody>(&body)
-                        .unwrap_or_default()
-                        .error;
-                    let code = if detail.code.is_empty() {
-                        status
-                            .canonical_reason()
-                            .unwrap_or("error")
-                            .replace(' ', "")
-                    } else {
-                        detail.code.clone()
-                    };
-                    let error = DirectoryError::Graph {
-                        request: label.clone(),
-                        status: status.as_u16(),
-                        code: code.clone(),
-                        message: detail.message.clone(),
-                        request_id: detail.inner_error.and_then(|i| i.request_id),
-                    };
-                    match status {
-                        StatusCode::UNAUTHORIZED if !refreshed => {
-                            debug!(request = %label, "401: refreshing the token once");
-                            self.tokens.invalidate(&token);
-                            refreshed = true;
-                            bump(&self.counters.token_refreshes);
-                            continue;
-                        }
-                        StatusCode::GONE => {
-                            return Err(Failure::LinkRefused {
-                                status: status.as_u16(),
-                                code,
-                            });
-                        }
-                        StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND
-                            if matches!(request, Request::Link { saved: true, .. }) =>
-                        {
-                            return Err(Failure::LinkRefused {
-                                status: status.as_u16(),
-                                code,
-                            });
-                        }
-                        StatusCode::NOT_FOUND => {
-                            if let Request::GroupMembers(group) = request {
-                                return Err(DirectoryError::GroupNotFound {
-                                    group: group.clone(),
-                                }
-                                .into());
-                            }
-                            return Err(error.into());
-                        }
-                        s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
-                            if s == StatusCode::TOO_MANY_REQUESTS {
-                                bump(&self.counters.throttled);
-                            }
-                            if code.eq_ignore_ascii_case("syncStateNotFound")
-                                || code.eq_ignore_ascii_case("resyncRequired")
-                            {
-                                return Err(Failure::LinkRefused {
-                                    status: status.as_u16(),
-                                    code,
-                                });
-                            }
-                            let wait = retry_after;
-                            (format!("{} {code}", status.as_u16()), wait, Some(error))
-                        }
-                        _ => {
-                            if code.eq_ignore_ascii_case("syncStateNotFound")
-                                || code.eq_ignore_ascii_case("resyncRequired")
-                            {
-                                return Err(Failure::LinkRefused {
-                                    status: status.as_u16(),
-                                    code,
-                                });
-                            }
-                            return Err(error.into());
-                        }
-                    }
-                }
-            };
-            if attempt >= policy.max_attempts.max(1) {
-                return Err(last_error
-                    .unwrap_or(DirectoryError::Network {
-                        request: label,
-                        attempts: attempt,
-                        reason: problem,
-                    })
-                    .into());
-            }
-            let wait = wait.unwrap_or_else(|| policy.backoff(attempt));
-            warn!(request = %label, %problem, attempt, wait_ms = wait.as_millis() as u64, "retrying");
-            bump(&self.counters.retries);
-            tokio::time::sleep(wait).await;
-        }
+        let exchange = PageFetch {
+            source: self,
+            request,
+            label: self.label(request),
+        };
+        let lane = Lane {
+            gate: None,
+            counters: &self.requests,
+        };
+        self.transport.run(&exchange, lane).await
     }
 
     /// Reads a round from `first` to its last page.
@@ -548,21 +416,12 @@ impl GraphDirectorySource {
     /// A nextLink or deltaLink, checked to point at this Graph (the bearer token is
     /// never sent anywhere else).
     fn link(&self, label: &str, raw: &str) -> Result<Url, DirectoryError> {
-        let url = Url::parse(raw).map_err(|e| DirectoryError::InvalidResponse {
-            request: label.to_owned(),
-            reason: format!("unusable link {raw:?}: {e}"),
-        })?;
-        if !self.same_origin(&url) {
-            return Err(DirectoryError::InvalidResponse {
+        m365_auth::transport::check_link(&self.api, raw).map_err(|reason| {
+            DirectoryError::InvalidResponse {
                 request: label.to_owned(),
-                reason: format!(
-                    "a link points to {}, not to {}: refusing to send the token there",
-                    url.origin().ascii_serialization(),
-                    self.api.origin().ascii_serialization()
-                ),
-            });
-        }
-        Ok(url)
+                reason,
+            }
+        })
     }
 
     /// Every user (or every member of the group).
@@ -656,90 +515,136 @@ impl DirectorySource for GraphDirectorySource {
     }
 }
 
-/// `{root}/v1.0` from a Graph root given with or without the `/v1.0`.
-fn api_root(root: &Url) -> Result<Url, DirectoryError> {
-    let config = |reason: String| DirectoryError::Config {
-        option: "graph_url",
-        reason,
-    };
-    if root.cannot_be_a_base() || !matches!(root.scheme(), "http" | "https") {
-        return Err(config(format!("{root} is not an http(s) URL")));
-    }
-    if root.host_str().is_none_or(str::is_empty) {
-        return Err(config(format!("{root} has no host")));
-    }
-    if root.query().is_some() || root.fragment().is_some() {
-        return Err(config(format!("{root} must not carry a query or fragment")));
-    }
-    let trimmed = root.path().trim_end_matches('/');
-    let path = if trimmed.ends_with("/v1.0") {
-        trimmed.to_owned()
-    } else {
-        format!("{trimmed}/v1.0")
-    };
-    let mut api = root.clone();
-    api.set_path(&path);
-    Ok(api)
+/// One page request of a read, as the shared retry loop runs it.
+struct PageFetch<'a> {
+    source: &'a GraphDirectorySource,
+    request: &'a Request,
+    label: String,
 }
 
-/// A reqwest error with its causes (TLS and connection failures hide there).
-fn describe_reqwest(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
-    };
-    with_causes(kind.to_owned(), std::error::Error::source(e))
-}
-
-/// A graph-rs-sdk failure with its causes (the reqwest error inside, when there is one).
-fn describe_graph_failure(e: &graph_rs_sdk::GraphFailure) -> String {
-    if let graph_rs_sdk::GraphFailure::ReqwestError(r) = e {
-        return describe_reqwest(r);
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        if let Some(r) = cause.downcast_ref::<reqwest::Error>() {
-            return describe_reqwest(r);
+impl PageFetch<'_> {
+    /// The error naming the request, the status and Graph's code.
+    fn graph_error(&self, refusal: &Refusal) -> DirectoryError {
+        let code = if refusal.code().is_empty() {
+            refusal
+                .status
+                .canonical_reason()
+                .unwrap_or("error")
+                .replace(' ', "")
+        } else {
+            refusal.code().to_owned()
+        };
+        DirectoryError::Graph {
+            request: self.label.clone(),
+            status: refusal.status.as_u16(),
+            code,
+            message: refusal.message().to_owned(),
+            request_id: refusal.error.as_ref().and_then(|e| e.request_id.clone()),
         }
-        source = cause.source();
     }
-    // Variants print their inner error's Debug form: keep the first line.
-    let text = e.to_string();
-    let first = text.lines().next().unwrap_or_default().to_owned();
-    let mut described = with_causes(first, std::error::Error::source(e));
-    if text.contains("UnknownIssuer") && !described.contains("UnknownIssuer") {
-        described.push_str(": invalid peer certificate: UnknownIssuer");
-        described.push_str(TLS_HINT);
+
+    fn link_refused(&self, refusal: &Refusal) -> Failure {
+        Failure::LinkRefused {
+            status: refusal.status.as_u16(),
+            code: refusal.code().to_owned(),
+        }
     }
-    described
 }
 
-const TLS_HINT: &str =
-    " (TLS: if a proxy or private CA signs this endpoint, configure its CA certificate)";
+impl Exchange for PageFetch<'_> {
+    type Output = Page;
+    type Error = Failure;
 
-fn with_causes(mut text: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+
+    fn send(
+        &self,
+        token: &AccessToken,
+    ) -> impl Future<Output = Result<reqwest::Response, String>> + Send {
+        self.source.dispatch(self.request, token)
+    }
+
+    async fn accept(
+        &self,
+        response: reqwest::Response,
+        counters: &RequestCounters,
+    ) -> Result<Page, BodyError<Failure>> {
+        let timeout = self.source.transport.timeout();
+        let too_large = |limit| {
+            Failure::Error(DirectoryError::InvalidResponse {
+                request: self.label.clone(),
+                reason: format!("the answer is larger than {limit} bytes"),
+            })
+        };
+        let body =
+            m365_auth::transport::read_body(response, timeout, counters, MAX_PAGE_BYTES, too_large)
+                .await?;
+        serde_json::from_slice::<Page>(&body).map_err(|e| {
+            BodyError::Retry(Fault::Body(format!("the answer is not a Graph page: {e}")))
+        })
+    }
+
+    fn refused(&self, refusal: Refusal, _repeated: bool) -> Verdict<Failure> {
+        let saved_link = matches!(self.request, Request::Link { saved: true, .. });
+        if refusal.is_sync_reset()
+            || (saved_link
+                && matches!(
+                    refusal.status,
+                    StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND
+                ))
+        {
+            return Verdict::Fail(self.link_refused(&refusal));
         }
-        source = cause.source();
+        if refusal.status == StatusCode::NOT_FOUND
+            && let Request::GroupMembers(group) = self.request
+        {
+            return Verdict::Fail(Failure::Error(DirectoryError::GroupNotFound {
+                group: group.clone(),
+            }));
+        }
+        if refusal.status.is_server_error() {
+            return Verdict::Retry(refusal);
+        }
+        Verdict::Fail(self.failed(refusal))
     }
-    if (text.contains("certificate") || text.contains("UnknownIssuer")) && !text.contains(TLS_HINT)
-    {
-        text.push_str(TLS_HINT);
+
+    fn failed(&self, refusal: Refusal) -> Failure {
+        Failure::Error(self.graph_error(&refusal))
     }
-    text
+
+    fn gave_up(&self, gave_up: GaveUp) -> Failure {
+        Failure::Error(match gave_up.last {
+            Fault::Refused(refusal) => self.graph_error(&refusal),
+            Fault::Body(reason) => DirectoryError::InvalidResponse {
+                request: self.label.clone(),
+                reason,
+            },
+            fault @ (Fault::Timeout(_) | Fault::Network(_)) => DirectoryError::Network {
+                request: self.label.clone(),
+                attempts: gave_up.attempts,
+                reason: fault.to_string(),
+            },
+        })
+    }
+
+    fn no_token(&self, error: m365_auth::AuthError) -> Failure {
+        Failure::Error(DirectoryError::Auth(error))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::SystemTime;
+
+    fn tokens() -> Arc<dyn TokenProvider> {
+        Arc::new(m365_auth::StaticTokenProvider::new(AccessToken::new(
+            "t",
+            SystemTime::now() + Duration::from_secs(3600),
+        )))
+    }
 
     #[test]
     fn api_roots() {
@@ -758,14 +663,31 @@ mod tests {
                 "http://127.0.0.1:8080/prefix/v1.0",
             ),
         ] {
-            assert_eq!(
-                api_root(&Url::parse(root).unwrap()).unwrap().as_str(),
-                api,
-                "{root}"
-            );
+            let source = GraphDirectorySource::new(
+                tokens(),
+                Url::parse(root).unwrap(),
+                GraphDirectoryOptions::default(),
+            )
+            .unwrap();
+            assert_eq!(source.api_root().as_str(), api, "{root}");
         }
         for bad in ["ftp://x.com", "https://x.com/?a=b", "mailto:a@x.com"] {
-            assert!(api_root(&Url::parse(bad).unwrap()).is_err(), "{bad}");
+            let err = GraphDirectorySource::new(
+                tokens(),
+                Url::parse(bad).unwrap(),
+                GraphDirectoryOptions::default(),
+            )
+            .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    DirectoryError::Config {
+                        option: "graph_url",
+                        ..
+                    }
+                ),
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -784,11 +706,8 @@ mod tests {
 
     #[test]
     fn saved_links_must_belong_to_this_graph() {
-        let tokens: Arc<dyn TokenProvider> = Arc::new(m365_auth::StaticTokenProvider::new(
-            AccessToken::new("t", SystemTime::now() + Duration::from_secs(3600)),
-        ));
         let source = GraphDirectorySource::new(
-            tokens,
+            tokens(),
             Url::parse("http://127.0.0.1:9/").unwrap(),
             GraphDirectoryOptions::default(),
         )
@@ -813,9 +732,7 @@ mod tests {
 
     #[test]
     fn unusable_options_are_refused() {
-        let tokens: Arc<dyn TokenProvider> = Arc::new(m365_auth::StaticTokenProvider::new(
-            AccessToken::new("t", SystemTime::now() + Duration::from_secs(3600)),
-        ));
+        let tokens = tokens();
         let root = Url::parse("http://127.0.0.1:9/").unwrap();
         let bad_ca = GraphDirectoryOptions {
             extra_ca_pem: Some("not a certificate".into()),

@@ -1,5 +1,5 @@
 //! Graph's JSON for directory reads: pages of `/users/delta` and
-//! `/groups/{id}/transitiveMembers`, their items, and Graph's error body.
+//! `/groups/{id}/transitiveMembers`, and their items (Graph's error body is `m365_auth::transport::GraphError`).
 //!
 //! Items are decoded one by one so that one odd object (another directory object
 //! type, a missing field) does not cost the whole page.
@@ -92,31 +92,6 @@ impl WireObject {
     }
 }
 
-/// Graph's error body: `{"error": {"code", "message", "innerError": {"request-id"}}}`.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct ErrorBody {
-    #[serde(default)]
-    pub error: ErrorDetail,
-}
-
-/// The `error` member of [`ErrorBody`].
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct ErrorDetail {
-    #[serde(default)]
-    pub code: String,
-    #[serde(default)]
-    pub message: String,
-    #[serde(rename = "innerError", default)]
-    pub inner_error: Option<InnerError>,
-}
-
-/// The `innerError` member of [`ErrorDetail`].
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct InnerError {
-    #[serde(rename = "request-id", default)]
-    pub request_id: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,22 +150,6 @@ mod tests {
             item(r##"{"@odata.type":"#microsoft.graph.group","id":"grp","displayName":"G"}"##),
             Item::Other
         );
-    }
-
-    #[test]
-    fn error_bodies() {
-        let e: ErrorBody = serde_json::from_str(
-            r#"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges",
-                "innerError":{"date":"2024-01-01T00:00:00","request-id":"rid","client-request-id":"c"}}}"#,
-        )
-        .unwrap();
-        assert_eq!(e.error.code, "Authorization_RequestDenied");
-        assert_eq!(
-            e.error.inner_error.unwrap().request_id.as_deref(),
-            Some("rid")
-        );
-        let empty: ErrorBody = serde_json::from_str("{}").unwrap();
-        assert!(empty.error.code.is_empty());
     }
 
     proptest! {

@@ -15,7 +15,8 @@
 //! - [`provider`]: [`ClientCredentialsProvider`] (cache, single flight, retries);
 //! - [`mod@graph_client`]: graph-rs-sdk's `ClientApplication` and a ready `GraphClient`;
 //! - [`store`]: [`CredentialStore`], named credentials on disk;
-//! - [`transport`]: the retry policy and `Retry-After` parser every Graph client shares.
+//! - [`transport`]: what every Graph client shares: retry loop and policy, `Retry-After`,
+//!   per-resource gates, request counts, Graph error bodies.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), m365_auth::AuthError> {
@@ -56,7 +57,7 @@ pub use graph_client::{
 pub use provider::{ClientCredentialsProvider, ProviderOptions};
 pub use registration::{AppRegistration, ClientId, TenantId};
 pub use store::{CredentialStore, CredentialSummary, StoredCredential};
-pub use transport::{RetryPolicy, parse_retry_after};
+pub use transport::{RetryPolicy, Transport, parse_retry_after};
 
 use std::fmt;
 use std::time::{Duration, SystemTime};

@@ -1,136 +1,66 @@
 //! Graph v1.0 behaviour over real HTTP: users and paging, folder tree fields, message listings,
-//! `$value`, per-folder delta (full pass, empty replay, changes, 410), move/delete, `$batch`,
-//! error bodies, determinism.
+//! `$value`, move/delete, `$batch`, error bodies, determinism (delta rounds: `delta.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use m365_emulator::{Emulator, EmulatorConfig};
+use common::graph::{Graph, IMMUTABLE, assert_graph_error, small};
+
+use m365_emulator::EmulatorConfig;
 use serde_json::{Value, json};
 
-/// A Graph caller: base URL, token, HTTP client.
-struct Graph {
-    base: String,
-    token: String,
-    http: reqwest::Client,
-}
+/// Requests refused the same way whatever the mailbox holds: (path, with `{upn}` for a
+/// regular mailbox, status, Graph error code).
+const REFUSALS: &[(&str, u16, &str)] = &[
+    ("/users?$skip=2", 400, "Request_BadRequest"),
+    (
+        "/users?$filter=jobTitle eq 'x'",
+        400,
+        "Request_UnsupportedQuery",
+    ),
+    (
+        "/users/nobody@contoso.onmicrosoft.com",
+        404,
+        "Request_ResourceNotFound",
+    ),
+    (
+        "/users/nobody@contoso.onmicrosoft.com/messages",
+        404,
+        "ErrorInvalidUser",
+    ),
+    (
+        "/users/{upn}/mailFolders/nonexistent",
+        404,
+        "ErrorFolderNotFound",
+    ),
+    (
+        "/users/{upn}/mailFolders?$filter=totalItemCount gt 3",
+        400,
+        "ErrorInvalidUrlQueryFilter",
+    ),
+    (
+        "/users/{upn}/mailFolders/delta?$deltatoken=nope",
+        410,
+        "syncStateNotFound",
+    ),
+    (
+        "/users/{upn}/mailFolders/inbox/messages/delta?$deltatoken=bogus123",
+        410,
+        "syncStateNotFound",
+    ),
+];
 
-impl Graph {
-    async fn new(emu: &Emulator) -> Graph {
-        Graph {
-            base: format!("{}v1.0", emu.graph_url()),
-            token: common::token(emu).await,
-            http: common::client(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        if path.starts_with("http") {
-            path.to_owned()
-        } else {
-            format!("{}{path}", self.base)
-        }
-    }
-
-    async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
-        let mut request = self.http.get(self.url(path)).bearer_auth(&self.token);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.get_with(path, &[]).await
-    }
-
-    async fn post(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> (u16, Value) {
-        let mut request = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(&self.token)
-            .json(&body);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-
-    async fn bytes(&self, path: &str) -> (u16, Option<String>, Vec<u8>) {
-        let response = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let length = response
-            .headers()
-            .get("content-length")
-            .map(|v| v.to_str().unwrap().to_owned());
-        (status, length, response.bytes().await.unwrap().to_vec())
-    }
-
-    /// Follows nextLinks; answers every item and the final page's body.
-    async fn all_pages(&self, first: &str, headers: &[(&str, &str)]) -> (Vec<Value>, Value, usize) {
-        let mut items = Vec::new();
-        let mut link = first.to_owned();
-        let mut pages = 0;
-        loop {
-            let (status, body) = self.get_with(&link, headers).await;
-            assert_eq!(status, 200, "{link}: {body}");
-            pages += 1;
-            items.extend(body["value"].as_array().unwrap().iter().cloned());
-            match body["@odata.nextLink"].as_str() {
-                Some(next) => link = next.to_owned(),
-                None => return (items, body, pages),
-            }
-            assert!(pages < 10_000, "paging does not end");
-        }
+#[tokio::test]
+async fn unsupported_queries_unknown_objects_and_bogus_tokens_are_refused() {
+    let emu = small(29).await;
+    let graph = Graph::new(&emu).await;
+    let upn = emu.users()[0].upn.clone();
+    for (path, status, code) in REFUSALS {
+        graph
+            .refuses(&path.replace("{upn}", &upn), *status, code)
+            .await;
     }
 }
-
-fn assert_graph_error(body: &Value, code: &str) {
-    assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
-    let inner = &body["error"]["innerError"];
-    assert!(
-        inner["request-id"].as_str().is_some_and(|s| !s.is_empty()),
-        "{body}"
-    );
-    assert!(inner["client-request-id"].as_str().is_some(), "{body}");
-    assert!(inner["date"].as_str().is_some(), "{body}");
-}
-
-async fn small(seed: u64) -> Emulator {
-    common::start_with(EmulatorConfig {
-        users: 4,
-        messages_per_user: 25,
-        seed,
-        ..Default::default()
-    })
-    .await
-}
-
-const IMMUTABLE: (&str, &str) = ("Prefer", "IdType=\"ImmutableId\"");
 
 #[tokio::test]
 async fn same_seed_gives_identical_users_and_mime() {
@@ -196,14 +126,8 @@ async fn users_page_with_next_links_and_refuse_skip_and_big_top() {
     );
     assert!(upns[0].ends_with("@contoso.onmicrosoft.com") && upns[0].contains('.'));
 
-    let (status, body) = graph.get("/users?$skip=2").await;
-    assert_eq!(status, 400);
-    assert_graph_error(&body, "Request_BadRequest");
     let (status, _) = graph.get("/users?$top=1000").await;
     assert_eq!(status, 400);
-    let (status, body) = graph.get("/users?$filter=jobTitle eq 'x'").await;
-    assert_eq!(status, 400);
-    assert_graph_error(&body, "Request_UnsupportedQuery");
 
     let (status, body) = graph
         .get("/users?$filter=accountEnabled eq false&$select=id,accountEnabled")
@@ -384,12 +308,6 @@ async fn folder_tree_has_documented_fields_paging_hidden_and_search_folders() {
         }
     }
     assert_eq!(total as usize, emu.message_count(&upn));
-
-    let (status, body) = graph
-        .get(&format!("/users/{upn}/mailFolders/nonexistent"))
-        .await;
-    assert_eq!(status, 404);
-    assert_graph_error(&body, "ErrorFolderNotFound");
 }
 
 #[tokio::test]
@@ -434,11 +352,7 @@ async fn messages_page_filter_select_and_size() {
             .all(|m| m["receivedDateTime"].as_str().unwrap() >= cut)
     );
 
-    let (status, body) = graph
-        .get(&format!("/users/{upn}/mailFolders/inbox/messages?$filter=isRead eq false and receivedDateTime ge {cut}&$orderby=receivedDateTime desc"))
-        .await;
-    assert_eq!(status, 400);
-    assert_graph_error(&body, "InefficientFilter");
+    graph.refuses(&format!("/users/{upn}/mailFolders/inbox/messages?$filter=isRead eq false and receivedDateTime ge {cut}&$orderby=receivedDateTime desc"), 400, "InefficientFilter").await;
     let (status, _) = graph.get(&format!("/users/{upn}/messages?$top=1001")).await;
     assert_eq!(status, 400);
     let (status, _) = graph.get(&format!("/users/{upn}/messages?$top=0")).await;
@@ -570,185 +484,6 @@ async fn large_message_streams_at_its_announced_length() {
     assert!(bytes.ends_with(b"--\r\n"), "closing boundary present");
 }
 
-/// Runs a delta round to its deltaLink; answers (items, deltaLink, pages).
-async fn delta_round(graph: &Graph, link: &str, page: usize) -> (Vec<Value>, String, usize) {
-    let prefer = format!("odata.maxpagesize={page}");
-    let (items, last, pages) = graph
-        .all_pages(link, &[("Prefer", &prefer), IMMUTABLE])
-        .await;
-    (
-        items,
-        last["@odata.deltaLink"]
-            .as_str()
-            .expect("round ends with a deltaLink")
-            .to_owned(),
-        pages,
-    )
-}
-
-fn ids_of(items: &[Value]) -> std::collections::BTreeSet<String> {
-    items
-        .iter()
-        .filter(|i| i.get("@removed").is_none())
-        .map(|i| i["id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-#[tokio::test]
-async fn folder_delta_full_pass_empty_replay_then_changes() {
-    let emu = common::start_with(EmulatorConfig {
-        users: 1,
-        messages_per_user: 120,
-        seed: 21,
-        ..Default::default()
-    })
-    .await;
-    let graph = Graph::new(&emu).await;
-    let upn = emu.users()[0].upn.clone();
-    let (_, inbox) = graph.get(&format!("/users/{upn}/mailFolders/inbox")).await;
-    let inbox_count = inbox["totalItemCount"].as_u64().unwrap() as usize;
-    let inbox_id = inbox["id"].as_str().unwrap().to_owned();
-
-    let first = format!(
-        "/users/{upn}/mailFolders/inbox/messages/delta()?$select=id,receivedDateTime,parentFolderId"
-    );
-    let (items, delta_link, pages) = delta_round(&graph, &first, 4).await;
-    assert_eq!(
-        ids_of(&items).len(),
-        inbox_count,
-        "every inbox message once (repeats allowed)"
-    );
-    assert!(pages > inbox_count / 4, "pages of at most 4");
-    assert!(delta_link.contains("$deltatoken="));
-    assert!(
-        items.iter().all(|i| i.get("subject").is_none()),
-        "the first call's $select is baked into the links"
-    );
-
-    let (replay, delta_link, _) = delta_round(&graph, &delta_link, 4).await;
-    assert!(replay.is_empty(), "no change, empty replay: {replay:?}");
-
-    // Changes: a delivery, a deletion, a move out, a move in.
-    let delivered = emu
-        .deliver(
-            &upn,
-            "inbox",
-            b"From: a@example.org\r\nSubject: new\r\nMessage-ID: <n1@example.org>\r\n\r\nhello\r\n"
-                .to_vec(),
-        )
-        .unwrap();
-    let in_inbox: Vec<String> = ids_of(&items).into_iter().collect();
-    emu.delete_message(&upn, &in_inbox[0]).unwrap();
-    let (status, moved) = graph
-        .post(
-            &format!("/users/{upn}/messages/{}/move", in_inbox[1]),
-            json!({"destinationId": "archive"}),
-            &[IMMUTABLE],
-        )
-        .await;
-    assert_eq!(status, 201, "{moved}");
-    assert_eq!(
-        moved["id"],
-        in_inbox[1].as_str(),
-        "immutable id survives the move"
-    );
-    let (_, archive_page) = graph
-        .get(&format!(
-            "/users/{upn}/mailFolders/archive/messages?$top=1000&$select=id"
-        ))
-        .await;
-    let from_archive = archive_page["value"][0]["id"].as_str().unwrap().to_owned();
-    let (status, _) = graph
-        .post(
-            &format!("/users/{upn}/messages/{from_archive}/move"),
-            json!({"destinationId": inbox_id}),
-            &[],
-        )
-        .await;
-    assert_eq!(status, 201);
-
-    let (changes, after_changes, _) = delta_round(&graph, &delta_link, 4).await;
-    let removed: Vec<&str> = changes
-        .iter()
-        .filter(|c| c["@removed"]["reason"] == "deleted")
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
-    assert!(
-        removed.contains(&in_inbox[0].as_str()),
-        "deleted message reported: {changes:?}"
-    );
-    assert!(
-        removed.contains(&in_inbox[1].as_str()),
-        "moved-away message reported"
-    );
-    let present = ids_of(&changes);
-    assert!(present.contains(&delivered), "delivered message appears");
-    assert_eq!(present.len(), 2, "delivered + moved in: {present:?}");
-
-    // An expired sync state: the last deltaLink answers 410, a fresh full pass starts over.
-    emu.expire_delta_tokens(&upn).unwrap();
-    let (status, body) = graph.get(&after_changes).await;
-    assert_eq!(status, 410, "{body}");
-    assert_graph_error(&body, "syncStateNotFound");
-    let (_, inbox_now) = graph.get(&format!("/users/{upn}/mailFolders/inbox")).await;
-    let (again, _, _) = delta_round(&graph, &first, 50).await;
-    assert_eq!(
-        ids_of(&again).len() as u64,
-        inbox_now["totalItemCount"].as_u64().unwrap()
-    );
-
-    let (status, body) = graph
-        .get(&format!(
-            "/users/{upn}/mailFolders/inbox/messages/delta?$deltatoken=bogus123"
-        ))
-        .await;
-    assert_eq!(status, 410);
-    assert_graph_error(&body, "syncStateNotFound");
-    let response = graph
-        .http
-        .get(graph.url(&format!(
-            "/users/{upn}/mailFolders/inbox/messages/delta?$skiptoken=AAAA"
-        )))
-        .bearer_auth(&graph.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 410);
-    assert!(response.headers().get("location").is_some());
-}
-
-#[tokio::test]
-async fn delta_pages_are_sometimes_empty_yet_always_reach_a_delta_link() {
-    let emu = common::start_with(EmulatorConfig {
-        users: 1,
-        messages_per_user: 300,
-        seed: 4,
-        ..Default::default()
-    })
-    .await;
-    let graph = Graph::new(&emu).await;
-    let upn = emu.users()[0].upn.clone();
-    let mut empty_pages = 0;
-    let mut link = format!("/users/{upn}/mailFolders/inbox/messages/delta?$select=id");
-    loop {
-        let (status, body) = graph
-            .get_with(&link, &[("Prefer", "odata.maxpagesize=2")])
-            .await;
-        assert_eq!(status, 200);
-        if body["value"].as_array().unwrap().is_empty() && body["@odata.nextLink"].is_string() {
-            empty_pages += 1;
-        }
-        match body["@odata.nextLink"].as_str() {
-            Some(next) => link = next.to_owned(),
-            None => {
-                assert!(body["@odata.deltaLink"].is_string());
-                break;
-            }
-        }
-    }
-    assert!(empty_pages > 0, "Graph's empty nextLink pages are emulated");
-}
-
 #[tokio::test]
 async fn delete_and_permanent_delete_and_move_without_immutable_ids() {
     let emu = small(17).await;
@@ -784,11 +519,13 @@ async fn delete_and_permanent_delete_and_move_without_immutable_ids() {
         )
         .await;
     assert_eq!(status, 204);
-    let (status, body) = graph
-        .get(&format!("/users/{upn}/messages/{}", ids[1]))
+    graph
+        .refuses(
+            &format!("/users/{upn}/messages/{}", ids[1]),
+            404,
+            "ErrorItemNotFound",
+        )
         .await;
-    assert_eq!(status, 404);
-    assert_graph_error(&body, "ErrorItemNotFound");
 
     let (status, moved) = graph
         .post(
@@ -842,14 +579,6 @@ async fn mail_routes_answer_graph_errors_for_special_users() {
         .get(&format!("/users/{}/mailFolders", disabled.upn))
         .await;
     assert_eq!(status, 200, "a disabled user's mailbox is still there");
-    let (status, body) = graph
-        .get("/users/nobody@contoso.onmicrosoft.com/messages")
-        .await;
-    assert_eq!(status, 404);
-    assert_graph_error(&body, "ErrorInvalidUser");
-    let (status, body) = graph.get("/users/nobody@contoso.onmicrosoft.com").await;
-    assert_eq!(status, 404);
-    assert_graph_error(&body, "Request_ResourceNotFound");
 }
 
 #[tokio::test]
@@ -1020,13 +749,6 @@ async fn folder_filter_by_display_name_and_users_count_needs_eventual_consistenc
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["value"].as_array().unwrap().len(), 1);
     assert_eq!(body["value"][0]["displayName"], "Receipts/Invoices");
-    let (status, body) = graph
-        .get(&format!(
-            "/users/{upn}/mailFolders?$filter=totalItemCount gt 3"
-        ))
-        .await;
-    assert_eq!(status, 400);
-    assert_graph_error(&body, "ErrorInvalidUrlQueryFilter");
 
     let (status, _) = graph.get("/users?$count=true").await;
     assert_eq!(status, 400);
@@ -1086,45 +808,4 @@ async fn next_links_follow_the_listener_scheme_under_tls() {
     );
     let (items, _, _) = graph.all_pages("/users?$top=2", &[]).await;
     assert_eq!(items.len(), emu.users().len());
-}
-
-#[tokio::test]
-async fn mail_folder_delta_lists_the_whole_tree_then_only_new_folders() {
-    let emu = small(43).await;
-    let graph = Graph::new(&emu).await;
-    let upn = emu.users()[0].upn.clone();
-    let (folders, last, pages) = graph
-        .all_pages(
-            &format!("/users/{upn}/mailFolders/delta()"),
-            &[("Prefer", "odata.maxpagesize=5")],
-        )
-        .await;
-    assert!(pages > 3);
-    let names: Vec<&str> = folders
-        .iter()
-        .map(|f| f["displayName"].as_str().unwrap())
-        .collect();
-    for expected in [
-        "Inbox",
-        "Q3 Reports",
-        "日本語フォルダー",
-        "Signed",
-        "Conflicts",
-    ] {
-        assert!(
-            names.contains(&expected),
-            "{expected} missing from {names:?}"
-        );
-    }
-    assert!(
-        !names.contains(&"Flagged Items"),
-        "search folders are not mail folders"
-    );
-    let (_, replay) = graph.get(last["@odata.deltaLink"].as_str().unwrap()).await;
-    assert_eq!(replay["value"].as_array().unwrap().len(), 0, "{replay}");
-    let (status, body) = graph
-        .get(&format!("/users/{upn}/mailFolders/delta?$deltatoken=nope"))
-        .await;
-    assert_eq!(status, 410);
-    assert_graph_error(&body, "syncStateNotFound");
 }

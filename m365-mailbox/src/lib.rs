@@ -7,7 +7,7 @@
 //! Two implementations:
 //! - [`GraphMailboxSource`]: Microsoft Graph v1.0 through graph-rs-sdk, with our own page
 //!   loop ([`graph`]), per-mailbox admission control shared by the whole process
-//!   ([`throttle`]) and retry rules ([`retry`]).
+//!   ([`throttle`]) and retry rules ([`retry`]), both from `m365_auth::transport`.
 //! - [`MemoryMailboxSource`]: an in-memory mailbox service with real delta semantics and
 //!   injectable failures, for the tests of the crates built on this seam.
 
@@ -222,6 +222,7 @@ impl SourceLimits {
 /// access denied, unknown user), permanent for one object (folder or message gone, too
 /// large), or the end of patience ([`MailboxError::RetriesExhausted`], [`MailboxError::Timeout`]).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MailboxError {
     /// The user has no Exchange Online mailbox (unlicensed, guest or on-premises).
     #[error("{mailbox} has no Exchange Online mailbox (unlicensed, guest or on-premises)")]
@@ -322,6 +323,31 @@ pub enum MailboxError {
         /// Graph's message.
         message: String,
     },
+    /// Graph refused a request with a status this client has no better error for.
+    #[error("{mailbox}: Graph refused {operation} ({})", refusal_text(*.status, .code, .message))]
+    Refused {
+        /// The mailbox address.
+        mailbox: String,
+        /// What was being done.
+        operation: String,
+        /// The HTTP status.
+        status: u16,
+        /// Graph error code (`""` when the answer carried none).
+        code: String,
+        /// Graph's message.
+        message: String,
+    },
+    /// A successful answer whose body is not what Graph documents.
+    #[error("{mailbox}: malformed answer to {operation}: {source}")]
+    Malformed {
+        /// The mailbox address.
+        mailbox: String,
+        /// What was being done.
+        operation: String,
+        /// What was wrong with the JSON.
+        #[source]
+        source: wire::PageError,
+    },
     /// Graph answered something this client does not understand or did not expect.
     #[error("{mailbox}: unexpected answer to {operation}: {detail}")]
     Protocol {
@@ -348,6 +374,15 @@ pub enum MailboxError {
     Config(String),
 }
 
+/// `HTTP 400 ErrorInvalidIdMalformed: message`, or `HTTP 405` without a Graph error.
+fn refusal_text(status: u16, code: &str, message: &str) -> String {
+    if code.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status} {code}: {message}")
+    }
+}
+
 impl MailboxError {
     /// Whether the error concerns the whole mailbox (no point trying its other folders or
     /// messages now), as opposed to one folder or message.
@@ -358,6 +393,33 @@ impl MailboxError {
                 | MailboxError::AccessDenied { .. }
                 | MailboxError::UnknownUser { .. }
                 | MailboxError::Auth(_)
+                | MailboxError::TokenRejected { .. }
+                | MailboxError::Config(_)
+        )
+    }
+
+    /// Whether trying again later may succeed: the retry limits ran out on throttling,
+    /// faults or timeouts, or Graph refused with a server-side status.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            MailboxError::RetriesExhausted { .. } | MailboxError::Timeout { .. } => true,
+            MailboxError::Refused { status, .. } => *status >= 500 || matches!(status, 408 | 429),
+            MailboxError::Auth(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// Whether the same request will fail the same way until something changes (the
+    /// mailbox, the message, the app's permissions or the configuration).
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            MailboxError::NoMailbox { .. }
+                | MailboxError::AccessDenied { .. }
+                | MailboxError::UnknownUser { .. }
+                | MailboxError::FolderGone { .. }
+                | MailboxError::MessageGone { .. }
+                | MailboxError::TooLarge { .. }
                 | MailboxError::TokenRejected { .. }
                 | MailboxError::Config(_)
         )

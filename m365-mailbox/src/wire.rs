@@ -1,12 +1,16 @@
 //! Microsoft Graph v1.0 wire types for mail: collection pages, `mailFolder`, `message`
-//! (as selected for summaries), delta removals and the error body. Serde only, no logic
-//! beyond turning a page's bytes into typed values with a precise error.
+//! (as selected for summaries), delta removals and `$batch` requests and answers (the
+//! error body is `m365_auth::transport::GraphError`). Serde only, no logic beyond turning
+//! a page's bytes into typed values with a precise error.
 //!
 //! Every field Graph may omit is optional: a summary with fields missing is still useful,
 //! while an item without an `id` makes the page unusable and is reported as such.
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use m365_auth::transport::GraphError;
+use serde::{Deserialize, Serialize};
 
 /// The `Integer 0x0E08` extended property (`PR_MESSAGE_SIZE`): the message size in bytes.
 pub const MESSAGE_SIZE_PROPERTY: &str = "Integer 0x0E08";
@@ -77,8 +81,41 @@ pub struct IdOnly {
     pub id: String,
 }
 
+/// Body of `POST $batch`: up to 20 inner requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRequest {
+    /// The inner requests.
+    pub requests: Vec<BatchRequestItem>,
+}
+
+/// One inner request of a `$batch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRequestItem {
+    /// Id the answer will carry.
+    pub id: String,
+    /// HTTP method (`GET`).
+    pub method: String,
+    /// URL relative to the API root (`/users/{id}/mailFolders/inbox`).
+    pub url: String,
+    /// Request headers (`Prefer`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl BatchRequestItem {
+    /// A `GET` of `url` (relative to the API root) with a `Prefer` header.
+    pub fn get(id: impl Into<String>, url: impl Into<String>, prefer: &str) -> Self {
+        Self {
+            id: id.into(),
+            method: "GET".into(),
+            url: url.into(),
+            headers: BTreeMap::from([("Prefer".to_string(), prefer.to_string())]),
+        }
+    }
+}
+
 /// Answer of `POST $batch`: one response per inner request, in any order.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct BatchResponse {
     /// The inner responses.
     #[serde(default)]
@@ -86,7 +123,7 @@ pub struct BatchResponse {
 }
 
 /// One inner response of a `$batch`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BatchItem {
     /// The id of the inner request it answers.
     #[serde(deserialize_with = "id_text")]
@@ -97,7 +134,7 @@ pub struct BatchItem {
     #[serde(default)]
     pub headers: serde_json::Map<String, serde_json::Value>,
     /// Its JSON body, if any.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<serde_json::Value>,
 }
 
@@ -110,12 +147,19 @@ impl BatchItem {
             .and_then(|(_, v)| v.as_str())
     }
 
+    /// Whether the inner request succeeded (2xx).
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
     /// The Graph error of a failed inner response.
-    pub fn error(&self) -> Option<ErrorDetail> {
-        self.body
-            .as_ref()
-            .and_then(|b| serde_json::from_value::<ErrorBody>(b.clone()).ok())
-            .map(|b| b.error)
+    pub fn error(&self) -> Option<GraphError> {
+        self.body.as_ref().and_then(GraphError::from_value)
+    }
+
+    /// The body as a `T`, when it is one.
+    pub fn body_as<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        self.body.as_ref().and_then(|b| T::deserialize(b).ok())
     }
 }
 
@@ -234,33 +278,6 @@ fn is_message_size_property(id: &str) -> bool {
         .or_else(|| tag.strip_prefix("0X"))
         .unwrap_or(tag);
     u32::from_str_radix(hex, 16).is_ok_and(|t| t == 0x0E08)
-}
-
-/// Graph's error body: `{"error":{"code","message",...}}`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// Code and message of a Graph error.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ErrorDetail {
-    /// Error code, e.g. `ErrorItemNotFound`.
-    #[serde(default)]
-    pub code: String,
-    /// Human-readable message.
-    #[serde(default)]
-    pub message: String,
-}
-
-impl ErrorBody {
-    /// Parses an error body; `None` when the bytes are not a Graph error.
-    pub fn parse(bytes: &[u8]) -> Option<ErrorDetail> {
-        serde_json::from_slice::<ErrorBody>(bytes)
-            .ok()
-            .map(|b| b.error)
-    }
 }
 
 /// Why a page could not be used.
@@ -393,12 +410,65 @@ mod tests {
 
     #[test]
     fn graph_error_body_parses() {
-        let e = ErrorBody::parse(
-            br#"{"error":{"code":"ErrorAccessDenied","message":"Access to OData is disabled.","innerError":{"date":"x"}}}"#,
+        let e = GraphError::parse(
+            br#"{"error":{"code":"ErrorAccessDenied","message":"Access to OData is disabled.","innerError":{"date":"x","request-id":"r1"}}}"#,
         )
         .unwrap();
         assert_eq!(e.code, "ErrorAccessDenied");
-        assert!(ErrorBody::parse(b"<html>").is_none());
+        assert_eq!(e.request_id.as_deref(), Some("r1"));
+        assert!(GraphError::parse(b"<html>").is_none());
+    }
+
+    /// The request shape Graph documents for JSON batching.
+    #[test]
+    fn batch_request_serialises_to_the_documented_shape() {
+        let batch = BatchRequest {
+            requests: vec![
+                BatchRequestItem::get(
+                    "1",
+                    "/users/a@x/mailFolders/inbox?$select=id",
+                    "odata.maxpagesize=1",
+                ),
+                BatchRequestItem {
+                    id: "2".into(),
+                    method: "GET".into(),
+                    url: "/users/a@x/mailFolders".into(),
+                    headers: BTreeMap::new(),
+                },
+            ],
+        };
+        let json = serde_json::to_value(&batch).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"requests": [
+                {"id": "1", "method": "GET", "url": "/users/a@x/mailFolders/inbox?$select=id",
+                 "headers": {"Prefer": "odata.maxpagesize=1"}},
+                {"id": "2", "method": "GET", "url": "/users/a@x/mailFolders"}
+            ]})
+        );
+        let back: BatchRequest = serde_json::from_value(json).unwrap();
+        assert_eq!(back, batch);
+    }
+
+    /// The answer shape Graph documents, through a serialise/parse round trip.
+    #[test]
+    fn batch_response_round_trips() {
+        let documented = serde_json::json!({"responses": [
+            {"id": "1", "status": 200, "headers": {"Content-Type": "application/json"},
+             "body": {"id": "AAMk"}},
+            {"id": "2", "status": 429, "headers": {"Retry-After": "3"},
+             "body": {"error": {"code": "ApplicationThrottled", "message": "slow down"}}},
+            {"id": "3", "status": 204, "headers": {}}
+        ]});
+        let parsed: BatchResponse = serde_json::from_value(documented.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), documented);
+        assert!(parsed.responses[0].is_success());
+        assert_eq!(parsed.responses[0].body_as::<IdOnly>().unwrap().id, "AAMk");
+        assert_eq!(
+            parsed.responses[1].error().unwrap().code,
+            "ApplicationThrottled"
+        );
+        assert!(parsed.responses[2].body.is_none());
     }
 
     fn arb_json() -> impl Strategy<Value = serde_json::Value> {
@@ -472,7 +542,6 @@ mod tests {
             let _ = parse_page::<Message>(&bytes);
             let _ = parse_page::<MailFolder>(&bytes);
             let _ = parse_object::<IdOnly>(&bytes);
-            let _ = ErrorBody::parse(&bytes);
             if let Ok(batch) = parse_object::<BatchResponse>(&bytes) {
                 for item in &batch.responses {
                     let _ = (item.header("Retry-After"), item.error());

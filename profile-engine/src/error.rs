@@ -3,12 +3,15 @@
 
 use std::path::PathBuf;
 
-use archive_store::ArchiveError;
+use archive_store::{ArchiveError, MessageId};
 use directory_sync::DirectoryError;
 use m365_auth::AuthError;
+use m365_mailbox::MailboxError;
+use tokio::task::JoinError;
 
 /// What went wrong in the engine.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EngineError {
     /// A profile file is malformed or fails validation. The message names the
     /// file, the field and the fix.
@@ -87,7 +90,7 @@ pub enum EngineError {
     /// A background task of the run panicked or was aborted (a bug; the run's
     /// checkpoints are intact, run it again).
     #[error("internal task failed: {0}")]
-    TaskFailed(String),
+    TaskFailed(#[from] JoinError),
     /// The engine was built without a required component.
     #[error("engine is missing its {0}; pass it to the builder")]
     Incomplete(&'static str),
@@ -100,5 +103,105 @@ impl EngineError {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// Why one message was not archived. Its `Display` is the text of the message's
+/// failure in the log and in [`ProgressEvent::MessageFailed`](crate::ProgressEvent);
+/// the engine decides on the variant only.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MessageFailure {
+    /// The archive could not say whether the message is already archived.
+    #[error("archive lookup failed: {0}")]
+    Lookup(#[source] ArchiveError),
+    /// The message could not be downloaded.
+    #[error("download failed: {0}")]
+    Fetch(#[source] MailboxError),
+    /// The user store did not record that the target user owns an archive.
+    #[error("cannot record that {user} has an archive: {source}")]
+    OwnerNotRecorded {
+        /// The target user.
+        user: String,
+        /// The user store's error.
+        #[source]
+        source: DirectoryError,
+    },
+    /// The archive refused the write (disk full, permissions, ...).
+    #[error("archive write failed: {0}")]
+    Archive(#[source] ArchiveError),
+    /// A blocking task of the message panicked or was aborted.
+    #[error("internal task failed: {0}")]
+    TaskFailed(#[from] JoinError),
+}
+
+impl MessageFailure {
+    /// Retrying cannot help (the message is above the size cap): reported, but it
+    /// does not hold the folder's cursor back nor wait in the waiting list.
+    pub(crate) fn is_permanent(&self) -> bool {
+        matches!(self, MessageFailure::Fetch(MailboxError::TooLarge { .. }))
+    }
+
+    /// The archive refused the write: counts towards the mailbox's limit of
+    /// archive failures in a row.
+    pub(crate) fn is_archive_side(&self) -> bool {
+        matches!(self, MessageFailure::Archive(_))
+    }
+}
+
+/// Why an archived message whose deletion was due stays in the mailbox (it waits
+/// for the next run). Its `Display` goes to the log.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NotDeleted {
+    /// Already archived, but the download for the deletion check failed.
+    #[error("download for the deletion check failed: {0}")]
+    CheckDownload(#[source] MailboxError),
+    /// The spooled download could not be read back for the check.
+    #[error("cannot read the fetched message: {0}; not deleted")]
+    ReadFetched(#[source] std::io::Error),
+    /// The archived copy is damaged or differs from the mailbox's message.
+    #[error(
+        "the archived copy {} failed verification or differs from the message in the mailbox; not deleted",
+        id.0
+    )]
+    Differs {
+        /// The archived copy.
+        id: MessageId,
+    },
+    /// The archive could not check its copy.
+    #[error("archived copy {} could not be verified ({source}); not deleted", id.0)]
+    Unverifiable {
+        /// The archived copy.
+        id: MessageId,
+        /// The archive's error.
+        #[source]
+        source: ArchiveError,
+    },
+    /// The mail service refused the deletion.
+    #[error("delete failed: {0}")]
+    Delete(#[source] MailboxError),
+    /// The profile's deletion mode deletes nothing in this folder (moving to Deleted
+    /// Items from Deleted Items).
+    #[error("deletion disabled")]
+    Disabled,
+    /// The blocking check panicked or was aborted.
+    #[error("internal task failed: {0}")]
+    TaskFailed(#[from] JoinError),
+}
+
+/// Why a folder's round ended without its new cursor.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FolderFailure {
+    /// The change stream ended without handing out a cursor.
+    #[error("the change stream ended without a cursor")]
+    NoCursor,
+    /// Listing the folder's changes failed.
+    #[error(transparent)]
+    Listing(MailboxError),
+}
+
+impl FolderFailure {
+    /// The failure concerns the whole mailbox: its other folders are not tried.
+    pub(crate) fn is_mailbox_wide(&self) -> bool {
+        matches!(self, FolderFailure::Listing(e) if e.is_mailbox_wide())
     }
 }

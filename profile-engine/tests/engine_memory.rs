@@ -1,5 +1,5 @@
-//! The engine over the in-memory mail service and small fakes of the user store
-//! and archive: selection, isolation of failures, incremental reruns, resume after
+//! The engine over the crates' in-memory mail service, user store and archive:
+//! selection, isolation of failures, incremental reruns, resume after
 //! cancellation, folder rules, filters and deletion rules.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,9 +8,10 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use archive_store::ArchiveStore;
+use archive_store::{ArchiveStore, MemoryArchiveStore};
 use chrono::{DateTime, Duration, Utc};
-use common::{FakeArchive, FakeUsers, mime};
+use common::{Archived, Users, mime};
+use directory_sync::MemoryUserStore;
 use m365_mailbox::{DeleteMode, InjectedFailure, MailboxSource, MemoryMailboxSource, Operation};
 use profile_engine::{
     CancellationToken, CheckpointStore, DeletionMode, Engine, EngineError, EngineOptions,
@@ -25,8 +26,8 @@ const DENIED: &str = "denied@contoso.com";
 struct Harness {
     dir: tempfile::TempDir,
     mail: Arc<MemoryMailboxSource>,
-    users: Arc<FakeUsers>,
-    archive: Arc<FakeArchive>,
+    users: Arc<MemoryUserStore>,
+    archive: Arc<MemoryArchiveStore>,
 }
 
 impl Harness {
@@ -34,8 +35,8 @@ impl Harness {
         Self {
             dir: tempfile::tempdir().unwrap(),
             mail: Arc::new(MemoryMailboxSource::new()),
-            users: Arc::new(FakeUsers::default()),
-            archive: Arc::new(FakeArchive::default()),
+            users: Arc::new(MemoryUserStore::new()),
+            archive: Arc::new(MemoryArchiveStore::new()),
         }
     }
 
@@ -155,9 +156,9 @@ async fn multi_mailbox_run_archives_every_message_and_isolates_failures() {
     );
     assert_eq!(by(DENIED).status, MailboxStatus::Failed);
     assert!(by(DENIED).error.is_some());
-    assert_eq!(h.archive.sources("adele"), sorted(a));
-    assert_eq!(h.archive.sources("bert"), sorted(b));
-    assert!(h.archive.sources("denied").is_empty());
+    assert_eq!(h.archive.archived("adele"), sorted(a));
+    assert_eq!(h.archive.archived("bert"), sorted(b));
+    assert!(h.archive.archived("denied").is_empty());
     assert_eq!(report.totals.messages_archived, 19);
     assert_eq!(report.totals.mailboxes_skipped, 1);
     assert_eq!(report.totals.mailboxes_failed, 1);
@@ -197,15 +198,6 @@ async fn multi_mailbox_run_archives_every_message_and_isolates_failures() {
     assert_eq!(history[0].report, report);
 }
 
-trait GetUser {
-    fn get_user(&self, name: &str) -> directory_sync::LocalUser;
-}
-impl GetUser for FakeUsers {
-    fn get_user(&self, name: &str) -> directory_sync::LocalUser {
-        directory_sync::UserStore::get(self, name).unwrap().unwrap()
-    }
-}
-
 #[tokio::test]
 async fn rerun_downloads_nothing_and_a_delivered_message_is_archived_once() {
     let h = Harness::new();
@@ -217,7 +209,7 @@ async fn rerun_downloads_nothing_and_a_delivered_message_is_archived_once() {
         .run(&profile, &CancellationToken::new(), &NoProgress)
         .await
         .unwrap();
-    let writes = h.archive.writes.load(Ordering::SeqCst);
+    let downloaded = h.mail.metrics(A).bytes;
     let before = h.mail.metrics(A).requests;
 
     let again = engine
@@ -230,8 +222,8 @@ async fn rerun_downloads_nothing_and_a_delivered_message_is_archived_once() {
         0
     );
     assert_eq!(
-        h.archive.writes.load(Ordering::SeqCst),
-        writes,
+        h.mail.metrics(A).bytes,
+        downloaded,
         "nothing downloaded again"
     );
     let folders = again.mailboxes[0].folders;
@@ -244,8 +236,9 @@ async fn rerun_downloads_nothing_and_a_delivered_message_is_archived_once() {
         .await
         .unwrap();
     assert_eq!(third.totals.messages_archived, 1);
-    assert_eq!(h.archive.writes.load(Ordering::SeqCst), writes + 1);
-    assert!(h.archive.sources("adele").contains(&id));
+    let late = h.mail.mime(A, &id).unwrap().len() as u64;
+    assert_eq!(h.mail.metrics(A).bytes, downloaded + late);
+    assert!(h.archive.archived("adele").contains(&id));
 }
 
 #[tokio::test]
@@ -271,7 +264,7 @@ async fn cancelled_run_resumes_without_loss_or_duplicates() {
         (6..40).contains(&partial),
         "stopped after the messages in hand: {partial}"
     );
-    assert_eq!(h.archive.sources("adele").len() as u64, partial);
+    assert_eq!(h.archive.archived("adele").len() as u64, partial);
 
     let second = engine
         .run(&profile, &CancellationToken::new(), &NoProgress)
@@ -283,7 +276,7 @@ async fn cancelled_run_resumes_without_loss_or_duplicates() {
         40
     );
     assert_eq!(
-        h.archive.sources("adele"),
+        h.archive.archived("adele"),
         sorted(ids),
         "every message exactly once"
     );
@@ -299,7 +292,7 @@ async fn rejected_cursors_relist_without_downloading_again() {
         .run(&all_profile(), &CancellationToken::new(), &NoProgress)
         .await
         .unwrap();
-    let writes = h.archive.writes.load(Ordering::SeqCst);
+    let downloaded = h.mail.metrics(A).bytes;
     h.mail.expire_cursors(A);
     let report = engine
         .run(&all_profile(), &CancellationToken::new(), &NoProgress)
@@ -308,8 +301,12 @@ async fn rejected_cursors_relist_without_downloading_again() {
     assert_eq!(report.status, RunStatus::Ok);
     assert_eq!(report.totals.messages_archived, 0);
     assert_eq!(report.totals.messages_duplicate, 10);
-    assert_eq!(h.archive.writes.load(Ordering::SeqCst), writes);
-    assert_eq!(h.archive.sources("adele").len(), 10);
+    assert_eq!(
+        h.mail.metrics(A).bytes,
+        downloaded,
+        "nothing downloaded again"
+    );
+    assert_eq!(h.archive.archived("adele").len(), 10);
 }
 
 #[tokio::test]
@@ -335,7 +332,7 @@ async fn failed_download_keeps_the_cursor_and_is_retried_next_run() {
         .unwrap();
     assert_eq!(report.status, RunStatus::Ok);
     assert_eq!(report.totals.messages_archived, 1);
-    assert_eq!(h.archive.sources("adele"), sorted(ids));
+    assert_eq!(h.archive.archived("adele"), sorted(ids));
 }
 
 #[tokio::test]
@@ -357,7 +354,7 @@ async fn single_mailbox_goes_to_the_target_users_archive() {
         .await
         .unwrap();
     assert_eq!(report.totals.messages_archived, 5);
-    assert_eq!(h.archive.sources("carol"), sorted(ids));
+    assert_eq!(h.archive.archived("carol"), sorted(ids));
     assert!(h.users.get_user("carol").has_archive);
 
     let missing = Profile::new(
@@ -492,7 +489,7 @@ async fn folder_rules_include_exclude_subfolders_and_search_folders() {
         ),
     ];
     for (profile, expected) in cases {
-        let fresh = Arc::new(FakeArchive::default());
+        let fresh = Arc::new(MemoryArchiveStore::new());
         let engine = Engine::builder()
             .mailbox_source(h.mail.clone())
             .user_store(h.users.clone())
@@ -506,7 +503,7 @@ async fn folder_rules_include_exclude_subfolders_and_search_folders() {
             .unwrap();
         assert_eq!(report.status, RunStatus::Ok, "{}", profile.name);
         let expected: Vec<String> = sorted(expected.into_iter().cloned().collect());
-        assert_eq!(fresh.sources("adele"), expected, "case {}", profile.name);
+        assert_eq!(fresh.archived("adele"), expected, "case {}", profile.name);
     }
 }
 
@@ -538,9 +535,9 @@ async fn age_filters_archive_old_mail_now_and_young_mail_once_it_is_old_enough()
         .await
         .unwrap();
     assert_eq!(report.totals.messages_archived, 1);
-    assert_eq!(h.archive.sources("adele"), vec![old.clone()]);
+    assert_eq!(h.archive.archived("adele"), vec![old.clone()]);
     assert!(
-        !h.archive.sources("adele").contains(&ancient),
+        !h.archive.archived("adele").contains(&ancient),
         "received_after excludes it"
     );
 
@@ -551,7 +548,7 @@ async fn age_filters_archive_old_mail_now_and_young_mail_once_it_is_old_enough()
         .await
         .unwrap();
     assert_eq!(report.totals.messages_archived, 1);
-    assert_eq!(h.archive.sources("adele"), sorted(vec![old, young]));
+    assert_eq!(h.archive.archived("adele"), sorted(vec![old, young]));
 }
 
 #[tokio::test]
@@ -599,7 +596,7 @@ async fn deletion_removes_exactly_the_verified_old_read_messages() {
         .deliver_at(A, "inbox", mime("POISON"), now - Duration::days(90))
         .unwrap();
     h.mail.update(A, &poisoned, true, false).unwrap();
-    *h.archive.fail_marker.lock().unwrap() = Some(b"POISON".to_vec());
+    h.archive.refuse_writes_containing(Some(b"POISON"));
 
     let mut profile = all_profile();
     profile.deletion.mode = DeletionMode::MoveToDeletedItems;
@@ -637,7 +634,7 @@ async fn deletion_removes_exactly_the_verified_old_read_messages() {
 
     // Once read, the old unread message goes too; the young ones go after their 30 days.
     h.mail.update(A, &unread, true, false).unwrap();
-    *h.archive.fail_marker.lock().unwrap() = None;
+    h.archive.refuse_writes_containing(None);
     let report = engine
         .run(&profile, &CancellationToken::new(), &NoProgress)
         .await
@@ -654,7 +651,7 @@ async fn deletion_removes_exactly_the_verified_old_read_messages() {
     assert_eq!(report.totals.deleted, 3);
     assert_eq!(h.mail.deletions(A).len(), 11);
     // Everything deleted is in the archive.
-    let archived = h.archive.sources("adele");
+    let archived = h.archive.archived("adele");
     for (id, _) in h.mail.deletions(A) {
         assert!(archived.contains(&id));
     }
@@ -678,7 +675,7 @@ async fn nothing_is_deleted_when_the_archive_fails_every_write() {
             .unwrap();
         h.mail.update(A, &id, true, false).unwrap();
     }
-    h.archive.fail_writes.store(true, Ordering::SeqCst);
+    h.archive.refuse_writes_containing(Some(b""));
     let mut profile = all_profile();
     profile.deletion.mode = DeletionMode::HardDelete;
     profile.deletion.after_days = 1;
@@ -733,7 +730,7 @@ async fn nothing_is_deleted_when_the_archived_copy_fails_verification() {
             .unwrap();
         h.mail.update(A, &id, true, false).unwrap();
     }
-    h.archive.damaged.store(true, Ordering::SeqCst);
+    h.archive.set_damaged(true);
     let mut profile = all_profile();
     profile.deletion.mode = DeletionMode::SoftDelete;
     profile.deletion.after_days = 30;
@@ -747,7 +744,7 @@ async fn nothing_is_deleted_when_the_archived_copy_fails_verification() {
     assert!(h.mail.deletions(A).is_empty());
 
     // Once the archive verifies again, the remembered messages are deleted.
-    h.archive.damaged.store(false, Ordering::SeqCst);
+    h.archive.set_damaged(false);
     let report = engine
         .run(&profile, &CancellationToken::new(), &NoProgress)
         .await
@@ -963,7 +960,7 @@ async fn a_broken_archive_stops_the_mailbox_instead_of_downloading_everything() 
     let h = Harness::new();
     h.mailbox(A, 60);
     h.users.add("adele", Some(A), true);
-    h.archive.fail_writes.store(true, Ordering::SeqCst);
+    h.archive.refuse_writes_containing(Some(b""));
     let report = h
         .engine()
         .run(&all_profile(), &CancellationToken::new(), &NoProgress)
@@ -985,14 +982,14 @@ async fn a_broken_archive_stops_the_mailbox_instead_of_downloading_everything() 
         a.error
     );
 
-    h.archive.fail_writes.store(false, Ordering::SeqCst);
+    h.archive.refuse_writes_containing(None);
     let report = h
         .engine()
         .run(&all_profile(), &CancellationToken::new(), &NoProgress)
         .await
         .unwrap();
     assert_eq!(report.status, RunStatus::Ok);
-    assert_eq!(h.archive.sources("adele").len(), 60);
+    assert_eq!(h.archive.archived("adele").len(), 60);
 }
 
 #[tokio::test]
@@ -1011,4 +1008,21 @@ async fn runs_can_be_spawned_on_the_runtime() {
     let (run, test) = task.await.unwrap();
     assert_eq!(run.unwrap().totals.messages_archived, 2);
     assert!(test.unwrap().ok);
+}
+
+fn assert_send<T: Send>(_: T) {}
+fn assert_send_sync<T: Send + Sync>() {}
+
+/// Compile-time proof, for every lifetime and any progress sink, that the futures of
+/// `run` and `test` are `Send` (so `tokio::spawn` takes them); never called.
+#[allow(dead_code)]
+fn run_and_test_futures_are_send(
+    engine: &Engine,
+    profile: &Profile,
+    cancel: &CancellationToken,
+    progress: &dyn profile_engine::ProgressSink,
+) {
+    assert_send_sync::<Engine>();
+    assert_send(engine.run(profile, cancel, progress));
+    assert_send(engine.test(profile));
 }

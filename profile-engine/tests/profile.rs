@@ -88,69 +88,74 @@ fn check_error(replace: (&str, &str), expected: &str) {
 
 #[test]
 fn errors_name_the_file_the_field_and_the_fix() {
-    check_error(
-        ("select = \"all\"", "select = \"some\""),
-        "[source] select = \"some\": expected one of \"all\", \"all_except\", \"only\"",
-    );
-    check_error(
-        ("kind = \"multiple\"", "kind = \"many\""),
-        "[source] kind = \"many\": expected one of \"single\", \"multiple\"",
-    );
-    check_error(
-        ("mode = \"never\"", "mode = \"shred\""),
-        "[deletion] mode = \"shred\": expected one of \"never\"",
-    );
-    check_error(
-        ("after_days = 90", "after_days = 0"),
-        "[deletion] after_days = 0: expected 1 to 36500",
-    );
-    check_error(
-        ("schedule = \"manual\"", "schedule = \"hourly\""),
-        "[run] schedule = \"hourly\": unknown form",
-    );
-    check_error(
-        ("received_after = \"\"", "received_after = \"yesterday\""),
-        "[filter] received_after = \"yesterday\": expected an RFC 3339 date",
-    );
-    check_error(
-        ("parallel_mailboxes = 8", "parallel_mailboxes = 0"),
-        "[run] parallel_mailboxes = 0: expected 1 to 64",
-    );
-    check_error(
-        ("timeout_secs = 300", "timeout_secs = -1"),
-        "[run] timeout_secs = -1",
-    );
-    check_error(
-        ("older_than_days = 0", "older_than_days = -5"),
-        "[filter] older_than_days = -5",
-    );
-    check_error(
-        ("select = \"all\"", "select = \"only\""),
-        "[source] users = []: select = \"only\" needs at least one",
-    );
-    check_error(
-        ("users = []", "users = [\"bob\"]"),
-        "select = \"all\" takes no users",
-    );
-    check_error(
+    let cases: &[((&str, &str), &str)] = &[
         (
-            "sync_directory_first = true",
-            "sync_directory_first = true\nmailbox = \"a@b.c\"",
+            ("select = \"all\"", "select = \"some\""),
+            "[source] select = \"some\": expected one of \"all\", \"all_except\", \"only\"",
         ),
-        "[source] mailbox = \"a@b.c\": only for kind = \"single\"",
-    );
-    check_error(
-        ("name = \"all-staff\"", "name = \"../etc\""),
-        "name = \"../etc\"",
-    );
-    check_error(
         (
-            "keep_unread = true",
-            "keep_unread = true\nkeep_flagged = true",
+            ("kind = \"multiple\"", "kind = \"many\""),
+            "[source] kind = \"many\": expected one of \"single\", \"multiple\"",
         ),
-        "unknown field `keep_flagged`",
-    );
-    check_error(("[run]", "[runs]"), "unknown field `runs`");
+        (
+            ("mode = \"never\"", "mode = \"shred\""),
+            "[deletion] mode = \"shred\": expected one of \"never\"",
+        ),
+        (
+            ("after_days = 90", "after_days = 0"),
+            "[deletion] after_days = 0: expected 1 to 36500",
+        ),
+        (
+            ("schedule = \"manual\"", "schedule = \"hourly\""),
+            "[run] schedule = \"hourly\": unknown form",
+        ),
+        (
+            ("received_after = \"\"", "received_after = \"yesterday\""),
+            "[filter] received_after = \"yesterday\": expected an RFC 3339 date",
+        ),
+        (
+            ("parallel_mailboxes = 8", "parallel_mailboxes = 0"),
+            "[run] parallel_mailboxes = 0: expected 1 to 64",
+        ),
+        (
+            ("timeout_secs = 300", "timeout_secs = -1"),
+            "[run] timeout_secs = -1",
+        ),
+        (
+            ("older_than_days = 0", "older_than_days = -5"),
+            "[filter] older_than_days = -5",
+        ),
+        (
+            ("select = \"all\"", "select = \"only\""),
+            "[source] users = []: select = \"only\" needs at least one",
+        ),
+        (
+            ("users = []", "users = [\"bob\"]"),
+            "select = \"all\" takes no users",
+        ),
+        (
+            (
+                "sync_directory_first = true",
+                "sync_directory_first = true\nmailbox = \"a@b.c\"",
+            ),
+            "[source] mailbox = \"a@b.c\": only for kind = \"single\"",
+        ),
+        (
+            ("name = \"all-staff\"", "name = \"../etc\""),
+            "name = \"../etc\"",
+        ),
+        (
+            (
+                "keep_unread = true",
+                "keep_unread = true\nkeep_flagged = true",
+            ),
+            "unknown field `keep_flagged`",
+        ),
+        (("[run]", "[runs]"), "unknown field `runs`"),
+    ];
+    for (replace, expected) in cases {
+        check_error(*replace, expected);
+    }
 }
 
 #[test]

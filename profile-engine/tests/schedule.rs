@@ -20,26 +20,30 @@ fn check_parse(input: &str, expected: Schedule) {
 #[test]
 fn parses_every_documented_form() {
     let t = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap();
-    check_parse("manual", Schedule::Manual);
-    check_parse("every 30m", Schedule::Every { minutes: 30 });
-    check_parse("every 2h", Schedule::Every { minutes: 120 });
-    check_parse("every 1m", Schedule::Every { minutes: 1 });
-    check_parse("Every 15 min", Schedule::Every { minutes: 15 });
-    check_parse("daily 02:00", Schedule::Daily { at: t(2, 0) });
-    check_parse(
-        "weekly mon 03:00",
-        Schedule::Weekly {
-            day: Weekday::Mon,
-            at: t(3, 0),
-        },
-    );
-    check_parse(
-        "weekly Sunday 23:59",
-        Schedule::Weekly {
-            day: Weekday::Sun,
-            at: t(23, 59),
-        },
-    );
+    for (input, expected) in [
+        ("manual", Schedule::Manual),
+        ("every 30m", Schedule::Every { minutes: 30 }),
+        ("every 2h", Schedule::Every { minutes: 120 }),
+        ("every 1m", Schedule::Every { minutes: 1 }),
+        ("Every 15 min", Schedule::Every { minutes: 15 }),
+        ("daily 02:00", Schedule::Daily { at: t(2, 0) }),
+        (
+            "weekly mon 03:00",
+            Schedule::Weekly {
+                day: Weekday::Mon,
+                at: t(3, 0),
+            },
+        ),
+        (
+            "weekly Sunday 23:59",
+            Schedule::Weekly {
+                day: Weekday::Sun,
+                at: t(23, 59),
+            },
+        ),
+    ] {
+        check_parse(input, expected);
+    }
 }
 
 #[test]

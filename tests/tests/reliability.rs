@@ -1,4 +1,4 @@
-//! Runs the reliability suite (`src/bin/reliability.rs`) in `--quick` mode with a
+//! Runs the reliability suite (`src/bin/reliability/`) in `--quick` mode with a
 //! fixed seed and checks its JSON: every section ran, did real work and lost nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

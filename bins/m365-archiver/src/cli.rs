@@ -24,6 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Archive an emulated tenant end to end, in about a minute.
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// App registrations the archiver authenticates with.
     #[command(subcommand)]

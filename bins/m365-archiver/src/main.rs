@@ -10,26 +10,29 @@ mod commands;
 mod output;
 mod progress;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
+use archiver_service::{Principal, Service};
 use clap::Parser;
 
 use cli::{Cli, Command};
-use m365_archiver::datadir::{self, DATA_DIR_ENV};
 use output::Output;
 
-/// What every command gets: where the data lives and how to print.
+/// What every command gets: the service over the data directory, the caller and how to print.
 #[derive(Debug, Clone)]
 pub struct Ctx {
-    /// `--data-dir`, else `$M365_ARCHIVER_DATA`, else the platform data directory.
-    pub data_dir: PathBuf,
+    /// The use cases over `--data-dir`, else `$M365_ARCHIVER_DATA`, else the platform
+    /// data directory.
+    pub service: Service,
     /// `--data-dir` was given (the demo uses a temporary directory otherwise).
     pub data_dir_explicit: bool,
     /// Output mode.
     pub out: Output,
 }
+
+/// The command line on the archive host acts as the local administrator.
+pub const CALLER: &Principal = &Principal::LocalAdministrator;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -44,7 +47,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    datadir::restrict_umask();
+    m365_archiver::restrict_umask();
     m365_archiver::logging::init(std::env::var("RUST_LOG").ok().as_deref(), "warn");
     match run(cli) {
         Ok(code) => code,
@@ -56,19 +59,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let env_dir = std::env::var_os(DATA_DIR_ENV)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
     let data_dir_explicit = cli.data_dir.is_some();
-    let data_dir = match cli.data_dir.or(env_dir) {
-        Some(dir) => dir,
-        None => datadir::platform_data_dir(
-            std::env::var("XDG_DATA_HOME").ok().as_deref(),
-            std::env::var("HOME").ok().as_deref(),
-        )?,
-    };
     let ctx = Ctx {
-        data_dir,
+        service: m365_archiver::service(m365_archiver::data_dir(cli.data_dir)?),
         data_dir_explicit,
         out: Output {
             json: cli.json,
@@ -82,6 +75,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
+            #[cfg(feature = "demo")]
             Command::Demo(args) => commands::demo::run(&ctx, args).await,
             Command::Credentials(cmd) => commands::credentials::run(&ctx, cmd).await,
             Command::Users(cmd) => commands::users::run(&ctx, cmd).await,

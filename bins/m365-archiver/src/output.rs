@@ -98,7 +98,7 @@ impl Table {
     }
 }
 
-pub use m365_archiver::wiring::human_bytes;
+pub use archiver_service::human_bytes;
 
 /// Text cut to at most `max` characters, with an ellipsis when cut.
 pub fn truncate(text: &str, max: usize) -> String {

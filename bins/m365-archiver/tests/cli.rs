@@ -455,6 +455,7 @@ async fn a_denied_mailbox_fails_the_run_but_not_the_others() {
     emu.shutdown().await;
 }
 
+#[cfg(feature = "demo")]
 #[test]
 fn the_demo_archives_its_tenant_and_then_only_the_new_mail() {
     let tmp = tempfile::tempdir().unwrap();

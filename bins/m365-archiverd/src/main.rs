@@ -13,8 +13,8 @@ use std::process::ExitCode;
 mod scheduler;
 
 use anyhow::{Context as _, Result};
+use archiver_service::Principal;
 use clap::Parser;
-use m365_archiver::datadir::{self, Access, DATA_DIR_ENV, DataDir};
 use profile_engine::CancellationToken;
 use tracing::info;
 
@@ -42,7 +42,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    datadir::restrict_umask();
+    m365_archiver::restrict_umask();
     m365_archiver::logging::init(std::env::var("RUST_LOG").ok().as_deref(), "info");
     match run(args) {
         Ok(code) => code,
@@ -55,17 +55,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<ExitCode> {
-    let data_dir = match args.data_dir.or_else(|| {
-        std::env::var_os(DATA_DIR_ENV)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    }) {
-        Some(dir) => dir,
-        None => datadir::platform_data_dir(
-            std::env::var("XDG_DATA_HOME").ok().as_deref(),
-            std::env::var("HOME").ok().as_deref(),
-        )?,
-    };
+    let service = m365_archiver::service(m365_archiver::data_dir(args.data_dir)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("m365-archiverd")
@@ -73,10 +63,10 @@ fn run(args: Args) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         // The service holds credentials that open every mailbox: refuse a shared directory.
-        let dir = DataDir::open(&data_dir, Access::Admin)?;
+        service.prepare_private(CALLER)?;
         let stop = CancellationToken::new();
         tokio::spawn(stop_on_signal(stop.clone()));
-        let outcome = scheduler::serve(dir, args.once, stop).await?;
+        let outcome = scheduler::serve(service, args.once, stop).await?;
         Ok(if outcome.failed == 0 {
             ExitCode::SUCCESS
         } else {
@@ -84,6 +74,9 @@ fn run(args: Args) -> Result<ExitCode> {
         })
     })
 }
+
+/// The service on the archive host acts as the local administrator.
+pub const CALLER: &Principal = &Principal::LocalAdministrator;
 
 /// Cancels `stop` on SIGTERM or SIGINT.
 async fn stop_on_signal(stop: CancellationToken) {

@@ -1,26 +1,26 @@
-//! The service loop: which profiles are due, one run per profile at a time, clean stop.
+//! The service loop: which profiles are due (the service decides), one run per
+//! profile at a time, clean stop.
 //!
-//! A scheduled profile that never ran is due at once; afterwards its schedule's next
-//! slot after the last start is (a slot missed while the service was down gives one
-//! catch-up run, not a burst). Runs share one user store and one archive, opened while
-//! any run is active and closed when the service is idle, so the command line can use
-//! the archive between runs.
+//! Each run is one call of [`Service::run_profile`], started by [`launch`]. Runs of
+//! one service share its user store and archive, opened while any run is active and
+//! closed when the service is idle, so the command line can use the archive between
+//! runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::Result;
-use chrono::{DateTime, Local, Utc};
+use archiver_service::{Service, ServiceError};
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use futures::future::LocalBoxFuture;
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use m365_archiver::datadir::DataDir;
-use m365_archiver::wiring::{self, Stores};
 use profile_engine::{
-    CancellationToken, Profile, ProfileStore, ProgressEvent, ProgressSink, RunHistory, RunReport,
-    RunStatus,
+    CancellationToken, EngineError, ProgressEvent, ProgressSink, RunReport, RunStatus,
 };
 use tracing::{error, info, warn};
+
+use crate::CALLER;
 
 /// How often the profiles are re-read when nothing is due sooner.
 const IDLE_POLL: Duration = Duration::from_secs(60);
@@ -76,127 +76,72 @@ impl ProgressSink for LogProgress {
     }
 }
 
-/// Runs one profile to its end (or until `cancel`).
-async fn run_profile(
-    dir: DataDir,
-    stores: Stores,
-    profile: Profile,
-    cancel: CancellationToken,
-) -> Result<RunReport> {
-    wiring::check_reserve(&dir)?;
-    let engine = wiring::engine_for(&dir, &profile, &stores)?;
-    let progress = LogProgress {
-        profile: profile.name.clone(),
-    };
-    Ok(engine.engine.run(&profile, &cancel, &progress).await?)
-}
+/// What a finished run hands back: the profile's name and its report or error.
+type Finished = (String, Result<RunReport, ServiceError>);
 
-/// The profiles of `dir` whose schedule is due at `now`, and the earliest future slot.
-fn due_profiles(
-    dir: &DataDir,
-    now: DateTime<Utc>,
-    attempts: &HashMap<String, DateTime<Utc>>,
-    running: &HashMap<String, ()>,
-    broken_seen: &mut HashMap<String, String>,
-) -> Result<(Vec<Profile>, Option<DateTime<Utc>>)> {
-    let store = ProfileStore::new(dir.profiles());
-    let history = RunHistory::new(wiring::history_dir(dir));
-    let mut due = Vec::new();
-    let mut next: Option<DateTime<Utc>> = None;
-    for name in store.names()? {
-        let profile = match store.load(&name) {
-            Ok(p) => {
-                broken_seen.remove(&name);
-                p
-            }
-            Err(e) => {
-                let text = e.to_string();
-                if broken_seen.get(&name) != Some(&text) {
-                    error!(profile = %name, "profile skipped: {text}");
-                    broken_seen.insert(name.clone(), text);
-                }
-                continue;
-            }
+/// A run in flight: its task's outcome.
+type Run = BoxFuture<'static, Finished>;
+
+/// Starts profile `name` through the service on its own task (logging its progress)
+/// and returns what its end yields; a task that panicked is a failed run.
+fn launch(service: &Service, name: String, cancel: CancellationToken) -> Run {
+    let service = service.clone();
+    let task_name = name.clone();
+    let task = tokio::spawn(async move {
+        let progress = LogProgress {
+            profile: task_name.clone(),
         };
-        if profile.run.schedule.is_manual() || running.contains_key(&name) {
-            continue;
-        }
-        let from_history = match history.last(&name) {
-            Ok(last) => last.map(|entry| entry.started_at),
-            Err(e) => {
-                warn!(profile = %name, "run history unreadable ({e}); treating the profile as never run");
-                None
-            }
-        };
-        let last = match (from_history, attempts.get(&name).copied()) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        let when = match last {
-            None => Some(now),
-            Some(_) => profile.run.schedule.next_due(last, now, &Local),
-        };
-        match when {
-            Some(when) if when <= now => due.push(profile),
-            Some(when) => next = Some(next.map_or(when, |n| n.min(when))),
-            None => {}
-        }
-    }
-    Ok((due, next))
+        service
+            .run_profile(CALLER, &task_name, &cancel, &progress)
+            .await
+    });
+    Box::pin(async move {
+        let result = task.await.unwrap_or_else(|e| {
+            Err(ServiceError::from(EngineError::TaskFailed(format!(
+                "the run of profile `{name}` ended abnormally: {e}"
+            ))))
+        });
+        (name, result)
+    })
 }
 
 /// Runs due profiles until `stop` is cancelled (or, with `once`, until the due ones finished).
-pub async fn serve(dir: DataDir, once: bool, stop: CancellationToken) -> Result<Outcome> {
+pub async fn serve(service: Service, once: bool, stop: CancellationToken) -> Result<Outcome> {
     let mut outcome = Outcome::default();
     let mut attempts: HashMap<String, DateTime<Utc>> = HashMap::new();
-    let mut running: HashMap<String, ()> = HashMap::new();
-    let mut broken_seen = HashMap::new();
-    // Runs are polled here rather than spawned: the engine's run future borrows across
-    // its mailbox pipeline in a way the compiler cannot prove `Send` for `tokio::spawn`.
-    let mut tasks: FuturesUnordered<LocalBoxFuture<'static, (String, Result<RunReport>)>> =
-        FuturesUnordered::new();
-    let mut stores: Option<Stores> = None;
-    info!(data_dir = %dir.root().display(), once, "m365-archiverd started");
+    let mut running: HashSet<String> = HashSet::new();
+    let mut broken_seen: HashMap<String, String> = HashMap::new();
+    let mut tasks: FuturesUnordered<Run> = FuturesUnordered::new();
+    info!(data_dir = %service.data_dir().display(), once, "m365-archiverd started");
     loop {
         let now = Utc::now();
         let mut next_wake = now + chrono::Duration::from_std(IDLE_POLL).unwrap_or_default();
         if !stop.is_cancelled() {
-            let (due, next) = due_profiles(&dir, now, &attempts, &running, &mut broken_seen)?;
-            if let Some(next) = next {
+            let due = service.due_profiles(CALLER, now, &attempts, &running)?;
+            let broken: HashSet<&String> = due.broken.iter().map(|(name, _)| name).collect();
+            broken_seen.retain(|name, _| broken.contains(name));
+            for (name, e) in &due.broken {
+                let text = e.to_string();
+                if broken_seen.get(name) != Some(&text) {
+                    error!(profile = %name, "profile skipped: {text}");
+                    broken_seen.insert(name.clone(), text);
+                }
+            }
+            for (name, e) in &due.unreadable_history {
+                warn!(profile = %name, "run history unreadable ({e}); treating the profile as never run");
+            }
+            if let Some(next) = due.next {
                 next_wake = next_wake.min(next);
             }
-            for profile in due {
-                let shared = match &stores {
-                    Some(s) => s.clone(),
-                    None => match Stores::open(&dir) {
-                        Ok(s) => {
-                            stores = Some(s.clone());
-                            s
-                        }
-                        Err(e) => {
-                            error!(profile = %profile.name, "cannot open the stores: {e:#}");
-                            attempts.insert(profile.name.clone(), now);
-                            outcome.failed += 1;
-                            continue;
-                        }
-                    },
-                };
+            for profile in due.due {
                 info!(profile = %profile.name, schedule = %profile.run.schedule, "run started");
                 attempts.insert(profile.name.clone(), now);
-                running.insert(profile.name.clone(), ());
-                let name = profile.name.clone();
-                let cancel = stop.child_token();
-                let dir = dir.clone();
-                tasks.push(Box::pin(async move {
-                    (name, run_profile(dir, shared, profile, cancel).await)
-                }));
+                running.insert(profile.name.clone());
+                tasks.push(launch(&service, profile.name, stop.child_token()));
             }
         }
-        if tasks.is_empty() {
-            stores = None;
-            if once || stop.is_cancelled() {
-                break;
-            }
+        if tasks.is_empty() && (once || stop.is_cancelled()) {
+            break;
         }
         let sleep = (next_wake - Utc::now())
             .to_std()
@@ -232,7 +177,7 @@ pub async fn serve(dir: DataDir, once: bool, stop: CancellationToken) -> Result<
                         }
                     }
                     Err(e) => {
-                        error!(profile = %name, "run failed: {e:#}");
+                        error!(profile = %name, "run failed: {}", archiver_service::chain(&e));
                         outcome.failed += 1;
                     }
                 }

@@ -4,83 +4,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use archive_store::ArchiveStore;
-use m365_archiver::datadir::{Access, DataDir};
-use m365_archiver::wiring;
-use m365_auth::{Cloud, CredentialSource, CredentialStore, SecretSource, StoredCredential};
+use archiver_service::{Principal, Service, ServiceOptions};
 use m365_emulator::{Emulator, EmulatorConfig};
-use profile_engine::{
-    CancellationToken, CheckpointStore, NoProgress, Profile, ProfileStore, RunHistory, RunStatus,
-    Select, Source,
-};
+use profile_engine::{CancellationToken, CheckpointStore, NoProgress, RunHistory, RunStatus};
 
-const PROFILE: &str = "nightly";
+mod support;
 
-/// A data directory with the emulator's credentials (secret in a file) and a profile
-/// over every mailbox, scheduled `every 1m`.
-fn prepare(emu: &Emulator, root: &Path, parallel_mailboxes: usize) -> PathBuf {
-    let data = root.join("data");
-    std::fs::create_dir(&data).unwrap();
-    let secret = root.join("client-secret.txt");
-    std::fs::write(&secret, emu.client_secret()).unwrap();
-    CredentialStore::open(data.join("credentials"))
-        .unwrap()
-        .add(&StoredCredential {
-            name: "contoso".into(),
-            tenant: emu.tenant_id().parse().unwrap(),
-            client_id: emu.client_id().parse().unwrap(),
-            cloud: Cloud::custom(emu.login_url().as_str(), emu.graph_url().as_str()).unwrap(),
-            credential: CredentialSource::Secret(SecretSource::File(secret)),
-            ca_file: None,
-            scope: None,
-        })
-        .unwrap();
-    let mut profile = Profile::new(
-        PROFILE,
-        "contoso",
-        Source::Multiple {
-            select: Select::All,
-            users: Vec::new(),
-            sync_directory_first: true,
-        },
-    );
-    profile.run.schedule = "every 1m".parse().unwrap();
-    profile.run.parallel_mailboxes = parallel_mailboxes;
-    ProfileStore::new(data.join("profiles"))
-        .save(&profile)
-        .unwrap();
-    data
-}
-
-fn tenant_total(emu: &Emulator) -> u64 {
-    emu.users()
-        .iter()
-        .filter(|u| u.has_mailbox && !u.access_denied)
-        .map(|u| emu.message_count(&u.upn) as u64)
-        .sum()
-}
-
-fn archived(data: &Path) -> u64 {
-    let dir = DataDir::open(data, Access::Read).unwrap();
-    wiring::open_archive(&dir, false)
-        .unwrap()
-        .stats()
-        .unwrap()
-        .messages
-}
-
-fn daemon(data: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_m365-archiverd"));
-    cmd.arg("--data-dir")
-        .arg(data)
-        .env("RUST_LOG", "info")
-        .env_remove("M365_ARCHIVER_DATA");
-    cmd
-}
+use support::{PROFILE, archived, daemon, prepare, tenant_total};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_runs_the_due_profile_and_exits() {
@@ -203,14 +136,15 @@ async fn sigterm_mid_run_saves_checkpoints_and_the_next_run_resumes() {
         "{checkpoint:?}"
     );
 
-    // The next run (same wiring as the service) resumes: nothing lost, nothing twice.
-    let dir = DataDir::open(&data, Access::Write).unwrap();
-    let profile = ProfileStore::new(dir.profiles()).load(PROFILE).unwrap();
-    let stores = wiring::Stores::open(&dir).unwrap();
-    let engine = wiring::engine_for(&dir, &profile, &stores).unwrap();
-    let report = engine
-        .engine
-        .run(&profile, &CancellationToken::new(), &NoProgress)
+    // The next run (the same use case as the service's) resumes: nothing lost, nothing twice.
+    let service = Service::new(&data, ServiceOptions::default());
+    let report = service
+        .run_profile(
+            &Principal::LocalAdministrator,
+            PROFILE,
+            &CancellationToken::new(),
+            &NoProgress,
+        )
         .await
         .unwrap();
     assert_eq!(report.status, RunStatus::Ok);
@@ -219,8 +153,7 @@ async fn sigterm_mid_run_saves_checkpoints_and_the_next_run_resumes() {
         total,
         "{report:?}"
     );
-    drop(engine);
-    drop(stores);
+    drop(service);
     assert_eq!(archived(&data), total);
     emu.shutdown().await;
 }

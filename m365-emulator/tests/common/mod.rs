@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: start an emulator, fetch tokens, sign assertions.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod graph;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use m365_emulator::{Emulator, EmulatorConfig};

@@ -3,13 +3,11 @@
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use archive_store::{ArchiveStore, MessageId, Scope, SearchQuery};
-use m365_archiver::datadir::{Access, DataDir};
-use m365_archiver::wiring;
+use archiver_service::SearchRequest;
 
-use crate::Ctx;
 use crate::cli::ArchiveCommand;
 use crate::output::{Table, human_bytes, truncate};
+use crate::{CALLER, Ctx};
 
 /// Runs one `archive` command.
 pub async fn run(ctx: &Ctx, cmd: ArchiveCommand) -> Result<ExitCode> {
@@ -32,17 +30,15 @@ pub async fn run(ctx: &Ctx, cmd: ArchiveCommand) -> Result<ExitCode> {
     }
 }
 
-fn existing(ctx: &Ctx) -> Result<DataDir> {
-    DataDir::open(&ctx.data_dir, Access::Read)
-}
-
 /// Prints the archive's figures (`archive stats`, also used by the demo).
-pub fn print_stats(ctx: &Ctx, dir: &DataDir) -> Result<archive_store::ArchiveStats> {
-    let archive = wiring::open_archive_read_only(dir)?;
-    let stats = archive.stats()?;
-    let settings = m365_archiver::settings::Settings::load(dir)?;
-    let (free, total) = wiring::archive_space(dir)?;
-    let reserve = settings.reserve.required(total);
+pub fn print_stats(ctx: &Ctx) -> Result<archive_store::ArchiveStats> {
+    let overview = ctx.service.archive_stats(CALLER)?;
+    let stats = overview.stats;
+    let (free, total, reserve) = (
+        overview.free_bytes,
+        overview.filesystem_bytes,
+        overview.reserve_bytes,
+    );
     // The fixed keys of design.md, plus the archive filesystem's free space and reserve.
     let mut json = serde_json::to_value(&stats)?;
     if let Some(object) = json.as_object_mut() {
@@ -89,15 +85,13 @@ pub fn print_stats(ctx: &Ctx, dir: &DataDir) -> Result<archive_store::ArchiveSta
 }
 
 fn stats(ctx: &Ctx) -> Result<ExitCode> {
-    print_stats(ctx, &existing(ctx)?)?;
+    print_stats(ctx)?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn verify(ctx: &Ctx) -> Result<ExitCode> {
-    let dir = existing(ctx)?;
-    let archive = wiring::open_archive_read_only(&dir)?;
     let progress = crate::progress::Progress::new("verify", None, ctx.out.json);
-    let report = archive.verify()?;
+    let report = ctx.service.verify_archive(CALLER)?;
     progress.finish();
     let clean = report.is_clean();
     ctx.out.emit(&report, || {
@@ -129,9 +123,8 @@ fn verify(ctx: &Ctx) -> Result<ExitCode> {
 }
 
 fn reindex(ctx: &Ctx) -> Result<ExitCode> {
-    let dir = DataDir::open(&ctx.data_dir, Access::Write)?;
     let progress = crate::progress::Progress::new("reindex", None, ctx.out.json);
-    let stats = wiring::rebuild_archive_indexes(&dir)?;
+    let stats = ctx.service.reindex_archive(CALLER)?;
     progress.finish();
     ctx.out.emit(&stats, || {
         format!(
@@ -142,23 +135,16 @@ fn reindex(ctx: &Ctx) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Searches as an administrator and prints the hits (`archive search`, also the demo's).
-pub fn print_search(
-    ctx: &Ctx,
-    dir: &DataDir,
-    text: &str,
-    user: Option<String>,
-    limit: usize,
-) -> Result<usize> {
-    let archive = wiring::open_archive_read_only(dir)?;
-    let query = SearchQuery {
+/// Searches and prints the hits (`archive search`, also the demo's).
+pub fn print_search(ctx: &Ctx, text: &str, user: Option<String>, limit: usize) -> Result<usize> {
+    let request = SearchRequest {
         text: text.to_string(),
         user,
         from_date: None,
         to_date: None,
         limit,
     };
-    let hits = archive.search(&query, &Scope::Admin)?;
+    let hits = ctx.service.search(CALLER, &request)?;
     ctx.out.emit(&hits, || {
         if hits.is_empty() {
             return format!("no message matches {text:?}");
@@ -182,75 +168,42 @@ pub fn print_search(
 }
 
 fn search(ctx: &Ctx, text: &str, user: Option<String>, limit: usize) -> Result<ExitCode> {
-    if limit == 0 {
-        bail!("--limit must be at least 1");
-    }
-    print_search(ctx, &existing(ctx)?, text, user, limit)?;
+    print_search(ctx, text, user, limit)?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
-    let dir = existing(ctx)?;
-    let archive = wiring::open_archive_read_only(&dir)?;
-    let id = MessageId(id.trim().to_ascii_lowercase());
-    let info = archive.show(&id)?;
-    let text = message_text(&archive.read_message(&id)?);
-    #[derive(serde::Serialize)]
-    struct Shown<'a> {
-        #[serde(flatten)]
-        info: &'a archive_store::MessageInfo,
-        text: &'a str,
-    }
-    ctx.out.emit(
-        &Shown {
-            info: &info,
-            text: &text,
-        },
-        || {
-            let m = &info.metadata;
-            let mut out = String::new();
-            let mut field = |name: &str, value: &str| {
-                if !value.is_empty() {
-                    out.push_str(&format!("{name:<12}{value}\n"));
-                }
-            };
-            field("Id:", &info.id.0);
-            field("Date:", &m.date.map(|d| d.to_rfc2822()).unwrap_or_default());
-            field("From:", m.from.as_deref().unwrap_or(""));
-            field("To:", &m.to.join(", "));
-            field("Cc:", &m.cc.join(", "));
-            field("Subject:", m.subject.as_deref().unwrap_or(""));
-            field("Message-ID:", m.message_id.as_deref().unwrap_or(""));
-            field("Size:", &human_bytes(info.size));
-            field("Attachments:", &m.attachments.join(", "));
-            let places: Vec<String> = info
-                .locations
-                .iter()
-                .map(|(u, f)| format!("{u}: {f}"))
-                .collect();
-            field("Archived in:", &places.join("; "));
-            if m.unparseable {
-                out.push_str("(the message could not be parsed; it is archived byte for byte)\n");
+    let shown = ctx.service.show_message(CALLER, id)?;
+    ctx.out.emit(&shown, || {
+        let info = &shown.info;
+        let m = &info.metadata;
+        let mut out = String::new();
+        let mut field = |name: &str, value: &str| {
+            if !value.is_empty() {
+                out.push_str(&format!("{name:<12}{value}\n"));
             }
-            out.push('\n');
-            out.push_str(&text);
-            out
-        },
-    )?;
+        };
+        field("Id:", &info.id.0);
+        field("Date:", &m.date.map(|d| d.to_rfc2822()).unwrap_or_default());
+        field("From:", m.from.as_deref().unwrap_or(""));
+        field("To:", &m.to.join(", "));
+        field("Cc:", &m.cc.join(", "));
+        field("Subject:", m.subject.as_deref().unwrap_or(""));
+        field("Message-ID:", m.message_id.as_deref().unwrap_or(""));
+        field("Size:", &human_bytes(info.size));
+        field("Attachments:", &m.attachments.join(", "));
+        let places: Vec<String> = info
+            .locations
+            .iter()
+            .map(|(u, f)| format!("{u}: {f}"))
+            .collect();
+        field("Archived in:", &places.join("; "));
+        if m.unparseable {
+            out.push_str("(the message could not be parsed; it is archived byte for byte)\n");
+        }
+        out.push('\n');
+        out.push_str(&shown.text);
+        out
+    })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The readable text of a message (first text part, html reduced to text by the
-/// parser), or a note when it cannot be parsed.
-fn message_text(raw: &[u8]) -> String {
-    let parsed = std::panic::catch_unwind(|| {
-        mail_parser::MessageParser::default()
-            .parse(raw)
-            .and_then(|m| m.body_text(0).map(|t| t.into_owned()))
-    });
-    match parsed {
-        Ok(Some(text)) => text,
-        Ok(None) => "(no text part)".to_string(),
-        Err(_) => "(the message could not be parsed)".to_string(),
-    }
 }

@@ -2,23 +2,15 @@
 //! under `credentials/`. A secret may stay outside as an environment-variable or
 //! file reference; no command ever prints one.
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use m365_archiver::datadir::{Access, DataDir};
-use m365_archiver::wiring;
-use m365_auth::{
-    AssertionAlgorithm, CertificateSource, ClientId, Cloud, CredentialSource, CredentialStore,
-    SecretSource, StoredCredential, TenantId,
-};
-use m365_mailbox::MailboxSource;
+use anyhow::{Result, bail};
+use archiver_service::{NewCredential, SecretInput};
 use serde::Serialize;
 
-use crate::Ctx;
 use crate::cli::{CloudArg, CredentialsAddArgs, CredentialsCommand};
 use crate::output::Table;
+use crate::{CALLER, Ctx};
 
 /// Runs one `credentials` command.
 pub async fn run(ctx: &Ctx, cmd: CredentialsCommand) -> Result<ExitCode> {
@@ -40,87 +32,38 @@ fn cloud_name(cloud: CloudArg) -> &'static str {
     }
 }
 
-fn absolute(path: &Path, what: &str) -> Result<PathBuf> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("cannot read {what} {}", path.display()))?;
-    if !meta.is_file() {
-        bail!("{what} {} is not a file", path.display());
-    }
-    std::fs::canonicalize(path).with_context(|| format!("cannot resolve {what} {}", path.display()))
-}
-
-/// The credential described by `credentials add` arguments (validated, nothing contacted).
-pub fn stored_from_args(args: &CredentialsAddArgs) -> Result<StoredCredential> {
-    let tenant: TenantId = args.tenant.parse().context("--tenant")?;
-    let client_id: ClientId = args.client_id.parse().context("--client-id")?;
-    let cloud = Cloud::from_name(
-        cloud_name(args.cloud),
-        args.login_url.as_deref(),
-        args.graph_url.as_deref(),
-    )
-    .context("--cloud")?;
-    let credential = if let Some(var) = &args.secret_env {
-        if var.is_empty() || var.contains('=') {
-            bail!("--secret-env `{var}` is not an environment variable name");
-        }
-        CredentialSource::Secret(SecretSource::EnvVar(var.clone()))
+/// The credential `credentials add` arguments describe, for the service.
+pub fn new_credential(args: &CredentialsAddArgs) -> Result<NewCredential> {
+    let secret = if let Some(var) = &args.secret_env {
+        SecretInput::EnvVar(var.clone())
     } else if let Some(file) = &args.secret_file {
-        CredentialSource::Secret(SecretSource::File(absolute(file, "secret file")?))
-    } else if let (Some(cert), Some(key)) = (&args.certificate, &args.private_key) {
-        CredentialSource::Certificate {
-            source: CertificateSource::Pem {
-                certificate: absolute(cert, "certificate")?,
-                private_key: SecretSource::File(absolute(key, "private key")?),
-            },
-            algorithm: AssertionAlgorithm::default(),
+        SecretInput::File(file.clone())
+    } else if let (Some(certificate), Some(private_key)) = (&args.certificate, &args.private_key) {
+        SecretInput::Certificate {
+            certificate: certificate.clone(),
+            private_key: private_key.clone(),
         }
     } else {
         bail!("give --secret-env, --secret-file or --certificate with --private-key");
     };
-    let ca_file = match &args.ca_file {
-        Some(path) => Some(absolute(path, "CA file")?),
-        None => None,
-    };
-    Ok(StoredCredential {
+    Ok(NewCredential {
         name: args.name.clone(),
-        tenant,
-        client_id,
-        cloud,
-        credential,
-        ca_file,
-        scope: None,
+        tenant: args.tenant.clone(),
+        client_id: args.client_id.clone(),
+        secret,
+        cloud: cloud_name(args.cloud).to_string(),
+        login_url: args.login_url.clone(),
+        graph_url: args.graph_url.clone(),
+        ca_file: args.ca_file.clone(),
     })
 }
 
-/// Stores a credential after proving it obtains a token; nothing is written otherwise.
-pub async fn add_credential(root: &Path, args: &CredentialsAddArgs) -> Result<(PathBuf, Duration)> {
-    // A directory that exists must be private before anything else happens.
-    if root.exists() {
-        DataDir::open(root, Access::Admin)?;
-    }
-    let stored = stored_from_args(args)?;
-    if let Ok(existing) = DataDir::open(root, Access::Read)
-        && let Some(store) = wiring::existing_credential_store(&existing)?
-        && store.path_of(&stored.name)?.exists()
-    {
-        bail!(
-            "a credential named `{}` already exists; remove it first or choose another name",
-            stored.name
-        );
-    }
-    let connection = wiring::connect(&stored)?;
-    let lifetime = connection
-        .check_token()
-        .await
-        .context("nothing was stored")?;
-    let dir = DataDir::open(root, Access::Admin)?;
-    let store = CredentialStore::open(dir.credentials())?;
-    let path = store.add(&stored)?;
-    Ok((path, lifetime))
-}
-
 async fn add(ctx: &Ctx, args: CredentialsAddArgs) -> Result<ExitCode> {
-    let (path, lifetime) = add_credential(&ctx.data_dir, &args).await?;
+    let added = ctx
+        .service
+        .add_credential(CALLER, &new_credential(&args)?)
+        .await?;
+    let (path, lifetime) = (added.path, added.token_lifetime);
     #[derive(Serialize)]
     struct Added<'a> {
         name: &'a str,
@@ -146,14 +89,7 @@ async fn add(ctx: &Ctx, args: CredentialsAddArgs) -> Result<ExitCode> {
 }
 
 fn list(ctx: &Ctx) -> Result<ExitCode> {
-    let summaries = match DataDir::open(&ctx.data_dir, Access::Read) {
-        Ok(dir) => match wiring::existing_credential_store(&dir)? {
-            Some(store) => store.list()?,
-            None => Vec::new(),
-        },
-        Err(_) if !ctx.data_dir.exists() => Vec::new(),
-        Err(e) => return Err(e),
-    };
+    let summaries = ctx.service.list_credentials(CALLER)?;
     ctx.out.emit(&summaries, || {
         if summaries.is_empty() {
             return "no credentials (add some with `m365-archiver credentials add`)".to_string();
@@ -180,20 +116,9 @@ fn list(ctx: &Ctx) -> Result<ExitCode> {
 }
 
 async fn test(ctx: &Ctx, name: &str, mailbox: Option<&str>) -> Result<ExitCode> {
-    let dir = DataDir::open(&ctx.data_dir, Access::Read)?;
-    let stored = wiring::load_credential(&dir, name)?;
-    let connection = wiring::connect(&stored)?;
-    let lifetime = connection.check_token().await?;
-    let probe = match mailbox {
-        Some(address) => {
-            let source = connection.mailbox_source(Duration::from_secs(60))?;
-            Some(match source.probe(address).await {
-                Ok(()) => (address.to_string(), None),
-                Err(e) => (address.to_string(), Some(e.to_string())),
-            })
-        }
-        None => None,
-    };
+    let tested = ctx.service.test_credential(CALLER, name, mailbox).await?;
+    let lifetime = tested.token_lifetime;
+    let probe = tested.mailbox.map(|m| (m.address, m.error));
     #[derive(Serialize)]
     struct Tested {
         name: String,
@@ -234,12 +159,7 @@ async fn test(ctx: &Ctx, name: &str, mailbox: Option<&str>) -> Result<ExitCode> 
 }
 
 fn remove(ctx: &Ctx, name: &str) -> Result<ExitCode> {
-    let dir = DataDir::open(&ctx.data_dir, Access::Read)?;
-    dir.check_private()?;
-    let Some(store) = wiring::existing_credential_store(&dir)? else {
-        bail!("no credential named `{name}`; `credentials list` shows the stored ones");
-    };
-    store.remove(name)?;
+    ctx.service.remove_credential(CALLER, name)?;
     ctx.out.emit(&serde_json::json!({ "removed": name }), || {
         format!("credential `{name}` removed")
     })?;

@@ -8,14 +8,13 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use m365_archiver::datadir::{Access, DataDir};
 use m365_emulator::{Emulator, EmulatorConfig};
 use serde::Serialize;
 
 use super::{archive, credentials, profile, users};
-use crate::Ctx;
 use crate::cli::{CloudArg, CredentialsAddArgs, DemoArgs, ProfileCreateArgs};
 use crate::output::{Output, human_bytes};
+use crate::{CALLER, Ctx};
 
 const CREDENTIAL: &str = "demo-tenant";
 const PROFILE: &str = "all-mailboxes";
@@ -46,7 +45,7 @@ fn heading(ctx: &Ctx, text: &str) {
 pub async fn run(ctx: &Ctx, args: DemoArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let (root, _temp) = if ctx.data_dir_explicit {
-        (ctx.data_dir.clone(), None)
+        (ctx.service.data_dir().to_path_buf(), None)
     } else {
         let temp = tempfile::Builder::new()
             .prefix("m365-archiver-demo-")
@@ -54,15 +53,15 @@ pub async fn run(ctx: &Ctx, args: DemoArgs) -> Result<ExitCode> {
             .context("cannot create a temporary data directory")?;
         (temp.path().join("data"), Some(temp))
     };
-    let dir = DataDir::open(&root, Access::Admin)?;
     let inner = Ctx {
-        data_dir: root.clone(),
+        service: m365_archiver::service(root.clone()),
         data_dir_explicit: true,
         out: Output {
             json: false,
             quiet: ctx.out.json,
         },
     };
+    inner.service.prepare_private(CALLER)?;
 
     heading(
         ctx,
@@ -97,7 +96,7 @@ pub async fn run(ctx: &Ctx, args: DemoArgs) -> Result<ExitCode> {
         );
     }
 
-    let result = walk_through(ctx, &inner, &dir, &emulator, tenant_messages, started).await;
+    let result = walk_through(ctx, &inner, &emulator, tenant_messages, started).await;
     emulator.shutdown().await;
     let summary = result?;
     if ctx.out.json {
@@ -135,7 +134,6 @@ pub async fn run(ctx: &Ctx, args: DemoArgs) -> Result<ExitCode> {
 async fn walk_through(
     ctx: &Ctx,
     inner: &Ctx,
-    dir: &DataDir,
     emulator: &Emulator,
     tenant_messages: u64,
     started: Instant,
@@ -145,7 +143,9 @@ async fn walk_through(
         ctx,
         "1. credentials add (certificate credential, verified by obtaining a token)",
     );
-    let pem_dir = dir.ensure(&PathBuf::from("demo-app"))?;
+    let pem_dir = inner
+        .service
+        .ensure_dir(CALLER, &PathBuf::from("demo-app"))?;
     let certificate = pem_dir.join("certificate.pem");
     let private_key = pem_dir.join("private-key.pem");
     std::fs::write(&certificate, emulator.certificate_pem())
@@ -172,7 +172,7 @@ async fn walk_through(
         ctx,
         "2. users sync (directory into local users; guests, disabled and mailbox-less users skipped)",
     );
-    users::sync_and_print(inner, dir, CREDENTIAL, false, false).await?;
+    users::sync_and_print(inner, CREDENTIAL, false, false).await?;
 
     // 3. A profile over every mailbox.
     heading(ctx, "3. profile create --all --sync-directory");
@@ -204,10 +204,10 @@ async fn walk_through(
 
     // 5. Statistics and a search.
     heading(ctx, "5. archive stats");
-    archive::print_stats(inner, dir)?;
+    archive::print_stats(inner)?;
     let search = pick_search_word(emulator).unwrap_or_else(|| "report".to_string());
     heading(ctx, &format!("6. archive search {search}"));
-    let search_hits = archive::print_search(inner, dir, &search, None, 10)?;
+    let search_hits = archive::print_search(inner, &search, None, 10)?;
 
     // 6. New mail, then an incremental run.
     let delivered = deliver_new_mail(emulator)?;
@@ -218,12 +218,10 @@ async fn walk_through(
         ),
     );
     let second_run = profile::run_and_print(inner, PROFILE).await?;
-    let stats = archive_store::ArchiveStore::stats(
-        m365_archiver::wiring::open_archive(dir, false)?.as_ref(),
-    )?;
+    let stats = inner.service.archive_stats(CALLER)?.stats;
 
     Ok(DemoSummary {
-        data_dir: dir.root().display().to_string(),
+        data_dir: inner.service.data_dir().display().to_string(),
         kept: inner.data_dir_explicit && ctx.data_dir_explicit,
         users: emulator.users().len(),
         messages_in_tenant: tenant_messages,

@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod credentials;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod profile;
 pub mod transfer;

@@ -2,21 +2,16 @@
 //! (one TOML file each under `profiles/`, the format of the design).
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
-use m365_archiver::datadir::{Access, DataDir};
-use m365_archiver::wiring;
-use profile_engine::{
-    CancellationToken, DeletionMode, Profile, ProfileStore, RunHistory, RunReport, RunStatus,
-    Schedule, Select, Source,
-};
+use anyhow::{Result, bail};
+use archiver_service::{MailboxSelection, ProfileSpec};
+use profile_engine::{CancellationToken, Profile, RunReport, RunStatus, Select, Source};
 use serde::Serialize;
 
-use crate::Ctx;
 use crate::cli::{ProfileCommand, ProfileCreateArgs};
 use crate::output::{Table, human_bytes};
 use crate::progress::RunProgress;
+use crate::{CALLER, Ctx};
 
 /// Runs one `profile` command.
 pub async fn run(ctx: &Ctx, cmd: ProfileCommand) -> Result<ExitCode> {
@@ -30,77 +25,35 @@ pub async fn run(ctx: &Ctx, cmd: ProfileCommand) -> Result<ExitCode> {
     }
 }
 
-fn deletion_mode(text: &str) -> Result<DeletionMode> {
-    Ok(
-        match text.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-            "never" => DeletionMode::Never,
-            "move_to_deleted_items" => DeletionMode::MoveToDeletedItems,
-            "soft_delete" => DeletionMode::SoftDelete,
-            "hard_delete" => DeletionMode::HardDelete,
-            _ => bail!(
-                "--delete `{text}` is not a deletion mode: use never, move_to_deleted_items, soft_delete or hard_delete"
-            ),
-        },
-    )
-}
-
-/// The profile `profile create` arguments describe (validated; nothing written).
-pub fn profile_from_args(args: &ProfileCreateArgs) -> Result<Profile> {
-    let source = if let (Some(mailbox), Some(target_user)) = (&args.mailbox, &args.target_user) {
-        Source::Single {
+/// The profile `profile create` arguments describe, for the service.
+pub fn spec_from_args(args: &ProfileCreateArgs) -> Result<ProfileSpec> {
+    let selection = if let (Some(mailbox), Some(target_user)) = (&args.mailbox, &args.target_user) {
+        MailboxSelection::Single {
             mailbox: mailbox.clone(),
             target_user: target_user.clone(),
         }
+    } else if args.all {
+        MailboxSelection::All
+    } else if let Some(users) = &args.all_except {
+        MailboxSelection::AllExcept(users.clone())
+    } else if let Some(users) = &args.only {
+        MailboxSelection::Only(users.clone())
     } else {
-        let (select, users) = if args.all {
-            (Select::All, Vec::new())
-        } else if let Some(users) = &args.all_except {
-            (Select::AllExcept, users.clone())
-        } else if let Some(users) = &args.only {
-            (Select::Only, users.clone())
-        } else {
-            bail!(
-                "choose the mailboxes: --mailbox with --target-user, --all, --all-except or --only"
-            );
-        };
-        Source::Multiple {
-            select,
-            users: users
-                .into_iter()
-                .map(|u| u.trim().to_string())
-                .filter(|u| !u.is_empty())
-                .collect(),
-            sync_directory_first: args.sync_directory,
-        }
+        bail!("choose the mailboxes: --mailbox with --target-user, --all, --all-except or --only");
     };
-    if args.sync_directory && matches!(source, Source::Single { .. }) {
-        bail!(
-            "--sync-directory applies to --all, --all-except and --only, not to a single mailbox"
-        );
-    }
-    let mut profile = Profile::new(&args.name, &args.credentials, source);
-    profile.folders.include.clone_from(&args.include_folder);
-    profile.folders.exclude.clone_from(&args.exclude_folder);
-    if let Some(days) = args.older_than_days {
-        profile.filter.older_than_days = days;
-    }
-    if let Some(mode) = &args.delete_mode {
-        profile.deletion.mode = deletion_mode(mode)?;
-    }
-    if let Some(days) = args.delete_after_days {
-        profile.deletion.after_days = days;
-    }
-    if let Some(secs) = args.timeout_secs {
-        profile.run.timeout_secs = secs;
-    }
-    if let Some(schedule) = &args.schedule {
-        profile.run.schedule = schedule.parse::<Schedule>().context("--schedule")?;
-    }
-    profile.validate()?;
-    // What is written is exactly what will be read back: the loader's normalisation
-    // (trimmed folder paths, ...) applies now, and anything it refuses is refused now.
-    let label = format!("profile {}", profile.name);
-    Ok(Profile::from_toml(&label, &profile.to_toml())?)
+    Ok(ProfileSpec {
+        name: args.name.clone(),
+        credentials: args.credentials.clone(),
+        selection,
+        sync_directory: args.sync_directory,
+        include_folders: args.include_folder.clone(),
+        exclude_folders: args.exclude_folder.clone(),
+        older_than_days: args.older_than_days,
+        delete_mode: args.delete_mode.clone(),
+        delete_after_days: args.delete_after_days,
+        timeout_secs: args.timeout_secs,
+        schedule: args.schedule.clone(),
+    })
 }
 
 fn create(ctx: &Ctx, args: ProfileCreateArgs) -> Result<ExitCode> {
@@ -110,21 +63,7 @@ fn create(ctx: &Ctx, args: ProfileCreateArgs) -> Result<ExitCode> {
 
 /// Writes the profile `args` describe and prints it (`profile create`, also the demo's).
 pub fn create_profile(ctx: &Ctx, args: &ProfileCreateArgs) -> Result<Profile> {
-    let profile = profile_from_args(args)?;
-    // The credentials must exist, so the data directory does: check before writing.
-    let dir = DataDir::open(&ctx.data_dir, Access::Read)
-        .with_context(|| format!("no credential named `{}`", args.credentials))?;
-    dir.check_private()?;
-    wiring::load_credential(&dir, &profile.credentials)?;
-    let store = ProfileStore::new(dir.profiles());
-    if store.exists(&profile.name)? {
-        bail!(
-            "a profile named `{}` already exists; remove it first or choose another name",
-            profile.name
-        );
-    }
-    let dir = DataDir::open(&ctx.data_dir, Access::Admin)?;
-    let path = ProfileStore::new(dir.profiles()).save(&profile)?;
+    let (profile, path) = ctx.service.create_profile(CALLER, &spec_from_args(args)?)?;
     ctx.out.emit(&profile, || {
         format!(
             "profile `{}` written to {}\n\n{}",
@@ -180,41 +119,31 @@ fn describe_source(source: &Source) -> String {
 }
 
 fn list(ctx: &Ctx) -> Result<ExitCode> {
-    let mut listed = Vec::new();
-    if ctx.data_dir.exists() {
-        let dir = DataDir::open(&ctx.data_dir, Access::Read)?;
-        let history = RunHistory::new(wiring::history_dir(&dir));
-        for (name, loaded) in ProfileStore::new(dir.profiles())
-            .names()?
-            .into_iter()
-            .map(|n| {
-                let loaded = ProfileStore::new(dir.profiles()).load(&n);
-                (n, loaded)
-            })
-        {
-            let last = history.last(&name).ok().flatten();
-            listed.push(match loaded {
-                Ok(p) => Listed {
-                    name,
-                    credentials: Some(p.credentials.clone()),
-                    source: Some(describe_source(&p.source)),
-                    schedule: Some(p.run.schedule.to_string()),
-                    last_run: last.as_ref().map(|l| l.started_at.to_rfc3339()),
-                    last_status: last.as_ref().map(|l| l.report.status),
-                    error: None,
-                },
-                Err(e) => Listed {
-                    name,
-                    credentials: None,
-                    source: None,
-                    schedule: None,
-                    last_run: None,
-                    last_status: None,
-                    error: Some(e.to_string()),
-                },
-            });
-        }
-    }
+    let listed: Vec<Listed> = ctx
+        .service
+        .list_profiles(CALLER)?
+        .into_iter()
+        .map(|l| match l.profile {
+            Ok(p) => Listed {
+                name: l.name,
+                credentials: Some(p.credentials.clone()),
+                source: Some(describe_source(&p.source)),
+                schedule: Some(p.run.schedule.to_string()),
+                last_run: l.last_run.as_ref().map(|r| r.started_at.to_rfc3339()),
+                last_status: l.last_run.as_ref().map(|r| r.report.status),
+                error: None,
+            },
+            Err(e) => Listed {
+                name: l.name,
+                credentials: None,
+                source: None,
+                schedule: None,
+                last_run: None,
+                last_status: None,
+                error: Some(e.to_string()),
+            },
+        })
+        .collect();
     ctx.out.emit(&listed, || {
         if listed.is_empty() {
             return "no profiles (create one with `m365-archiver profile create`)".to_string();
@@ -243,25 +172,14 @@ fn list(ctx: &Ctx) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Loads profile `name` of an existing data directory; errors name the profile or its file.
-pub fn load_profile(ctx: &Ctx, name: &str) -> Result<(DataDir, Profile)> {
-    let dir = DataDir::open(&ctx.data_dir, Access::Read)
-        .with_context(|| format!("no profile named `{name}`"))?;
-    let profile = ProfileStore::new(dir.profiles()).load(name)?;
-    Ok((dir, profile))
-}
-
 fn show(ctx: &Ctx, name: &str) -> Result<ExitCode> {
-    let (_, profile) = load_profile(ctx, name)?;
+    let profile = ctx.service.show_profile(CALLER, name)?;
     ctx.out.emit(&profile, || profile.to_toml())?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn remove(ctx: &Ctx, name: &str) -> Result<ExitCode> {
-    let dir = DataDir::open(&ctx.data_dir, Access::Read)
-        .with_context(|| format!("no profile named `{name}`"))?;
-    dir.check_private()?;
-    ProfileStore::new(dir.profiles()).remove(name)?;
+    ctx.service.remove_profile(CALLER, name)?;
     ctx.out.emit(&serde_json::json!({ "removed": name }), || {
         format!("profile `{name}` removed (its archived mail stays in the archive)")
     })?;
@@ -269,14 +187,7 @@ fn remove(ctx: &Ctx, name: &str) -> Result<ExitCode> {
 }
 
 async fn test(ctx: &Ctx, name: &str) -> Result<ExitCode> {
-    let (dir, profile) = load_profile(ctx, name)?;
-    // Bad credentials are reported before anything is created.
-    wiring::load_credential(&dir, &profile.credentials)
-        .with_context(|| format!("profile `{}`", profile.name))?;
-    let dir = DataDir::open(dir.root(), Access::Write)?;
-    let stores = wiring::Stores::open(&dir)?;
-    let engine = wiring::engine_for(&dir, &profile, &stores)?;
-    let report = engine.engine.test(&profile).await?;
+    let report = ctx.service.test_profile(CALLER, name).await?;
     ctx.out.emit(&report, || {
         let mut table = Table::new(&["MAILBOX", "USER", "READABLE", "WHY NOT"]);
         for m in &report.mailboxes {
@@ -312,25 +223,6 @@ async fn test(ctx: &Ctx, name: &str) -> Result<ExitCode> {
     })
 }
 
-/// Runs `profile` with a progress display; cancelled by Ctrl-C (checkpoints saved).
-pub async fn run_with_progress(dir: &DataDir, profile: &Profile, quiet: bool) -> Result<RunReport> {
-    wiring::check_reserve(dir).with_context(|| format!("profile `{}`", profile.name))?;
-    let stores = wiring::Stores::open(dir)?;
-    let engine = wiring::engine_for(dir, profile, &stores)?;
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    let watcher = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
-        }
-    });
-    let progress = Arc::new(RunProgress::new(&profile.name, quiet));
-    let report = engine.engine.run(profile, &cancel, progress.as_ref()).await;
-    watcher.abort();
-    progress.finish();
-    Ok(report?)
-}
-
 async fn run_profile(ctx: &Ctx, name: &str) -> Result<ExitCode> {
     let report = run_and_print(ctx, name).await?;
     Ok(if report.status == RunStatus::Ok {
@@ -340,14 +232,24 @@ async fn run_profile(ctx: &Ctx, name: &str) -> Result<ExitCode> {
     })
 }
 
-/// Runs profile `name` with progress and prints its report (`profile run`, also the demo's).
+/// Runs profile `name` with progress, cancelled by Ctrl-C (checkpoints saved), and
+/// prints its report (`profile run`, also the demo's).
 pub async fn run_and_print(ctx: &Ctx, name: &str) -> Result<RunReport> {
-    let (dir, profile) = load_profile(ctx, name)?;
-    // Bad credentials are reported before anything is created.
-    wiring::load_credential(&dir, &profile.credentials)
-        .with_context(|| format!("profile `{}`", profile.name))?;
-    let dir = DataDir::open(dir.root(), Access::Write)?;
-    let report = run_with_progress(&dir, &profile, ctx.out.json || ctx.out.quiet).await?;
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    let progress = RunProgress::new(name, ctx.out.json || ctx.out.quiet);
+    let report = ctx
+        .service
+        .run_profile(CALLER, name, &cancel, &progress)
+        .await;
+    watcher.abort();
+    progress.finish();
+    let report = report?;
     ctx.out.emit(&report, || render_report(&report))?;
     Ok(report)
 }
@@ -428,6 +330,11 @@ mod tests {
 
     use super::*;
     use crate::cli::{Cli, Command};
+
+    /// The profile `profile create` arguments describe (validated; nothing written).
+    fn profile_from_args(args: &ProfileCreateArgs) -> Result<Profile> {
+        Ok(archiver_service::profile_from_spec(&spec_from_args(args)?)?)
+    }
 
     fn create_args(argv: &[String]) -> Option<ProfileCreateArgs> {
         let cli = Cli::try_parse_from(

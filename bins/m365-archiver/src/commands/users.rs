@@ -3,15 +3,13 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use directory_sync::{LocalUser, Role, SyncOptions, UserOrigin};
-use m365_archiver::datadir::{Access, DataDir};
-use m365_archiver::wiring;
 use serde::Serialize;
 
-use crate::Ctx;
 use crate::cli::UsersCommand;
 use crate::output::Table;
+use crate::{CALLER, Ctx};
 
 /// Runs one `users` command.
 pub async fn run(ctx: &Ctx, cmd: UsersCommand) -> Result<ExitCode> {
@@ -31,26 +29,18 @@ pub async fn run(ctx: &Ctx, cmd: UsersCommand) -> Result<ExitCode> {
 /// and prints the report (`users sync`, also the demo's).
 pub async fn sync_and_print(
     ctx: &Ctx,
-    dir: &DataDir,
     credentials: &str,
     include_disabled: bool,
     include_guests: bool,
 ) -> Result<directory_sync::SyncReport> {
-    let credential = wiring::load_credential(dir, credentials)?;
-    let connection = wiring::connect(&credential)?;
-    let Some(directory) = wiring::directory_source(&connection)? else {
-        bail!("directory synchronisation is not available in this build");
-    };
-    let store = wiring::open_user_store(dir)?;
     let options = SyncOptions {
         include_disabled,
         include_guests,
     };
     let progress = crate::progress::Progress::new("users sync", None, ctx.out.json);
-    let report = directory_sync::sync(directory.as_ref(), store.as_ref(), &options)
-        .await
-        .with_context(|| format!("directory sync with credential `{credentials}`"))?;
+    let report = ctx.service.sync_users(CALLER, credentials, &options).await;
     progress.finish();
+    let report = report?;
     ctx.out.emit(&report, || {
         let mut text = format!(
             "directory sync: {} created, {} updated, {} deactivated, {} unchanged, {} skipped\n",
@@ -74,12 +64,7 @@ async fn sync(
     include_disabled: bool,
     include_guests: bool,
 ) -> Result<ExitCode> {
-    // The credential must exist before anything is written.
-    let existing = DataDir::open(&ctx.data_dir, Access::Read)
-        .with_context(|| format!("no credential named `{credentials}`"))?;
-    wiring::load_credential(&existing, credentials)?;
-    let dir = DataDir::open(&ctx.data_dir, Access::Write)?;
-    sync_and_print(ctx, &dir, credentials, include_disabled, include_guests).await?;
+    sync_and_print(ctx, credentials, include_disabled, include_guests).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -119,15 +104,7 @@ fn listed(user: &LocalUser) -> ListedUser<'_> {
 
 fn list(ctx: &Ctx) -> Result<ExitCode> {
     // Read-only: listing works on a full disk and never creates anything.
-    let users = if ctx.data_dir.is_dir() {
-        let dir = DataDir::open(&ctx.data_dir, Access::Read)?;
-        match wiring::open_user_store_read_only(&dir)? {
-            Some(store) => store.list()?,
-            None => Vec::new(),
-        }
-    } else {
-        Vec::new()
-    };
+    let users = ctx.service.list_users(CALLER)?;
     let rows: Vec<ListedUser<'_>> = users.iter().map(listed).collect();
     ctx.out.emit(&rows, || {
         if rows.is_empty() {
@@ -155,39 +132,8 @@ fn list(ctx: &Ctx) -> Result<ExitCode> {
 }
 
 fn add(ctx: &Ctx, name: &str, emails: &[String]) -> Result<ExitCode> {
-    if let Err(why) = directory_sync::validate_name(name) {
-        bail!("user name `{name}`: {why}");
-    }
-    let mut addresses = Vec::new();
-    for email in emails {
-        let Some(address) = directory_sync::normalize_address(email) else {
-            bail!("--email `{email}` is not a mail address");
-        };
-        if !addresses.contains(&address) {
-            addresses.push(address);
-        }
-    }
-    let dir = DataDir::open(&ctx.data_dir, Access::Write)?;
-    let store = wiring::open_user_store(&dir)?;
-    if store.get(name)?.is_some() {
-        bail!("a user named `{name}` already exists");
-    }
-    for address in &addresses {
-        if let Some(owner) = store.find_by_address(address)? {
-            bail!("address {address} already belongs to user `{}`", owner.name);
-        }
-    }
-    let user = LocalUser {
-        name: name.to_string(),
-        display_name: None,
-        email: addresses.first().cloned(),
-        aliases: addresses.iter().skip(1).cloned().collect(),
-        origin: UserOrigin::Manual,
-        enabled: true,
-        role: Role::User,
-        has_archive: false,
-    };
-    store.put(&user)?;
+    let user = ctx.service.add_user(CALLER, name, emails)?;
+    let addresses: Vec<String> = user.email.iter().chain(&user.aliases).cloned().collect();
     ctx.out.emit(&listed(&user), || {
         format!("user `{name}` added ({})", addresses.join(", "))
     })?;
@@ -195,18 +141,7 @@ fn add(ctx: &Ctx, name: &str, emails: &[String]) -> Result<ExitCode> {
 }
 
 fn remove(ctx: &Ctx, name: &str) -> Result<ExitCode> {
-    if !ctx.data_dir.is_dir() {
-        bail!("no user named `{name}`");
-    }
-    let dir = DataDir::open(&ctx.data_dir, Access::Write)?;
-    if !wiring::has_user_store(&dir) {
-        bail!("no user named `{name}`");
-    }
-    let store = wiring::open_user_store(&dir)?;
-    if store.get(name)?.is_none() {
-        bail!("no user named `{name}` (see `users list`)");
-    }
-    store.remove(name)?;
+    ctx.service.remove_user(CALLER, name)?;
     ctx.out.emit(&serde_json::json!({ "removed": name }), || {
         format!("user `{name}` removed")
     })?;

@@ -12,10 +12,29 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use crate::error::ServiceError;
+
+type Result<T> = std::result::Result<T, ServiceError>;
 
 /// Name of the environment variable that names the data directory.
 pub const DATA_DIR_ENV: &str = "M365_ARCHIVER_DATA";
+
+/// The data directory a binary uses: `flag` (`--data-dir`), else [`DATA_DIR_ENV`],
+/// else [`platform_data_dir`]. `env` reads an environment variable (the binary
+/// passes `std::env::var_os`; the service never reads the environment itself).
+pub fn resolve_data_dir(
+    flag: Option<PathBuf>,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<PathBuf> {
+    if let Some(dir) = flag {
+        return Ok(dir);
+    }
+    if let Some(dir) = env(DATA_DIR_ENV).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    let text = |name: &str| env(name).and_then(|v| v.into_string().ok());
+    platform_data_dir(text("XDG_DATA_HOME").as_deref(), text("HOME").as_deref())
+}
 
 /// The data directory to use when neither `--data-dir` nor [`DATA_DIR_ENV`] is given:
 /// `$XDG_DATA_HOME/m365-archiver`, else `~/.local/share/m365-archiver`
@@ -34,9 +53,9 @@ pub fn platform_data_dir(xdg_data_home: Option<&str>, home: Option<&str>) -> Res
     if let Some(home) = home.filter(|h| !h.is_empty()) {
         return Ok(Path::new(home).join(".local/share/m365-archiver"));
     }
-    bail!(
+    Err(ServiceError::invalid(format!(
         "no data directory: pass --data-dir DIR or set {DATA_DIR_ENV} (neither XDG_DATA_HOME nor HOME is set)"
-    )
+    )))
 }
 
 /// What a command is about to do with the data directory.
@@ -65,27 +84,29 @@ impl DataDir {
             root.to_path_buf()
         } else {
             std::env::current_dir()
-                .context("cannot resolve the current directory")?
+                .map_err(|e| ServiceError::io("cannot resolve the current directory", ".", e))?
                 .join(root)
         };
         match fs::metadata(&root) {
             Ok(meta) if !meta.is_dir() => {
-                bail!("data directory {} is not a directory", root.display())
+                return Err(ServiceError::invalid(format!(
+                    "data directory {} is not a directory",
+                    root.display()
+                )));
             }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if access == Access::Read {
-                    bail!(
+                    return Err(ServiceError::not_found(format!(
                         "data directory {} does not exist: nothing has been set up there yet \
                          (add credentials with `m365-archiver credentials add`, or pass --data-dir)",
                         root.display()
-                    );
+                    )));
                 }
                 create_private_dir_all(&root)?;
             }
             Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot access data directory {}", root.display()));
+                return Err(ServiceError::io("cannot access data directory", &root, e));
             }
         }
         let dir = Self { root };
@@ -128,6 +149,32 @@ impl DataDir {
         self.root.join("state")
     }
 
+    /// `users.db`: the local user store (SQLite). Earlier versions kept the users in a
+    /// sled database in `users/` ([`DataDir::users`]), migrated on first open.
+    pub fn users_db(&self) -> PathBuf {
+        self.root.join("users.db")
+    }
+
+    /// `settings.toml`: options of the whole installation.
+    pub fn settings_file(&self) -> PathBuf {
+        self.root.join("settings.toml")
+    }
+
+    /// `state/checkpoints`: per profile and mailbox, the folders' delta cursors.
+    pub fn checkpoints(&self) -> PathBuf {
+        self.state().join("checkpoints")
+    }
+
+    /// `state/history`: one JSON line per finished run.
+    pub fn history(&self) -> PathBuf {
+        self.state().join("history")
+    }
+
+    /// `state/locks`: one lock file per profile, held while it runs.
+    pub fn locks(&self) -> PathBuf {
+        self.state().join("locks")
+    }
+
     /// Creates a sub-directory (`0700`) if missing and returns its path.
     pub fn ensure(&self, sub: &Path) -> Result<PathBuf> {
         let path = if sub.is_absolute() {
@@ -158,11 +205,11 @@ impl DataDir {
             .prefix(".write-check")
             .tempfile_in(&self.root)
             .map(drop)
-            .with_context(|| {
-                format!(
+            .map_err(|e| {
+                ServiceError::io("cannot create a file in", &self.root, e).context(format!(
                     "data directory {} is not writable: fix its permissions or pass another --data-dir",
                     self.root.display()
-                )
+                ))
             })
     }
 }
@@ -176,30 +223,20 @@ pub fn effective_uid() -> u32 {
     }
 }
 
-/// Makes every file and directory this process creates private to its owner
-/// (`0600` files, `0700` directories), whatever the library that creates them.
-pub fn restrict_umask() {
-    // SAFETY: umask only changes the process file-creation mask; it cannot fail.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::umask(0o077);
-    }
-}
-
 fn check_private_path(path: &Path) -> Result<()> {
-    let meta = fs::metadata(path).with_context(|| format!("cannot access {}", path.display()))?;
+    let meta = fs::metadata(path).map_err(|e| ServiceError::io("cannot access", path, e))?;
     let me = effective_uid();
     if meta.uid() != me {
-        bail!(
+        return Err(ServiceError::forbidden(format!(
             "refusing to use {}: it is owned by uid {}, not by you (uid {me}). Credentials and profiles \
              give access to every mailbox of the tenant; use a directory you own (chown it or pass --data-dir)",
             path.display(),
             meta.uid()
-        );
+        )));
     }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o022 != 0 {
-        bail!(
+        return Err(ServiceError::forbidden(format!(
             "refusing to use {}: it is writable by {} (mode {mode:03o}). Credentials and profiles give \
              access to every mailbox of the tenant; run `chmod 700 {}`",
             path.display(),
@@ -209,21 +246,48 @@ fn check_private_path(path: &Path) -> Result<()> {
                 "its group"
             },
             path.display()
-        );
+        )));
     }
     Ok(())
 }
 
 fn create_private_dir_all(path: &Path) -> Result<()> {
     fs::create_dir_all(path)
-        .with_context(|| format!("cannot create data directory {}", path.display()))?;
+        .map_err(|e| ServiceError::io("cannot create data directory", path, e))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("cannot make {} private (chmod 700)", path.display()))
+        .map_err(|e| ServiceError::io("cannot make private (chmod 700)", path, e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::error::chain;
+
+    #[test]
+    fn the_flag_wins_then_the_variable_then_the_platform() {
+        let env = |name: &str| match name {
+            DATA_DIR_ENV => Some("/from/env".into()),
+            "HOME" => Some("/home/a".into()),
+            _ => None,
+        };
+        let none = |name: &str| (name == "HOME").then(|| "/home/a".into());
+        assert_eq!(
+            resolve_data_dir(Some("/flag".into()), &env).unwrap(),
+            PathBuf::from("/flag")
+        );
+        assert_eq!(
+            resolve_data_dir(None, &env).unwrap(),
+            PathBuf::from("/from/env")
+        );
+        if !cfg!(target_os = "macos") {
+            assert_eq!(
+                resolve_data_dir(None, &none).unwrap(),
+                PathBuf::from("/home/a/.local/share/m365-archiver")
+            );
+        }
+        assert!(resolve_data_dir(None, &|_: &str| None).is_err());
+    }
 
     #[test]
     fn platform_dir_prefers_xdg_then_home() {
@@ -250,7 +314,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let missing = tmp.path().join("nope");
         let err = DataDir::open(&missing, Access::Read).unwrap_err();
-        assert!(format!("{err:#}").contains("does not exist"));
+        assert!(chain(&err).contains("does not exist"));
         assert!(!missing.exists());
     }
 
@@ -273,7 +337,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o770)).unwrap();
         let err = DataDir::open(tmp.path(), Access::Admin).unwrap_err();
-        let msg = format!("{err:#}");
+        let msg = chain(&err);
         assert!(msg.contains("writable by its group"), "{msg}");
         assert!(DataDir::open(tmp.path(), Access::Write).is_ok());
     }
@@ -285,6 +349,6 @@ mod tests {
         fs::write(&file, b"x").unwrap();
         assert!(DataDir::open(&file, Access::Read).is_err());
         let err = DataDir::open(&file.join("sub"), Access::Write).unwrap_err();
-        assert!(format!("{err:#}").contains("sub"));
+        assert!(chain(&err).contains("sub"));
     }
 }

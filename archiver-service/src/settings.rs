@@ -14,10 +14,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::datadir::DataDir;
+use crate::error::ServiceError;
+
+type Result<T> = std::result::Result<T, ServiceError>;
 
 /// Default absolute reserve: 1 GiB.
 pub const DEFAULT_RESERVE_BYTES: u64 = 1 << 30;
@@ -79,7 +81,7 @@ struct RawArchive {
 impl Settings {
     /// The settings file of `dir`.
     pub fn path(dir: &DataDir) -> PathBuf {
-        dir.root().join("settings.toml")
+        dir.settings_file()
     }
 
     /// Reads `settings.toml` of `dir` (the defaults when it does not exist).
@@ -88,14 +90,15 @@ impl Settings {
         match std::fs::read_to_string(&path) {
             Ok(text) => Self::parse(&text, &path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+            Err(e) => Err(ServiceError::io("cannot read", path, e)),
         }
     }
 
     /// Parses the text of a settings file (`path` only names it in errors).
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let raw: RawSettings = toml::from_str(text)
-            .with_context(|| format!("{}: not valid settings", path.display()))?;
+        let raw: RawSettings = toml::from_str(text).map_err(|e| {
+            ServiceError::invalid(format!("{}: not valid settings: {e}", path.display()))
+        })?;
         let mut settings = Self::default();
         let Some(archive) = raw.archive else {
             return Ok(settings);
@@ -103,23 +106,26 @@ impl Settings {
         if let Some(value) = archive.reserve {
             settings.reserve.bytes = match &value {
                 toml::Value::Integer(n) if *n >= 0 => n.unsigned_abs(),
-                toml::Value::String(s) => parse_size(s)
-                    .with_context(|| format!("{}: field `archive.reserve`", path.display()))?,
-                _ => bail!(
-                    "{}: field `archive.reserve` must be a number of bytes or a size such as \"1 GiB\"",
-                    path.display()
-                ),
+                toml::Value::String(s) => parse_size(s).map_err(|e| {
+                    e.context(format!("{}: field `archive.reserve`", path.display()))
+                })?,
+                _ => {
+                    return Err(ServiceError::invalid(format!(
+                        "{}: field `archive.reserve` must be a number of bytes or a size such as \"1 GiB\"",
+                        path.display()
+                    )));
+                }
             };
         }
         if let Some(percent) = archive.reserve_percent {
             settings.reserve.percent = u8::try_from(percent)
                 .ok()
                 .filter(|p| *p <= 100)
-                .with_context(|| {
-                    format!(
+                .ok_or_else(|| {
+                    ServiceError::invalid(format!(
                         "{}: field `archive.reserve_percent` must be between 0 and 100, not {percent}",
                         path.display()
-                    )
+                    ))
                 })?;
         }
         Ok(settings)
@@ -133,9 +139,11 @@ pub fn parse_size(text: &str) -> Result<u64> {
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .with_context(|| format!("{text:?} is not a size (e.g. \"1 GiB\", \"500 MB\")"))?;
+    let number: f64 = number.parse().map_err(|_| {
+        ServiceError::invalid(format!(
+            "{text:?} is not a size (e.g. \"1 GiB\", \"500 MB\")"
+        ))
+    })?;
     let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kb" => 1_000,
@@ -146,25 +154,45 @@ pub fn parse_size(text: &str) -> Result<u64> {
         "mib" | "m" => 1 << 20,
         "gib" | "g" => 1 << 30,
         "tib" | "t" => 1 << 40,
-        other => bail!("unknown size unit {other:?} in {text:?} (use KB, MB, GB, KiB, MiB, GiB)"),
+        other => {
+            return Err(ServiceError::invalid(format!(
+                "unknown size unit {other:?} in {text:?} (use KB, MB, GB, KiB, MiB, GiB)"
+            )));
+        }
     };
     let bytes = number * factor as f64;
     if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
-        bail!("{text:?} is out of range");
+        return Err(ServiceError::invalid(format!("{text:?} is out of range")));
     }
     Ok(bytes as u64)
+}
+
+/// Bytes for people (`1.5 GiB`), as the reserve's messages name them.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn check(text: &str, expected: Result<Reserve, &str>) {
+    fn check(text: &str, expected: std::result::Result<Reserve, &str>) {
         let got = Settings::parse(text, Path::new("settings.toml"));
         match (got, expected) {
             (Ok(settings), Ok(reserve)) => assert_eq!(settings.reserve, reserve, "{text}"),
             (Err(e), Err(needle)) => {
-                let message = format!("{e:#}");
+                let message = crate::error::chain(&e);
                 assert!(message.contains(needle), "{text}: {message}");
                 assert!(message.contains("settings.toml"), "{text}: {message}");
             }

@@ -1,0 +1,313 @@
+//! The archive's use cases: search, show, export (mail content, scoped to what the
+//! caller may see), import, and the figures and upkeep (stats, verify, reindex).
+//!
+//! Scoping (see [`crate::principal`]): search runs only over the visible archives;
+//! `show` of a message outside them, or of an id that does not exist, is the same
+//! `Forbidden` for a caller who cannot see every archive (nothing tells them the id
+//! exists), and the places a shown message is archived in are cut to the visible ones.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use archive_store::{
+    ArchiveError, ArchiveStats, ArchiveStore, ExportFilter, ExportFormat, ExportReport,
+    ImportReport, MessageId, MessageInfo, Scope, SearchHit, SearchQuery, VerifyReport,
+};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::datadir::Access;
+use crate::error::{ResultExt, ServiceError};
+use crate::principal::Visible;
+use crate::settings::Settings;
+use crate::text::message_text;
+use crate::wiring;
+use crate::{Principal, Service};
+
+type Result<T> = std::result::Result<T, ServiceError>;
+
+/// Most search hits an export by query takes.
+const EXPORT_QUERY_LIMIT: usize = 1_000_000;
+
+/// A full-text search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchRequest {
+    /// Words to look for (subject, addresses, body, attachment names).
+    pub text: String,
+    /// Only this user's archive.
+    pub user: Option<String>,
+    /// Received on or after.
+    pub from_date: Option<DateTime<Utc>>,
+    /// Received before.
+    pub to_date: Option<DateTime<Utc>>,
+    /// At most this many hits (at least 1).
+    pub limit: usize,
+}
+
+/// A message as `archive show` gives it: metadata, the places it is archived in
+/// that the caller may see, and its text.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShownMessage {
+    /// Metadata and (visible) locations.
+    #[serde(flatten)]
+    pub info: MessageInfo,
+    /// The readable text.
+    pub text: String,
+}
+
+/// What to export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportRequest {
+    /// Archive owner.
+    pub user: String,
+    /// Only this folder (and its subfolders).
+    pub folder: Option<String>,
+    /// Only messages matching this search.
+    pub query: Option<String>,
+    /// Output format.
+    pub format: ExportFormat,
+    /// Output directory (eml) or file (mbox).
+    pub out: PathBuf,
+}
+
+/// What to import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportRequest {
+    /// Archive owner (an existing local user).
+    pub user: String,
+    /// Folder to file the messages under.
+    pub folder: Option<String>,
+    /// A directory of `.eml` files or an mbox file.
+    pub path: PathBuf,
+}
+
+/// The archive's figures and the free space of its filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveOverview {
+    /// Counts and sizes.
+    pub stats: ArchiveStats,
+    /// Free bytes on the archive's filesystem.
+    pub free_bytes: u64,
+    /// Size of that filesystem.
+    pub filesystem_bytes: u64,
+    /// Free bytes a run needs to start (the reserve of `settings.toml`).
+    pub reserve_bytes: u64,
+}
+
+/// Hits of several archives' searches merged: newest first, at most `limit`.
+fn merge_hits(mut hits: Vec<SearchHit>, limit: usize) -> Vec<SearchHit> {
+    hits.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| a.id.cmp(&b.id)));
+    hits.truncate(limit);
+    hits
+}
+
+impl Service {
+    fn read_archive(&self) -> Result<std::sync::Arc<archive_store::DiskArchiveStore>> {
+        wiring::open_archive_read_only(&self.open(Access::Read)?)
+    }
+
+    /// The archive's figures (`archive stats`): counts and sizes are not mail content,
+    /// so admins, auditors and compliance officers may see them.
+    pub fn archive_stats(&self, principal: &Principal) -> Result<ArchiveOverview> {
+        principal.require_overview(Self::now())?;
+        let dir = self.open(Access::Read)?;
+        let archive = wiring::open_archive_read_only(&dir)?;
+        let stats = archive.stats()?;
+        let settings = Settings::load(&dir)?;
+        let (free_bytes, filesystem_bytes) = wiring::archive_space(&dir)?;
+        Ok(ArchiveOverview {
+            stats,
+            free_bytes,
+            filesystem_bytes,
+            reserve_bytes: settings.reserve.required(filesystem_bytes),
+        })
+    }
+
+    /// Re-reads and re-hashes everything (`archive verify`); the report names each
+    /// broken object (a damaged archive is a report, not an error).
+    pub fn verify_archive(&self, principal: &Principal) -> Result<VerifyReport> {
+        principal.require_admin("verify the archive", Self::now())?;
+        Ok(self.read_archive()?.verify()?)
+    }
+
+    /// Rebuilds the indexes from the packs and the record log (`archive reindex`).
+    pub fn reindex_archive(&self, principal: &Principal) -> Result<ArchiveStats> {
+        principal.require_admin("rebuild the archive's indexes", Self::now())?;
+        wiring::rebuild_archive_indexes(&self.open(Access::Write)?)
+    }
+
+    /// Full-text search over the archives the caller may see (`archive search`).
+    /// Asking for an archive outside them is `Forbidden`.
+    pub fn search(&self, principal: &Principal, request: &SearchRequest) -> Result<Vec<SearchHit>> {
+        if request.limit == 0 {
+            return Err(ServiceError::invalid("--limit must be at least 1"));
+        }
+        let visible = principal.visible(Self::now());
+        // The archives to search one by one (`None`: all of them at once).
+        let users: Option<Vec<String>> = match (&visible, &request.user) {
+            (Visible::All, _) => None,
+            (Visible::Only(set), Some(user)) => {
+                if !set.contains(user) {
+                    return Err(principal.refused_archive(user));
+                }
+                Some(vec![user.clone()])
+            }
+            (Visible::Only(set), None) => {
+                if set.is_empty() {
+                    return Err(ServiceError::forbidden(format!(
+                        "{} may not search mail: it sees no archive",
+                        principal.label()
+                    )));
+                }
+                Some(set.iter().cloned().collect())
+            }
+        };
+        let archive = self.read_archive()?;
+        let query = |user: Option<String>| SearchQuery {
+            text: request.text.clone(),
+            user,
+            from_date: request.from_date,
+            to_date: request.to_date,
+            limit: request.limit,
+        };
+        match users {
+            None => Ok(archive.search(&query(request.user.clone()), &Scope::Admin)?),
+            Some(users) => {
+                let mut hits = Vec::new();
+                for user in users {
+                    hits.extend(archive.search(&query(Some(user.clone())), &Scope::User(user))?);
+                }
+                Ok(merge_hits(hits, request.limit))
+            }
+        }
+    }
+
+    /// Headers, text and places of one message (`archive show`). For a caller who
+    /// cannot see every archive, a message of no visible archive and an unknown id
+    /// are the same `Forbidden`.
+    pub fn show_message(&self, principal: &Principal, id: &str) -> Result<ShownMessage> {
+        let visible = principal.visible(Self::now());
+        let id = MessageId(id.trim().to_ascii_lowercase());
+        let refused = || {
+            ServiceError::forbidden(format!(
+                "{} may not read message {}",
+                principal.label(),
+                id.0
+            ))
+        };
+        if visible == Visible::Only(BTreeSet::new()) {
+            return Err(refused());
+        }
+        let archive = self.read_archive()?;
+        let mut info = match archive.show(&id) {
+            Ok(info) => info,
+            Err(ArchiveError::NotFound { .. }) if visible != Visible::All => return Err(refused()),
+            Err(e) => return Err(e.into()),
+        };
+        info.locations.retain(|(user, _)| visible.contains(user));
+        if info.locations.is_empty() {
+            return Err(refused());
+        }
+        let text = message_text(&archive.read_message(&id)?);
+        Ok(ShownMessage { info, text })
+    }
+
+    /// Writes `request.user`'s archive (or part of it) as `.eml` files or mbox
+    /// (`archive export`); byte-exact. Damaged messages are listed in the report.
+    pub fn export(&self, principal: &Principal, request: &ExportRequest) -> Result<ExportReport> {
+        let user = request.user.as_str();
+        principal.require_archive(user, Self::now())?;
+        let archive = self.read_archive()?;
+        if !archive.users()?.iter().any(|u| u == user) {
+            return Err(ServiceError::not_found(format!(
+                "user `{user}` has no archive (see `archive stats` for the archives there are)"
+            )));
+        }
+        let ids = match &request.query {
+            Some(text) => {
+                let hits = archive.search(
+                    &SearchQuery {
+                        text: text.clone(),
+                        user: Some(user.to_string()),
+                        from_date: None,
+                        to_date: None,
+                        limit: EXPORT_QUERY_LIMIT,
+                    },
+                    &Scope::User(user.to_string()),
+                )?;
+                Some(hits.into_iter().map(|h| h.id).collect::<BTreeSet<_>>())
+            }
+            None => None,
+        };
+        let filter = ExportFilter {
+            user: user.to_string(),
+            folder: request.folder.clone(),
+            ids,
+        };
+        archive
+            .export(&filter, request.format, &request.out)
+            .context_with(|| format!("export of `{user}` to {}", request.out.display()))
+    }
+
+    /// Imports `.eml` files or an mbox into an existing user's archive (`archive
+    /// import`); re-importing the same mail adds nothing. A user who then holds
+    /// mail is marked as having an archive (so no sync or removal deletes them).
+    pub fn import(&self, principal: &Principal, request: &ImportRequest) -> Result<ImportReport> {
+        principal.require_admin("import mail", Self::now())?;
+        let (user, path) = (request.user.as_str(), &request.path);
+        if !path.exists() {
+            return Err(ServiceError::not_found(format!(
+                "nothing to import: {} does not exist",
+                path.display()
+            )));
+        }
+        let no_user = || {
+            ServiceError::not_found(format!(
+                "no user named `{user}`: add it with `users add` (or `users sync`) first"
+            ))
+        };
+        let existing = self
+            .open(Access::Read)
+            .context_with(|| format!("no user named `{user}`"))?;
+        if !wiring::has_user_store(&existing) {
+            return Err(no_user());
+        }
+        let dir = self.open(Access::Write)?;
+        let users = wiring::open_user_store(&dir)?;
+        if users.get(user)?.is_none() {
+            return Err(no_user());
+        }
+        let archive = wiring::open_archive(&dir)?;
+        let report = archive
+            .import(user, request.folder.as_deref(), path)
+            .context_with(|| format!("import of {} into `{user}`", path.display()))?;
+        if report.imported > 0 || report.duplicates > 0 {
+            users.mark_has_archive(user)?;
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(id: &str, day: u32) -> SearchHit {
+        use chrono::TimeZone;
+        SearchHit {
+            id: MessageId(id.into()),
+            user: "u".into(),
+            folder: "Inbox".into(),
+            date: Utc.with_ymd_and_hms(2026, 1, day, 0, 0, 0).single(),
+            from: None,
+            subject: None,
+        }
+    }
+
+    #[test]
+    fn merged_hits_are_newest_first_and_limited() {
+        let merged = merge_hits(vec![hit("a", 1), hit("b", 3), hit("c", 2)], 2);
+        let ids: Vec<&str> = merged.iter().map(|h| h.id.0.as_str()).collect();
+        assert_eq!(ids, ["b", "c"]);
+    }
+}

@@ -1,0 +1,213 @@
+//! Graph's refusals (HTTP status + Graph error body) and exhausted retries turned into
+//! [`MailboxError`]s a caller can act on, or into a delta reset.
+
+use std::time::Duration;
+
+use m365_auth::transport::{Fault, GaveUp, Refusal};
+use reqwest::StatusCode;
+
+use super::op::{Failure, Op, Target};
+use crate::MailboxError;
+
+/// Turns a final refusal into an error (or a delta reset).
+pub(super) fn classify(mailbox: &str, op: &Op, target: &Target, refusal: Refusal) -> Failure {
+    if refusal.is_sync_reset() {
+        return Failure::SyncReset(refusal);
+    }
+    let mailbox = mailbox.to_string();
+    let folder_gone = |mailbox: String| MailboxError::FolderGone {
+        mailbox,
+        folder_id: match target {
+            Target::Folder(id) => id.clone(),
+            _ => String::new(),
+        },
+    };
+    let code = refusal.code().to_string();
+    let message = refusal.message().to_string();
+    let error = match refusal.status {
+        StatusCode::UNAUTHORIZED => MailboxError::TokenRejected {
+            mailbox,
+            code,
+            message,
+        },
+        StatusCode::FORBIDDEN => MailboxError::AccessDenied {
+            mailbox,
+            code,
+            message,
+        },
+        StatusCode::NOT_FOUND => match code.as_str() {
+            "MailboxNotEnabledForRESTAPI"
+            | "MailboxNotSupportedForRESTAPI"
+            | "ErrorNonExistentMailbox" => MailboxError::NoMailbox { mailbox },
+            "ErrorInvalidUser" | "Request_ResourceNotFound" | "UserNotFound" => {
+                MailboxError::UnknownUser { mailbox, code }
+            }
+            "ErrorFolderNotFound" => folder_gone(mailbox),
+            _ => match target {
+                Target::Message(id) => MailboxError::MessageGone {
+                    mailbox,
+                    message_id: id.clone(),
+                },
+                Target::Folder(_) => folder_gone(mailbox),
+                Target::Mailbox => MailboxError::NoMailbox { mailbox },
+            },
+        },
+        status => MailboxError::Refused {
+            mailbox,
+            operation: op.label(),
+            status: status.as_u16(),
+            code,
+            message,
+        },
+    };
+    Failure::Error(error)
+}
+
+/// The error when the retry limits ran out: a timeout when the last attempt timed out.
+pub(super) fn gave_up(mailbox: &str, op: &Op, timeout: Duration, gave_up: GaveUp) -> MailboxError {
+    let last = match &gave_up.last {
+        Fault::Timeout(_) => {
+            return MailboxError::Timeout {
+                mailbox: mailbox.to_string(),
+                operation: op.label(),
+                after: timeout,
+                attempts: gave_up.attempts,
+            };
+        }
+        Fault::Refused(r) if r.status == StatusCode::TOO_MANY_REQUESTS => {
+            format!("still throttled after {} 429 answers", gave_up.throttled)
+        }
+        other => other.to_string(),
+    };
+    MailboxError::RetriesExhausted {
+        mailbox: mailbox.to_string(),
+        operation: op.label(),
+        attempts: gave_up.attempts,
+        last,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use m365_auth::transport::GraphError;
+
+    /// What a refusal became, as a short name.
+    fn outcome(f: &Failure) -> String {
+        match f {
+            Failure::Error(e) => {
+                let debug = format!("{e:?}");
+                debug
+                    .split([' ', '{', '('])
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            }
+            Failure::SyncReset(_) => "SyncReset".into(),
+            Failure::AlreadyDone => "AlreadyDone".into(),
+        }
+    }
+
+    fn check(target: Target, status: u16, code: &str, expected: &str) {
+        let error = (!code.is_empty()).then(|| GraphError::new(code, "m"));
+        let refusal = Refusal::new(StatusCode::from_u16(status).unwrap(), error);
+        let got = classify("a@x", &Op::RootFolders, &target, refusal);
+        assert_eq!(outcome(&got), expected, "{status} {code:?} on {target:?}");
+    }
+
+    #[test]
+    fn refusals_map_to_actionable_errors() {
+        let folder = || Target::Folder("F".into());
+        let message = || Target::Message("M".into());
+        for (target, status, code, expected) in [
+            (
+                Target::Mailbox,
+                404,
+                "MailboxNotEnabledForRESTAPI",
+                "NoMailbox",
+            ),
+            (
+                Target::Mailbox,
+                404,
+                "MailboxNotSupportedForRESTAPI",
+                "NoMailbox",
+            ),
+            (Target::Mailbox, 404, "ErrorNonExistentMailbox", "NoMailbox"),
+            (Target::Mailbox, 404, "ResourceNotFound", "NoMailbox"),
+            (Target::Mailbox, 404, "", "NoMailbox"),
+            (Target::Mailbox, 404, "ErrorInvalidUser", "UnknownUser"),
+            (message(), 404, "Request_ResourceNotFound", "UnknownUser"),
+            (Target::Mailbox, 403, "ErrorAccessDenied", "AccessDenied"),
+            (
+                Target::Mailbox,
+                401,
+                "InvalidAuthenticationToken",
+                "TokenRejected",
+            ),
+            (folder(), 404, "ErrorFolderNotFound", "FolderGone"),
+            (message(), 404, "ErrorFolderNotFound", "FolderGone"),
+            (folder(), 404, "ErrorItemNotFound", "FolderGone"),
+            (message(), 404, "ErrorItemNotFound", "MessageGone"),
+            (folder(), 410, "", "SyncReset"),
+            (folder(), 400, "syncStateNotFound", "SyncReset"),
+            (folder(), 400, "SyncStateInvalid", "SyncReset"),
+            (folder(), 400, "resyncRequired", "SyncReset"),
+            (Target::Mailbox, 400, "BadRequest", "Refused"),
+            (Target::Mailbox, 400, "", "Refused"),
+            (Target::Mailbox, 405, "", "Refused"),
+            (message(), 413, "ErrorMessageSizeExceeded", "Refused"),
+        ] {
+            check(target, status, code, expected);
+        }
+    }
+
+    #[test]
+    fn refused_keeps_status_and_code() {
+        let refusal = Refusal::new(
+            StatusCode::BAD_REQUEST,
+            Some(GraphError::new("ErrorInvalidIdMalformed", "bad id")),
+        );
+        let Failure::Error(MailboxError::Refused { status, code, .. }) =
+            classify("a@x", &Op::RootFolders, &Target::Mailbox, refusal)
+        else {
+            panic!("not Refused");
+        };
+        assert_eq!((status, code.as_str()), (400, "ErrorInvalidIdMalformed"));
+    }
+
+    #[test]
+    fn exhausted_retries_name_the_last_failure() {
+        let op = Op::Mime("M".into());
+        let timeout = Duration::from_secs(5);
+        let give = |last: Fault| {
+            gave_up(
+                "a@x",
+                &op,
+                timeout,
+                GaveUp {
+                    attempts: 3,
+                    throttled: 2,
+                    last,
+                },
+            )
+        };
+        assert!(matches!(
+            give(Fault::Timeout(timeout)),
+            MailboxError::Timeout { attempts: 3, .. }
+        ));
+        let throttled = give(Fault::Refused(Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            None,
+        )));
+        assert!(throttled.is_transient());
+        assert!(
+            throttled.to_string().contains("2 429 answers"),
+            "{throttled}"
+        );
+        let fault = give(Fault::Network("connection reset".into()));
+        assert!(matches!(
+            &fault,
+            MailboxError::RetriesExhausted { last, .. } if last == "connection reset"
+        ));
+    }
+}

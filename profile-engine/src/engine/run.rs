@@ -1,0 +1,305 @@
+//! A run of a profile (mailboxes in parallel, totals, history, the run-wide halt on
+//! storage failures) and its test (a probe of every selected mailbox).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::time::Instant;
+
+use chrono::Utc;
+use futures::stream::{FuturesUnordered, StreamExt};
+use m365_mailbox::MailboxMetrics;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::mailbox::MailboxCtx;
+use super::select::Target;
+use super::{Engine, spawn_blocking};
+use crate::error::EngineError;
+use crate::lock::RunLock;
+use crate::profile::{Profile, Source};
+use crate::progress::{ProgressEvent, ProgressSink};
+use crate::report::{
+    HistoryEntry, MailboxProbe, MailboxReport, MailboxStatus, RunReport, RunStatus, TestReport,
+};
+
+impl Engine {
+    /// Runs a profile to the end, until cancelled, or until a failure that stops
+    /// everything (bad profile, credentials, user store, missing target user).
+    /// Failures of single mailboxes are in the report, never an `Err`.
+    pub async fn run(
+        &self,
+        profile: &Profile,
+        cancel: &CancellationToken,
+        progress: &dyn ProgressSink,
+    ) -> Result<RunReport, EngineError> {
+        profile.validate()?;
+        let _lock = match &self.options.lock_dir {
+            Some(dir) => Some(RunLock::acquire(dir, &profile.name)?),
+            None => None,
+        };
+        let span = info_span!("run", profile = %profile.name);
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let report = self
+            .run_inner(profile, cancel, progress)
+            .instrument(span)
+            .await?;
+        let mut report = report;
+        report.duration_secs = clock.elapsed().as_secs_f64();
+        if let Some(history) = &self.options.history {
+            let entry = HistoryEntry {
+                started_at,
+                finished_at: Utc::now(),
+                report: report.clone(),
+            };
+            let history = history.clone();
+            // The run is done and its messages are durable: a history that cannot be
+            // written (disk full) is a warning in the report, never a lost report.
+            let written = spawn_blocking(move || history.append(&entry)).await?;
+            if let Err(e) = written {
+                warn!(error = %e, "the run history could not be written");
+                report
+                    .warnings
+                    .push(format!("the run history could not be written: {e}"));
+            }
+        }
+        progress.event(ProgressEvent::RunFinished {
+            status: report.status,
+        });
+        info!(profile = %profile.name, status = ?report.status, archived = report.totals.messages_archived,
+            failed = report.totals.messages_failed, "run finished");
+        Ok(report)
+    }
+
+    async fn run_inner(
+        &self,
+        profile: &Profile,
+        cancel: &CancellationToken,
+        progress: &dyn ProgressSink,
+    ) -> Result<RunReport, EngineError> {
+        if let Some(tokens) = &self.tokens {
+            tokens.token().await?;
+        }
+        if let Source::Multiple {
+            sync_directory_first: true,
+            ..
+        } = &profile.source
+        {
+            self.sync_directory().await?;
+        }
+        let selection = self.select(profile).await?;
+        progress.event(ProgressEvent::RunStarted {
+            profile: profile.name.clone(),
+            mailboxes: selection.targets.len(),
+        });
+        let mut mailboxes: Vec<MailboxReport> = selection
+            .unresolved
+            .iter()
+            .map(|(name, why)| {
+                let mut r = MailboxReport::new(name, MailboxStatus::Failed);
+                r.error = Some(why.clone());
+                r
+            })
+            .collect();
+        let before: HashMap<String, MailboxMetrics> = selection
+            .targets
+            .iter()
+            .map(|t| (t.mailbox.clone(), self.mailboxes.metrics(&t.mailbox)))
+            .collect();
+        let parallel = profile.run.parallel_mailboxes.max(1);
+        let halt = RunHalt::new(cancel);
+        // A hand-rolled bounded set (not `buffer_unordered` over a closure) keeps
+        // the run's future `Send`, so callers can spawn it.
+        let mut pending = selection.targets.iter();
+        let mut running = FuturesUnordered::new();
+        loop {
+            while running.len() < parallel {
+                match pending.next() {
+                    Some(target) => {
+                        running.push(self.run_mailbox(profile, target, &halt, progress))
+                    }
+                    None => break,
+                }
+            }
+            let Some(report) = running.next().await else {
+                break;
+            };
+            progress.event(ProgressEvent::MailboxFinished {
+                report: report.clone(),
+            });
+            mailboxes.push(report);
+        }
+        drop(running);
+        mailboxes.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
+        let (mut requests, mut throttled, mut retries) = (0, 0, 0);
+        for target in &selection.targets {
+            let after = self.mailboxes.metrics(&target.mailbox);
+            let start = before.get(&target.mailbox).cloned().unwrap_or_default();
+            requests += after.requests.saturating_sub(start.requests);
+            throttled += after.throttled.saturating_sub(start.throttled);
+            retries += after.retries.saturating_sub(start.retries);
+        }
+        let mut report = RunReport {
+            profile: profile.name.clone(),
+            status: RunStatus::Ok,
+            mailboxes,
+            totals: Default::default(),
+            requests,
+            throttled,
+            retries,
+            duration_secs: 0.0,
+            error: None,
+            warnings: Vec::new(),
+        };
+        report.finish(cancel.is_cancelled());
+        if let Some(reason) = halt.reason() {
+            report.error = Some(reason);
+            if report.status == RunStatus::Ok {
+                report.status = RunStatus::Partial;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Probes every selected mailbox of a profile: which can be read and why not.
+    /// Reads the local users as they are (no directory sync).
+    pub async fn test(&self, profile: &Profile) -> Result<TestReport, EngineError> {
+        profile.validate()?;
+        if let Some(tokens) = &self.tokens {
+            tokens.token().await?;
+        }
+        let selection = self.select(profile).await?;
+        let mut mailboxes: Vec<MailboxProbe> = selection
+            .unresolved
+            .iter()
+            .map(|(name, why)| MailboxProbe {
+                mailbox: name.clone(),
+                user: None,
+                readable: false,
+                error: Some(why.clone()),
+            })
+            .collect();
+        let parallel = profile.run.parallel_mailboxes.max(1);
+        let mut pending = selection.targets.iter();
+        let mut running = FuturesUnordered::new();
+        loop {
+            while running.len() < parallel {
+                match pending.next() {
+                    Some(target) => running.push(self.probe_target(target)),
+                    None => break,
+                }
+            }
+            let Some(probe) = running.next().await else {
+                break;
+            };
+            mailboxes.push(probe);
+        }
+        mailboxes.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
+        Ok(TestReport {
+            profile: profile.name.clone(),
+            ok: mailboxes.iter().all(|m| m.readable),
+            mailboxes,
+        })
+    }
+
+    async fn probe_target(&self, target: &Target) -> MailboxProbe {
+        let result = self.mailboxes.probe(&target.mailbox).await;
+        MailboxProbe {
+            mailbox: target.mailbox.clone(),
+            user: Some(target.user.clone()),
+            readable: result.is_ok(),
+            error: result.err().map(|e| e.to_string()),
+        }
+    }
+
+    async fn sync_directory(&self) -> Result<(), EngineError> {
+        let directory = self.directory.clone().ok_or(EngineError::Incomplete(
+            "directory source (sync_directory_first)",
+        ))?;
+        let report = directory_sync::sync(
+            directory.as_ref(),
+            self.users.as_ref(),
+            &self.options.directory_sync,
+        )
+        .await?;
+        debug!(
+            created = report.created.len(),
+            updated = report.updated.len(),
+            deactivated = report.deactivated.len(),
+            "directory synchronised"
+        );
+        Ok(())
+    }
+
+    async fn run_mailbox(
+        &self,
+        profile: &Profile,
+        target: &Target,
+        halt: &RunHalt,
+        progress: &dyn ProgressSink,
+    ) -> MailboxReport {
+        let cancel = &halt.token;
+        if cancel.is_cancelled() {
+            if let Some(reason) = halt.reason() {
+                let mut report = MailboxReport::new(&target.mailbox, MailboxStatus::Failed);
+                report.error = Some(format!("not started: {reason}"));
+                return report;
+            }
+            let mut report = MailboxReport::new(&target.mailbox, MailboxStatus::Cancelled);
+            report.error = Some("run cancelled before this mailbox started".to_owned());
+            return report;
+        }
+        let span = info_span!("mailbox", mailbox = %target.mailbox, user = %target.user);
+        let ctx = MailboxCtx {
+            engine: self,
+            profile,
+            target,
+            cancel,
+            halt,
+            progress,
+            now: self.now(),
+            marked: AtomicBool::new(false),
+            archive_failures_in_a_row: AtomicUsize::new(0),
+        };
+        ctx.run().instrument(span).await
+    }
+}
+
+/// A failure that stops the whole run (the archive's disk is full or failing):
+/// every mailbox stops at its next step, checkpoints keep what was archived.
+pub(super) struct RunHalt {
+    /// Cancelled on halt (a child of the caller's token, so cancelling the run stops it too).
+    pub(super) token: CancellationToken,
+    /// Why the run was halted; `None` while it goes on.
+    pub(super) reason: std::sync::Mutex<Option<String>>,
+}
+
+impl RunHalt {
+    pub(super) fn new(cancel: &CancellationToken) -> Self {
+        Self {
+            token: cancel.child_token(),
+            reason: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Stops the run; the first reason given is kept.
+    pub(super) fn halt(&self, reason: String) {
+        let mut slot = self
+            .reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_none() {
+            warn!(%reason, "run stopped");
+            *slot = Some(reason);
+        }
+        drop(slot);
+        self.token.cancel();
+    }
+
+    pub(super) fn reason(&self) -> Option<String> {
+        self.reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
