@@ -268,6 +268,7 @@ fn engine_category(e: &EngineError) -> ErrorCategory {
         EngineError::Checkpoint { .. }
         | EngineError::TaskFailed(_)
         | EngineError::Incomplete(_) => C::Internal,
+        _ => C::Internal,
     }
 }
 

@@ -96,11 +96,9 @@ fn launch(service: &Service, name: String, cancel: CancellationToken) -> Run {
             .await
     });
     Box::pin(async move {
-        let result = task.await.unwrap_or_else(|e| {
-            Err(ServiceError::from(EngineError::TaskFailed(format!(
-                "the run of profile `{name}` ended abnormally: {e}"
-            ))))
-        });
+        let result = task
+            .await
+            .unwrap_or_else(|e| Err(ServiceError::from(EngineError::TaskFailed(e))));
         (name, result)
     })
 }
