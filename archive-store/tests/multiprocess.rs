@@ -59,7 +59,8 @@ fn multiprocess_child_helper() {
     let count: u64 = std::env::var(CHILD_COUNT).unwrap().parse().unwrap();
     let store = common::open(Path::new(&dir));
     let mut out = std::io::stdout();
-    writeln!(out, "READY").unwrap();
+    // On a line of its own: the test harness has just printed "test NAME ... ".
+    writeln!(out, "\nREADY").unwrap();
     out.flush().unwrap();
     let mut i = 0;
     while count == 0 || i < count {
@@ -164,7 +165,6 @@ fn check_user(store: &DiskArchiveStore, user: &str, count: u64) {
 }
 
 #[test]
-#[ignore = "fails: cross-process catch-up under investigation"]
 fn two_processes_archive_into_one_directory_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("archive");
@@ -203,7 +203,6 @@ fn two_processes_archive_into_one_directory_at_once() {
 }
 
 #[test]
-#[ignore = "fails: cross-process catch-up under investigation"]
 fn a_reader_never_waits_for_a_writer_and_sees_its_messages() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("archive");
@@ -243,7 +242,6 @@ fn a_reader_never_waits_for_a_writer_and_sees_its_messages() {
 }
 
 #[test]
-#[ignore = "fails: cross-process catch-up under investigation"]
 fn a_writer_killed_mid_write_leaves_the_archive_to_the_other() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("archive");
