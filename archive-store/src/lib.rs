@@ -358,6 +358,32 @@ pub struct IoFailure {
     pub os_error: Option<i32>,
 }
 
+/// The request rules every store applies before archiving, so all refuse the same
+/// requests naming the same field.
+pub(crate) fn validate(request: &ArchiveRequest) -> Result<(), ArchiveError> {
+    let bad = |field, detail: &str| {
+        Err(ArchiveError::InvalidRequest {
+            field,
+            detail: detail.to_string(),
+        })
+    };
+    if request.user.trim().is_empty() {
+        return bad("user", "the archive owner must not be empty");
+    }
+    if request.user.len() > 512 || request.user.chars().any(char::is_control) {
+        return bad("user", "at most 512 characters, no control characters");
+    }
+    if request.folder.len() > 4096 || request.folder.contains('\0') {
+        return bad("folder", "at most 4096 characters, no NUL");
+    }
+    if let Some(source) = &request.source
+        && (source.mailbox.contains('\0') || source.message_id.contains('\0'))
+    {
+        return bad("source", "no NUL in mailbox or message id");
+    }
+    Ok(())
+}
+
 /// Hashes everything `reader` yields with `hasher`; a read failure is
 /// [`ArchiveError::BadInput`] naming `what`.
 pub(crate) fn hash_reader(

@@ -125,31 +125,6 @@ fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// The disk store's request rules, so both refuse the same requests with the same field.
-fn validate(request: &ArchiveRequest) -> Result<(), ArchiveError> {
-    let bad = |field, detail: &str| {
-        Err(ArchiveError::InvalidRequest {
-            field,
-            detail: detail.to_string(),
-        })
-    };
-    if request.user.trim().is_empty() {
-        return bad("user", "the archive owner must not be empty");
-    }
-    if request.user.len() > 512 || request.user.chars().any(char::is_control) {
-        return bad("user", "at most 512 characters, no control characters");
-    }
-    if request.folder.len() > 4096 || request.folder.contains('\0') {
-        return bad("folder", "at most 4096 characters, no NUL");
-    }
-    if let Some(source) = &request.source
-        && (source.mailbox.contains('\0') || source.message_id.contains('\0'))
-    {
-        return bad("source", "no NUL in mailbox or message id");
-    }
-    Ok(())
-}
-
 impl ArchiveStore for MemoryArchiveStore {
     fn archive(
         &self,
@@ -161,7 +136,7 @@ impl ArchiveStore for MemoryArchiveStore {
                 failure: crate::IoFailure::other("writes are switched off in this test store"),
             });
         }
-        validate(request)?;
+        crate::validate(request)?;
         let bytes = match raw {
             RawMessage::Bytes(b) => b.to_vec(),
             RawMessage::File(p) => std::fs::read(p).map_err(|e| ArchiveError::io(p, e))?,
