@@ -219,25 +219,19 @@ pub trait ArchiveStore: Send + Sync {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ArchiveError {
-    /// A stored object failed its checksum.
-    #[error("corrupt object {object}: {detail}")]
-    Corrupt {
-        /// The object (pack file and offset, or message id).
-        object: String,
-        /// What was wrong.
-        detail: String,
-    },
-    /// A frame in a pack file failed its checksum or could not be decoded.
+    /// Something stored is damaged: a frame of a pack (or the record log) failed its
+    /// checksum or could not be decoded, a chunk is missing, or reassembled bytes do not
+    /// hash to their message's address. The one corruption error of the archive.
     #[error(
-        "corrupt object in {} at offset {offset}: {detail}{}; run `archive verify` for the full list of damaged messages",
-        pack.display(),
+        "corrupt object{}: {detail}{}; run `archive verify` for the full list of damaged messages",
+        place(pack.as_deref(), *offset),
         affected_list(affected)
     )]
     CorruptObject {
-        /// The pack (or record log) file.
-        pack: PathBuf,
-        /// Byte offset of the frame in that file.
-        offset: u64,
+        /// The pack (or record log) file, when the damage is in one.
+        pack: Option<PathBuf>,
+        /// Byte offset of the frame in that file, when known.
+        offset: Option<u64>,
         /// What was wrong.
         detail: String,
         /// Messages whose bytes depend on the object, when known.
@@ -465,6 +459,14 @@ const DISK_FULL_CODES: [i32; 2] = [28, 122];
 const DISK_FULL_CODES: [i32; 2] = [28, 69];
 #[cfg(not(unix))]
 const DISK_FULL_CODES: [i32; 2] = [112, 39];
+
+fn place(pack: Option<&Path>, offset: Option<u64>) -> String {
+    match (pack, offset) {
+        (Some(pack), Some(offset)) => format!(" in {} at offset {offset}", pack.display()),
+        (Some(pack), None) => format!(" in {}", pack.display()),
+        (None, _) => String::new(),
+    }
+}
 
 fn affected_list(affected: &[MessageId]) -> String {
     if affected.is_empty() {

@@ -199,8 +199,8 @@ impl FrameFiles {
         let mut buf = vec![0u8; HEADER_LEN as usize + loc.len as usize];
         read_exact_at(&file, &mut buf, loc.offset).map_err(|e| ArchiveError::io(&path, e))?;
         let corrupt = |detail: String| ArchiveError::CorruptObject {
-            pack: path.clone(),
-            offset: loc.offset,
+            pack: Some(path.clone()),
+            offset: Some(loc.offset),
             detail,
             affected: Vec::new(),
         };

@@ -68,8 +68,8 @@ impl DiskArchiveStore {
         };
         let (frame_kind, payload) = self.packs.read(loc)?;
         let corrupt = |detail: &str| ArchiveError::CorruptObject {
-            pack: self.packs.path(loc.file),
-            offset: loc.offset,
+            pack: Some(self.packs.path(loc.file)),
+            offset: Some(loc.offset),
             detail: detail.to_string(),
             affected: vec![MessageId(to_hex(address))],
         };
@@ -99,9 +99,11 @@ impl DiskArchiveStore {
         message: &[u8; 32],
     ) -> Result<Vec<u8>, ArchiveError> {
         let Some((loc, _)) = self.caches().index.chunk(key)? else {
-            return Err(ArchiveError::Corrupt {
-                object: format!("chunk {}", to_hex(key)),
-                detail: format!("missing from the archive (message {})", to_hex(message)),
+            return Err(ArchiveError::CorruptObject {
+                pack: None,
+                offset: None,
+                detail: format!("chunk {} is missing from the archive", to_hex(key)),
+                affected: vec![MessageId(to_hex(message))],
             });
         };
         let (frame_kind, payload) = self.packs.read(loc).map_err(|e| match e {
@@ -119,8 +121,8 @@ impl DiskArchiveStore {
             other => other,
         })?;
         let corrupt = |detail: &str| ArchiveError::CorruptObject {
-            pack: self.packs.path(loc.file),
-            offset: loc.offset,
+            pack: Some(self.packs.path(loc.file)),
+            offset: Some(loc.offset),
             detail: detail.to_string(),
             affected: vec![MessageId(to_hex(message))],
         };
@@ -407,9 +409,14 @@ impl DiskArchiveStore {
             out.extend_from_slice(&self.read_chunk(key, &address)?);
         }
         if self.codec.hash(&out) != address {
-            return Err(ArchiveError::Corrupt {
-                object: format!("message {}", id.0),
-                detail: "reassembled bytes do not match the message hash".into(),
+            return Err(ArchiveError::CorruptObject {
+                pack: None,
+                offset: None,
+                detail: format!(
+                    "the reassembled bytes of message {} do not match its address",
+                    id.0
+                ),
+                affected: vec![id.clone()],
             });
         }
         Ok(out)

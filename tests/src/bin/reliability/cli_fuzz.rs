@@ -269,7 +269,7 @@ pub(super) fn cli_fuzz(plan: &Plan, seed: u64, explicit: Option<&Path>) -> Resul
         *codes
             .entry(code.map_or("signal".into(), |c| c.to_string()))
             .or_default() += 1;
-        if stderr.contains("panicked") {
+        if stderr.contains("panicked at ") {
             panics += 1;
             eprintln!("   panic for {argv:?}: {stderr}");
         } else if !matches!(code, Some(0..=2)) {
