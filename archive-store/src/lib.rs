@@ -163,7 +163,7 @@ pub struct SearchHit {
     pub subject: Option<String>,
 }
 
-/// Figures of `archive stats` (JSON shape fixed by design.md).
+/// Figures of `archive stats` (a fixed JSON shape: scripts read these keys).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ArchiveStats {
     /// Archive entries (a message in two users' archives counts twice).

@@ -90,19 +90,13 @@ pub struct DueProfiles {
 /// Parses a deletion mode (`never`, `move_to_deleted_items`, `soft_delete`,
 /// `hard_delete`; case and `-` for `_` do not matter).
 pub fn parse_deletion_mode(text: &str) -> Result<DeletionMode> {
-    Ok(
-        match text.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-            "never" => DeletionMode::Never,
-            "move_to_deleted_items" => DeletionMode::MoveToDeletedItems,
-            "soft_delete" => DeletionMode::SoftDelete,
-            "hard_delete" => DeletionMode::HardDelete,
-            _ => {
-                return Err(ServiceError::invalid(format!(
-                    "--delete `{text}` is not a deletion mode: use never, move_to_deleted_items, soft_delete or hard_delete"
-                )));
-            }
-        },
-    )
+    // The command line forgives case and dashes; the profile file does not.
+    let name = text.trim().to_ascii_lowercase().replace('-', "_");
+    DeletionMode::from_name(&name).ok_or_else(|| {
+        ServiceError::invalid(format!(
+            "--delete `{text}` is not a deletion mode: use never, move_to_deleted_items, soft_delete or hard_delete"
+        ))
+    })
 }
 
 /// The profile `spec` describes, validated exactly as it will be read back

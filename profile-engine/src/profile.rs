@@ -1,4 +1,4 @@
-//! Archiving profiles: the TOML format of design.md, validated into typed values
+//! Archiving profiles: the fixed TOML format, validated into typed values
 //! whose errors name the file, the field and the fix, and a [`ProfileStore`] of one
 //! `NAME.toml` per profile, written atomically with owner-only permissions.
 
@@ -120,7 +120,22 @@ pub enum DeletionMode {
 }
 
 impl DeletionMode {
-    fn as_str(self) -> &'static str {
+    /// Every mode, in the order they are listed to people.
+    pub const ALL: [DeletionMode; 4] = [
+        DeletionMode::Never,
+        DeletionMode::MoveToDeletedItems,
+        DeletionMode::SoftDelete,
+        DeletionMode::HardDelete,
+    ];
+
+    /// The mode a profile names exactly (`never`, `move_to_deleted_items`,
+    /// `soft_delete`, `hard_delete`).
+    pub fn from_name(name: &str) -> Option<DeletionMode> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
+    /// The name a profile uses for this mode.
+    pub fn as_str(self) -> &'static str {
         match self {
             DeletionMode::Never => "never",
             DeletionMode::MoveToDeletedItems => "move_to_deleted_items",
@@ -585,20 +600,14 @@ impl RawFilter {
 
 impl RawDeletion {
     fn validate(self, file: &str) -> Result<DeletionRules, EngineError> {
-        let mode = match self.mode.as_str() {
-            "never" => DeletionMode::Never,
-            "move_to_deleted_items" => DeletionMode::MoveToDeletedItems,
-            "soft_delete" => DeletionMode::SoftDelete,
-            "hard_delete" => DeletionMode::HardDelete,
-            other => {
-                return Err(field_error(
-                    file,
-                    Some("deletion"),
-                    "mode",
-                    &quoted(other),
-                    "expected one of \"never\", \"move_to_deleted_items\", \"soft_delete\", \"hard_delete\"",
-                ));
-            }
+        let Some(mode) = DeletionMode::from_name(&self.mode) else {
+            return Err(field_error(
+                file,
+                Some("deletion"),
+                "mode",
+                &quoted(&self.mode),
+                "expected one of \"never\", \"move_to_deleted_items\", \"soft_delete\", \"hard_delete\"",
+            ));
         };
         let after_days = u32::try_from(self.after_days)
             .ok()
@@ -749,7 +758,7 @@ impl Profile {
         raw.validate(file)
     }
 
-    /// The profile as TOML (the format of design.md), every field written out.
+    /// The profile as TOML (the fixed profile format), every field written out.
     pub fn to_toml(&self) -> String {
         let raw = RawProfile::from(self.clone());
         // Serialising plain strings, integers and booleans cannot fail.

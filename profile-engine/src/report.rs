@@ -1,4 +1,4 @@
-//! Run and test reports (the `profile run --json` shape of design.md) and the run
+//! Run and test reports (the fixed `profile run --json` shape) and the run
 //! history, one fsynced JSON line per run and profile.
 
 use std::io::{BufRead, Write};
@@ -41,7 +41,7 @@ pub enum MailboxStatus {
     Cancelled,
 }
 
-/// Counters of one mailbox, as in design.md.
+/// Counters of one mailbox, as `profile run --json` prints them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MailboxReport {
     /// Mailbox address (or the unknown name from `only`).

@@ -1,4 +1,4 @@
-//! Profiles: the TOML of design.md parses, round-trips, and every bad value gets
+//! Profiles: the fixed profile TOML parses, round-trips, and every bad value gets
 //! an error naming the file, the field and the fix; the store writes atomically
 //! with owner-only permissions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -1,6 +1,6 @@
 //! Graph v1.0 routes: users, mail folders, messages, delta, `$value`, `$batch`.
 //!
-//! Handlers are strict the way Graph is (see graph-facts.md): unknown query options, page sizes
+//! Handlers are strict the way Graph is: unknown query options, page sizes
 //! out of range, unsupported filters and stale tokens are refused with Graph's error bodies.
 //! The gates (token, throttling, faults) wrap this router; `$batch` sends its inner requests back
 //! through them via [`AppState::dispatch_inner`].

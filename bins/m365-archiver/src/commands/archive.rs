@@ -39,7 +39,7 @@ pub fn print_stats(ctx: &Ctx) -> Result<archive_store::ArchiveStats> {
         overview.filesystem_bytes,
         overview.reserve_bytes,
     );
-    // The fixed keys of design.md, plus the archive filesystem's free space and reserve.
+    // The fixed keys scripts read, plus the archive filesystem's free space and reserve.
     let mut json = serde_json::to_value(&stats)?;
     if let Some(object) = json.as_object_mut() {
         object.insert("free_bytes".into(), free.into());
