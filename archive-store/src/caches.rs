@@ -196,9 +196,14 @@ pub(crate) fn remove_others(index_dir: &Path, keep: &str) {
 pub(crate) fn is_cache_error(err: &ArchiveError, index_dir: &Path) -> bool {
     match err {
         ArchiveError::Index { .. } => true,
-        // A busy database is another process's long write, not damage.
+        // A busy database is another process's long write and a full disk is a full
+        // disk: neither is damage, and a rebuild would not help.
         ArchiveError::Io { path, source } => {
-            path.starts_with(index_dir) && source.kind() != std::io::ErrorKind::TimedOut
+            path.starts_with(index_dir)
+                && !matches!(
+                    source.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::StorageFull
+                )
         }
         _ => false,
     }

@@ -168,10 +168,18 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// Maps a SQLite failure: a busy database is an I/O timeout (not damage), anything
+/// Maps a SQLite failure: a busy database is an I/O timeout and a full disk is the
+/// I/O error `ENOSPC` (neither is damage, so neither starts a rebuild); anything
 /// else an index error.
 fn db_error(path: &Path) -> impl Fn(rusqlite::Error) -> ArchiveError + '_ {
     move |e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => ArchiveError::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!("No space left on device ({e})"),
+            ),
+        ),
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
             ArchiveError::io(
                 path,
