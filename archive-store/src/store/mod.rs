@@ -70,9 +70,12 @@ use crate::{
 
 const FORMAT: u32 = 1;
 /// The writer brings the search index up to date once this many documents wait...
-const SEARCH_BATCH_DOCS: u64 = 2_000;
+/// (an indexing pass runs inside a write, and each costs a tantivy commit: few and
+/// large passes keep ingest fast; a search catches the index up itself first, so
+/// nobody ever sees it behind)
+const SEARCH_BATCH_DOCS: u64 = 20_000;
 /// ...or when the oldest waiting one is this old (checked after each group commit).
-const SEARCH_BATCH_AGE: Duration = Duration::from_secs(1);
+const SEARCH_BATCH_AGE: Duration = Duration::from_secs(30);
 /// Log records applied to `index.db` per transaction when replaying.
 const REPLAY_BATCH: usize = 2_000;
 const CODEC_RAW: u8 = 0;
