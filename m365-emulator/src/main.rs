@@ -176,6 +176,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         mail_latency: std::time::Duration::from_millis(args.mail_latency_ms),
         listen: args.listen,
     };
+    // Watch the signals before the JSON line announces us: whoever reads the line may
+    // send SIGTERM at once, and an unwatched SIGTERM kills without cleaning up.
+    let stop = StopSignal::watch()?;
     let emulator = Emulator::start(config)
         .await
         .context("cannot start the emulator")?;
@@ -202,25 +205,47 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         writeln!(stdout, "{line}").context("cannot write to stdout")?;
         stdout.flush().context("cannot flush stdout")?;
     }
-    wait_for_signal().await?;
+    stop.wait().await;
     emulator.shutdown().await;
     drop(dir);
     Ok(())
 }
 
-#[cfg(unix)]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
-    Ok(())
+/// SIGTERM and SIGINT (Ctrl-C elsewhere), watched from the moment it is created.
+struct StopSignal {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
 }
 
-#[cfg(not(unix))]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")
+impl StopSignal {
+    fn watch() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                terminate: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+                interrupt: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    #[cfg(unix)]
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn wait(self) {
+        // If Ctrl-C cannot be watched, there is nothing to wait for but the process's end.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }

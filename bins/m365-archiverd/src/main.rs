@@ -65,7 +65,9 @@ fn run(args: Args) -> Result<ExitCode> {
         // The service holds credentials that open every mailbox: refuse a shared directory.
         service.prepare_private(CALLER)?;
         let stop = CancellationToken::new();
-        tokio::spawn(stop_on_signal(stop.clone()));
+        // Watched before the scheduler announces anything, so that a SIGTERM sent the
+        // moment the service is seen running always stops it cleanly.
+        tokio::spawn(stop_on_signal(watch_signals(), stop.clone()));
         let outcome = scheduler::serve(service, args.once, stop).await?;
         Ok(if outcome.failed == 0 {
             ExitCode::SUCCESS
@@ -78,13 +80,20 @@ fn run(args: Args) -> Result<ExitCode> {
 /// The service on the archive host acts as the local administrator.
 pub const CALLER: &Principal = &Principal::LocalAdministrator;
 
-/// Cancels `stop` on SIGTERM or SIGINT.
-async fn stop_on_signal(stop: CancellationToken) {
+type Signals = (tokio::signal::unix::Signal, tokio::signal::unix::Signal);
+
+/// SIGTERM and SIGINT, watched from now on; `None` when they cannot be.
+fn watch_signals() -> Option<Signals> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    Some((
+        signal(SignalKind::terminate()).ok()?,
+        signal(SignalKind::interrupt()).ok()?,
+    ))
+}
+
+/// Cancels `stop` on SIGTERM or SIGINT.
+async fn stop_on_signal(signals: Option<Signals>, stop: CancellationToken) {
+    let Some((mut term, mut int)) = signals else {
         tracing::error!(
             "cannot listen for SIGTERM/SIGINT; stop the service with SIGKILL (checkpoints are still consistent)"
         );
