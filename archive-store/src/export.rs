@@ -134,6 +134,16 @@ impl DiskArchiveStore {
         format: ExportFormat,
         out: &Path,
     ) -> Result<ExportReport, ArchiveError> {
+        // Damaged caches abort the export, are rebuilt, and the export starts again.
+        self.healing(|| self.export_raw(filter, format, out))
+    }
+
+    fn export_raw(
+        &self,
+        filter: &ExportFilter,
+        format: ExportFormat,
+        out: &Path,
+    ) -> Result<ExportReport, ArchiveError> {
         let span = tracing::info_span!("export", user = %filter.user, out = %out.display());
         let _enter = span.enter();
         let entries: Vec<ArchiveEntry> = self
@@ -218,11 +228,21 @@ impl DiskArchiveStore {
         Ok(report)
     }
 
+    /// A message that cannot be opened is skipped, unless the caches are what failed:
+    /// then the whole export stops so that they are rebuilt and it runs again.
+    fn unreadable(&self, e: ArchiveError) -> WriteError {
+        if crate::caches::is_cache_error(&e, &self.index_dir) {
+            WriteError::Output(e)
+        } else {
+            WriteError::Message(e.to_string())
+        }
+    }
+
     fn write_eml(&self, id: &MessageId, path: &Path) -> Result<u64, WriteError> {
         let address = parse_id(id).map_err(|e| WriteError::Message(e.to_string()))?;
         let mut reader = self
             .open_message(&address)
-            .map_err(|e| WriteError::Message(e.to_string()))?;
+            .map_err(|e| self.unreadable(e))?;
         let output = |e| WriteError::Output(ArchiveError::io(path, e));
         let file = File::create(path).map_err(output)?;
         let mut writer = BufWriter::new(file);
@@ -250,7 +270,7 @@ impl DiskArchiveStore {
         let address = parse_id(&entry.id).map_err(|e| WriteError::Message(e.to_string()))?;
         let reader = self
             .open_message(&address)
-            .map_err(|e| WriteError::Message(e.to_string()))?;
+            .map_err(|e| self.unreadable(e))?;
         let when = entry.received.or(entry.date).unwrap_or_default();
         let output = |e| WriteError::Output(ArchiveError::io(out, e));
         writeln!(

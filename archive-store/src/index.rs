@@ -404,6 +404,29 @@ impl Index {
         })
     }
 
+    /// SQLite's own check of every page of the file (`PRAGMA quick_check`): damage
+    /// that loses rows without failing a read (a mangled key, a cut page) shows here
+    /// as an index error, so the caller rebuilds. Reads the whole file.
+    pub(crate) fn check_pages(&self) -> Result<(), ArchiveError> {
+        let findings: Vec<String> = self.with(|db| {
+            db.conn
+                .prepare("PRAGMA quick_check(5)")
+                .and_then(|mut s| {
+                    s.query_map([], |row| row.get::<_, String>(0))?
+                        .collect::<Result<_, _>>()
+                })
+                .map_err(db_error(db.path))
+        })?;
+        if findings.len() == 1 && findings[0] == "ok" {
+            return Ok(());
+        }
+        Err(ArchiveError::listing(format!(
+            "{} is damaged: {}",
+            self.path.display(),
+            findings.join("; ")
+        )))
+    }
+
     /// Number of rows of `table`.
     pub(crate) fn count(&self, table: Table) -> Result<u64, ArchiveError> {
         self.with(|db| {

@@ -71,10 +71,13 @@ struct RawProblem {
 impl DiskArchiveStore {
     /// Re-reads and re-hashes everything; see [`VerifyReport`].
     pub fn verify(&self) -> Result<VerifyReport, ArchiveError> {
-        self.healing(|| self.verify_raw())
+        // The first pass treats listings that disagree with the record log as damage
+        // (rebuilt, then checked again); the pass after a rebuild reports what is left.
+        let first = std::cell::Cell::new(true);
+        self.healing(|| self.verify_raw(first.replace(false)))
     }
 
-    fn verify_raw(&self) -> Result<VerifyReport, ArchiveError> {
+    fn verify_raw(&self, heal_listings: bool) -> Result<VerifyReport, ArchiveError> {
         let span = tracing::info_span!("verify", dir = %self.dir().display());
         let _enter = span.enter();
         let mut report = VerifyReport::default();
@@ -224,6 +227,9 @@ impl DiskArchiveStore {
         let mut holders: HashMap<[u8; 32], Vec<(String, String)>> = HashMap::new();
         let mut log_entries: HashSet<(String, String, [u8; 32])> = HashSet::new();
         let mut new_entry_records = 0u64;
+        // (user, source) → the message the last record of that source names.
+        let mut log_sources: HashMap<Vec<u8>, (String, crate::SourceRef, [u8; 32])> =
+            HashMap::new();
         let log_file = log_path(self.dir(), 1);
         let mut record_problems = Vec::new();
         scan_file(&log_file, 1, 0, Some(log_limit), |event| {
@@ -246,6 +252,12 @@ impl DiskArchiveStore {
                                         to_hex(&address)
                                     ),
                                 ));
+                            }
+                            if let Some(source) = &record.source {
+                                log_sources.insert(
+                                    crate::index::source_key(&record.user, source),
+                                    (record.user.clone(), source.clone(), address),
+                                );
                             }
                             if log_entries.insert((
                                 record.user.clone(),
@@ -330,7 +342,10 @@ impl DiskArchiveStore {
             });
         }
 
-        // 4. Drift between the log and the caches.
+        // 4. Drift between the log and the caches. Damage to the lookup database that
+        // loses rows silently is found here first: an index error, so `verify` rebuilds
+        // the caches and checks again.
+        self.caches().index.check_pages()?;
         let listed = self.caches().index.count(crate::index::Table::Entries)?;
         if listed != log_entries.len() as u64 {
             report.drift.push(format!(
@@ -348,6 +363,49 @@ impl DiskArchiveStore {
             report.drift.push(format!(
                 "{missing_listings} entries of the record log are missing from the listing index; run `archive reindex`"
             ));
+        }
+        let missing_sources = log_sources
+            .values()
+            .map(|(user, source, address)| {
+                Ok(self.caches().index.source(user, source)? != Some(*address))
+            })
+            .collect::<Result<Vec<bool>, ArchiveError>>()?
+            .into_iter()
+            .filter(|missing| *missing)
+            .count();
+        let mut missing_chunks = 0u64;
+        for key in &good_chunks {
+            if self.caches().index.chunk(key)?.is_none() {
+                missing_chunks += 1;
+            }
+        }
+        if missing_chunks > 0 {
+            report.drift.push(format!(
+                "{missing_chunks} stored chunks are missing from the listing index; run `archive reindex`"
+            ));
+        }
+        let mut missing_metadata = 0u64;
+        for address in holders.keys() {
+            if intact.contains(address)
+                && !self.caches().index.with(|db| db.has_metadata(address))?
+            {
+                missing_metadata += 1;
+            }
+        }
+        if missing_metadata > 0 {
+            report.drift.push(format!(
+                "{missing_metadata} archived messages have no metadata in the listing index; run `archive reindex`"
+            ));
+        }
+        if missing_sources > 0 {
+            report.drift.push(format!(
+                "{missing_sources} sources of the record log are missing from the listing index; run `archive reindex`"
+            ));
+        }
+        // The listing index reflects the log up to the position stored with its rows, so
+        // any disagreement is damage (a key mangled in place passes every page check).
+        if heal_listings && !report.drift.is_empty() {
+            return Err(ArchiveError::listing(report.drift.join("; ")));
         }
         let docs = self.search_docs()?;
         if docs != new_entry_records {

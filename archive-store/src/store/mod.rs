@@ -178,7 +178,7 @@ struct CommitState {
 /// The archive on disk. Open with [`DiskArchiveStore::open`]; share with `Arc`.
 pub struct DiskArchiveStore {
     dir: PathBuf,
-    index_dir: PathBuf,
+    pub(crate) index_dir: PathBuf,
     write_lock: WriteLock,
     read_only: bool,
     pub(crate) codec: Codec,
