@@ -277,7 +277,12 @@ impl DiskArchiveStore {
         let lost = || ArchiveError::listing(format!("index rows missing for message {}", id.0));
         for (user, folder) in &locations {
             let key = crate::index::entry_key(user, folder, &address);
-            if self.caches().index.with(|db| db.get(Table::Entries, &key))?.is_none() {
+            if self
+                .caches()
+                .index
+                .with(|db| db.get(Table::Entries, &key))?
+                .is_none()
+            {
                 return Err(lost());
             }
         }
