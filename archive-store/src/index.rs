@@ -30,7 +30,7 @@ const LAYOUT: u64 = 1;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Kinds of rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(i64)]
 pub(crate) enum Table {
     /// Positions, identity and layout version.
@@ -317,17 +317,6 @@ impl Index {
         meta: &MessageMetadata,
     ) -> Result<(), ArchiveError> {
         self.with(|db| db.put_metadata(address, meta))
-    }
-
-    /// Records where a chunk or manifest is.
-    pub(crate) fn put_located(
-        &self,
-        table: Table,
-        key: &[u8; 32],
-        loc: Location,
-        n: u64,
-    ) -> Result<(), ArchiveError> {
-        self.with(|db| db.insert(table, key, &encode_located(loc, n)))
     }
 
     /// Whether the entry exists.

@@ -316,3 +316,30 @@ fn two_instances_in_one_process_share_the_archive() {
     assert_eq!(hits.len(), 2, "{hits:?}");
     assert_eq!(b.stats().unwrap().messages, 2);
 }
+
+#[test]
+fn two_instances_writing_in_turn_index_every_message_once() {
+    // Each instance's indexer gets documents with the other's records between them
+    // in the log (and deduplicated content whose metadata it did not parse).
+    let tmp = tempfile::tempdir().unwrap();
+    let count = 24;
+    {
+        let a = common::open(tmp.path());
+        let b = common::open(tmp.path());
+        for i in 0..count {
+            for (store, user) in [(&a, "alice"), (&b, "bob")] {
+                let name = format!("m{i}");
+                store
+                    .archive(
+                        &common::request(user, "Inbox", Some(&name)),
+                        RawMessage::Bytes(&message(user, i)),
+                    )
+                    .unwrap();
+            }
+        }
+        check_user(&a, "alice", count);
+    }
+    let reader = DiskArchiveStore::open_read_only(tmp.path(), StoreOptions::default()).unwrap();
+    check_user(&reader, "alice", count);
+    check_user(&reader, "bob", count);
+}

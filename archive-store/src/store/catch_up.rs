@@ -4,7 +4,6 @@
 //! acquisition, on open and when rebuilding a generation).
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
 
 use crate::ArchiveError;
 use crate::caches::Caches;
@@ -55,7 +54,6 @@ impl DiskArchiveStore {
         let writable = writable && !self.read_only;
         if writable {
             self.reopen_appenders()?;
-            self.pack_gap.store(false, Ordering::SeqCst);
         }
         let caches = self.caches();
         let (log_pos, pack_pos) = caches.index.positions()?;
@@ -71,6 +69,11 @@ impl DiskArchiveStore {
                 index: "listing",
                 detail: "the index claims more than the packs and the record log hold".into(),
             });
+        }
+        if pack_pos == pack_position(last, last_len) && log_pos == log_len {
+            // Nothing was written since index.db was last brought up to date (the
+            // common case of a lock taken again by the process that released it).
+            return Ok(());
         }
         // Packs: chunk and manifest locations.
         for (i, &n) in numbers.iter().enumerate() {
@@ -179,14 +182,19 @@ impl DiskArchiveStore {
             *writer = FrameAppender::open(&self.dir, log_path, 1, u64::MAX, self.io.clone())?;
         }
         if writable {
-            // A search index ahead of the log (its tail was lost) starts again.
-            let search_at = caches.search.committed_offset()?;
-            if search_at > lock(&self.log_writer).len() {
-                tracing::warn!("search index is ahead of the record log; rebuilding it");
-                if let Some(mut writer) = caches.search.writer(SearchIndex::default_wait())? {
-                    writer.clear()?;
-                    writer.commit(0)?;
-                }
+            self.check_search_ahead()?;
+        }
+        Ok(())
+    }
+
+    /// A search index ahead of the log (its tail was lost) starts again. Lock holders only.
+    pub(super) fn check_search_ahead(&self) -> Result<(), ArchiveError> {
+        let search = &self.caches().search;
+        if search.committed_offset()? > lock(&self.log_writer).len() {
+            tracing::warn!("search index is ahead of the record log; rebuilding it");
+            if let Some(mut writer) = search.writer(SearchIndex::default_wait())? {
+                writer.clear()?;
+                writer.commit(0)?;
             }
         }
         Ok(())

@@ -1,21 +1,21 @@
 //! The group commit (one leader fsyncs the pack, appends the waiting records to
-//! the log, fsyncs it and applies them to `index.db` in one transaction) and the
-//! lagging search index, brought up to date in batches after commits.
+//! the log, fsyncs it and applies them with the staged lookup rows to `index.db` in
+//! one transaction, then hands the new entries to the indexer) and the search
+//! index's catch-up from the record log.
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 
 use crate::crypto::to_hex;
-use crate::index::pack_position;
-use crate::log::{LogRecord, decode_record, encode_record, log_path};
-use crate::pack::{ScanEvent, kind, scan_file};
-use crate::search::SearchDoc;
+use crate::index::{encode_located, pack_position};
+use crate::log::{LogRecord, encode_record, log_path};
+use crate::pack::kind;
 use crate::{ArchiveError, ArchiveOutcome, IoFailure, MessageId};
 
-use super::{DiskArchiveStore, Pending, SEARCH_BATCH_AGE, SEARCH_BATCH_DOCS, lock};
+use super::indexer::{Doc, Job, add_logged};
+use super::{DiskArchiveStore, Pending, Stage, lock};
 
 impl DiskArchiveStore {
     /// The group commit: waits until a leader (maybe this caller) made the record durable.
@@ -67,13 +67,21 @@ impl DiskArchiveStore {
         batch: Vec<Pending>,
     ) -> Result<Vec<(u64, ArchiveOutcome)>, ArchiveError> {
         // 1. Everything the batch refers to is in the pack already: make it durable.
-        let (file, path, pack_pos) = {
+        // The staged rows are taken with the position under the pack writer's lock:
+        // they describe exactly the frames before it.
+        let (file, path, pack_pos, staged) = {
             let writer = lock(&self.pack_writer);
             let (file, path) = writer.handle()?;
-            (file, path, pack_position(writer.number(), writer.len()))
+            let staged = lock(&self.staged).clone();
+            (
+                file,
+                path,
+                pack_position(writer.number(), writer.len()),
+                staged,
+            )
         };
-        self.io
-            .sync(&file, &path)
+        self.timings
+            .time(Stage::PackSync, || self.io.sync(&file, &path))
             .map_err(|e| ArchiveError::io(&path, e))?;
 
         // 2. Decide which records to write.
@@ -128,24 +136,36 @@ impl DiskArchiveStore {
                 },
             ));
         }
-        if frames.is_empty() {
+        if frames.is_empty() && staged.is_empty() {
             return Ok(outcomes);
         }
 
         // 3. Append and fsync the record log.
-        let (log_start, log_end) = {
-            let mut log = lock(&self.log_writer);
-            let start = log.len();
-            log.append_many(&frames)?;
-            log.sync()?;
-            (start, log.len())
+        let (log_start, log_end, locs) = if frames.is_empty() {
+            let len = lock(&self.log_writer).len();
+            (len, len, Vec::new())
+        } else {
+            self.timings.time(Stage::LogSync, || {
+                let mut log = lock(&self.log_writer);
+                let start = log.len();
+                let locs = log.append_many(&frames)?;
+                log.sync()?;
+                Ok::<_, ArchiveError>((start, log.len(), locs))
+            })?
         };
 
-        // 4. index.db: the records and the positions they reach, in one transaction
-        // (a failure is logged: the next catch-up replays the log).
+        // 4. index.db: the staged rows, the records and the positions they reach, in
+        // one transaction (a failure is logged: the rows stay staged for the next
+        // group commit, and the next catch-up replays the log).
         let caches = self.caches();
-        let pack_gap = self.pack_gap.load(Ordering::SeqCst);
-        let applied = caches.index.transaction(|db| {
+        let applied = self.timings.time(Stage::IndexCommit, || {
+            caches.index.transaction(|db| {
+            for ((table, key), (loc, n)) in &staged.located {
+                db.insert(*table, key, &encode_located(*loc, *n))?;
+            }
+            for (address, meta) in &staged.metadata {
+                db.put_metadata(address, meta)?;
+            }
             for (p, record) in &records {
                 db.put_entry(
                     &p.address,
@@ -156,23 +176,49 @@ impl DiskArchiveStore {
                     record.source.as_ref(),
                 )?;
             }
-            if !db.advance_log(log_start, log_end)? {
+            let contiguous = log_end == log_start || db.advance_log(log_start, log_end)?;
+            if !contiguous {
                 tracing::warn!(
                     "the listing index has a gap before this batch; the next catch-up replays it"
                 );
             }
-            if !pack_gap {
-                db.advance_packs(0, pack_pos)?;
-            }
-            Ok(())
+            db.advance_packs(0, pack_pos)?;
+            Ok(contiguous)
+        })
         });
-        if let Err(e) = applied {
-            tracing::error!(error = %e, "listing index update failed; the next catch-up replays it");
-        }
-        let docs = records.iter().filter(|(_, r)| r.new_entry).count() as u64;
-        if docs > 0 {
-            self.search_pending.fetch_add(docs, Ordering::SeqCst);
-            lock(&self.search_pending_since).get_or_insert_with(Instant::now);
+        let contiguous = match applied {
+            Ok(contiguous) => {
+                lock(&self.staged).remove(&staged);
+                contiguous
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "listing index update failed; the next catch-up replays it");
+                false
+            }
+        };
+
+        // 5. The new entries' documents go to the indexer, from memory, once index.db
+        // holds everything before them (otherwise the next pass finds them in the log).
+        let docs: Vec<Doc> = records
+            .iter()
+            .zip(&locs)
+            .filter(|((_, record), _)| record.new_entry)
+            .map(|((p, record), loc)| Doc {
+                user: record.user.clone(),
+                folder: record.folder.clone(),
+                address: p.address,
+                received: record.received,
+                meta: staged.metadata.get(&p.address).cloned(),
+                end: loc.end(),
+            })
+            .collect();
+        if contiguous && !docs.is_empty() {
+            self.indexer.submit(Job {
+                caches,
+                from: log_start,
+                to: log_end,
+                docs,
+            });
         }
         Ok(outcomes)
     }
@@ -181,6 +227,11 @@ impl DiskArchiveStore {
     /// indexes the records past its committed offset in one pass. When another
     /// process is indexing, waits up to `wait` for it, then searches what is committed.
     pub(crate) fn sync_search(&self, wait: Duration) -> Result<(), ArchiveError> {
+        self.timings
+            .time(Stage::Search, || self.sync_search_now(wait))
+    }
+
+    fn sync_search_now(&self, wait: Duration) -> Result<(), ArchiveError> {
         let caches = self.caches();
         let search = &caches.search;
         if search.committed_offset()? >= caches.index.positions()?.0 {
@@ -197,25 +248,15 @@ impl DiskArchiveStore {
             drop(writer);
             return search.reload();
         }
-        self.search_pending.store(0, Ordering::SeqCst);
-        *lock(&self.search_pending_since) = None;
         let log_file = log_path(&self.dir, 1);
-        scan_file(&log_file, 1, from, Some(target), |event| {
-            if let ScanEvent::Frame { payload, .. } = event
-                && let Ok((address, record)) = decode_record(&self.codec, payload)
-                && record.new_entry
-            {
-                let meta = self.metadata_of(&address)?;
-                writer.add(&SearchDoc {
-                    user: &record.user,
-                    folder: &record.folder,
-                    id: &to_hex(&address),
-                    meta: &meta,
-                    received: record.received,
-                })?;
-            }
-            Ok(())
-        })?;
+        add_logged(
+            &self.codec,
+            &log_file,
+            from,
+            target,
+            &mut writer,
+            &mut |address| self.metadata_of(address).map(Some),
+        )?;
         writer.commit(target)
     }
 
@@ -225,13 +266,18 @@ impl DiskArchiveStore {
         }
     }
 
-    /// After a group commit: an indexing pass when enough documents wait or the
-    /// oldest has waited long enough (never waiting for another process).
+    /// After a write: the store's own catch-up when the indexer could not finish a
+    /// pass (never waiting for another process).
     pub(super) fn maybe_sync_search(&self) {
-        let due = self.search_pending.load(Ordering::SeqCst) >= SEARCH_BATCH_DOCS
-            || lock(&self.search_pending_since).is_some_and(|t| t.elapsed() >= SEARCH_BATCH_AGE);
-        if due {
+        if self.indexer.take_behind() {
             self.sync_search_logged(Duration::ZERO);
         }
+    }
+
+    /// Waits for the indexer, then brings the search index up to date with what is
+    /// left (other processes' records, documents the indexer could not add).
+    pub(crate) fn flush_search(&self, wait: Duration) -> Result<(), ArchiveError> {
+        self.indexer.flush();
+        self.sync_search(wait)
     }
 }

@@ -26,32 +26,37 @@
 //!
 //! Writing a message: hash it (address), take the write lock, cut it into chunks,
 //! write the chunks that are new and a manifest to the current pack (no fsync
-//! yet), then join the group commit: one leader fsyncs the pack, appends every
-//! waiting record to the log, fsyncs the log, applies the records and the new
+//! yet; their lookup rows and the parsed metadata are staged in memory), then join
+//! the group commit: one leader fsyncs the pack, appends every waiting record to
+//! the log, fsyncs the log, applies the staged rows, the records and the new
 //! positions to `index.db` in one transaction and wakes the others. So many
-//! concurrent writers share each pair of fsyncs. The search index lags: it is
-//! brought up to date in batches after commits, on close, and by every search.
+//! concurrent writers share each pair of fsyncs and each transaction. The search
+//! index lags: the group commit hands its new entries' documents (with the
+//! metadata already parsed) to a background indexer thread (`indexer`) that adds
+//! them in batches; every search, flush and close waits for it and then catches
+//! the index up from the record log.
 //!
 //! This file holds the types and the public API; the work is in `open` (opening,
 //! `store.json`, the write lock, index generations, healing reads), `catch_up`
 //! (replaying packs and log into `index.db`), `write` (a message's chunks and
-//! manifest), `commit` (the group commit and the lagging search index) and `read`
-//! (reads, verification, listings, search hits, statistics).
+//! manifest), `commit` (the group commit and the lagging search index), `indexer`
+//! (the background indexer), `read` (reads, verification, listings, search hits,
+//! statistics) and `timing` (where a store's write time went, logged on close).
 
 mod catch_up;
 mod commit;
+mod indexer;
 mod open;
 mod read;
+mod timing;
 mod write;
 
 pub(crate) use read::{decode_chunk, parse_manifest};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use fs2::FileExt;
@@ -59,23 +64,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::caches::Caches;
 use crate::crypto::{Codec, from_hex, to_hex};
+use crate::index::Table;
 use crate::io::StoreIo;
 use crate::metadata::MessageMetadata;
-use crate::pack::{FrameAppender, FrameFiles, kind};
+use crate::pack::{FrameAppender, FrameFiles, Location, kind};
 use crate::search::SearchIndex;
 use crate::{
     ArchiveError, ArchiveOutcome, ArchiveRequest, ArchiveStats, ArchiveStore, IoFailure, MessageId,
     RawMessage, Scope, SearchHit, SearchQuery, SourceRef, Space, space_at,
 };
+use timing::{Stage, Timings};
 
 const FORMAT: u32 = 1;
-/// The writer brings the search index up to date once this many documents wait...
-/// (an indexing pass runs inside a write, and each costs a tantivy commit: few and
-/// large passes keep ingest fast; a search catches the index up itself first, so
-/// nobody ever sees it behind)
-const SEARCH_BATCH_DOCS: u64 = 20_000;
-/// ...or when the oldest waiting one is this old (checked after each group commit).
-const SEARCH_BATCH_AGE: Duration = Duration::from_secs(30);
 /// Log records applied to `index.db` per transaction when replaying.
 const REPLAY_BATCH: usize = 2_000;
 const CODEC_RAW: u8 = 0;
@@ -167,6 +167,36 @@ struct Pending {
     new_content: bool,
 }
 
+/// Lookup rows of frames this process appended to the pack that are not yet in
+/// `index.db`: the next group commit writes them in its transaction, with the
+/// records (one transaction per group commit, not one per row); the write path's
+/// lookups consult them meanwhile. Pushed under the pack writer's lock.
+#[derive(Default, Clone)]
+struct Staged {
+    /// (chunks or messages, key) → location and raw length or size.
+    located: HashMap<(Table, [u8; 32]), (Location, u64)>,
+    /// Metadata of messages new to the store.
+    metadata: HashMap<[u8; 32], Arc<MessageMetadata>>,
+}
+
+impl Staged {
+    fn is_empty(&self) -> bool {
+        self.located.is_empty() && self.metadata.is_empty()
+    }
+
+    /// Forgets what `written` holds (what a transaction committed).
+    fn remove(&mut self, written: &Staged) {
+        for (key, value) in &written.located {
+            if self.located.get(key) == Some(value) {
+                self.located.remove(key);
+            }
+        }
+        for key in written.metadata.keys() {
+            self.metadata.remove(key);
+        }
+    }
+}
+
 #[derive(Default)]
 struct CommitState {
     queue: Vec<Pending>,
@@ -181,7 +211,7 @@ pub struct DiskArchiveStore {
     pub(crate) index_dir: PathBuf,
     write_lock: WriteLock,
     read_only: bool,
-    pub(crate) codec: Codec,
+    pub(crate) codec: Arc<Codec>,
     compression_level: i32,
     pub(crate) packs: FrameFiles,
     pack_writer: Mutex<FrameAppender>,
@@ -192,14 +222,13 @@ pub struct DiskArchiveStore {
     committed: Condvar,
     maintenance: RwLock<()>,
     poisoned: Mutex<Option<IoFailure>>,
-    /// A chunk or manifest location could not be recorded: the pack position stops
-    /// advancing until the next catch-up replays the packs.
-    pack_gap: AtomicBool,
-    /// Search documents added to the log since the last indexing pass.
-    search_pending: AtomicU64,
-    /// When the first of them was committed.
-    search_pending_since: Mutex<Option<Instant>>,
+    /// Rows waiting for the next group commit's transaction.
+    staged: Mutex<Staged>,
+    /// Brings the search index up to date off the write path.
+    indexer: indexer::Indexer,
     pack_limit: u64,
+    /// Time spent per stage of writing (logged on close).
+    timings: Timings,
 }
 
 /// The cross-process write lock (`flock` on `LOCK`), held while this process has
@@ -332,12 +361,12 @@ impl DiskArchiveStore {
     /// Brings the search index up to date (also done on drop of a writable store;
     /// `index.db` is committed with every group commit).
     pub fn flush(&self) -> Result<(), ArchiveError> {
-        self.sync_search(SearchIndex::default_wait())
+        self.flush_search(SearchIndex::default_wait())
     }
 
     /// Number of committed search documents (for drift checks).
     pub(crate) fn search_docs(&self) -> Result<u64, ArchiveError> {
-        self.sync_search(SearchIndex::default_wait())?;
+        self.flush_search(SearchIndex::default_wait())?;
         self.caches().search.num_docs()
     }
 
@@ -358,22 +387,27 @@ impl ArchiveStore for DiskArchiveStore {
         self.check_poisoned()?;
         let span = tracing::debug_span!("archive", user = %request.user, folder = %request.folder);
         let _enter = span.enter();
-        let address = self.address_of(raw)?;
+        let address = self.timings.time(Stage::Hash, || self.address_of(raw))?;
         let outcome = {
             // Lock order: the write lock, then the maintenance lock. Lookups happen
             // under the write lock, after catching up with other processes.
-            let _write = self.write_guard()?;
+            let _write = self.timings.time(Stage::Lock, || self.write_guard())?;
             let _shared = self.maintenance_read();
-            let known = match self.caches().index.message(&address)? {
+            let known = match self.located(Table::Messages, &address)? {
                 Some((loc, _)) => self.live(loc, kind::MANIFEST, &address),
                 None => false,
             };
-            let new_content = !known && self.store_content(&address, raw)?;
-            self.commit(Pending {
-                ticket: 0,
-                address,
-                request: request.clone(),
-                new_content,
+            let new_content = !known
+                && self
+                    .timings
+                    .time(Stage::Content, || self.store_content(&address, raw))?;
+            self.timings.time(Stage::Commit, || {
+                self.commit(Pending {
+                    ticket: 0,
+                    address,
+                    request: request.clone(),
+                    new_content,
+                })
             })
         };
         self.maybe_sync_search();
@@ -417,7 +451,7 @@ impl ArchiveStore for DiskArchiveStore {
     fn search(&self, query: &SearchQuery, scope: &Scope) -> Result<Vec<SearchHit>, ArchiveError> {
         self.healing(|| {
             // Read-your-writes: everything committed to index.db before now is indexed first.
-            self.sync_search(SearchIndex::default_wait())?;
+            self.flush_search(SearchIndex::default_wait())?;
             let hits = self.caches().search.search(query, scope)?;
             self.checked_hits(hits)
         })
@@ -430,8 +464,10 @@ impl ArchiveStore for DiskArchiveStore {
 
 impl Drop for DiskArchiveStore {
     fn drop(&mut self) {
-        if !self.read_only && self.search_pending.load(Ordering::SeqCst) > 0 {
+        if !self.read_only {
+            self.indexer.close();
             self.sync_search_logged(SearchIndex::default_wait());
         }
+        self.timings.log();
     }
 }

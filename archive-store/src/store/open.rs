@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use chrono::Utc;
@@ -133,7 +132,7 @@ impl DiskArchiveStore {
             }
         }
         let write_lock = open_lock(&dir, read_only)?;
-        let codec = if config_path.exists() {
+        let codec = Arc::new(if config_path.exists() {
             read_config(&dir, &config_path, options)?
         } else {
             // Created under the write lock, so two processes agree on one archive.
@@ -158,7 +157,7 @@ impl DiskArchiveStore {
             };
             FileExt::unlock(file).map_err(|e| ArchiveError::io(&write_lock.path, e))?;
             created?
-        };
+        });
 
         let pack_limit = options.pack_size_limit.max(1 << 20);
         let existing_packs = if packs_dir.exists() {
@@ -217,6 +216,7 @@ impl DiskArchiveStore {
                 }
             }
         };
+        let indexer = super::indexer::Indexer::new(codec.clone(), log_path(&dir, 1));
         let store = DiskArchiveStore {
             packs: FrameFiles::new(packs_dir, pack_path),
             pack_writer: Mutex::new(pack_writer),
@@ -231,10 +231,10 @@ impl DiskArchiveStore {
             committed: Condvar::new(),
             maintenance: RwLock::new(()),
             poisoned: Mutex::new(None),
-            pack_gap: AtomicBool::new(false),
-            search_pending: AtomicU64::new(0),
-            search_pending_since: Mutex::new(None),
+            staged: Mutex::new(super::Staged::default()),
+            indexer,
             pack_limit,
+            timings: super::Timings::default(),
             dir,
             index_dir,
         };
@@ -295,7 +295,8 @@ impl DiskArchiveStore {
                 Err(e) => return Err(e),
             }
         } else {
-            drop(self.write_guard()?);
+            let _write = self.write_guard()?;
+            self.check_search_ahead()?;
         }
         if !self.read_only {
             self.sync_search_logged(SearchIndex::default_wait());
@@ -390,6 +391,8 @@ impl DiskArchiveStore {
         if warn {
             tracing::warn!(cause = %cause, dir = %self.index_dir.display(), "rebuilding the archive indexes from the packs and the record log");
         }
+        // The indexer's waiting documents belong to the generation being replaced.
+        self.indexer.flush();
         let fresh = Caches::create_next(&self.index_dir).map_err(|e| ArchiveError::Rebuild {
             source: Box::new(e),
         })?;

@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use crate::chunker::chunk_stream;
 use crate::index::Table;
@@ -12,7 +12,7 @@ use crate::metadata::extract;
 use crate::pack::{Location, kind};
 use crate::{ArchiveError, IoFailure, RawMessage};
 
-use super::{CODEC_RAW, CODEC_ZSTD, DiskArchiveStore, lock};
+use super::{CODEC_RAW, CODEC_ZSTD, DiskArchiveStore, Stage, lock};
 
 impl DiskArchiveStore {
     pub(super) fn check_poisoned(&self) -> Result<(), ArchiveError> {
@@ -88,7 +88,7 @@ impl DiskArchiveStore {
             hasher.update(chunk);
             let key = self.codec.hash(chunk);
             let len = u32::try_from(chunk.len()).map_err(ArchiveError::listing)?;
-            if let Some((loc, _)) = self.caches().index.chunk(&key)?
+            if let Some((loc, _)) = self.located(Table::Chunks, &key)?
                 && self.live(loc, kind::CHUNK, &key)
             {
                 manifest.push((key, len));
@@ -101,7 +101,7 @@ impl DiskArchiveStore {
             payload.extend_from_slice(&u64::from(len).to_le_bytes());
             payload.extend_from_slice(&sealed);
             let mut writer = lock(&self.pack_writer);
-            let fresh = match self.caches().index.chunk(&key)? {
+            let fresh = match self.located(Table::Chunks, &key)? {
                 Some((loc, _)) => !self.live(loc, kind::CHUNK, &key),
                 None => true,
             };
@@ -109,10 +109,9 @@ impl DiskArchiveStore {
                 let loc = writer
                     .append(kind::CHUNK, &payload)
                     .inspect_err(|e| self.poison(e))?;
-                self.caches()
-                    .index
-                    .put_located(Table::Chunks, &key, loc, u64::from(len))
-                    .inspect_err(|_| self.pack_gap.store(true, Ordering::SeqCst))?;
+                lock(&self.staged)
+                    .located
+                    .insert((Table::Chunks, key), (loc, u64::from(len)));
             }
             manifest.push((key, len));
             Ok(())
@@ -149,11 +148,13 @@ impl DiskArchiveStore {
         payload.extend_from_slice(address);
         payload.extend_from_slice(&summary.size.to_le_bytes());
         payload.extend_from_slice(&sealed);
-        let meta = extract(&summary.skeleton, summary.size);
+        let meta = self
+            .timings
+            .time(Stage::Metadata, || extract(&summary.skeleton, summary.size));
         drop(summary);
         {
             let mut writer = lock(&self.pack_writer);
-            if let Some((loc, _)) = self.caches().index.message(address)?
+            if let Some((loc, _)) = self.located(Table::Messages, address)?
                 && self.live(loc, kind::MANIFEST, address)
             {
                 return Ok(false);
@@ -161,13 +162,29 @@ impl DiskArchiveStore {
             let loc = writer
                 .append(kind::MANIFEST, &payload)
                 .inspect_err(|e| self.poison(e))?;
-            self.caches()
-                .index
-                .put_located(Table::Messages, address, loc, summary_size(&payload))
-                .inspect_err(|_| self.pack_gap.store(true, Ordering::SeqCst))?;
+            let mut staged = lock(&self.staged);
+            staged
+                .located
+                .insert((Table::Messages, *address), (loc, summary_size(&payload)));
+            staged.metadata.insert(*address, Arc::new(meta));
         }
-        self.caches().index.put_metadata(address, &meta)?;
         Ok(true)
+    }
+
+    /// Where a chunk or manifest is: staged for the next group commit, or in `index.db`.
+    pub(super) fn located(
+        &self,
+        table: Table,
+        key: &[u8; 32],
+    ) -> Result<Option<(Location, u64)>, ArchiveError> {
+        if let Some(&hit) = lock(&self.staged).located.get(&(table, *key)) {
+            return Ok(Some(hit));
+        }
+        let index = &self.caches().index;
+        match table {
+            Table::Messages => index.message(key),
+            _ => index.chunk(key),
+        }
     }
 }
 
