@@ -134,6 +134,17 @@ mod tests {
     }
 
     #[test]
+    fn legacy_charsets_decode_in_subject_names_and_body() {
+        // 王小明 and 会议通知 in GB2312 (encoded-words, B and Q), the body in GB2312 base64.
+        let raw = b"From: =?gb2312?B?zfXQocP3?= <w@example.cn>\r\nTo: =?gb2312?Q?=BB=E1=D2=E9?= <t@example.cn>\r\nSubject: =?gb2312?B?u+HS6c2o1qo=?=\r\nContent-Type: text/plain; charset=gb2312\r\nContent-Transfer-Encoding: base64\r\n\r\nu+HS6c2o1qo=\r\n";
+        let meta = extract(raw, raw.len() as u64);
+        assert_eq!(meta.subject.as_deref(), Some("会议通知"));
+        assert_eq!(meta.from.as_deref(), Some("王小明 <w@example.cn>"));
+        assert_eq!(meta.to, vec!["会议 <t@example.cn>".to_string()]);
+        assert_eq!(meta.body_text.trim_end(), "会议通知");
+    }
+
+    #[test]
     fn empty_input_is_flagged() {
         assert!(extract(b"", 0).unparseable);
     }

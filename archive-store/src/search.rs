@@ -16,7 +16,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use tantivy::collector::TopDocs;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
 use tantivy::schema::{
-    DateOptions, FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TEXT, Value,
+    DateOptions, FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema,
+    TextFieldIndexing, TextOptions, Value,
 };
 use tantivy::{
     DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
@@ -24,6 +25,8 @@ use tantivy::{
 
 use crate::metadata::MessageMetadata;
 use crate::{ArchiveError, MessageId, Scope, SearchHit, SearchQuery};
+
+mod tokenizer;
 
 /// How long a search waits for another process that is bringing the index up to
 /// date before it searches what is committed.
@@ -45,18 +48,27 @@ struct Fields {
     date: Field,
 }
 
+/// A full-text field: our tokenizer, with positions (several CJK characters make a phrase).
+fn text() -> TextOptions {
+    TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(tokenizer::NAME)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    )
+}
+
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let fields = Fields {
         user: b.add_text_field("user", STRING | STORED),
         folder: b.add_text_field("folder", STRING | STORED),
         id: b.add_text_field("id", STRING | STORED),
-        subject: b.add_text_field("subject", TEXT | STORED),
-        from: b.add_text_field("from", TEXT | STORED),
-        to: b.add_text_field("to", TEXT),
-        cc: b.add_text_field("cc", TEXT),
-        body: b.add_text_field("body", TEXT),
-        attachment: b.add_text_field("attachment", TEXT),
+        subject: b.add_text_field("subject", text() | STORED),
+        from: b.add_text_field("from", text() | STORED),
+        to: b.add_text_field("to", text()),
+        cc: b.add_text_field("cc", text()),
+        body: b.add_text_field("body", text()),
+        attachment: b.add_text_field("attachment", text()),
         date: b.add_date_field("date", DateOptions::from(INDEXED) | STORED | FAST),
     };
     (b.build(), fields)
@@ -105,6 +117,9 @@ impl SearchIndex {
             }
             _ => Index::create_in_dir(dir, schema).map_err(ArchiveError::search)?,
         };
+        index
+            .tokenizers()
+            .register(tokenizer::NAME, tokenizer::analyzer());
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -357,5 +372,31 @@ impl SearchWriter<'_> {
             .wait_merging_threads()
             .map_err(ArchiveError::search)?;
         search.reload()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_written_with_another_tokenizer_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        // An index as tantivy's default tokenizer wrote it, caught up to some log offset.
+        let mut old_schema = Schema::builder();
+        old_schema.add_text_field("subject", tantivy::schema::TEXT | STORED);
+        let old = Index::create_in_dir(dir.path(), old_schema.build()).unwrap();
+        let mut writer: IndexWriter<TantivyDocument> =
+            old.writer_with_num_threads(1, 15_000_000).unwrap();
+        let mut prepared = writer.prepare_commit().unwrap();
+        prepared.set_payload(r#"{"log_offset":77}"#);
+        prepared.commit().unwrap();
+        drop(writer);
+        drop(old);
+        let search = SearchIndex::open(dir.path()).unwrap();
+        assert_eq!(search.index.schema(), schema().0);
+        // Covering nothing: the next pass indexes the whole record log again.
+        assert_eq!(search.committed_offset().unwrap(), 0);
+        assert_eq!(search.num_docs().unwrap(), 0);
     }
 }

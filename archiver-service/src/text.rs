@@ -39,4 +39,21 @@ mod tests {
             "(no text part)",
         );
     }
+
+    #[test]
+    fn text_in_legacy_charsets_is_decoded() {
+        // 会议通知 in GB2312, base64; Привет in KOI8-R, 8bit; ハロー in ISO-2022-JP.
+        check(
+            b"From: a@b.c\r\nContent-Type: text/plain; charset=gb2312\r\nContent-Transfer-Encoding: base64\r\n\r\nu+HS6c2o1qo=\r\n",
+            "会议通知",
+        );
+        check(
+            b"From: a@b.c\r\nContent-Type: text/plain; charset=koi8-r\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\xf0\xd2\xc9\xd7\xc5\xd4\r\n",
+            "Привет",
+        );
+        check(
+            b"From: a@b.c\r\nContent-Type: text/plain; charset=iso-2022-jp\r\n\r\n\x1b$B%O%m!<\x1b(B\r\n",
+            "ハロー",
+        );
+    }
 }

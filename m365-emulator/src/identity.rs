@@ -25,10 +25,9 @@ use sha1::Digest as _;
 
 use crate::EmulatorError;
 use crate::state::AppState;
-use crate::wire::{
-    AadErrorBody, AccessTokenClaims, AccessTokenHeader, AssertionClaims, AssertionHeader,
-    TokenResponse,
-};
+use crate::wire::{AadErrorBody, AccessTokenClaims, AccessTokenHeader, TokenResponse};
+
+mod assertion;
 
 /// The assertion type of certificate credentials.
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -44,10 +43,12 @@ struct AppCredential {
     certificate_pem: String,
     private_key_pem: String,
     public_key: rsa::RsaPublicKey,
-    /// base64url SHA-1 of the certificate DER (`x5t`).
-    x5t: String,
-    /// base64url SHA-256 of the certificate DER (`x5t#S256`).
-    x5t_s256: String,
+    /// The certificate's DER (what an `x5c` leaf must be).
+    der: Vec<u8>,
+    /// SHA-1 of the certificate DER (what `x5t` names).
+    sha1: Vec<u8>,
+    /// SHA-256 of the certificate DER (what `x5t#S256` names).
+    sha256: Vec<u8>,
 }
 
 fn credential_cache() -> &'static Mutex<HashMap<u64, Arc<AppCredential>>> {
@@ -106,8 +107,9 @@ fn generate_app_credential(seed: u64, client_id: &str) -> Result<AppCredential, 
         certificate_pem: certificate.pem(),
         private_key_pem,
         public_key,
-        x5t: URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(der)),
-        x5t_s256: URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(der)),
+        der: der.to_vec(),
+        sha1: sha1::Sha1::digest(der).to_vec(),
+        sha256: sha2::Sha256::digest(der).to_vec(),
     })
 }
 
@@ -451,33 +453,16 @@ impl IdentityRegistry {
     /// Verifies a client assertion (header, signature against the registered certificate, claims,
     /// replay). `Err` carries the AADSTS error to answer.
     fn verify_assertion(&self, assertion: &str, client_id: &str) -> Result<(), AadError> {
-        let malformed = || {
+        let malformed = |why: assertion::Malformed| {
             AadError::new(
                 400,
                 "invalid_request",
                 50027,
-                "JWT token is invalid or malformed.".to_owned(),
+                format!("JWT token is invalid or malformed: {}.", why.0),
             )
         };
-        let mut parts = assertion.split('.');
-        let (Some(header_b64), Some(claims_b64), Some(signature_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(malformed());
-        };
-        let header: AssertionHeader = URL_SAFE_NO_PAD
-            .decode(header_b64)
-            .ok()
-            .and_then(|json| serde_json::from_slice(&json).ok())
-            .ok_or_else(malformed)?;
-        let claims: AssertionClaims = URL_SAFE_NO_PAD
-            .decode(claims_b64)
-            .ok()
-            .and_then(|json| serde_json::from_slice(&json).ok())
-            .ok_or_else(malformed)?;
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature_b64)
-            .map_err(|_| malformed())?;
+        let parsed = assertion::parse(assertion).map_err(malformed)?;
+        let header = &parsed.header;
         let invalid_signature = |reason: &str| {
             AadError::new(
                 401,
@@ -485,38 +470,43 @@ impl IdentityRegistry {
                 700027,
                 format!(
                     "Client assertion failed signature validation. [Reason - {reason}, Thumbprint of key used by client: '{}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{client_id}'.]",
-                    header
-                        .x5t_s256
-                        .as_deref()
-                        .or(header.x5t.as_deref())
-                        .unwrap_or("")
+                    header.shown_thumbprint()
                 ),
             )
         };
-        // The key: by `x5t` (SHA-1) or `x5t#S256` thumbprint of the registered certificate.
-        let key_found = match (&header.x5t_s256, &header.x5t) {
-            (Some(s256), _) => *s256 == self.credential.x5t_s256,
-            (None, Some(sha1)) => *sha1 == self.credential.x5t,
-            (None, None) => {
-                return Err(invalid_signature(
-                    "The key was not found: the header names no x5t or x5t#S256",
-                ));
-            }
+        // The key: every identifier the header carries (`x5t#S256`, `x5t`, the `x5c` leaf) must
+        // name the registered certificate, and at least one must be there.
+        let credential = &self.credential;
+        let leaf = header.x5c_leaf().map_err(malformed)?;
+        if header.x5t_s256.is_none() && header.x5t.is_none() && leaf.is_none() {
+            return Err(invalid_signature(
+                "The key was not found: the header names no x5t, x5t#S256 or x5c",
+            ));
+        }
+        let names_ours = |sent: &Option<String>, digest: &[u8]| {
+            sent.as_deref()
+                .is_none_or(|sent| assertion::thumbprint_matches(sent, digest))
         };
-        if !key_found {
+        if !names_ours(&header.x5t_s256, &credential.sha256)
+            || !names_ours(&header.x5t, &credential.sha1)
+        {
             return Err(invalid_signature("The key was not found."));
         }
-        let signing_input = &assertion.as_bytes()[..header_b64.len() + 1 + claims_b64.len()];
-        let public_key = self.credential.public_key.clone();
+        if leaf.is_some_and(|leaf| leaf != credential.der) {
+            return Err(invalid_signature(
+                "The certificate in the x5c header is not registered for the application.",
+            ));
+        }
+        let signing_input = parsed.signing_input.as_bytes();
+        let signature = parsed.signature.as_slice();
+        let public_key = credential.public_key.clone();
         let verified = match header.alg.as_str() {
-            "RS256" => {
-                rsa::pkcs1v15::Signature::try_from(signature.as_slice()).is_ok_and(|signature| {
-                    rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(public_key)
-                        .verify(signing_input, &signature)
-                        .is_ok()
-                })
-            }
-            "PS256" => rsa::pss::Signature::try_from(signature.as_slice()).is_ok_and(|signature| {
+            "RS256" => rsa::pkcs1v15::Signature::try_from(signature).is_ok_and(|signature| {
+                rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(public_key)
+                    .verify(signing_input, &signature)
+                    .is_ok()
+            }),
+            "PS256" => rsa::pss::Signature::try_from(signature).is_ok_and(|signature| {
                 rsa::pss::VerifyingKey::<sha2::Sha256>::new(public_key)
                     .verify(signing_input, &signature)
                     .is_ok()
@@ -532,6 +522,7 @@ impl IdentityRegistry {
                 "The provided signature value did not match the expected signature value.",
             ));
         }
+        let claims = parsed.claims;
         if claims.iss.as_deref() != Some(client_id) || claims.sub.as_deref() != Some(client_id) {
             return Err(AadError::new(
                 401,
@@ -557,7 +548,7 @@ impl IdentityRegistry {
             ));
         }
         let now = now_secs();
-        let (Some(exp), nbf) = (claims.exp, claims.nbf) else {
+        let Some(exp) = claims.exp else {
             return Err(AadError::new(
                 401,
                 "invalid_client",
@@ -570,8 +561,12 @@ impl IdentityRegistry {
             chrono::DateTime::from_timestamp(t, 0)
                 .map_or_else(String::new, |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         };
-        if exp + ASSERTION_SKEW_SECS < now || nbf.is_some_and(|nbf| nbf - ASSERTION_SKEW_SECS > now)
-        {
+        // Compared in whole seconds: a fraction of a second is well within the tolerated skew.
+        let expired = exp.whole_secs().saturating_add(ASSERTION_SKEW_SECS) < now;
+        let early = |date: Option<assertion::NumericDate>| {
+            date.is_some_and(|d| d.whole_secs().saturating_sub(ASSERTION_SKEW_SECS) > now)
+        };
+        if expired || early(claims.nbf) || early(claims.iat) {
             return Err(AadError::new(
                 401,
                 "invalid_client",
@@ -579,8 +574,11 @@ impl IdentityRegistry {
                 format!(
                     "Client assertion is not within its valid time range. Current time: {}, assertion valid from {}, expiry time of assertion {}.",
                     fmt(now),
-                    fmt(nbf.unwrap_or(0)),
-                    fmt(exp)
+                    fmt(claims
+                        .nbf
+                        .or(claims.iat)
+                        .map_or(0, assertion::NumericDate::whole_secs)),
+                    fmt(exp.whole_secs())
                 ),
             ));
         }
@@ -605,7 +603,7 @@ impl IdentityRegistry {
                 ),
             ));
         }
-        book.used_jtis.insert(jti, exp);
+        book.used_jtis.insert(jti, exp.whole_secs());
         Ok(())
     }
 }

@@ -71,50 +71,6 @@ impl GraphErrorBody {
     }
 }
 
-/// JOSE header of a client assertion.
-#[derive(Debug, Deserialize)]
-pub(crate) struct AssertionHeader {
-    pub(crate) alg: String,
-    #[serde(default)]
-    pub(crate) x5t: Option<String>,
-    #[serde(rename = "x5t#S256", default)]
-    pub(crate) x5t_s256: Option<String>,
-}
-
-/// `aud` may be a string or an array of strings.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub(crate) enum Audience {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Audience {
-    pub(crate) fn contains(&self, wanted: &str) -> bool {
-        match self {
-            Audience::One(one) => one == wanted,
-            Audience::Many(many) => many.iter().any(|a| a == wanted),
-        }
-    }
-}
-
-/// Claims of a client assertion.
-#[derive(Debug, Deserialize)]
-pub(crate) struct AssertionClaims {
-    #[serde(default)]
-    pub(crate) aud: Option<Audience>,
-    #[serde(default)]
-    pub(crate) iss: Option<String>,
-    #[serde(default)]
-    pub(crate) sub: Option<String>,
-    #[serde(default)]
-    pub(crate) jti: Option<String>,
-    #[serde(default)]
-    pub(crate) exp: Option<i64>,
-    #[serde(default)]
-    pub(crate) nbf: Option<i64>,
-}
-
 /// Claims of the access tokens the emulator issues (like Entra's v1 app-only tokens).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct AccessTokenClaims {
