@@ -247,13 +247,9 @@ fn mailbox_kinds_parse_round_trip_and_bad_values_are_named() {
     };
     let default = Profile::from_toml(FILE, DESIGN_EXAMPLE).unwrap();
     assert_eq!(kinds_of(&default), MailboxKinds::default());
-    assert!(
-        default
-            .to_toml()
-            .contains("mailbox_kinds = [\"user\", \"shared\"]"),
-        "{}",
-        default.to_toml()
-    );
+    let written = default.to_toml();
+    assert!(written.contains("mailbox_kinds"), "{written}");
+    assert_eq!(Profile::from_toml(FILE, &written).unwrap(), default);
     let rooms = Profile::from_toml(
         FILE,
         &with("mailbox_kinds = [\"room\", \"user\", \"shared\"]"),
