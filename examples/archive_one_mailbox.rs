@@ -78,6 +78,7 @@ pub async fn run() -> anyhow::Result<()> {
         enabled: true,
         role: Role::User,
         has_archive: false,
+        kind: None,
     })?;
     let engine = Engine::builder()
         .token_provider(tokens)

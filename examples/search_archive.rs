@@ -89,6 +89,7 @@ pub async fn run() -> anyhow::Result<()> {
             select: Select::Only,
             users: chosen.clone(),
             sync_directory_first: false,
+            mailbox_kinds: profile_engine::MailboxKinds::default(),
         },
     );
     let report = engine

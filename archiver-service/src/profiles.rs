@@ -113,6 +113,7 @@ pub fn profile_from_spec(spec: &ProfileSpec) -> Result<Profile> {
         select,
         users: clean(users),
         sync_directory_first: spec.sync_directory,
+        mailbox_kinds: profile_engine::MailboxKinds::default(),
     };
     let source = match &spec.selection {
         MailboxSelection::Single {
@@ -193,6 +194,39 @@ impl Service {
         let dir = self.open(Access::Admin)?;
         let path = ProfileStore::new(dir.profiles()).save(&profile)?;
         Ok((profile, path))
+    }
+
+    /// What to do when `profile` (a multiple-mailbox profile without
+    /// `sync_directory_first`) selects no mailbox from the local users as they are now;
+    /// `None` when it selects some, or synchronises the directory before each run.
+    /// Read-only (`profile create` warns with it).
+    pub fn empty_selection_warning(
+        &self,
+        principal: &Principal,
+        profile: &Profile,
+    ) -> Result<Option<String>> {
+        principal.require_admin("read profiles", Self::now())?;
+        let Source::Multiple {
+            sync_directory_first: false,
+            ..
+        } = &profile.source
+        else {
+            return Ok(None);
+        };
+        let selected = if self.data_dir().is_dir() {
+            let dir = self.open(Access::Read)?;
+            match wiring::open_user_store_read_only(&dir)? {
+                Some(store) => profile_engine::selected_mailboxes(profile, store.as_ref())?,
+                None => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
+        Ok(if selected.is_empty() {
+            profile_engine::empty_selection_advice(profile)
+        } else {
+            None
+        })
     }
 
     /// Every profile with its last run (`profile list`); a broken file is listed with its error.

@@ -94,6 +94,7 @@ impl Service {
             enabled: true,
             role: UserRole::User,
             has_archive: false,
+            kind: None,
         };
         store.put(&user)?;
         Ok(user)

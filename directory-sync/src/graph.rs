@@ -16,6 +16,9 @@
 //! exponential backoff with jitter, a 401 leads to one token refresh, network
 //! failures and truncated or garbled bodies are retried, anything else is an error
 //! naming the request and Graph's code.
+//!
+//! Mailbox kinds (`mailboxSettings.userPurpose`) are read in `$batch`es of twenty
+//! ([`kinds`]), only for the users a sync asks about.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -35,9 +38,13 @@ use url::Url;
 
 use crate::wire::{self, Item, Page, WireObject};
 
+mod kinds;
+
 /// Largest page accepted.
 const MAX_PAGE_BYTES: usize = 64 << 20;
-use crate::{DirectoryChanges, DirectoryError, DirectorySource, DirectoryToken, DirectoryUser};
+use crate::{
+    DirectoryChanges, DirectoryError, DirectorySource, DirectoryToken, DirectoryUser, KindLookup,
+};
 
 /// How failed requests are retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +125,8 @@ pub struct GraphDirectoryStats {
     pub delta_reads: u64,
     /// Saved links Graph (or this client) refused, each followed by a full read.
     pub links_refused: u64,
+    /// `mailboxSettings` reads sent inside `$batch`es (retried ones included).
+    pub mailbox_settings_reads: u64,
 }
 
 /// Counters of reads (requests are counted by the transport).
@@ -126,10 +135,51 @@ struct Counters {
     full_reads: AtomicU64,
     delta_reads: AtomicU64,
     links_refused: AtomicU64,
+    mailbox_settings: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
+    bump_by(counter, 1);
+}
+
+fn bump_by(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// The error naming the request, the status and Graph's code.
+fn graph_error(label: &str, refusal: &Refusal) -> DirectoryError {
+    let code = if refusal.code().is_empty() {
+        refusal
+            .status
+            .canonical_reason()
+            .unwrap_or("error")
+            .replace(' ', "")
+    } else {
+        refusal.code().to_owned()
+    };
+    DirectoryError::Graph {
+        request: label.to_owned(),
+        status: refusal.status.as_u16(),
+        code,
+        message: refusal.message().to_owned(),
+        request_id: refusal.error.as_ref().and_then(|e| e.request_id.clone()),
+    }
+}
+
+/// The error of a request given up after retries.
+fn gave_up_error(label: &str, gave_up: GaveUp) -> DirectoryError {
+    match gave_up.last {
+        Fault::Refused(refusal) => graph_error(label, &refusal),
+        Fault::Body(reason) => DirectoryError::InvalidResponse {
+            request: label.to_owned(),
+            reason,
+        },
+        fault @ (Fault::Timeout(_) | Fault::Network(_)) => DirectoryError::Network {
+            request: label.to_owned(),
+            attempts: gave_up.attempts,
+            reason: fault.to_string(),
+        },
+    }
 }
 
 /// The tenant's directory, read through Microsoft Graph.
@@ -274,6 +324,7 @@ impl GraphDirectorySource {
             full_reads: get(&c.full_reads),
             delta_reads: get(&c.delta_reads),
             links_refused: get(&c.links_refused),
+            mailbox_settings_reads: get(&c.mailbox_settings),
         }
     }
 
@@ -513,6 +564,10 @@ impl DirectorySource for GraphDirectorySource {
             Err(Failure::Error(e)) => Err(e),
         }
     }
+
+    async fn mailbox_kinds(&self, ids: &[String]) -> Result<KindLookup, DirectoryError> {
+        Ok(self.read_kinds(ids).await)
+    }
 }
 
 /// One page request of a read, as the shared retry loop runs it.
@@ -525,22 +580,7 @@ struct PageFetch<'a> {
 impl PageFetch<'_> {
     /// The error naming the request, the status and Graph's code.
     fn graph_error(&self, refusal: &Refusal) -> DirectoryError {
-        let code = if refusal.code().is_empty() {
-            refusal
-                .status
-                .canonical_reason()
-                .unwrap_or("error")
-                .replace(' ', "")
-        } else {
-            refusal.code().to_owned()
-        };
-        DirectoryError::Graph {
-            request: self.label.clone(),
-            status: refusal.status.as_u16(),
-            code,
-            message: refusal.message().to_owned(),
-            request_id: refusal.error.as_ref().and_then(|e| e.request_id.clone()),
-        }
+        graph_error(&self.label, refusal)
     }
 
     fn link_refused(&self, refusal: &Refusal) -> Failure {
@@ -615,18 +655,7 @@ impl Exchange for PageFetch<'_> {
     }
 
     fn gave_up(&self, gave_up: GaveUp) -> Failure {
-        Failure::Error(match gave_up.last {
-            Fault::Refused(refusal) => self.graph_error(&refusal),
-            Fault::Body(reason) => DirectoryError::InvalidResponse {
-                request: self.label.clone(),
-                reason,
-            },
-            fault @ (Fault::Timeout(_) | Fault::Network(_)) => DirectoryError::Network {
-                request: self.label.clone(),
-                attempts: gave_up.attempts,
-                reason: fault.to_string(),
-            },
-        })
+        Failure::Error(gave_up_error(&self.label, gave_up))
     }
 
     fn no_token(&self, error: m365_auth::AuthError) -> Failure {

@@ -14,6 +14,7 @@
 
 mod addresses;
 mod graph;
+mod kinds;
 mod memory;
 mod migrate;
 mod names;
@@ -24,6 +25,7 @@ mod wire;
 
 pub use addresses::{MailAddresses, mail_addresses, normalize_address};
 pub use graph::{GraphDirectoryOptions, GraphDirectorySource, GraphDirectoryStats, RetryPolicy};
+pub use kinds::{KindLookup, MailboxKind, MailboxKinds};
 pub use memory::{MemoryDirectorySource, MemoryUserStore};
 pub use migrate::MigrationReport;
 pub use names::{NameAllocator, base_name, validate_name};
@@ -86,6 +88,16 @@ pub trait DirectorySource: Send + Sync {
         &self,
         since: Option<&DirectoryToken>,
     ) -> Result<DirectoryChanges, DirectoryError>;
+
+    /// The mailbox kinds of directory objects `ids` (Graph: `mailboxSettings.userPurpose`,
+    /// read in `$batch`es). A refusal (the app lacks MailboxSettings.Read) or a
+    /// lookup that kept failing is no error: those objects are left out of
+    /// [`KindLookup::kinds`] with a warning. The default classifies nothing: a source
+    /// that cannot tell kinds apart leaves every mailbox a user's.
+    async fn mailbox_kinds(&self, ids: &[String]) -> Result<KindLookup, DirectoryError> {
+        let _ = ids;
+        Ok(KindLookup::default())
+    }
 }
 
 /// Where a local user came from.
@@ -130,6 +142,18 @@ pub struct LocalUser {
     pub role: Role,
     /// An archive exists for this user: they can never be deleted by a sync.
     pub has_archive: bool,
+    /// What the mailbox is for, once the directory sync classified it; `None` for
+    /// manual users and users not classified yet (both count as `user`, see
+    /// [`LocalUser::mailbox_kind`]).
+    #[serde(default)]
+    pub kind: Option<MailboxKind>,
+}
+
+impl LocalUser {
+    /// The user's mailbox kind: as classified, else `user`.
+    pub fn mailbox_kind(&self) -> MailboxKind {
+        self.kind.unwrap_or(MailboxKind::User)
+    }
 }
 
 /// The seam to local user management.

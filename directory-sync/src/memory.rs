@@ -1,6 +1,6 @@
 //! In-memory implementations of the seams, for tests of this and other crates:
 //! [`MemoryDirectorySource`] (a directory with a change log, so deltas behave like
-//! Graph's) and [`MemoryUserStore`] (the same rules as the SQLite store).
+//! Graph's, and mailbox kinds looked up like Graph's `mailboxSettings`) and [`MemoryUserStore`] (the same rules as the SQLite store).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,10 +8,11 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
+use crate::kinds::permission_warning;
 use crate::rules::{addresses_of, check_batch, object_of};
 use crate::{
-    DirectoryChanges, DirectoryError, DirectorySource, DirectoryToken, DirectoryUser, LocalUser,
-    UserStore,
+    DirectoryChanges, DirectoryError, DirectorySource, DirectoryToken, DirectoryUser, KindLookup,
+    LocalUser, MailboxKind, UserStore,
 };
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -34,6 +35,10 @@ struct Directory {
     /// Tokens of earlier epochs are rejected (a full listing follows).
     epoch: u64,
     failure: Option<(u16, String)>,
+    /// Mailbox kinds other than `user`, by object id.
+    kinds: BTreeMap<String, MailboxKind>,
+    /// Kind lookups are refused (as Graph does without MailboxSettings.Read).
+    kinds_denied: bool,
 }
 
 /// A directory held in memory. Tokens are positions in its change log, so a read
@@ -62,6 +67,7 @@ struct Directory {
 pub struct MemoryDirectorySource {
     state: Mutex<Directory>,
     reads: AtomicU64,
+    kind_lookups: AtomicU64,
 }
 
 impl MemoryDirectorySource {
@@ -127,6 +133,24 @@ impl MemoryDirectorySource {
     pub fn reads(&self) -> u64 {
         self.reads.load(Ordering::Relaxed)
     }
+
+    /// Sets the mailbox kind of object `id` (every object is a `user` until set). Like
+    /// Graph, this is no change of the user: a delta does not report it.
+    pub fn set_kind(&self, id: &str, kind: MailboxKind) {
+        lock(&self.state).kinds.insert(id.to_owned(), kind);
+    }
+
+    /// Refuses (or allows again) kind lookups, as Graph does for an app without
+    /// MailboxSettings.Read.
+    pub fn deny_kinds(&self, denied: bool) {
+        lock(&self.state).kinds_denied = denied;
+    }
+
+    /// Number of objects whose kind was looked up so far (one `mailboxSettings`
+    /// request each in Graph).
+    pub fn kind_lookups(&self) -> u64 {
+        self.kind_lookups.load(Ordering::Relaxed)
+    }
 }
 
 /// `mem:{epoch}:{position}` split, or `None` for anything else.
@@ -187,6 +211,28 @@ impl DirectorySource for MemoryDirectorySource {
             users,
             removed,
             next,
+        })
+    }
+
+    async fn mailbox_kinds(&self, ids: &[String]) -> Result<KindLookup, DirectoryError> {
+        self.kind_lookups
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
+        let state = lock(&self.state);
+        if state.kinds_denied {
+            return Ok(KindLookup {
+                kinds: BTreeMap::new(),
+                warnings: vec![permission_warning("403 ErrorAccessDenied")],
+            });
+        }
+        Ok(KindLookup {
+            kinds: ids
+                .iter()
+                .map(|id| {
+                    let kind = state.kinds.get(id).copied().unwrap_or(MailboxKind::User);
+                    (id.clone(), kind)
+                })
+                .collect(),
+            warnings: Vec::new(),
         })
     }
 }

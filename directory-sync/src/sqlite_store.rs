@@ -27,10 +27,13 @@
 //! ahead of the users. The database file (and with it its journal, whose permissions
 //! SQLite copies from the database) is created mode 0600 whatever the umask.
 //!
-//! Schema (version 1 in `PRAGMA user_version`): `users` (one row per user, the object
-//! id unique), `addresses` (every address of every user, primary or alias, unique,
+//! Schema (version 2 in `PRAGMA user_version`): `users` (one row per user, the object
+//! id unique, the mailbox kind once classified), `addresses` (every address of every user, primary or alias, unique,
 //! deleted with its user) and `meta` (the directory token and, for a store migrated
-//! from an earlier version, the migration report).
+//! from an earlier version, the migration report). A version 1 database (before mailbox
+//! kinds) is upgraded in place when opened for writing (`ALTER TABLE … ADD COLUMN kind`,
+//! one transaction: its users are unclassified until the next sync); opened read-only it
+//! is read as it is, every user unclassified.
 
 use std::fs::{File, OpenOptions, Permissions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -42,10 +45,15 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
 
 use crate::rules::{check_batch, object_of};
-use crate::{DirectoryError, DirectoryToken, LocalUser, Role, UserOrigin, UserStore};
+use crate::{DirectoryError, DirectoryToken, LocalUser, MailboxKind, Role, UserOrigin, UserStore};
 
 /// Schema version this version writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 2;
+/// The first version with the `kind` column.
+const KIND_VERSION: u32 = 2;
+/// The `kind` column, as a version 1 database gains it.
+const KIND_COLUMN: &str =
+    "kind TEXT CHECK (kind IS NULL OR kind IN ('user', 'shared', 'room', 'equipment'))";
 /// How long a writer waits for another process's transaction by default.
 const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const META_TOKEN: &str = "directory_token";
@@ -60,6 +68,7 @@ CREATE TABLE users (
     enabled      INTEGER NOT NULL CHECK (enabled IN (0, 1)),
     role         TEXT NOT NULL,
     has_archive  INTEGER NOT NULL CHECK (has_archive IN (0, 1)),
+    kind         TEXT CHECK (kind IS NULL OR kind IN ('user', 'shared', 'room', 'equipment')),
     CHECK ((origin = 'directory') = (object_id IS NOT NULL))
 ) STRICT;
 CREATE TABLE addresses (
@@ -80,6 +89,8 @@ pub struct SqliteUserStore {
     path: PathBuf,
     conn: Mutex<Connection>,
     writes: AtomicU64,
+    /// Whether the database has the `kind` column (a version 1 file opened read-only has not).
+    has_kind: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for SqliteUserStore {
@@ -187,9 +198,13 @@ struct Row {
     enabled: bool,
     role: String,
     has_archive: bool,
+    kind: Option<String>,
 }
 
-const ROW_COLUMNS: &str = "name, display_name, object_id, enabled, role, has_archive";
+const ROW_COLUMNS: &str = "name, display_name, object_id, enabled, role, has_archive, kind";
+/// The same, for a version 1 database (no `kind` column).
+const ROW_COLUMNS_V1: &str =
+    "name, display_name, object_id, enabled, role, has_archive, NULL AS kind";
 
 fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     Ok(Row {
@@ -199,6 +214,7 @@ fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         enabled: row.get(3)?,
         role: row.get(4)?,
         has_archive: row.get(5)?,
+        kind: row.get(6)?,
     })
 }
 
@@ -230,6 +246,17 @@ impl Row {
             }
         }
         aliases.sort();
+        let kind =
+            match self.kind.as_deref() {
+                None => None,
+                Some(name) => Some(MailboxKind::from_name(name).ok_or_else(|| {
+                    DirectoryError::StoreCorrupt {
+                        path: path.display().to_string(),
+                        key: format!("users/{}", self.name),
+                        reason: format!("unknown mailbox kind {name:?}"),
+                    }
+                })?),
+            };
         Ok(LocalUser {
             name: self.name,
             display_name: self.display_name,
@@ -242,6 +269,7 @@ impl Row {
             enabled: self.enabled,
             role,
             has_archive: self.has_archive,
+            kind,
         })
     }
 }
@@ -308,6 +336,9 @@ impl SqliteUserStore {
             *lock(&store.conn) = empty;
         } else {
             store.check_version(version)?;
+            store
+                .has_kind
+                .store(version >= KIND_VERSION, Ordering::Relaxed);
         }
         Ok(store)
     }
@@ -321,6 +352,7 @@ impl SqliteUserStore {
             path,
             conn: Mutex::new(conn),
             writes: AtomicU64::new(0),
+            has_kind: std::sync::atomic::AtomicBool::new(true),
         };
         let mode = store.with_conn(|c| {
             c.busy_timeout(busy_timeout)?;
@@ -346,7 +378,8 @@ impl SqliteUserStore {
     fn initialise(&self) -> Result<(), DirectoryError> {
         let version = self.with_conn(schema_version)?;
         if version != 0 {
-            return self.check_version(version);
+            self.check_version(version)?;
+            return self.upgrade(version);
         }
         let initialised = self.write(|tx| {
             // Another process may have initialised it meanwhile.
@@ -364,6 +397,35 @@ impl SqliteUserStore {
         // Creating the schema is no write of users.
         self.writes.store(0, Ordering::Relaxed);
         make_private(&self.path)
+    }
+
+    /// Brings a database of an earlier schema version to this one, in one transaction.
+    fn upgrade(&self, found: u32) -> Result<(), DirectoryError> {
+        if found >= SCHEMA_VERSION {
+            return Ok(());
+        }
+        self.write(|tx| {
+            // Another process may have upgraded it meanwhile.
+            let version = schema_version(tx).map_err(|e| self.sql(e))?;
+            if version < KIND_VERSION {
+                tx.execute_batch(&format!("ALTER TABLE users ADD COLUMN {KIND_COLUMN};"))
+                    .and_then(|()| tx.pragma_update(None, "user_version", SCHEMA_VERSION))
+                    .map_err(|e| self.sql(e))?;
+            }
+            Ok(())
+        })?;
+        // Upgrading the schema is no write of users.
+        self.writes.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The columns of a user row this database has.
+    fn row_columns(&self) -> &'static str {
+        if self.has_kind.load(Ordering::Relaxed) {
+            ROW_COLUMNS
+        } else {
+            ROW_COLUMNS_V1
+        }
     }
 
     fn check_version(&self, found: u32) -> Result<(), DirectoryError> {
@@ -490,7 +552,7 @@ impl SqliteUserStore {
     fn user(&self, conn: &Connection, name: &str) -> Result<Option<LocalUser>, DirectoryError> {
         let row = conn
             .query_row(
-                &format!("SELECT {ROW_COLUMNS} FROM users WHERE name = ?1"),
+                &format!("SELECT {} FROM users WHERE name = ?1", self.row_columns()),
                 [name],
                 read_row,
             )
@@ -638,12 +700,13 @@ fn apply_batch(conn: &Connection, path: &Path, batch: &[LocalUser]) -> Result<()
             }
         }
         conn.execute(
-            "INSERT INTO users (name, display_name, origin, object_id, enabled, role, has_archive)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO users (name, display_name, origin, object_id, enabled, role, has_archive, kind)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (name) DO UPDATE SET
                  display_name = excluded.display_name, origin = excluded.origin,
                  object_id = excluded.object_id, enabled = excluded.enabled,
-                 role = excluded.role, has_archive = excluded.has_archive",
+                 role = excluded.role, has_archive = excluded.has_archive,
+                 kind = excluded.kind",
             params![
                 user.name,
                 user.display_name,
@@ -657,6 +720,7 @@ fn apply_batch(conn: &Connection, path: &Path, batch: &[LocalUser]) -> Result<()
                 role_name(user.role),
                 // An archive, once recorded, is never forgotten.
                 user.has_archive || had_archive,
+                user.kind.map(MailboxKind::as_str),
             ],
         )
         .map_err(sql)?;
@@ -682,7 +746,10 @@ impl UserStore for SqliteUserStore {
         // One read transaction, so users and addresses agree.
         let tx = conn.unchecked_transaction().map_err(|e| self.sql(e))?;
         let rows = tx
-            .prepare(&format!("SELECT {ROW_COLUMNS} FROM users ORDER BY name"))
+            .prepare(&format!(
+                "SELECT {} FROM users ORDER BY name",
+                self.row_columns()
+            ))
             .and_then(|mut s| {
                 s.query_map([], read_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()

@@ -17,6 +17,23 @@
 //! without a contested alias (reported in `address_conflicts`); a newcomer whose
 //! primary address is taken is skipped, and an update that would take someone's
 //! primary address waits, both with the reason.
+//!
+//! Mailbox kinds: each user with a mail address is classified (user, shared, room,
+//! equipment) through [`DirectorySource::mailbox_kinds`], and the kind is kept with the
+//! local user. A kind is looked up only for a user the store does not know yet, one
+//! not classified yet (a store of an earlier version, a lookup that failed), or one
+//! the directory reports changed (every user of a delta; in a full listing, a user
+//! whose name, addresses or enabled state differ from the stored ones): a delta with
+//! no changes looks nothing up. Shared mailboxes are synchronised whatever their
+//! `accountEnabled` (it is false by design); the account-enabled rule applies to user
+//! mailboxes only. A newcomer whose kind is not in [`SyncOptions::mailbox_kinds`]
+//! (rooms and equipment by default) is skipped with the reason; a user already
+//! synchronised keeps being updated whatever its kind, so a sync asking for fewer
+//! kinds never deactivates mailboxes another profile asked for. When kinds cannot be
+//! read (the app lacks MailboxSettings.Read) the sync goes on with a warning, those
+//! users count as user mailboxes and are asked again next time; if that left a
+//! disabled newcomer out (possibly a shared mailbox), the directory token is not
+//! advanced, so the next sync sees that user again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -28,13 +45,17 @@ use crate::addresses::mail_addresses;
 use crate::names::NameAllocator;
 use crate::rules::{addresses_of, object_of};
 use crate::{
-    DirectoryChanges, DirectoryError, DirectorySource, DirectoryUser, LocalUser, Role, UserOrigin,
-    UserStore, UserType,
+    DirectoryChanges, DirectoryError, DirectorySource, DirectoryUser, KindLookup, LocalUser,
+    MailboxKind, MailboxKinds, Role, UserOrigin, UserStore, UserType,
 };
 
 /// What a sync includes beyond enabled members.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SyncOptions {
+    /// Mailbox kinds synchronised as new users (default: `user` and `shared`; rooms
+    /// and equipment are skipped unless listed). Users already synchronised are kept
+    /// whatever their kind.
+    pub mailbox_kinds: MailboxKinds,
     /// Also synchronise users whose account is disabled in the directory (for example to
     /// archive the mailboxes of people who left); they are created active locally.
     pub include_disabled: bool,
@@ -53,6 +74,11 @@ pub enum SkipReason {
     Disabled,
     /// Neither `mail` nor an `SMTP:` proxy address.
     NoMailboxAddress,
+    /// The mailbox's kind is not among the kinds synchronised.
+    KindNotIncluded {
+        /// The mailbox's kind.
+        mailbox_kind: MailboxKind,
+    },
     /// One of the user's addresses belongs to another local user.
     AddressInUse {
         /// The contested address.
@@ -70,6 +96,11 @@ impl fmt::Display for SkipReason {
                 "account disabled in the directory (include disabled users to synchronise it)",
             ),
             SkipReason::NoMailboxAddress => f.write_str("no mailbox address"),
+            SkipReason::KindNotIncluded { mailbox_kind } => write!(
+                f,
+                "{mailbox_kind} mailbox (list \"{mailbox_kind}\" in a profile's [source] \
+                 mailbox_kinds, with sync_directory_first, to synchronise it)"
+            ),
             SkipReason::AddressInUse { address, owner } => {
                 write!(f, "address {address} already belongs to local user {owner}")
             }
@@ -99,6 +130,11 @@ pub struct SyncReport {
     /// user holds them. Exchange keeps addresses unique, so outside address reuse
     /// these point at a directory inconsistency or a manual user to reconcile.
     pub address_conflicts: Vec<AddressConflict>,
+    /// Mailbox kinds read from the directory by this sync (0 when nothing changed).
+    pub mailbox_kinds_read: usize,
+    /// What the administrator should know, e.g. that mailbox kinds could not be read
+    /// for lack of a permission.
+    pub warnings: Vec<String>,
 }
 
 /// An address left to another user.
@@ -170,9 +206,27 @@ where
     let token = store.directory_token()?;
     let changes = source.changes(token.as_ref()).await?;
     let local = store.list()?;
-    let plan = plan(&local, &changes, options);
-    debug!(writes = plan.writes.len(), "sync planned");
-    store.apply_sync(&plan.writes, Some(&changes.next))?;
+    let ask = kinds_to_ask(&local, &changes, options);
+    let lookup = if ask.is_empty() {
+        KindLookup::default()
+    } else {
+        source.mailbox_kinds(&ask).await?
+    };
+    for warning in &lookup.warnings {
+        warn!(%warning, "mailbox kinds");
+    }
+    let plan = plan(&local, &changes, &lookup, options);
+    debug!(
+        writes = plan.writes.len(),
+        kinds = ask.len(),
+        "sync planned"
+    );
+    let next = if plan.see_again {
+        token.as_ref()
+    } else {
+        Some(&changes.next)
+    };
+    store.apply_sync(&plan.writes, next)?;
     let r = &plan.report;
     info!(
         full_listing = r.full_listing,
@@ -191,6 +245,9 @@ where
 struct Plan {
     writes: Vec<LocalUser>,
     report: SyncReport,
+    /// Keep the previous token: a user left out may be a shared mailbox whose kind
+    /// could not be read, and must be seen again.
+    see_again: bool,
 }
 
 /// Whether a directory user counts as a guest.
@@ -206,10 +263,74 @@ struct Newcomer {
     display_name: Option<String>,
     email: String,
     aliases: Vec<String>,
+    kind: Option<MailboxKind>,
+}
+
+/// The last word on each object of `changes` (delta pages may repeat an object).
+fn latest_users(changes: &DirectoryChanges) -> BTreeMap<&str, &DirectoryUser> {
+    changes.users.iter().map(|u| (u.id.as_str(), u)).collect()
+}
+
+/// The directory objects whose mailbox kind a sync must look up (see the module
+/// documentation): newcomers, unclassified users, and users that changed.
+fn kinds_to_ask(
+    local: &[LocalUser],
+    changes: &DirectoryChanges,
+    options: &SyncOptions,
+) -> Vec<String> {
+    let by_object: HashMap<&str, &LocalUser> = local
+        .iter()
+        .filter_map(|u| object_of(u).map(|o| (o, u)))
+        .collect();
+    let latest = latest_users(changes);
+    let mut ask: BTreeSet<String> = BTreeSet::new();
+    for user in latest.values() {
+        if is_guest(user) && !options.include_guests {
+            continue;
+        }
+        let addresses = mail_addresses(user.mail.as_deref(), &user.proxy_addresses);
+        let Some(primary) = &addresses.primary else {
+            continue;
+        };
+        let wanted = match by_object.get(user.id.as_str()) {
+            None => true,
+            Some(known) if known.kind.is_none() || !changes.full => true,
+            Some(known) => {
+                let mut aliases = addresses.aliases.clone();
+                aliases.sort();
+                let enabled_differs = match known.mailbox_kind() {
+                    MailboxKind::User => known.enabled != user.account_enabled,
+                    // Other kinds are disabled accounts by design: one enabled again
+                    // may have become a user's mailbox.
+                    _ => user.account_enabled,
+                };
+                known.display_name != user.display_name
+                    || known.email.as_ref() != Some(primary)
+                    || known.aliases != aliases
+                    || enabled_differs
+            }
+        };
+        if wanted {
+            ask.insert(user.id.clone());
+        }
+    }
+    for user in local.iter().filter(|u| u.kind.is_none()) {
+        if let Some(object) = object_of(user)
+            && !latest.contains_key(object)
+        {
+            ask.insert(object.to_owned());
+        }
+    }
+    ask.into_iter().collect()
 }
 
 /// Plans the new state of the local users from `changes`. Pure: no I/O.
-fn plan(local: &[LocalUser], changes: &DirectoryChanges, options: &SyncOptions) -> Plan {
+fn plan(
+    local: &[LocalUser],
+    changes: &DirectoryChanges,
+    lookup: &KindLookup,
+    options: &SyncOptions,
+) -> Plan {
     let current: BTreeMap<String, LocalUser> =
         local.iter().map(|u| (u.name.clone(), u.clone())).collect();
     let mut planned = current.clone();
@@ -221,12 +342,10 @@ fn plan(local: &[LocalUser], changes: &DirectoryChanges, options: &SyncOptions) 
     let mut newcomers: Vec<Newcomer> = Vec::new();
     let mut upn_of: HashMap<String, String> = HashMap::new();
     let mut conflicts: Vec<AddressConflict> = Vec::new();
+    let mut see_again = false;
 
     // The last word on each object wins (delta pages may repeat an object).
-    let mut latest: BTreeMap<&str, &DirectoryUser> = BTreeMap::new();
-    for user in &changes.users {
-        latest.insert(user.id.as_str(), user);
-    }
+    let latest = latest_users(changes);
     let removed: BTreeSet<&str> = changes
         .removed
         .iter()
@@ -236,16 +355,34 @@ fn plan(local: &[LocalUser], changes: &DirectoryChanges, options: &SyncOptions) 
 
     for user in latest.values() {
         let addresses = mail_addresses(user.mail.as_deref(), &user.proxy_addresses);
+        let existing = by_object.get(user.id.as_str()).copied();
+        let kind = lookup.kinds.get(user.id.as_str()).copied().or_else(|| {
+            existing
+                .and_then(|name| current.get(name))
+                .and_then(|u| u.kind)
+        });
+        let effective = kind.unwrap_or(MailboxKind::User);
         let skip = if is_guest(user) && !options.include_guests {
             Some(SkipReason::Guest)
-        } else if !user.account_enabled && !options.include_disabled {
+        } else if existing.is_none() && !options.mailbox_kinds.contains(effective) {
+            Some(SkipReason::KindNotIncluded {
+                mailbox_kind: effective,
+            })
+        } else if effective == MailboxKind::User
+            && !user.account_enabled
+            && !options.include_disabled
+        {
             Some(SkipReason::Disabled)
         } else if addresses.primary.is_none() {
             Some(SkipReason::NoMailboxAddress)
         } else {
             None
         };
-        let existing = by_object.get(user.id.as_str()).copied();
+        if let Some(u) = existing.and_then(|name| planned.get_mut(name))
+            && kind.is_some()
+        {
+            u.kind = kind;
+        }
         match (existing, skip, addresses.primary) {
             (Some(name), Some(reason), _) => {
                 if let Some(u) = planned.get_mut(name)
@@ -255,7 +392,13 @@ fn plan(local: &[LocalUser], changes: &DirectoryChanges, options: &SyncOptions) 
                     u.enabled = false;
                 }
             }
-            (None, Some(reason), _) => skipped.push((user.user_principal_name.clone(), reason)),
+            (None, Some(reason), _) => {
+                // Disabled and unclassified because the lookup failed: perhaps a
+                // shared mailbox.
+                see_again |=
+                    reason == SkipReason::Disabled && kind.is_none() && !lookup.warnings.is_empty();
+                skipped.push((user.user_principal_name.clone(), reason));
+            }
             (Some(name), None, Some(email)) => {
                 upn_of.insert(name.to_owned(), user.user_principal_name.clone());
                 if let Some(u) = planned.get_mut(name) {
@@ -271,8 +414,19 @@ fn plan(local: &[LocalUser], changes: &DirectoryChanges, options: &SyncOptions) 
                 display_name: user.display_name.clone(),
                 email,
                 aliases: addresses.aliases,
+                kind,
             }),
             (_, None, None) => {} // unreachable: no primary means a skip reason
+        }
+    }
+
+    // Classified now though the directory reported no change (unclassified before).
+    for (object, name) in &by_object {
+        if let Some(kind) = lookup.kinds.get(*object)
+            && !latest.contains_key(object)
+            && let Some(u) = planned.get_mut(*name)
+        {
+            u.kind = Some(*kind);
         }
     }
 
@@ -313,6 +467,7 @@ fn plan(local: &[LocalUser], changes: &DirectoryChanges, options: &SyncOptions) 
                 enabled: true,
                 role: Role::User,
                 has_archive: false,
+                kind: n.kind,
             },
         );
     }
@@ -328,6 +483,8 @@ fn plan(local: &[LocalUser], changes: &DirectoryChanges, options: &SyncOptions) 
 
     let mut report = SyncReport {
         full_listing: changes.full,
+        mailbox_kinds_read: lookup.kinds.len(),
+        warnings: lookup.warnings.clone(),
         ..SyncReport::default()
     };
     let mut writes = Vec::new();
@@ -356,7 +513,11 @@ fn plan(local: &[LocalUser], changes: &DirectoryChanges, options: &SyncOptions) 
     conflicts.sort();
     conflicts.dedup();
     report.address_conflicts = conflicts;
-    Plan { writes, report }
+    Plan {
+        writes,
+        report,
+        see_again,
+    }
 }
 
 /// Makes every address belong to one planned user (see the module documentation for
@@ -480,5 +641,7 @@ fn resolve_address_conflicts(
     }
 }
 
+#[cfg(test)]
+mod kind_tests;
 #[cfg(test)]
 mod tests;

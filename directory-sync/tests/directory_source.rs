@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use directory_sync::{
     DirectoryChanges, DirectorySource, DirectoryToken, DirectoryUser, GraphDirectoryOptions,
-    GraphDirectorySource, MemoryDirectorySource, RetryPolicy, UserType,
+    GraphDirectorySource, MailboxKind, MemoryDirectorySource, RetryPolicy, UserType,
 };
 use m365_auth::{
     AppRegistration, ClientCredential, ClientCredentialsProvider, Cloud, ProviderOptions,
@@ -100,6 +100,52 @@ impl Fixture {
                 )
             }),
         ))
+    }
+
+    /// A memory directory of 25 people (more than one `$batch` of kinds), two shared
+    /// mailboxes, a departed employee's converted one, a room and a projector.
+    fn memory_with_kinds() -> Fixture {
+        let source = MemoryDirectorySource::new();
+        for i in 0..25 {
+            source.upsert(memory_user(
+                &format!("person{i}@contoso.test"),
+                "Person",
+                None,
+            ));
+        }
+        for (name, kind) in [
+            ("info", MailboxKind::Shared),
+            ("support", MailboxKind::Shared),
+            ("former.employee", MailboxKind::Shared),
+            ("boardroom", MailboxKind::Room),
+            ("projector", MailboxKind::Equipment),
+        ] {
+            let mut user = memory_user(&format!("{name}@contoso.test"), name, None);
+            user.account_enabled = false;
+            source.set_kind(&user.id, kind);
+            source.upsert(user);
+        }
+        Fixture::Memory(source)
+    }
+
+    /// The kind of every mailbox of the directory, as the service itself knows it.
+    async fn expected_kinds(&self) -> BTreeMap<String, MailboxKind> {
+        match self {
+            Fixture::Graph { .. } => unreachable!("set when the emulator serves mailbox kinds"),
+            Fixture::Memory(source) => source
+                .users()
+                .into_iter()
+                .map(|u| {
+                    let kind = match u.user_principal_name.split('@').next() {
+                        Some("info" | "support" | "former.employee") => MailboxKind::Shared,
+                        Some("boardroom") => MailboxKind::Room,
+                        Some("projector") => MailboxKind::Equipment,
+                        _ => MailboxKind::User,
+                    };
+                    (u.id, kind)
+                })
+                .collect(),
+        }
     }
 
     fn source(&self) -> &dyn DirectorySource {
@@ -397,6 +443,75 @@ async fn a_token_of_another_kind_falls_back_to_a_full_listing(f: Fixture) {
             "{token:?}"
         );
     }
+}
+
+/// Generates one `#[tokio::test]` per mailbox-kind rule and implementation.
+macro_rules! kinds_contract {
+    ($($rule:ident),* $(,)?) => {
+        mod memory_kinds {
+            $(#[tokio::test]
+            async fn $rule() {
+                super::$rule(super::Fixture::memory_with_kinds()).await;
+            })*
+        }
+    };
+}
+
+kinds_contract!(
+    every_mailbox_is_classified,
+    an_object_without_mailbox_settings_is_a_user_mailbox,
+);
+
+async fn every_mailbox_is_classified(f: Fixture) {
+    let full = f.changes(None).await;
+    let ids: Vec<String> = full.users.iter().map(|u| u.id.clone()).collect();
+    assert!(ids.len() > 20, "more than one batch: {}", ids.len());
+    let lookup = f.source().mailbox_kinds(&ids).await.unwrap();
+    assert!(lookup.warnings.is_empty(), "{:?}", lookup.warnings);
+    assert_eq!(
+        lookup.kinds.keys().cloned().collect::<BTreeSet<_>>(),
+        ids.iter().cloned().collect::<BTreeSet<_>>()
+    );
+    assert_eq!(lookup.kinds, f.expected_kinds().await);
+    let by_upn: BTreeMap<&str, MailboxKind> = full
+        .users
+        .iter()
+        .map(|u| (u.user_principal_name.as_str(), lookup.kinds[&u.id]))
+        .collect();
+    let count = |kind| by_upn.values().filter(|k| **k == kind).count();
+    assert!(count(MailboxKind::Shared) >= 3, "{by_upn:?}");
+    assert!(
+        count(MailboxKind::Room) >= 1 && count(MailboxKind::Equipment) >= 1,
+        "{by_upn:?}"
+    );
+    for (upn, kind) in &by_upn {
+        if upn.starts_with("info@") || upn.starts_with("support@") {
+            assert_eq!(*kind, MailboxKind::Shared, "{upn}");
+        }
+    }
+    // Every shared, room and equipment mailbox is a disabled account.
+    for user in &full.users {
+        if lookup.kinds[&user.id] != MailboxKind::User {
+            assert!(!user.account_enabled, "{user:?}");
+        }
+    }
+    // Nothing asked, nothing read.
+    let none = f.source().mailbox_kinds(&[]).await.unwrap();
+    assert!(none.kinds.is_empty() && none.warnings.is_empty());
+}
+
+async fn an_object_without_mailbox_settings_is_a_user_mailbox(f: Fixture) {
+    let unknown = "00000000-0000-0000-0000-000000000000".to_string();
+    let lookup = f
+        .source()
+        .mailbox_kinds(std::slice::from_ref(&unknown))
+        .await
+        .unwrap();
+    assert_eq!(
+        lookup.kinds.get(&unknown),
+        Some(&MailboxKind::User),
+        "{lookup:?}"
+    );
 }
 
 /// Display names of any letters and digits come back unchanged in the next delta, on

@@ -39,6 +39,7 @@ fn manual(name: &str) -> LocalUser {
         enabled: true,
         role: Role::User,
         has_archive: false,
+        kind: None,
     }
 }
 

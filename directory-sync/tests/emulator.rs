@@ -430,6 +430,7 @@ async fn disabled_users_and_guests_are_synchronised_on_request() {
     let options = SyncOptions {
         include_disabled: true,
         include_guests: true,
+        ..SyncOptions::default()
     };
     let report = sync(&source, &store, &options).await.unwrap();
     assert!(

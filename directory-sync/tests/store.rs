@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use directory_sync::{
-    DirectoryError, DirectoryToken, LocalUser, MemoryUserStore, Role, SqliteUserStore, UserOrigin,
-    UserStore,
+    DirectoryError, DirectoryToken, LocalUser, MailboxKind, MemoryUserStore, Role, SqliteUserStore,
+    UserOrigin, UserStore,
 };
 use proptest::prelude::*;
 
@@ -24,6 +24,7 @@ fn user(name: &str, email: &str, object: Option<&str>) -> LocalUser {
         enabled: true,
         role: Role::User,
         has_archive: false,
+        kind: None,
     }
 }
 
@@ -371,6 +372,114 @@ fn a_file_that_is_no_database_is_corrupt() {
     assert!(matches!(err, DirectoryError::StoreCorrupt { .. }), "{err}");
     let err = SqliteUserStore::open_read_only(&path).unwrap_err();
     assert!(matches!(err, DirectoryError::StoreCorrupt { .. }), "{err}");
+}
+
+#[test]
+fn mailbox_kinds_are_kept_and_changed() {
+    on_both(|store| {
+        let mut users: Vec<LocalUser> = [None]
+            .into_iter()
+            .chain(MailboxKind::ALL.map(Some))
+            .enumerate()
+            .map(|(i, kind)| {
+                let mut u = user(
+                    &format!("u{i}"),
+                    &format!("u{i}@x.com"),
+                    Some(&format!("o{i}")),
+                );
+                u.kind = kind;
+                u
+            })
+            .collect();
+        store.put_many(&users).unwrap();
+        assert_eq!(store.list().unwrap(), users);
+        assert_eq!(
+            store.get("u0").unwrap().unwrap().mailbox_kind(),
+            MailboxKind::User
+        );
+        // A converted mailbox: user -> shared.
+        users[1].kind = Some(MailboxKind::Shared);
+        store.put(&users[1]).unwrap();
+        assert_eq!(
+            store.find_by_object_id("o1").unwrap().unwrap().kind,
+            Some(MailboxKind::Shared)
+        );
+    });
+}
+
+/// The schema of the version before mailbox kinds (version 1), as that version created it.
+const SCHEMA_V1: &str = "
+CREATE TABLE users (
+    name         TEXT PRIMARY KEY NOT NULL,
+    display_name TEXT,
+    origin       TEXT NOT NULL CHECK (origin IN ('directory', 'manual')),
+    object_id    TEXT UNIQUE,
+    enabled      INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+    role         TEXT NOT NULL,
+    has_archive  INTEGER NOT NULL CHECK (has_archive IN (0, 1)),
+    CHECK ((origin = 'directory') = (object_id IS NOT NULL))
+) STRICT;
+CREATE TABLE addresses (
+    address    TEXT PRIMARY KEY NOT NULL,
+    name       TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    is_primary INTEGER NOT NULL CHECK (is_primary IN (0, 1))
+) STRICT;
+CREATE INDEX addresses_by_name ON addresses (name);
+CREATE UNIQUE INDEX one_primary_address ON addresses (name) WHERE is_primary = 1;
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+) STRICT;
+INSERT INTO users VALUES ('ann', 'Ann', 'directory', 'o1', 1, 'user', 1);
+INSERT INTO addresses VALUES ('ann@x.com', 'ann', 1), ('a@x.com', 'ann', 0);
+INSERT INTO meta VALUES ('directory_token', 'link');
+PRAGMA user_version = 1;
+";
+
+#[test]
+fn a_store_of_the_version_before_kinds_is_read_and_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(&dir);
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(SCHEMA_V1)
+        .unwrap();
+    let ann = LocalUser {
+        display_name: Some("Ann".into()),
+        aliases: vec!["a@x.com".into()],
+        has_archive: true,
+        ..user("ann", "ann@x.com", Some("o1"))
+    };
+    // Read-only: read as it is, nothing written (still version 1).
+    let read_only = SqliteUserStore::open_read_only(&path).unwrap();
+    assert_eq!(read_only.list().unwrap(), vec![ann.clone()]);
+    assert_eq!(read_only.get("ann").unwrap(), Some(ann.clone()));
+    drop(read_only);
+    let version = |path: &std::path::Path| -> u32 {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(version(&path), 1);
+    // Opened for writing: upgraded in place, the users and the token kept, unclassified.
+    let store = SqliteUserStore::open(&path).unwrap();
+    assert_eq!(version(&path), 2);
+    assert_eq!(store.write_count(), 0, "an upgrade is no write of users");
+    assert_eq!(store.list().unwrap(), vec![ann.clone()]);
+    assert_eq!(
+        store.directory_token().unwrap(),
+        Some(DirectoryToken("link".into()))
+    );
+    let shared = LocalUser {
+        kind: Some(MailboxKind::Shared),
+        ..ann
+    };
+    store.put(&shared).unwrap();
+    store.integrity_check().unwrap();
+    drop(store);
+    let reopened = SqliteUserStore::open(&path).unwrap();
+    assert_eq!(reopened.get("ann").unwrap(), Some(shared));
 }
 
 #[test]

@@ -231,10 +231,12 @@ pub enum MailboxError {
         mailbox: String,
     },
     /// Graph refused access to this mailbox: usually an Exchange application access policy
-    /// that leaves the mailbox out of the app's scope, or a missing `Mail.ReadWrite` permission.
+    /// that leaves the mailbox out of the app's scope, or a missing `Mail.Read` permission
+    /// (`Mail.ReadWrite` to delete or write mail).
     #[error(
         "access to {mailbox} denied ({code}: {message}); check the Exchange application access \
-         policy and the app's Mail.ReadWrite application permission"
+         policy and the app's Mail.Read application permission (Mail.ReadWrite to delete or \
+         restore mail)"
     )]
     AccessDenied {
         /// The mailbox address.

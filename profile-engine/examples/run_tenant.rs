@@ -112,6 +112,7 @@ async fn main() {
             select: Select::All,
             users: vec![],
             sync_directory_first: true,
+            mailbox_kinds: profile_engine::MailboxKinds::default(),
         },
     );
     profile.run.parallel_mailboxes = parallel;

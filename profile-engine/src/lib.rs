@@ -33,6 +33,7 @@
 //!     enabled: true,
 //!     role: Role::User,
 //!     has_archive: false,
+//!     kind: None,
 //! })?;
 //! let data = tempfile::tempdir()?;
 //! let engine = Engine::builder()
@@ -65,7 +66,11 @@ mod report;
 mod schedule;
 
 pub use checkpoint::{CheckpointStore, FolderCheckpoint, MailboxCheckpoint, WaitingMessage};
-pub use engine::{Engine, EngineBuilder, EngineOptions, select_folders};
+pub use directory_sync::{MailboxKind, MailboxKinds};
+pub use engine::{
+    Engine, EngineBuilder, EngineOptions, access_denied_advice, empty_selection_advice,
+    required_permissions, select_folders, selected_mailboxes,
+};
 pub use error::EngineError;
 pub use lock::RunLock;
 pub use profile::{

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset};
+use directory_sync::{MailboxKind, MailboxKinds};
 use m365_mailbox::DeleteMode;
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +51,10 @@ pub enum Source {
         users: Vec<String>,
         /// Synchronise users from the directory before choosing.
         sync_directory_first: bool,
+        /// Which kinds of mailbox are chosen (`[source] mailbox_kinds`; default `user`
+        /// and `shared`). With `sync_directory_first`, the sync also brings in
+        /// mailboxes of these kinds (rooms, equipment) it would skip otherwise.
+        mailbox_kinds: MailboxKinds,
     },
 }
 
@@ -229,6 +234,8 @@ struct RawSource {
     users: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sync_directory_first: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mailbox_kinds: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -432,6 +439,15 @@ impl RawSource {
                         "only for kind = \"multiple\"; remove it or change kind",
                     ));
                 }
+                if let Some(kinds) = &self.mailbox_kinds {
+                    return Err(field_error(
+                        file,
+                        section,
+                        "mailbox_kinds",
+                        &format!("{kinds:?}"),
+                        "only for kind = \"multiple\"; a single profile names its mailbox",
+                    ));
+                }
                 let mailbox = self.mailbox.unwrap_or_default();
                 if !looks_like_address(mailbox.trim()) {
                     return Err(field_error(
@@ -523,10 +539,15 @@ impl RawSource {
                     }
                     _ => {}
                 }
+                let mailbox_kinds = match &self.mailbox_kinds {
+                    None => MailboxKinds::default(),
+                    Some(names) => parse_mailbox_kinds(file, names)?,
+                };
                 Ok(Source::Multiple {
                     select,
                     users,
                     sync_directory_first: self.sync_directory_first.unwrap_or(false),
+                    mailbox_kinds,
                 })
             }
             other => Err(field_error(
@@ -538,6 +559,37 @@ impl RawSource {
             )),
         }
     }
+}
+
+/// `[source] mailbox_kinds`: a non-empty list of kind names, each at most once.
+fn parse_mailbox_kinds(file: &str, names: &[String]) -> Result<MailboxKinds, EngineError> {
+    let bad =
+        |value: &str, fix: &str| field_error(file, Some("source"), "mailbox_kinds", value, fix);
+    if names.is_empty() {
+        return Err(bad(
+            "[]",
+            "list at least one of \"user\", \"shared\", \"room\", \"equipment\" (default [\"user\", \"shared\"])",
+        ));
+    }
+    let mut kinds = MailboxKinds::empty();
+    for name in names {
+        let Some(kind) = MailboxKind::from_name(name.trim()) else {
+            return Err(bad(
+                &format!("{names:?}"),
+                &format!(
+                    "{name:?} is not a mailbox kind: expected \"user\", \"shared\", \"room\" or \"equipment\""
+                ),
+            ));
+        };
+        if kinds.contains(kind) {
+            return Err(bad(
+                &format!("{names:?}"),
+                &format!("{name:?} is listed twice"),
+            ));
+        }
+        kinds = kinds.with(kind);
+    }
+    Ok(kinds)
 }
 
 impl RawFolders {
@@ -677,11 +729,13 @@ impl From<Profile> for RawProfile {
                 select: None,
                 users: None,
                 sync_directory_first: None,
+                mailbox_kinds: None,
             },
             Source::Multiple {
                 select,
                 users,
                 sync_directory_first,
+                mailbox_kinds,
             } => RawSource {
                 kind: "multiple".to_owned(),
                 mailbox: None,
@@ -689,6 +743,13 @@ impl From<Profile> for RawProfile {
                 select: Some(select.as_str().to_owned()),
                 users: Some(users),
                 sync_directory_first: Some(sync_directory_first),
+                mailbox_kinds: Some(
+                    mailbox_kinds
+                        .names()
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect(),
+                ),
             },
         };
         RawProfile {

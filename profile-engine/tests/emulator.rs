@@ -107,6 +107,7 @@ fn everyone() -> Profile {
             select: Select::All,
             users: vec![],
             sync_directory_first: true,
+            mailbox_kinds: profile_engine::MailboxKinds::default(),
         },
     )
 }
@@ -368,6 +369,7 @@ async fn single_mailbox_into_another_users_archive() {
         select: Select::Only,
         users: vec!["nobody-at-all".into()],
         sync_directory_first: true,
+        mailbox_kinds: profile_engine::MailboxKinds::default(),
     };
     stack
         .engine

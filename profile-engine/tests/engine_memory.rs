@@ -90,6 +90,7 @@ fn all_profile() -> Profile {
             select: Select::All,
             users: vec![],
             sync_directory_first: false,
+            mailbox_kinds: profile_engine::MailboxKinds::default(),
         },
     )
 }
@@ -386,6 +387,7 @@ async fn only_and_all_except_choose_users_and_report_unknown_names() {
         select: Select::Only,
         users: vec!["ADELE".into(), B.into(), "ghost".into()],
         sync_directory_first: false,
+        mailbox_kinds: profile_engine::MailboxKinds::default(),
     };
     let report = h
         .engine()
@@ -407,6 +409,7 @@ async fn only_and_all_except_choose_users_and_report_unknown_names() {
         select: Select::AllExcept,
         users: vec!["denied".into(), NOBOX.into()],
         sync_directory_first: false,
+        mailbox_kinds: profile_engine::MailboxKinds::default(),
     };
     let report = h
         .engine()

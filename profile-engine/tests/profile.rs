@@ -42,7 +42,8 @@ fn design_example_parses_and_round_trips() {
         Source::Multiple {
             select: Select::All,
             users: vec![],
-            sync_directory_first: true
+            sync_directory_first: true,
+            mailbox_kinds: profile_engine::MailboxKinds::default(),
         }
     );
     assert_eq!(p.folders.exclude, vec!["junkemail", "deleteditems"]);
@@ -227,4 +228,66 @@ proptest! {
         let text = p.to_toml();
         prop_assert_eq!(Profile::from_toml(FILE, &text).unwrap(), p);
     }
+}
+
+/// `[source] mailbox_kinds`: the default, a list parsed and written back, and every bad
+/// value named with the field.
+#[test]
+fn mailbox_kinds_parse_round_trip_and_bad_values_are_named() {
+    use profile_engine::{MailboxKind, MailboxKinds};
+    let with = |line: &str| {
+        DESIGN_EXAMPLE.replace(
+            "sync_directory_first = true",
+            &format!("sync_directory_first = true\n{line}"),
+        )
+    };
+    let kinds_of = |p: &Profile| match &p.source {
+        Source::Multiple { mailbox_kinds, .. } => *mailbox_kinds,
+        other => panic!("{other:?}"),
+    };
+    let default = Profile::from_toml(FILE, DESIGN_EXAMPLE).unwrap();
+    assert_eq!(kinds_of(&default), MailboxKinds::default());
+    let written = default.to_toml();
+    assert!(written.contains("mailbox_kinds"), "{written}");
+    assert_eq!(Profile::from_toml(FILE, &written).unwrap(), default);
+    let rooms = Profile::from_toml(
+        FILE,
+        &with("mailbox_kinds = [\"room\", \"user\", \"shared\"]"),
+    )
+    .unwrap();
+    assert_eq!(
+        kinds_of(&rooms),
+        MailboxKinds::default().with(MailboxKind::Room)
+    );
+    assert_eq!(Profile::from_toml(FILE, &rooms.to_toml()).unwrap(), rooms);
+    for (line, expected) in [
+        (
+            "mailbox_kinds = [\"user\", \"Room\"]",
+            "[source] mailbox_kinds = [\"user\", \"Room\"]: \"Room\" is not a mailbox kind",
+        ),
+        (
+            "mailbox_kinds = []",
+            "[source] mailbox_kinds = []: list at least one of",
+        ),
+        (
+            "mailbox_kinds = [\"shared\", \"shared\"]",
+            "\"shared\" is listed twice",
+        ),
+        ("mailbox_kinds = \"user\"", "mailbox_kinds"),
+    ] {
+        let err = Profile::from_toml(FILE, &with(line))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(FILE) && err.contains(expected),
+            "{line}: {err}"
+        );
+    }
+    let single = "name = \"one\"\ncredentials = \"c\"\n[source]\nkind = \"single\"\n\
+                  mailbox = \"a@b.c\"\ntarget_user = \"a\"\nmailbox_kinds = [\"user\"]\n";
+    let err = Profile::from_toml(FILE, single).unwrap_err().to_string();
+    assert!(
+        err.contains("[source] mailbox_kinds") && err.contains("only for kind = \"multiple\""),
+        "{err}"
+    );
 }

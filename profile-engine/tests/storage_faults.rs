@@ -70,6 +70,7 @@ fn owner() -> LocalUser {
         enabled: true,
         role: Role::User,
         has_archive: false,
+        kind: None,
     }
 }
 

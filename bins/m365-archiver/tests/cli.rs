@@ -428,7 +428,13 @@ async fn a_denied_mailbox_fails_the_run_but_not_the_others() {
                 .eq_ignore_ascii_case(&denied.upn)
         })
         .unwrap();
-    assert!(failed["error"].as_str().is_some(), "{failed}");
+    let why = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("needs the application permission Mail.Read (this profile deletes nothing")
+            && why.contains("User.Read.All")
+            && why.contains("MailboxSettings.Read"),
+        "the advice names what this profile needs: {failed}"
+    );
     for upn in regular_users(&emu) {
         let m = mailboxes
             .iter()

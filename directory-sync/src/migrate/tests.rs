@@ -19,6 +19,7 @@ fn user(name: &str, email: &str, object: Option<&str>) -> LocalUser {
         enabled: true,
         role: Role::User,
         has_archive: false,
+        kind: None,
     }
 }
 

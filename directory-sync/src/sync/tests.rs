@@ -80,6 +80,7 @@ async fn options_include_disabled_users_and_guests() {
     let options = SyncOptions {
         include_disabled: true,
         include_guests: true,
+        ..SyncOptions::default()
     };
     let report = sync(&dir, &store, &options).await.unwrap();
     assert_eq!(report.created, names(&["ann", "bob", "former", "partner"]));
@@ -226,6 +227,7 @@ async fn manual_users_are_never_touched() {
         enabled: true,
         role: Role::Admin,
         has_archive: true,
+        kind: None,
     };
     let keeper = LocalUser {
         name: "keeper".into(),

@@ -80,11 +80,11 @@ impl MailboxCtx<'_> {
             user: self.target.user.clone(),
         });
         if let Err(e) = source.probe(&mailbox).await {
-            return fail_mailbox(report, &e);
+            return fail_mailbox(report, &e, self.profile);
         }
         let folders = match source.folders(&mailbox).await {
             Ok(f) => f,
-            Err(e) => return fail_mailbox(report, &e),
+            Err(e) => return fail_mailbox(report, &e, self.profile),
         };
         let selected = select_folders(&folders, &self.profile.folders);
         let mut checkpoint = match self.load_checkpoint().await {
@@ -258,11 +258,20 @@ impl MailboxCtx<'_> {
     }
 }
 
-fn fail_mailbox(mut report: MailboxReport, error: &MailboxError) -> MailboxReport {
+fn fail_mailbox(
+    mut report: MailboxReport,
+    error: &MailboxError,
+    profile: &Profile,
+) -> MailboxReport {
     report.status = match error {
         MailboxError::NoMailbox { .. } => MailboxStatus::Skipped,
         _ => MailboxStatus::Failed,
     };
-    report.error = Some(error.to_string());
+    report.error = Some(match error {
+        MailboxError::AccessDenied { .. } => {
+            format!("{error}: {}", super::advice::access_denied_advice(profile))
+        }
+        _ => error.to_string(),
+    });
     report
 }

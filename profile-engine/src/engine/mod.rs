@@ -28,6 +28,7 @@ use crate::checkpoint::CheckpointStore;
 use crate::error::EngineError;
 use crate::report::RunHistory;
 
+mod advice;
 mod delete;
 mod folder;
 mod mailbox;
@@ -35,7 +36,8 @@ mod message;
 mod run;
 mod select;
 
-pub use select::select_folders;
+pub use advice::{access_denied_advice, required_permissions};
+pub use select::{empty_selection_advice, select_folders, selected_mailboxes};
 
 /// Archive writes failing in a row after which a mailbox stops.
 const ARCHIVE_FAILURE_LIMIT: usize = 3;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Instant;
 
 use chrono::Utc;
+use directory_sync::MailboxKinds;
 use futures::stream::{FuturesUnordered, StreamExt};
 use m365_mailbox::MailboxMetrics;
 use tokio_util::sync::CancellationToken;
@@ -82,10 +83,11 @@ impl Engine {
         }
         if let Source::Multiple {
             sync_directory_first: true,
+            mailbox_kinds,
             ..
         } = &profile.source
         {
-            self.sync_directory().await?;
+            self.sync_directory(*mailbox_kinds).await?;
         }
         let selection = self.select(profile).await?;
         progress.event(ProgressEvent::RunStarted {
@@ -152,6 +154,13 @@ impl Engine {
             warnings: Vec::new(),
         };
         report.finish(cancel.is_cancelled());
+        if report.mailboxes.is_empty()
+            && let Some(advice) = super::select::empty_selection_advice(profile)
+        {
+            // Nothing archived because nothing was chosen: a failure to act on, not "ok".
+            report.status = RunStatus::Failed;
+            report.error = Some(advice);
+        }
         if let Some(reason) = halt.reason() {
             report.error = Some(reason);
             if report.status == RunStatus::Ok {
@@ -212,16 +221,20 @@ impl Engine {
         }
     }
 
-    async fn sync_directory(&self) -> Result<(), EngineError> {
+    /// Synchronises the users, also bringing in mailboxes of the profile's `kinds`.
+    async fn sync_directory(&self, kinds: MailboxKinds) -> Result<(), EngineError> {
         let directory = self.directory.clone().ok_or(EngineError::Incomplete(
             "directory source (sync_directory_first)",
         ))?;
-        let report = directory_sync::sync(
-            directory.as_ref(),
-            self.users.as_ref(),
-            &self.options.directory_sync,
-        )
-        .await?;
+        let options = directory_sync::SyncOptions {
+            mailbox_kinds: self.options.directory_sync.mailbox_kinds.union(kinds),
+            ..self.options.directory_sync
+        };
+        let report =
+            directory_sync::sync(directory.as_ref(), self.users.as_ref(), &options).await?;
+        for warning in &report.warnings {
+            warn!(%warning, "directory sync");
+        }
         debug!(
             created = report.created.len(),
             updated = report.updated.len(),

@@ -1,5 +1,11 @@
 //! Which mailboxes a profile archives (from the local users) and which of a
 //! mailbox's folders.
+//!
+//! A multiple-mailbox profile chooses active local users with an address whose
+//! mailbox kind is in its `mailbox_kinds`. A shared mailbox is an active local user
+//! though its directory account is disabled (the sync keeps it active), so it is
+//! chosen like anyone's; a user named in `only` whose kind is not listed is reported
+//! with the reason rather than silently left out.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -34,6 +40,47 @@ impl Engine {
     }
 }
 
+/// The mailboxes `profile` selects from `users` today (what a run would archive if
+/// it started now, before any directory sync), sorted.
+///
+/// # Errors
+/// The user store cannot be read, or a single profile's target user does not exist.
+pub fn selected_mailboxes(
+    profile: &Profile,
+    users: &dyn UserStore,
+) -> Result<Vec<String>, EngineError> {
+    Ok(select_targets(&profile.name, &profile.source, users)?
+        .targets
+        .into_iter()
+        .map(|t| t.mailbox)
+        .collect())
+}
+
+/// What to do about a multiple-mailbox profile that selects no mailbox, naming its
+/// credentials; `None` for a single-mailbox profile.
+pub fn empty_selection_advice(profile: &Profile) -> Option<String> {
+    let Source::Multiple {
+        sync_directory_first,
+        mailbox_kinds,
+        ..
+    } = &profile.source
+    else {
+        return None;
+    };
+    let credentials = &profile.credentials;
+    Some(if *sync_directory_first {
+        format!(
+            "profile {} selects no mailbox: the directory sync found no active local user              with a mailbox of the kinds it archives ({mailbox_kinds}); check the users              with `users list`, and that credential `{credentials}` may read the directory              (User.Read.All)",
+            profile.name
+        )
+    } else {
+        format!(
+            "profile {} selects no mailbox: no active local user has a mailbox of the kinds              it archives ({mailbox_kinds}); fill the user list from the directory with              `users sync --credentials {credentials}`, or let every run do it              (`profile create … --sync-directory`, i.e. [source] sync_directory_first = true)",
+            profile.name
+        )
+    })
+}
+
 fn select_targets(
     profile: &str,
     source: &Source,
@@ -59,10 +106,13 @@ fn select_targets(
         Source::Multiple {
             select,
             users: names,
+            mailbox_kinds,
             ..
         } => {
             let all = users.list()?;
-            let eligible = |u: &LocalUser| u.enabled && u.email.is_some();
+            let eligible = |u: &LocalUser| {
+                u.enabled && u.email.is_some() && mailbox_kinds.contains(u.mailbox_kind())
+            };
             let matches = |u: &LocalUser, wanted: &str| {
                 u.name.eq_ignore_ascii_case(wanted)
                     || u.email
@@ -91,6 +141,15 @@ fn select_targets(
                             Some(u) if u.email.is_none() => selection.unresolved.push((
                                 u.name.clone(),
                                 format!("user {} has no email address", u.name),
+                            )),
+                            Some(u) if !mailbox_kinds.contains(u.mailbox_kind()) => selection.unresolved.push((
+                                u.email.clone().unwrap_or_else(|| u.name.clone()),
+                                format!(
+                                    "user {} is a {} mailbox, not among [source] mailbox_kinds ({mailbox_kinds}); add \"{}\" to archive it",
+                                    u.name,
+                                    u.mailbox_kind(),
+                                    u.mailbox_kind()
+                                ),
                             )),
                             Some(u) => chosen.push(u),
                         }

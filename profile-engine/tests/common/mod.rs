@@ -24,6 +24,7 @@ impl Users for MemoryUserStore {
             enabled,
             role: Role::User,
             has_archive: false,
+            kind: None,
         })
         .unwrap();
     }

@@ -106,6 +106,7 @@ pub fn everyone(parallel: usize) -> Profile {
             select: Select::All,
             users: vec![],
             sync_directory_first: true,
+            mailbox_kinds: profile_engine::MailboxKinds::default(),
         },
     );
     profile.run.parallel_mailboxes = parallel.max(1);

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use archiver_service::{MailboxSelection, ProfileSpec};
-use profile_engine::{CancellationToken, Profile, RunReport, RunStatus, Select, Source};
+use profile_engine::{
+    CancellationToken, MailboxKinds, Profile, RunReport, RunStatus, Select, Source,
+};
 use serde::Serialize;
 
 use crate::cli::{ProfileCommand, ProfileCreateArgs};
@@ -61,10 +63,30 @@ fn create(ctx: &Ctx, args: ProfileCreateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes the profile `args` describe and prints it (`profile create`, also the demo's).
+/// `profile create --json`: the profile, and the warning when it selects no mailbox yet.
+#[derive(Debug, Serialize)]
+struct Created<'a> {
+    #[serde(flatten)]
+    profile: &'a Profile,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<String>,
+}
+
+/// Writes the profile `args` describe and prints it (`profile create`, also the demo's);
+/// warns on stderr when it selects no mailbox today.
 pub fn create_profile(ctx: &Ctx, args: &ProfileCreateArgs) -> Result<Profile> {
     let (profile, path) = ctx.service.create_profile(CALLER, &spec_from_args(args)?)?;
-    ctx.out.emit(&profile, || {
+    let warning = ctx.service.empty_selection_warning(CALLER, &profile)?;
+    if let Some(warning) = &warning
+        && !ctx.out.quiet
+    {
+        eprintln!("warning: {warning}");
+    }
+    let created = Created {
+        profile: &profile,
+        warning,
+    };
+    ctx.out.emit(&created, || {
         format!(
             "profile `{}` written to {}\n\n{}",
             profile.name,
@@ -103,12 +125,16 @@ fn describe_source(source: &Source) -> String {
             select,
             users,
             sync_directory_first,
+            mailbox_kinds,
         } => {
-            let what = match select {
+            let mut what = match select {
                 Select::All => "all users".to_string(),
                 Select::AllExcept => format!("all except {}", users.join(",")),
                 Select::Only => format!("only {}", users.join(",")),
             };
+            if *mailbox_kinds != MailboxKinds::default() {
+                what.push_str(&format!(" [{mailbox_kinds}]"));
+            }
             if *sync_directory_first {
                 format!("{what} (directory sync)")
             } else {

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use directory_sync::{LocalUser, Role, SyncOptions, UserOrigin};
+use directory_sync::{LocalUser, MailboxKind, Role, SyncOptions, UserOrigin};
 use serde::Serialize;
 
 use crate::cli::UsersCommand;
@@ -36,6 +36,7 @@ pub async fn sync_and_print(
     let options = SyncOptions {
         include_disabled,
         include_guests,
+        ..SyncOptions::default()
     };
     let progress = crate::progress::Progress::new("users sync", None, ctx.out.json);
     let report = ctx.service.sync_users(CALLER, credentials, &options).await;
@@ -52,6 +53,9 @@ pub async fn sync_and_print(
         );
         for (user, reason) in &report.skipped {
             text.push_str(&format!("  skipped {user}: {reason}\n"));
+        }
+        for warning in &report.warnings {
+            text.push_str(&format!("warning: {warning}\n"));
         }
         text
     })?;
@@ -82,6 +86,8 @@ struct ListedUser<'a> {
     object_id: Option<&'a str>,
     role: Role,
     has_archive: bool,
+    /// `user`, `shared`, `room` or `equipment`.
+    kind: MailboxKind,
 }
 
 fn listed(user: &LocalUser) -> ListedUser<'_> {
@@ -99,6 +105,7 @@ fn listed(user: &LocalUser) -> ListedUser<'_> {
         object_id,
         role: user.role,
         has_archive: user.has_archive,
+        kind: user.mailbox_kind(),
     }
 }
 
@@ -111,11 +118,14 @@ fn list(ctx: &Ctx) -> Result<ExitCode> {
             return "no users (synchronise them with `users sync` or add one with `users add`)"
                 .to_string();
         }
-        let mut table = Table::new(&["NAME", "EMAIL", "ALIASES", "ENABLED", "SOURCE", "ARCHIVE"]);
+        let mut table = Table::new(&[
+            "NAME", "EMAIL", "KIND", "ALIASES", "ENABLED", "SOURCE", "ARCHIVE",
+        ]);
         for u in &rows {
             table.row(vec![
                 u.name.to_string(),
                 u.email.unwrap_or("").to_string(),
+                u.kind.to_string(),
                 u.aliases.join(","),
                 if u.enabled { "yes".into() } else { "no".into() },
                 u.source.to_string(),

@@ -38,6 +38,7 @@ pub fn prepare(emu: &Emulator, root: &Path, parallel_mailboxes: usize) -> PathBu
             select: Select::All,
             users: Vec::new(),
             sync_directory_first: true,
+            mailbox_kinds: profile_engine::MailboxKinds::default(),
         },
     );
     profile.run.schedule = "every 1m".parse().unwrap();

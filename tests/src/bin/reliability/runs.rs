@@ -116,6 +116,7 @@ fn everyone() -> Profile {
             select: Select::All,
             users: vec![],
             sync_directory_first: true,
+            mailbox_kinds: profile_engine::MailboxKinds::default(),
         },
     )
 }
