@@ -64,18 +64,20 @@ mod progress;
 mod report;
 mod schedule;
 
-pub use checkpoint::{CheckpointStore, FolderCheckpoint, MailboxCheckpoint, WaitingMessage};
+pub use checkpoint::{
+    CheckpointStore, FailedItem, FolderCheckpoint, MailboxCheckpoint, WaitingMessage,
+};
 pub use engine::{Engine, EngineBuilder, EngineOptions, select_folders};
 pub use error::EngineError;
 pub use lock::RunLock;
 pub use profile::{
-    DeletionMode, DeletionRules, Filter, FolderRules, Profile, ProfileStore, RunSettings, Select,
-    Source, valid_name,
+    DeletionMode, DeletionRules, Filter, FolderRules, Profile, ProfileStore, RecoverableItems,
+    RunSettings, Select, Source, UnreadableItems, valid_name,
 };
 pub use progress::{NoProgress, ProgressEvent, ProgressSink};
 pub use report::{
-    HistoryEntry, MailboxProbe, MailboxReport, MailboxStatus, RunHistory, RunReport, RunStatus,
-    RunTotals, TestReport,
+    FailureKind, HistoryEntry, ItemFailure, MAX_LISTED_FAILURES, MailboxProbe, MailboxReport,
+    MailboxStatus, RunHistory, RunReport, RunStatus, RunTotals, TestReport,
 };
 pub use schedule::Schedule;
 pub use tokio_util::sync::CancellationToken;
