@@ -222,6 +222,8 @@ impl Index {
             .map_err(db_error(&path))?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db_error(&path))?;
+        conn.pragma_update(None, "cell_size_check", "ON")
+            .map_err(db_error(&path))?;
         let index = Index {
             conn: Mutex::new(conn),
             path,

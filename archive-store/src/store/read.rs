@@ -270,11 +270,22 @@ impl DiskArchiveStore {
                 meta
             }
         };
+        // Each holder has its entry (the two tables mirror each other): anything else
+        // is rows lost to damage (rebuilt), never a wrong answer. A message no entry
+        // holds (its pack written, its record not, before a crash) has no locations.
+        let locations = self.caches().index.holders_of(&address)?;
+        let lost = || ArchiveError::listing(format!("index rows missing for message {}", id.0));
+        for (user, folder) in &locations {
+            let key = crate::index::entry_key(user, folder, &address);
+            if self.caches().index.with(|db| db.get(Table::Entries, &key))?.is_none() {
+                return Err(lost());
+            }
+        }
         Ok(MessageInfo {
             id: MessageId(to_hex(&address)),
             size,
             metadata,
-            locations: self.caches().index.holders_of(&address)?,
+            locations,
         })
     }
 
@@ -466,18 +477,31 @@ impl DiskArchiveStore {
                 *stats.users.entry(user).or_insert(0) += 1;
             }
         }
+        // Entries and holders mirror each other, and every holder's message is indexed:
+        // a page of the database that lost rows without an error shows as a mismatch,
+        // which is index damage (rebuilt), never a smaller answer.
+        let damaged = |what: &str| ArchiveError::listing(format!("index rows missing: {what}"));
         let mut last: Option<Vec<u8>> = None;
+        let mut holders = 0u64;
         for (key, _) in caches.index.scan_prefix(Table::Holders, &[])? {
+            holders += 1;
             let address = &key[..32.min(key.len())];
             if last.as_deref() != Some(address) {
                 stats.unique_messages += 1;
-                if let Ok(a) = <[u8; 32]>::try_from(address)
-                    && let Some((_, size)) = caches.index.message(&a)?
-                {
-                    stats.logical_bytes += size;
-                }
+                let a = <[u8; 32]>::try_from(address).map_err(|_| damaged("holder key"))?;
+                let (_, size) = caches
+                    .index
+                    .message(&a)?
+                    .ok_or_else(|| damaged("a held message"))?;
+                stats.logical_bytes += size;
                 last = Some(address.to_vec());
             }
+        }
+        if holders != stats.messages {
+            return Err(damaged(&format!(
+                "{} entries but {holders} holders",
+                stats.messages
+            )));
         }
         stats.chunks = caches.index.count(Table::Chunks)?;
         for n in list_packs(&self.dir.join("packs"))? {
