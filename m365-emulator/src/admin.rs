@@ -5,7 +5,11 @@
 //! ```text
 //! GET    /stats                              counters (EmulatorStats)
 //! POST   /mailboxes/{upn}/messages?folder=F  body: raw MIME → 201 {"id"}
-//! DELETE /mailboxes/{upn}/messages/{id}      → 204
+//! DELETE /mailboxes/{upn}/messages/{id}      → 204 (gone for good; `?mode=soft` moves it to
+//!                                            Recoverable Items/Deletions as Graph's DELETE does,
+//!                                            `?mode=hard` to Purges as permanentDelete does)
+//! POST   /mailboxes/{upn}/archive/messages?folder=F  raw MIME into the online archive (F: folder
+//!                                            id or display name, default Inbox) → 201 {"id"}
 //! GET    /users                              → [UserInfo]
 //! POST   /users                              NewUser → 201 UserInfo
 //! PATCH  /users/{id}                         UserPatch → 200 UserInfo
@@ -13,7 +17,13 @@
 //! GET    /faults, POST /faults               FaultConfig
 //! POST   /tokens/revoke                      → 204
 //! POST   /tokens/lifetime                    {"seconds": N} → 204
+//! GET    /app/withdrawn-roles                → ["MailboxSettings.Read", ...]
+//! PUT    /app/withdrawn-roles                ["MailboxSettings.Read"] → 204 (Graph answers 403
+//!                                            where a route needs only withdrawn roles; [] restores)
 //! ```
+//!
+//! `POST /users` takes an optional `"purpose"`: `user` (default), `shared`, `room`, `equipment`,
+//! `linked`, `others` or `unknown`, answered by Graph's `mailboxSettings.userPurpose`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,11 +46,32 @@ pub(crate) fn router() -> axum::Router<Arc<AppState>> {
         .route("/stats", get(stats))
         .route("/mailboxes/{upn}/messages", post(deliver))
         .route("/mailboxes/{upn}/messages/{id}", delete(delete_message))
+        .route(
+            "/mailboxes/{upn}/archive/messages",
+            post(deliver_to_archive),
+        )
         .route("/users", get(list_users).post(add_user))
         .route("/users/{id}", patch(update_user).delete(delete_user))
         .route("/faults", get(get_faults).post(set_faults))
         .route("/tokens/revoke", post(revoke))
         .route("/tokens/lifetime", post(token_lifetime))
+        .route(
+            "/app/withdrawn-roles",
+            get(get_withdrawn_roles).put(set_withdrawn_roles),
+        )
+}
+
+async fn get_withdrawn_roles(State(state): State<Arc<AppState>>) -> Response {
+    Json(state.withdrawn_roles()).into_response()
+}
+
+async fn set_withdrawn_roles(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let roles: Vec<String> = match parse_json(&body, "role list") {
+        Ok(roles) => roles,
+        Err(response) => return *response,
+    };
+    state.set_withdrawn_roles(roles.into_iter().collect());
+    StatusCode::NO_CONTENT.into_response()
 }
 
 fn problem(status: StatusCode, message: String) -> Response {
@@ -51,6 +82,7 @@ fn tenant_problem(error: &TenantError) -> Response {
     let status = match error {
         TenantError::UnknownUser(_)
         | TenantError::NoMailbox(_)
+        | TenantError::NoArchive(_)
         | TenantError::FolderNotFound { .. }
         | TenantError::MessageNotFound { .. } => StatusCode::NOT_FOUND,
         TenantError::DuplicateUser(_) => StatusCode::CONFLICT,
@@ -81,26 +113,80 @@ async fn deliver(
     Query(query): Query<DeliverQuery>,
     body: Bytes,
 ) -> Response {
+    deliver_with(&body, |mime| {
+        state.tenant.deliver(&upn, &query.folder, mime)
+    })
+}
+
+/// A delivery of the raw MIME in `body`: 201 `{"id"}`, 400 for an empty body.
+fn deliver_with(
+    body: &Bytes,
+    deliver: impl FnOnce(Vec<u8>) -> Result<String, TenantError>,
+) -> Response {
     if body.is_empty() {
         return problem(
             StatusCode::BAD_REQUEST,
             "the request body must hold the raw MIME message".to_owned(),
         );
     }
-    match state.tenant.deliver(&upn, &query.folder, body.to_vec()) {
+    match deliver(body.to_vec()) {
         Ok(id) => (StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response(),
         Err(error) => tenant_problem(&error),
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    #[serde(default)]
+    mode: Option<String>,
+}
+
 async fn delete_message(
     State(state): State<Arc<AppState>>,
     Path((upn, id)): Path<(String, String)>,
+    Query(query): Query<DeleteQuery>,
 ) -> Response {
-    match state.tenant.delete_message(&upn, &id) {
+    let outcome = match query
+        .mode
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("purge") => state.tenant.delete_message(&upn, &id),
+        Some("soft") => state.tenant.soft_delete_message(&upn, &id).map(drop),
+        Some("hard") => state.tenant.hard_delete_message(&upn, &id).map(drop),
+        Some(other) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                format!("query 'mode': '{other}' is not soft, hard or purge"),
+            );
+        }
+    };
+    match outcome {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => tenant_problem(&error),
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArchiveQuery {
+    #[serde(default)]
+    folder: Option<String>,
+}
+
+async fn deliver_to_archive(
+    State(state): State<Arc<AppState>>,
+    Path(upn): Path<String>,
+    Query(query): Query<ArchiveQuery>,
+    body: Bytes,
+) -> Response {
+    deliver_with(&body, |mime| {
+        state
+            .tenant
+            .deliver_to_archive(&upn, query.folder.as_deref(), mime)
+    })
 }
 
 async fn list_users(State(state): State<Arc<AppState>>) -> Response {

@@ -2,9 +2,11 @@
 //! 1. context: `request-id`/`client-request-id`, counters (requests, routes, bytes served);
 //! 2. token: `Authorization: Bearer` checked against the identity platform (401
 //!    `InvalidAuthenticationToken` otherwise);
-//! 3. throttle: Outlook limits per app and mailbox on mail routes (429 `ApplicationThrottled`),
+//! 3. permissions: the app roles the token carries (less those withdrawn through the control API)
+//!    must include one the route needs (403 `ErrorAccessDenied` / `Authorization_RequestDenied`);
+//! 4. throttle: Outlook limits per app and mailbox on mail routes (429 `ApplicationThrottled`),
 //!    plus the mail service latency inside the admitted slot;
-//! 4. faults: seeded 503/504, reset, truncation and slowness (outer requests only).
+//! 5. faults: seeded 503/504, reset, truncation and slowness (outer requests only).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -57,8 +59,9 @@ const MAIL_SEGMENTS: [&str; 9] = [
     "inferenceclassification",
 ];
 
-/// The user segment of a mail route (`/v1.0/users/{user}/messages/...`), if this is one.
-pub(crate) fn mailbox_segment(path: &str) -> Option<&str> {
+/// Of a `/{v1.0|beta}/users...` path: the user segment (if any) and the resource segment after
+/// it (if any, without a `(...)` suffix). `None` for other paths.
+fn user_route(path: &str) -> Option<(Option<&str>, Option<&str>)> {
     let mut segments = path.trim_start_matches('/').split('/');
     let version = segments.next()?;
     if !version.eq_ignore_ascii_case("v1.0") && !version.eq_ignore_ascii_case("beta") {
@@ -67,14 +70,16 @@ pub(crate) fn mailbox_segment(path: &str) -> Option<&str> {
     if !segments.next()?.eq_ignore_ascii_case("users") {
         return None;
     }
-    let user = segments.next()?;
-    let resource = segments.next()?;
-    let resource = resource
-        .split('(')
-        .next()
-        .unwrap_or(resource)
-        .to_ascii_lowercase();
-    MAIL_SEGMENTS.contains(&resource.as_str()).then_some(user)
+    let user = segments.next();
+    let resource = segments.next().map(|r| r.split('(').next().unwrap_or(r));
+    Some((user, resource))
+}
+
+/// The user segment of a mail route (`/v1.0/users/{user}/messages/...`), if this is one.
+pub(crate) fn mailbox_segment(path: &str) -> Option<&str> {
+    let (user, resource) = user_route(path)?;
+    let resource = resource?.to_ascii_lowercase();
+    MAIL_SEGMENTS.contains(&resource.as_str()).then_some(user?)
 }
 
 /// Gate 1: request ids and counters.
@@ -149,6 +154,8 @@ pub(crate) async fn token(
     match checked {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
+            let roles = bearer.as_deref().map(token_roles).unwrap_or_default();
+            request.extensions_mut().insert(GrantedRoles(roles));
             next.run(request).await
         }
         Err(rejection) => {
@@ -170,7 +177,128 @@ pub(crate) async fn token(
     }
 }
 
-/// Gate 3: Outlook throttling per app and mailbox, and the mail service latency.
+/// The `roles` claim of a token the identity platform has already checked.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GrantedRoles(pub(crate) Vec<String>);
+
+/// The `roles` claim of a JWT (empty when it has none).
+fn token_roles(token: &str) -> Vec<String> {
+    use base64::Engine as _;
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        #[serde(default)]
+        roles: Vec<String>,
+    }
+    token
+        .split('.')
+        .nth(1)
+        .and_then(|payload| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload.trim_end_matches('='))
+                .ok()
+        })
+        .and_then(|json| serde_json::from_slice::<Claims>(&json).ok())
+        .map(|claims| claims.roles)
+        .unwrap_or_default()
+}
+
+/// Which family of permissions a route belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Permission {
+    /// Reading mail: Mail.Read or Mail.ReadWrite.
+    MailRead,
+    /// Changing mail (DELETE, move, permanentDelete): Mail.ReadWrite.
+    MailWrite,
+    /// `mailboxSettings`: MailboxSettings.Read or MailboxSettings.ReadWrite.
+    MailboxSettings,
+    /// The directory (`/users`, `settings/exchange`): User.Read.All or broader.
+    Directory,
+}
+
+impl Permission {
+    /// The application roles of which any one suffices.
+    pub(crate) fn roles(self) -> &'static [&'static str] {
+        match self {
+            Permission::MailRead => &["Mail.Read", "Mail.ReadWrite"],
+            Permission::MailWrite => &["Mail.ReadWrite"],
+            Permission::MailboxSettings => &["MailboxSettings.Read", "MailboxSettings.ReadWrite"],
+            Permission::Directory => &[
+                "User.Read.All",
+                "User.ReadWrite.All",
+                "Directory.Read.All",
+                "Directory.ReadWrite.All",
+            ],
+        }
+    }
+
+    /// The status, code and message Graph refuses a call with when the app lacks the role.
+    fn denial(self) -> (&'static str, &'static str) {
+        match self {
+            Permission::Directory => (
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            ),
+            _ => (
+                "ErrorAccessDenied",
+                "Access is denied. Check credentials and try again.",
+            ),
+        }
+    }
+}
+
+/// The permission a Graph path needs (`None`: none, e.g. `$batch`, whose inner requests are
+/// checked one by one).
+pub(crate) fn required_permission(method: &axum::http::Method, path: &str) -> Option<Permission> {
+    let (_, resource) = user_route(path)?;
+    let Some(resource) = resource else {
+        return Some(Permission::Directory);
+    };
+    if resource.eq_ignore_ascii_case("mailboxSettings") {
+        Some(Permission::MailboxSettings)
+    } else if resource.eq_ignore_ascii_case("messages")
+        || resource.eq_ignore_ascii_case("mailFolders")
+    {
+        Some(if method == axum::http::Method::GET {
+            Permission::MailRead
+        } else {
+            Permission::MailWrite
+        })
+    } else {
+        Some(Permission::Directory)
+    }
+}
+
+/// Gate 3: the app roles a route needs.
+pub(crate) async fn permissions(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(permission) = required_permission(request.method(), request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let withdrawn = state.withdrawn_roles();
+    let allowed = request
+        .extensions()
+        .get::<GrantedRoles>()
+        .is_some_and(|granted| {
+            granted.0.iter().any(|role| {
+                !withdrawn.contains(role)
+                    && permission
+                        .roles()
+                        .iter()
+                        .any(|needed| needed.eq_ignore_ascii_case(role))
+            })
+        });
+    if allowed {
+        return next.run(request).await;
+    }
+    let context = request.extensions().get::<RequestContext>().cloned();
+    let (code, message) = permission.denial();
+    graph_error(StatusCode::FORBIDDEN, code, message, context.as_ref())
+}
+
+/// Gate 4: Outlook throttling per app and mailbox, and the mail service latency.
 pub(crate) async fn throttle(
     State(state): State<Arc<AppState>>,
     request: Request,
@@ -257,7 +385,7 @@ impl HttpBody for SlotBody {
     }
 }
 
-/// Gate 4: seeded faults (outer requests only).
+/// Gate 5: seeded faults (outer requests only).
 pub(crate) async fn faults(
     State(state): State<Arc<AppState>>,
     request: Request,

@@ -38,7 +38,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use stats::{EmulatorStats, MailboxStats};
-pub use tenant::{NewUser, TenantError, UserInfo, UserPatch};
+pub use tenant::{
+    FolderArea, FolderCount, MailboxId, MailboxPurpose, NewUser, TenantError, UnconvertibleItem,
+    UserInfo, UserPatch,
+};
 
 use state::AppState;
 
@@ -76,6 +79,16 @@ pub struct EmulatorConfig {
     /// Address of the Graph listener (port 0: any free port). The login and control listeners
     /// take free ports on the same address; the control API always listens on 127.0.0.1.
     pub listen: SocketAddr,
+    /// Add the mailboxes that are not a person's: two shared mailboxes (info@, support@), a
+    /// departed employee's mailbox converted to shared, a room and an equipment mailbox. All are
+    /// user objects with `accountEnabled = false` and mail, told apart by
+    /// `mailboxSettings.userPurpose` ([`Emulator::mailbox_kind`]).
+    pub mailbox_kinds: bool,
+    /// Add the mail a plain folder walk does not see: the hidden Recoverable Items tree with
+    /// soft-deleted messages (`DELETE` moves there, `permanentDelete` to Purges), online archive
+    /// mailboxes on beta (`settings/exchange`, `MBX:` ids, an auto-expanded archive answering
+    /// 308) and a few items per mailbox whose `$value` always fails.
+    pub hidden_mail: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -94,6 +107,8 @@ impl Default for EmulatorConfig {
             eml_dir: None,
             mail_latency: Duration::from_millis(5),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            mailbox_kinds: false,
+            hidden_mail: false,
         }
     }
 }
@@ -308,7 +323,9 @@ impl Emulator {
         self.state.tenant.users()
     }
 
-    /// Messages in the mailbox, all folders except search folders (0 for an unknown mailbox).
+    /// Messages in the mailbox view: every folder under msgfolderroot (hidden ones included),
+    /// not search folders, not Recoverable Items, not the online archive; unconvertible items
+    /// count (they are listed like any message). 0 for an unknown mailbox.
     pub fn message_count(&self, upn: &str) -> usize {
         self.state.tenant.message_count(upn)
     }
@@ -331,7 +348,110 @@ impl Emulator {
         Ok(self.state.tenant.deliver(upn, folder, mime)?)
     }
 
-    /// Deletes a message for good.
+    /// Every mail folder of the primary mailbox with its message count, in folder order: the
+    /// mailbox view ([`FolderArea::Mailbox`], summing to [`Emulator::message_count`]) and the
+    /// Recoverable Items tree ([`FolderArea::RecoverableItems`]). Empty for an unknown user.
+    pub fn folder_counts(&self, upn: &str) -> Vec<FolderCount> {
+        self.state.tenant.folder_counts(upn)
+    }
+
+    /// Messages per Recoverable Items folder by display name: `Deletions`, and with
+    /// `hidden_mail` `Purges`, `Versions`, `DiscoveryHolds`.
+    pub fn recoverable_counts(&self, upn: &str) -> std::collections::BTreeMap<String, usize> {
+        self.state.tenant.recoverable_counts(upn)
+    }
+
+    /// The online archive's folders with their counts (expanded folders count the auxiliary
+    /// archive's messages; [`FolderCount::mailbox_id`] names the mailbox holding them). Empty
+    /// for a user without an archive.
+    pub fn archive_folder_counts(&self, upn: &str) -> Vec<FolderCount> {
+        self.state.tenant.archive_folder_counts(upn)
+    }
+
+    /// Messages in the user's online archive, auxiliary archives included (0 without one).
+    pub fn archive_message_count(&self, upn: &str) -> usize {
+        self.state.tenant.archive_message_count(upn)
+    }
+
+    /// Immutable ids of the messages [`Emulator::archive_message_count`] counts.
+    pub fn archive_message_ids(&self, upn: &str) -> Vec<String> {
+        self.state.tenant.archive_message_ids(upn)
+    }
+
+    /// The primary mailbox's `MBX:` id (`primaryMailboxId`); `None` for a user without mailbox.
+    pub fn primary_mailbox_id(&self, upn: &str) -> Option<String> {
+        self.state
+            .tenant
+            .mailbox_ids(upn)
+            .map(|(primary, _, _)| primary)
+    }
+
+    /// The online archive's `MBX:` id (`inPlaceArchiveMailboxId`), if the user has one.
+    pub fn archive_mailbox_id(&self, upn: &str) -> Option<String> {
+        self.state
+            .tenant
+            .mailbox_ids(upn)
+            .and_then(|(_, main, _)| main)
+    }
+
+    /// The `MBX:` ids of the auxiliary archives of an auto-expanded archive (empty otherwise).
+    pub fn auxiliary_archive_ids(&self, upn: &str) -> Vec<String> {
+        self.state
+            .tenant
+            .mailbox_ids(upn)
+            .map(|(_, _, auxiliary)| auxiliary)
+            .unwrap_or_default()
+    }
+
+    /// The items of the primary mailbox whose `$value` fails every time ("text does not support
+    /// structured data"), with subject and folder path.
+    pub fn unconvertible_items(&self, upn: &str) -> Vec<UnconvertibleItem> {
+        self.state.tenant.unconvertible_items(upn)
+    }
+
+    /// Moves a message to Recoverable Items/Deletions as Graph's `DELETE` does (the immutable id
+    /// stays, the current id changes; one already in Deletions goes on to Purges with
+    /// `hidden_mail`). Answers the new current id, `None` when the message is gone for good.
+    ///
+    /// # Errors
+    /// [`EmulatorError::Tenant`]: unknown user, user without mailbox, unknown message.
+    pub fn soft_delete_message(
+        &self,
+        upn: &str,
+        id: &str,
+    ) -> Result<Option<String>, EmulatorError> {
+        Ok(self.state.tenant.soft_delete_message(upn, id)?)
+    }
+
+    /// Moves a message to Recoverable Items/Purges as Graph's `permanentDelete` does (gone for
+    /// good without `hidden_mail`). Answers the new current id, `None` when it is gone.
+    ///
+    /// # Errors
+    /// [`EmulatorError::Tenant`]: unknown user, user without mailbox, unknown message.
+    pub fn hard_delete_message(
+        &self,
+        upn: &str,
+        id: &str,
+    ) -> Result<Option<String>, EmulatorError> {
+        Ok(self.state.tenant.hard_delete_message(upn, id)?)
+    }
+
+    /// Stores raw MIME in the user's online archive: `folder` is an archive folder id or display
+    /// name (Inbox when `None`; an expanded folder's mail lands in its auxiliary archive).
+    /// Answers the immutable id.
+    ///
+    /// # Errors
+    /// [`EmulatorError::Tenant`]: unknown user, user without archive, unknown folder.
+    pub fn deliver_to_archive(
+        &self,
+        upn: &str,
+        folder: Option<&str>,
+        mime: Vec<u8>,
+    ) -> Result<String, EmulatorError> {
+        Ok(self.state.tenant.deliver_to_archive(upn, folder, mime)?)
+    }
+
+    /// Deletes a message for good (no trace in Recoverable Items).
     ///
     /// # Errors
     /// [`EmulatorError::Tenant`]: unknown user, user without mailbox, unknown message.
@@ -385,6 +505,21 @@ impl Emulator {
     /// [`EmulatorError::Tenant`]: unknown user.
     pub fn delete_user(&self, id: &str) -> Result<(), EmulatorError> {
         Ok(self.state.tenant.delete_user(id)?)
+    }
+
+    /// What a mailbox is for (`mailboxSettings.userPurpose`), by UPN or object id; `None` for an
+    /// unknown user. Users without a mailbox answer `user` as well.
+    pub fn mailbox_kind(&self, upn: &str) -> Option<MailboxPurpose> {
+        self.state.tenant.read().user(upn).map(|user| user.purpose)
+    }
+
+    /// Withdraws app roles from the application (e.g. `["MailboxSettings.Read"]`; an empty list
+    /// restores every role). Graph then refuses the routes that need them with 403, for tokens
+    /// issued before the change too (Entra would apply it to tokens issued afterwards only; tests
+    /// fetch a new token anyway). Roles the app never had cannot be granted this way.
+    pub fn set_withdrawn_app_roles(&self, roles: &[&str]) {
+        self.state
+            .set_withdrawn_roles(roles.iter().map(|r| (*r).to_owned()).collect());
     }
 
     /// Stops the listeners and waits until they have closed.

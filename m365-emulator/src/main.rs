@@ -65,6 +65,12 @@ struct ServeArgs {
     /// Lifetime of issued tokens in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 3599)]
     token_lifetime: u64,
+    /// Leave out the shared, room and equipment mailboxes.
+    #[arg(long)]
+    no_mailbox_kinds: bool,
+    /// Leave out Recoverable Items content, online archives and unconvertible items.
+    #[arg(long)]
+    no_hidden_mail: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -175,6 +181,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         eml_dir: args.eml_dir,
         mail_latency: std::time::Duration::from_millis(args.mail_latency_ms),
         listen: args.listen,
+        mailbox_kinds: !args.no_mailbox_kinds,
+        hidden_mail: !args.no_hidden_mail,
     };
     // Watch the signals before the JSON line announces us: whoever reads the line may
     // send SIGTERM at once, and an unwatched SIGTERM kills without cleaning up.

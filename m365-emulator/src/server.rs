@@ -188,12 +188,13 @@ fn url_of(listener: &TcpListener, tls: bool) -> Result<url::Url, EmulatorError> 
         .map_err(|e| EmulatorError::InvalidConfig(format!("listener URL: {e}")))
 }
 
-/// The Graph router behind its gates (token, throttle, faults, context).
+/// The Graph router behind its gates (context, token, permissions, throttle, faults).
 fn graph_app(state: &Arc<AppState>) -> axum::Router {
     use axum::middleware::from_fn_with_state;
     crate::graph::router()
         .layer(from_fn_with_state(Arc::clone(state), gate::faults))
         .layer(from_fn_with_state(Arc::clone(state), gate::throttle))
+        .layer(from_fn_with_state(Arc::clone(state), gate::permissions))
         .layer(from_fn_with_state(Arc::clone(state), gate::token))
         .layer(from_fn_with_state(Arc::clone(state), gate::context))
         .with_state(Arc::clone(state))

@@ -5,6 +5,7 @@
 //! [`AppState::dispatch_inner`], which runs it through the same router and gates (token check,
 //! throttling) as an outer request, so every inner request is throttled on its own.
 
+use std::collections::BTreeSet;
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -48,6 +49,8 @@ pub(crate) struct AppState {
     pub(crate) stats: StatsRecorder,
     /// The configuration the emulator was started with.
     pub(crate) config: EmulatorConfig,
+    /// App roles withdrawn from the app since start: Graph acts as if the token lacked them.
+    pub(crate) withdrawn_roles: RwLock<BTreeSet<String>>,
     /// The Graph router with its gates, for `$batch` inner requests. Cleared at shutdown to break
     /// the `AppState` → router → `AppState` cycle.
     graph_service: RwLock<Option<axum::Router>>,
@@ -64,6 +67,7 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     /// Generates the tenant and the app registration.
     pub(crate) fn build(config: EmulatorConfig) -> Result<AppState, EmulatorError> {
+        let identity = IdentityRegistry::generate(config.seed, config.token_lifetime)?;
         let spec = TenantSpec {
             users: config.users,
             messages_per_user: config.messages_per_user,
@@ -71,9 +75,11 @@ impl AppState {
             special_users: config.special_users,
             large_message_bytes: config.large_message_bytes,
             eml_dir: config.eml_dir.clone(),
+            mailbox_kinds: config.mailbox_kinds,
+            hidden_mail: config.hidden_mail,
+            tenant_id: identity.tenant_id().to_owned(),
         };
         let tenant = TenantStore::generate(&spec)?;
-        let identity = IdentityRegistry::generate(config.seed, config.token_lifetime)?;
         let throttle = Throttle::new(config.throttling, config.time_scale);
         let faults = FaultInjector::new(config.seed, config.faults);
         Ok(AppState {
@@ -82,6 +88,7 @@ impl AppState {
             throttle,
             faults,
             stats: StatsRecorder::default(),
+            withdrawn_roles: RwLock::new(BTreeSet::new()),
             config,
             graph_service: RwLock::new(None),
         })
@@ -99,6 +106,22 @@ impl AppState {
     /// The mail service latency after scaling.
     pub(crate) fn mail_latency(&self) -> Duration {
         self.config.mail_latency.div_f64(self.time_scale())
+    }
+
+    /// The app roles withdrawn so far (see [`crate::Emulator::set_withdrawn_app_roles`]).
+    pub(crate) fn withdrawn_roles(&self) -> BTreeSet<String> {
+        self.withdrawn_roles
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the set of withdrawn app roles.
+    pub(crate) fn set_withdrawn_roles(&self, roles: BTreeSet<String>) {
+        *self
+            .withdrawn_roles
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = roles;
     }
 
     /// Installs the gated Graph router used for `$batch` inner requests.

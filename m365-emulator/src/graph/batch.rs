@@ -1,4 +1,4 @@
-//! `POST /v1.0/$batch`: up to 20 requests, ids unique, `dependsOn` honoured (424 when a
+//! `POST /v1.0/$batch` (and `/beta/$batch`, whose inner URLs are relative to beta): up to 20 requests, ids unique, `dependsOn` honoured (424 when a
 //! dependency failed), at most 4 running at once as Outlook does. Each inner request goes back
 //! through the gated router, so it is authenticated and throttled on its own (inner 429s).
 
@@ -62,6 +62,7 @@ pub(crate) async fn batch(
         Ok(p) => p,
         Err(e) => return ctx.error(e),
     };
+    let version = if ctx.beta { "beta" } else { "v1.0" };
     let mut results: HashMap<String, Value> = HashMap::new();
     let mut failed: HashSet<String> = HashSet::new();
     let mut pending: Vec<(String, InnerRequest)> = payload;
@@ -103,7 +104,7 @@ pub(crate) async fn batch(
                 let state = Arc::clone(&state);
                 let headers = headers.clone();
                 async move {
-                    let (status, value) = run_one(&state, &headers, &id, request).await;
+                    let (status, value) = run_one(&state, &headers, version, &id, request).await;
                     (id, status, value)
                 }
             }))
@@ -118,7 +119,6 @@ pub(crate) async fn batch(
         }
     }
     let responses: Vec<Value> = results.into_values().collect();
-    let _ = &ctx;
     json_response(StatusCode::OK, &json!({"responses": responses}))
 }
 
@@ -197,6 +197,7 @@ fn validate(body: &[u8]) -> Result<Vec<(String, InnerRequest)>, ApiError> {
 async fn run_one(
     state: &AppState,
     outer: &HeaderMap,
+    version: &str,
     id: &str,
     request: InnerRequest,
 ) -> (u16, Value) {
@@ -218,7 +219,7 @@ async fn run_one(
             "The URL of a batch request must be relative to the Graph version root.".into(),
         );
     }
-    let uri = format!("/v1.0/{}", url.trim_start_matches('/'));
+    let uri = format!("/{version}/{}", url.trim_start_matches('/'));
     let mut builder = Request::builder().method(method).uri(&uri);
     if let Some(host) = outer.get(header::HOST) {
         builder = builder.header(header::HOST, host.clone());

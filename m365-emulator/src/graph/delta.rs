@@ -70,9 +70,8 @@ fn delta(
     let mailbox = tenant
         .mailbox_checked(user)
         .map_err(|a| ApiError::mailbox(a, user))?;
-    let folder_index = mailbox
-        .folder_index(folder)
-        .ok_or_else(ApiError::folder_not_found)?;
+    let folder_index = super::archive::folder_index(mailbox, folder)?;
+    super::archive::redirect_folder(state, ctx, &tenant, mailbox, folder_index)?;
     let base = link_base(state, ctx);
     let link = format!(
         "{base}/users/{}/mailFolders/{}/messages/delta",

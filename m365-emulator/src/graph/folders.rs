@@ -135,9 +135,11 @@ fn list(
         .mailbox_checked(user)
         .map_err(|a| ApiError::mailbox(a, user))?;
     let parent = match folder {
-        Some(id) => mailbox
-            .folder_index(id)
-            .ok_or_else(ApiError::folder_not_found)?,
+        Some(id) => {
+            let index = super::archive::folder_index(mailbox, id)?;
+            super::archive::redirect_folder(state, ctx, &tenant, mailbox, index)?;
+            index
+        }
         None => mailbox.root(),
     };
     let children: Vec<usize> = mailbox
@@ -216,9 +218,8 @@ pub(crate) async fn get_one(
         let mailbox = tenant
             .mailbox_checked(&user)
             .map_err(|a| ApiError::mailbox(a, &user))?;
-        let index = mailbox
-            .folder_index(&folder)
-            .ok_or_else(ApiError::folder_not_found)?;
+        let index = super::archive::folder_index(mailbox, &folder)?;
+        super::archive::redirect_folder(&state, &ctx, &tenant, mailbox, index)?;
         let counts = all_counts(mailbox);
         let mut body = folder_json(mailbox, index, &counts, select.as_deref());
         body["@odata.context"] = json!(format!(

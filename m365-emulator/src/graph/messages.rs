@@ -122,9 +122,8 @@ fn list(
         .map_err(|a| ApiError::mailbox(a, user))?;
     let mut items: Vec<(usize, &MessageRecord)> = match folder {
         Some(id) => {
-            let index = mailbox
-                .folder_index(id)
-                .ok_or_else(ApiError::folder_not_found)?;
+            let index = super::archive::folder_index(mailbox, id)?;
+            super::archive::redirect_folder(state, ctx, &tenant, mailbox, index)?;
             mailbox.folder_items(index)
         }
         None => {
@@ -198,11 +197,12 @@ fn get(
         .mailbox_checked(user)
         .map_err(|a| ApiError::mailbox(a, user))?;
     if let Some(folder) = folder {
-        mailbox
-            .folder_index(folder)
-            .ok_or_else(ApiError::folder_not_found)?;
+        let index = super::archive::folder_index(mailbox, folder)?;
+        super::archive::redirect_folder(state, ctx, &tenant, mailbox, index)?;
     }
-    let record = mailbox.message(id).ok_or_else(ApiError::item_not_found)?;
+    let record = mailbox
+        .message(id)
+        .ok_or_else(|| super::archive::missing_item(state, ctx, &tenant, mailbox, id))?;
     let mut body = message_json(
         mailbox,
         record,
@@ -243,6 +243,7 @@ pub(crate) async fn get_in_folder(
 
 fn mime(
     state: &AppState,
+    ctx: &Ctx,
     user: &str,
     folder: Option<&str>,
     id: &str,
@@ -253,11 +254,15 @@ fn mime(
             .mailbox_checked(user)
             .map_err(|a| ApiError::mailbox(a, user))?;
         if let Some(folder) = folder {
-            mailbox
-                .folder_index(folder)
-                .ok_or_else(ApiError::folder_not_found)?;
+            let index = super::archive::folder_index(mailbox, folder)?;
+            super::archive::redirect_folder(state, ctx, &tenant, mailbox, index)?;
         }
-        let record = mailbox.message(id).ok_or_else(ApiError::item_not_found)?;
+        let record = mailbox
+            .message(id)
+            .ok_or_else(|| super::archive::missing_item(state, ctx, &tenant, mailbox, id))?;
+        if record.unconvertible {
+            return Err(unconvertible());
+        }
         mailbox.mime_source(record)
     };
     let len = source.len();
@@ -273,13 +278,25 @@ fn mime(
     Ok(response)
 }
 
+/// The error `$value` answers, every time, for an item Exchange cannot convert to MIME. The
+/// message text is what Graph sends; its status and code are not documented anywhere: 500
+/// `ErrorInternalServerError` is the emulator's choice (a client must not count on the status,
+/// only on the failure repeating).
+fn unconvertible() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "ErrorInternalServerError",
+        "Text does not support structured data.",
+    )
+}
+
 /// `GET /users/{u}/messages/{id}/$value`: the raw RFC 822 bytes, streamed.
 pub(crate) async fn value(
     State(state): State<Arc<AppState>>,
     ctx: Ctx,
     Path((user, id)): Path<(String, String)>,
 ) -> Response {
-    ctx.respond(mime(&state, &user, None, &id))
+    ctx.respond(mime(&state, &ctx, &user, None, &id))
 }
 
 /// `GET /users/{u}/mailFolders/{f}/messages/{id}/$value`.
@@ -288,7 +305,7 @@ pub(crate) async fn value_in_folder(
     ctx: Ctx,
     Path((user, folder, id)): Path<(String, String, String)>,
 ) -> Response {
-    ctx.respond(mime(&state, &user, Some(&folder), &id))
+    ctx.respond(mime(&state, &ctx, &user, Some(&folder), &id))
 }
 
 /// `DELETE /users/{u}/messages/{id}`: to Recoverable Items (Deletions).
@@ -302,20 +319,9 @@ pub(crate) async fn delete_one(
         let mailbox = tenant
             .mailbox_access_mut(&user)
             .map_err(|a| ApiError::mailbox(a, &user))?;
-        let slot = mailbox.slot(&id).ok_or_else(ApiError::item_not_found)?;
-        let deletions = mailbox
-            .folder_index("recoverableitemsdeletions")
-            .ok_or_else(ApiError::folder_not_found)?;
-        let already = mailbox
-            .messages
-            .get(slot)
-            .and_then(Option::as_ref)
-            .is_some_and(|m| m.folder == deletions);
-        if already {
-            mailbox.remove_message(&id);
-        } else {
-            mailbox.move_message(&id, deletions);
-        }
+        mailbox
+            .soft_delete(&id)
+            .ok_or_else(ApiError::item_not_found)?;
         Ok(empty(StatusCode::NO_CONTENT))
     })())
 }
@@ -357,9 +363,7 @@ pub(crate) async fn move_one(
             .mailbox_access_mut(&user)
             .map_err(|a| ApiError::mailbox(a, &user))?;
         mailbox.slot(&id).ok_or_else(ApiError::item_not_found)?;
-        let target = mailbox
-            .folder_index(&destination)
-            .ok_or_else(ApiError::folder_not_found)?;
+        let target = super::archive::folder_index(mailbox, &destination)?;
         if mailbox.folders[target].kind != FolderKind::Mail {
             return Err(ApiError::bad_request(
                 "ErrorInvalidOperation",
@@ -387,7 +391,8 @@ pub(crate) async fn move_one(
     })())
 }
 
-/// `POST /users/{u}/messages/{id}/permanentDelete`: gone for good.
+/// `POST /users/{u}/messages/{id}/permanentDelete`: to Recoverable Items/Purges (gone for good
+/// when the mailbox has no Purges folder).
 pub(crate) async fn permanent_delete(
     State(state): State<Arc<AppState>>,
     ctx: Ctx,
@@ -399,7 +404,7 @@ pub(crate) async fn permanent_delete(
             .mailbox_access_mut(&user)
             .map_err(|a| ApiError::mailbox(a, &user))?;
         mailbox
-            .remove_message(&id)
+            .hard_delete(&id)
             .ok_or_else(ApiError::item_not_found)?;
         Ok(empty(StatusCode::NO_CONTENT))
     })())

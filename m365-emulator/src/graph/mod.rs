@@ -5,11 +5,13 @@
 //! The gates (token, throttling, faults) wrap this router; `$batch` sends its inner requests back
 //! through them via [`AppState::dispatch_inner`].
 
+mod archive;
 mod batch;
 mod delta;
 mod folders;
 mod messages;
 mod query;
+mod settings;
 mod token;
 mod users;
 mod wire;
@@ -25,9 +27,18 @@ use axum::routing::{MethodRouter, get, post};
 use crate::state::{AppState, RequestContext, graph_error};
 use crate::tenant::MailboxAccess;
 
-/// The Graph v1.0 router (state: [`AppState`]).
+/// The Graph router (state: [`AppState`]): every route under `/v1.0` and under `/beta`.
 fn routes() -> Router<Arc<AppState>> {
     let routes: Vec<(&str, MethodRouter<Arc<AppState>>)> = vec![
+        ("/v1.0/users/{user}/mailboxSettings", get(settings::get_all)),
+        (
+            "/v1.0/users/{user}/mailboxSettings/{property}",
+            get(settings::get_property),
+        ),
+        (
+            "/v1.0/users/{user}/settings/exchange",
+            get(archive::exchange_settings),
+        ),
         ("/v1.0/users", get(users::list)),
         ("/v1.0/users/delta", get(users::delta)),
         ("/v1.0/users/delta()", get(users::delta)),
@@ -87,7 +98,10 @@ fn routes() -> Router<Arc<AppState>> {
     ];
     let mut router = Router::new();
     for (path, method_router) in routes {
-        router = router.route(path, method_router);
+        let beta = format!("/beta{}", &path["/v1.0".len()..]);
+        router = router
+            .route(path, method_router.clone())
+            .route(&beta, method_router);
     }
     router
 }
@@ -95,12 +109,18 @@ fn routes() -> Router<Arc<AppState>> {
 /// The Graph v1.0 router: [`routes`] plus a fallback that retries a path whose segments differ from
 /// the canonical spelling only by case (Graph's paths are case-insensitive), else answers 400.
 pub(crate) fn router() -> Router<Arc<AppState>> {
-    routes().fallback(fallback)
+    routes()
+        .fallback(fallback)
+        .layer(axum::middleware::from_fn(archive::mbx_on_beta_only))
 }
 
 /// Path segments with a canonical spelling.
-const CANONICAL_SEGMENTS: [&str; 11] = [
+const CANONICAL_SEGMENTS: [&str; 15] = [
     "v1.0",
+    "beta",
+    "mailboxSettings",
+    "settings",
+    "exchange",
     "users",
     "delta",
     "delta()",
@@ -210,6 +230,24 @@ impl ApiError {
         }
     }
 
+    /// 308 Permanent Redirect to `location` (an auxiliary archive), empty body.
+    pub(crate) fn redirect(location: String) -> Self {
+        let mut error = Self::new(StatusCode::PERMANENT_REDIRECT, "", "");
+        error.location = Some(location);
+        error
+    }
+
+    /// 404 `Request_ResourceNotFound`: a directory route naming no user.
+    pub(crate) fn user_not_found(user: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "Request_ResourceNotFound",
+            format!(
+                "Resource '{user}' does not exist or one of its queried reference-property objects are not present."
+            ),
+        )
+    }
+
     pub(crate) fn folder_not_found() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -231,14 +269,31 @@ impl ApiError {
 #[derive(Debug, Clone)]
 pub(crate) struct Ctx {
     pub(crate) context: Option<RequestContext>,
-    /// `{scheme}://{host}/v1.0`.
+    /// `{scheme}://{host}/v1.0` (or `/beta` for a beta request).
     pub(crate) base: String,
+    /// The request came in under `/beta`.
+    pub(crate) beta: bool,
+    /// The request's path and query, as sent.
+    pub(crate) path_and_query: String,
     pub(crate) headers: HeaderMap,
 }
 
 impl Ctx {
     /// Turns an error into Graph's error response.
     pub(crate) fn error(&self, error: ApiError) -> Response {
+        if error.status == StatusCode::PERMANENT_REDIRECT {
+            let mut response = Response::new(axum::body::Body::empty());
+            *response.status_mut() = error.status;
+            if let Some(location) = error.location
+                && let Ok(value) = header::HeaderValue::from_str(&location)
+            {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            if let Some(context) = &self.context {
+                crate::gate::set_request_headers(response.headers_mut(), context);
+            }
+            return response;
+        }
         let mut response = graph_error(
             error.status,
             error.code,
@@ -328,10 +383,23 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Ctx {
             .map(str::to_owned)
             .or_else(|| parts.uri.authority().map(|a| a.to_string()))
             .unwrap_or_else(|| "127.0.0.1".to_owned());
+        let beta = parts
+            .uri
+            .path()
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .is_some_and(|v| v.eq_ignore_ascii_case("beta"));
+        let version = if beta { "beta" } else { "v1.0" };
         // http here; `link_base` switches to https when the emulator serves TLS.
         Ok(Ctx {
             context,
-            base: format!("http://{host}/v1.0"),
+            base: format!("http://{host}/{version}"),
+            beta,
+            path_and_query: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| parts.uri.path().to_owned(), ToString::to_string),
             headers: parts.headers.clone(),
         })
     }

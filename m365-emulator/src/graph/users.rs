@@ -318,15 +318,14 @@ pub(crate) async fn get_one(
         query.only(&["$select", "$expand"])?;
         let select = select_of(&query)?;
         let tenant = state.tenant.read();
-        let record = tenant.user(&user).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "Request_ResourceNotFound",
-                format!("Resource '{user}' does not exist or one of its queried reference-property objects are not present."),
-            )
-        })?;
+        let record = tenant
+            .user(&user)
+            .ok_or_else(|| ApiError::user_not_found(&user))?;
         let mut body = wire::user(record, &select);
-        body["@odata.context"] = json!(format!("{}/$metadata#users/$entity", link_base(&state, &ctx)));
+        body["@odata.context"] = json!(format!(
+            "{}/$metadata#users/$entity",
+            link_base(&state, &ctx)
+        ));
         Ok(json_response(StatusCode::OK, &body))
     })())
 }

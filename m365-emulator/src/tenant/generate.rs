@@ -14,14 +14,14 @@ use rand_chacha::ChaCha8Rng;
 
 use super::mime::{MimeKind, Recipe, SharedGroup};
 use super::model::{FolderKind, Mailbox, MessageBody, UserRecord, mix_all};
-use super::{Tenant, TenantError, TenantSpec, names};
+use super::{MailboxPurpose, Tenant, TenantError, TenantSpec, names};
 
 /// The tenant's initial domain.
 pub(crate) const DOMAIN: &str = "contoso.onmicrosoft.com";
 /// The vanity domain of aliases.
 const VANITY_DOMAIN: &str = "contoso.com";
 /// Generated mail ends at this instant (2026-01-01T00:00:00Z), so the same seed gives the same bytes any day.
-const MAIL_EPOCH_END: i64 = 1_767_225_600;
+pub(super) const MAIL_EPOCH_END: i64 = 1_767_225_600;
 /// Generated mail spans two years before [`MAIL_EPOCH_END`].
 const MAIL_SPAN_SECS: i64 = 2 * 365 * 86_400;
 /// Messages per shared group.
@@ -40,6 +40,8 @@ pub(crate) fn generate(spec: &TenantSpec) -> Result<Tenant, TenantError> {
     let mut rng = ChaCha8Rng::seed_from_u64(mix_all(&[spec.seed, 0x05E2]));
     let mut tenant = Tenant {
         seed: spec.seed,
+        tenant_id: spec.tenant_id.clone(),
+        hidden_mail: spec.hidden_mail,
         ..Tenant::default()
     };
 
@@ -96,6 +98,7 @@ pub(crate) fn generate(spec: &TenantSpec) -> Result<Tenant, TenantError> {
             has_mailbox: true,
             access_denied: false,
             proxy_addresses,
+            purpose: MailboxPurpose::User,
             seq: tenant.directory_seq,
         });
         regular.push(i);
@@ -103,6 +106,11 @@ pub(crate) fn generate(spec: &TenantSpec) -> Result<Tenant, TenantError> {
 
     if spec.special_users {
         add_special_users(&mut tenant, &mut rng);
+    }
+    if spec.mailbox_kinds {
+        // The departed employee carries a name no regular member has.
+        let (g, s) = pairs.get(spec.users).copied().unwrap_or((0, 0));
+        add_kind_mailboxes(&mut tenant, spec, (names::GIVEN[g], names::SURNAMES[s]));
     }
 
     // Mailboxes: every user with one gets folders and messages.
@@ -131,12 +139,27 @@ pub(crate) fn generate(spec: &TenantSpec) -> Result<Tenant, TenantError> {
         let mut mailbox = Mailbox::new(&user.upn, &user.display_name, key);
         standard_folders(&mut mailbox);
         custom_folders(&mut mailbox);
+        if spec.hidden_mail {
+            recoverable_tree(&mut mailbox);
+        }
         let group = (index < spec.users)
             .then(|| (index / GROUP_SIZE, Arc::clone(&groups[index / GROUP_SIZE])));
-        fill_mailbox(&mut mailbox, spec, index, group);
+        // Rooms and equipment receive little besides meeting requests.
+        let count = match user.purpose {
+            MailboxPurpose::Room | MailboxPurpose::Equipment => spec.messages_per_user / 4,
+            _ => spec.messages_per_user,
+        };
+        fill_mailbox(&mut mailbox, spec, index, group, count);
+        if spec.hidden_mail {
+            super::hidden::fill_recoverable(&mut mailbox, count);
+            super::hidden::mark_unconvertible(&mut mailbox);
+        }
         tenant.mailboxes.insert(user.id.clone(), mailbox);
     }
 
+    if spec.hidden_mail {
+        super::archive::generate_archives(&mut tenant, spec);
+    }
     let first = tenant
         .users
         .iter()
@@ -247,6 +270,60 @@ fn add_special_users(tenant: &mut Tenant, rng: &mut ChaCha8Rng) {
             has_mailbox,
             access_denied,
             proxy_addresses,
+            purpose: MailboxPurpose::User,
+            seq: tenant.directory_seq,
+        });
+    }
+}
+
+/// Shared, room and equipment mailboxes: disabled accounts with mail, as Exchange creates them.
+fn add_kind_mailboxes(tenant: &mut Tenant, spec: &TenantSpec, departed: (&str, &str)) {
+    let mut rng = ChaCha8Rng::seed_from_u64(mix_all(&[spec.seed, 0x0B1D]));
+    let (given, surname) = departed;
+    let departed_local = format!("{}.{}", given.to_lowercase(), surname.to_lowercase());
+    let kinds: [(String, String, MailboxPurpose); 5] = [
+        ("Info".into(), "info".into(), MailboxPurpose::Shared),
+        ("Support".into(), "support".into(), MailboxPurpose::Shared),
+        (
+            format!("{given} {surname} (departed)"),
+            departed_local,
+            MailboxPurpose::Shared,
+        ),
+        (
+            "Conference Room Rainier".into(),
+            "room.rainier".into(),
+            MailboxPurpose::Room,
+        ),
+        (
+            "Projector (Building 2)".into(),
+            "projector.b2".into(),
+            MailboxPurpose::Equipment,
+        ),
+    ];
+    for (display, local, purpose) in kinds {
+        if tenant.user(&format!("{local}@{DOMAIN}")).is_some() {
+            continue;
+        }
+        tenant.directory_seq += 1;
+        let upn = format!("{local}@{DOMAIN}");
+        tenant.users.push(UserRecord {
+            id: guid(&mut rng),
+            upn: upn.clone(),
+            mail: Some(upn.clone()),
+            display_name: display,
+            given_name: None,
+            surname: None,
+            job_title: None,
+            office_location: None,
+            enabled: false,
+            guest: false,
+            has_mailbox: true,
+            access_denied: false,
+            proxy_addresses: vec![
+                format!("SMTP:{upn}"),
+                format!("smtp:{local}@{VANITY_DOMAIN}"),
+            ],
+            purpose,
             seq: tenant.directory_seq,
         });
     }
@@ -309,6 +386,21 @@ pub(crate) fn standard_folders(mailbox: &mut Mailbox) {
         true,
         FolderKind::Root,
     );
+}
+
+/// The rest of the Recoverable Items tree (Deletions comes with the standard folders): Purges,
+/// Versions and DiscoveryHolds, hidden like the root.
+pub(crate) fn recoverable_tree(mailbox: &mut Mailbox) {
+    let Some(root) = mailbox.folder_index("recoverableitemsroot") else {
+        return;
+    };
+    for (name, well_known) in [
+        ("Purges", "recoverableitemspurges"),
+        ("Versions", "recoverableitemsversions"),
+        ("DiscoveryHolds", "recoverableitemsdiscoveryholds"),
+    ] {
+        mailbox.add_folder(name, Some(root), Some(well_known), true, FolderKind::Mail);
+    }
 }
 
 /// Nested, Unicode, slash-named, hidden and search folders of a generated mailbox.
@@ -396,7 +488,7 @@ fn folder_by_name(mailbox: &Mailbox, name: &str) -> usize {
 }
 
 /// Kind and target size of a message, drawn like real mail.
-fn kind_and_size(rng: &mut ChaCha8Rng) -> (MimeKind, u64) {
+pub(super) fn kind_and_size(rng: &mut ChaCha8Rng) -> (MimeKind, u64) {
     if rng.gen_ratio(1, 50) {
         return (MimeKind::Malformed, rng.gen_range(600..8_000));
     }
@@ -434,6 +526,7 @@ fn fill_mailbox(
     spec: &TenantSpec,
     user_index: usize,
     group: Option<(usize, Arc<SharedGroup>)>,
+    count: usize,
 ) {
     let mut rng = ChaCha8Rng::seed_from_u64(mix_all(&[spec.seed, 0x55, user_index as u64]));
     let total_weight: u32 = FOLDER_WEIGHTS.iter().map(|(_, w)| w).sum();
@@ -441,7 +534,6 @@ fn fill_mailbox(
         .iter()
         .map(|(n, w)| (folder_by_name(mailbox, n), *w))
         .collect();
-    let count = spec.messages_per_user;
     let spacing = MAIL_SPAN_SECS / i64::try_from(count.max(1)).unwrap_or(1);
     let mut thread_start = 0u32;
     for slot in 0..count {

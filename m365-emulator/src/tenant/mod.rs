@@ -5,7 +5,10 @@
 //! messages delivered through the control API or loaded from `.eml` files keep their bytes.
 //! Every mutation of a mailbox takes a new sequence number: delta tokens are sequence watermarks.
 
+mod archive;
 mod generate;
+mod hidden;
+mod inventory;
 mod mime;
 mod model;
 mod names;
@@ -16,7 +19,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::{Deserialize, Serialize};
 
-pub(crate) use mime::MimeSource;
+pub use archive::MailboxId;
+pub use inventory::{FolderArea, FolderCount, UnconvertibleItem};
 pub(crate) use model::{exchange_id, mix as model_mix};
 
 pub(crate) use model::{Folder, FolderKind, Mailbox, MessageRecord, Summary, UserRecord};
@@ -36,6 +40,71 @@ pub struct TenantSpec {
     pub large_message_bytes: Option<u64>,
     /// Load the `.eml` files under this directory into the first user's mailbox (sub-directory = folder).
     pub eml_dir: Option<PathBuf>,
+    /// Add shared (info@, support@, a departed employee's), room and equipment mailboxes.
+    pub mailbox_kinds: bool,
+    /// Add the Recoverable Items tree with soft-deleted mail, online archives and items whose
+    /// MIME cannot be produced.
+    pub hidden_mail: bool,
+    /// The tenant id (GUID) that `MBX:` mailbox ids end with.
+    pub tenant_id: String,
+}
+
+/// What a mailbox is for: Graph's `mailboxSettings.userPurpose`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum MailboxPurpose {
+    /// A person's mailbox.
+    #[default]
+    User,
+    /// A mailbox linked to an account in another forest.
+    Linked,
+    /// A mailbox several users share (info@, support@, a departed employee's converted mailbox).
+    Shared,
+    /// A meeting room.
+    Room,
+    /// A piece of equipment.
+    Equipment,
+    /// A mailbox whose purpose is none of the above.
+    Others,
+    /// Graph's evolvable-enum sentinel (`unknownFutureValue` on the wire; `unknown` is accepted).
+    #[serde(rename = "unknownFutureValue", alias = "unknown")]
+    Unknown,
+}
+
+impl MailboxPurpose {
+    /// Parses a purpose as Graph or the control API spells it (case-insensitive).
+    pub fn parse(text: &str) -> Option<MailboxPurpose> {
+        let all = [
+            MailboxPurpose::User,
+            MailboxPurpose::Linked,
+            MailboxPurpose::Shared,
+            MailboxPurpose::Room,
+            MailboxPurpose::Equipment,
+            MailboxPurpose::Others,
+            MailboxPurpose::Unknown,
+        ];
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("unknown") {
+            return Some(MailboxPurpose::Unknown);
+        }
+        all.into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(text))
+    }
+
+    /// The `userPurpose` value on Graph's wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailboxPurpose::User => "user",
+            MailboxPurpose::Linked => "linked",
+            MailboxPurpose::Shared => "shared",
+            MailboxPurpose::Room => "room",
+            MailboxPurpose::Equipment => "equipment",
+            MailboxPurpose::Others => "others",
+            MailboxPurpose::Unknown => "unknownFutureValue",
+        }
+    }
 }
 
 /// A directory user as tests and the control API see it.
@@ -57,6 +126,8 @@ pub struct UserInfo {
     pub has_mailbox: bool,
     /// An application access policy excludes the mailbox (403 `ErrorAccessDenied`).
     pub access_denied: bool,
+    /// `mailboxSettings.userPurpose` (`user` for users without a mailbox too).
+    pub purpose: MailboxPurpose,
 }
 
 /// A user to add through the control API.
@@ -79,6 +150,22 @@ pub struct NewUser {
     pub has_mailbox: bool,
     /// Exclude the mailbox through an application access policy.
     pub access_denied: bool,
+    /// What the mailbox is for (`userPurpose`: `user`, `shared`, `room`, `equipment`, ...);
+    /// `user` when left out.
+    #[serde(deserialize_with = "purpose_field")]
+    pub purpose: MailboxPurpose,
+}
+
+/// Reads `purpose`, naming the field and the accepted values when the value is unknown.
+fn purpose_field<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<MailboxPurpose, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    MailboxPurpose::parse(&text).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "field 'purpose': '{text}' is not one of user, linked, shared, room, equipment, others, unknown"
+        ))
+    })
 }
 
 impl Default for NewUser {
@@ -92,6 +179,7 @@ impl Default for NewUser {
             guest: false,
             has_mailbox: true,
             access_denied: false,
+            purpose: MailboxPurpose::User,
         }
     }
 }
@@ -133,6 +221,9 @@ pub enum TenantError {
         /// Message id asked for.
         id: String,
     },
+    /// The user has no online archive.
+    #[error("user '{0}' has no online archive")]
+    NoArchive(String),
     /// A user with this UPN already exists.
     #[error("a user with UPN '{0}' already exists")]
     DuplicateUser(String),
@@ -184,6 +275,14 @@ pub(crate) struct Tenant {
     pub(crate) mailboxes: HashMap<String, Mailbox>,
     /// Counter for users added at run time (deterministic ids).
     pub(crate) added_users: u64,
+    /// The tenant id (GUID), for `MBX:` ids.
+    pub(crate) tenant_id: String,
+    /// Mailboxes get the hidden mail (Recoverable Items tree, unconvertible items).
+    pub(crate) hidden_mail: bool,
+    /// Online archive mailboxes (main and auxiliary) by mailbox GUID.
+    pub(crate) archives: HashMap<String, Mailbox>,
+    /// User object id → GUID of the user's main archive.
+    pub(crate) archive_of: HashMap<String, String>,
 }
 
 /// The tenant: thread-safe, cheap to read concurrently.
@@ -239,17 +338,13 @@ impl TenantStore {
             .map_or_else(Vec::new, Mailbox::visible_message_ids)
     }
 
-    /// The exact bytes `$value` serves for a message (by immutable or regular id).
+    /// The exact bytes `$value` serves for a message (by immutable or regular id); `None` for an
+    /// unknown message or one whose `$value` fails (unconvertible).
     pub fn message_mime(&self, upn: &str, id: &str) -> Option<Vec<u8>> {
-        self.mime_source(upn, id).map(|source| source.render())
-    }
-
-    /// The lazily rendered MIME of a message, for streaming (`$value`).
-    pub(crate) fn mime_source(&self, upn: &str, id: &str) -> Option<MimeSource> {
         let tenant = self.read();
         let mailbox = tenant.mailbox(upn)?;
-        let record = mailbox.message(id)?;
-        Some(mailbox.mime_source(record))
+        let record = mailbox.message(id).filter(|r| !r.unconvertible)?;
+        Some(mailbox.mime_source(record).render())
     }
 
     /// Delivers raw MIME into a folder (well-known name or folder id); answers the new immutable id.
@@ -284,6 +379,44 @@ impl TenantStore {
             });
         }
         Ok(())
+    }
+
+    /// Moves a message to Recoverable Items/Deletions, as Graph's `DELETE` does (one already in
+    /// Deletions goes on to Purges). Answers the message's new (non-immutable) id, `None` when it
+    /// is gone for good.
+    ///
+    /// # Errors
+    /// Unknown user, user without mailbox, unknown message.
+    pub fn soft_delete_message(&self, upn: &str, id: &str) -> Result<Option<String>, TenantError> {
+        self.change_message(upn, id, Mailbox::soft_delete)
+    }
+
+    /// Moves a message to Recoverable Items/Purges, as Graph's `permanentDelete` does (gone for
+    /// good without the Recoverable Items tree). Answers the new id, `None` when it is gone.
+    ///
+    /// # Errors
+    /// Unknown user, user without mailbox, unknown message.
+    pub fn hard_delete_message(&self, upn: &str, id: &str) -> Result<Option<String>, TenantError> {
+        self.change_message(upn, id, Mailbox::hard_delete)
+    }
+
+    fn change_message(
+        &self,
+        upn: &str,
+        id: &str,
+        change: fn(&mut Mailbox, &str) -> Option<()>,
+    ) -> Result<Option<String>, TenantError> {
+        let mut tenant = self.write();
+        let mailbox = tenant.mailbox_mut_checked(upn)?;
+        let immutable = mailbox
+            .message(id)
+            .map(|m| m.immutable_id.clone())
+            .ok_or_else(|| TenantError::MessageNotFound {
+                mailbox: mailbox.upn.clone(),
+                id: id.to_owned(),
+            })?;
+        change(mailbox, id);
+        Ok(mailbox.message(&immutable).map(|m| m.id.clone()))
     }
 
     /// Adds a user (with an empty mailbox holding the well-known folders when `has_mailbox`).
@@ -322,10 +455,16 @@ impl TenantStore {
         Ok(())
     }
 
-    /// The UPN of the user named by object id or UPN (case-insensitive, percent-decoded).
+    /// The throttling bucket of a mail route's user segment: the UPN of the user named by object
+    /// id or UPN (case-insensitive, percent-decoded) or by primary `MBX:` id; an archive's own
+    /// canonical `MBX:` id (archives are throttled as mailboxes of their own).
     pub fn resolve_mailbox(&self, id_or_upn: &str) -> Option<String> {
         let tenant = self.read();
-        tenant.user(id_or_upn).map(|user| user.upn.clone())
+        match tenant.mbx_target(id_or_upn) {
+            Some(archive::MbxTarget::Archive(guid)) => Some(tenant.mbx(guid)),
+            Some(archive::MbxTarget::Primary(id)) => tenant.user(id).map(|u| u.upn.clone()),
+            None => tenant.user(id_or_upn).map(|user| user.upn.clone()),
+        }
     }
 }
 

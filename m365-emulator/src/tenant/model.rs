@@ -10,7 +10,10 @@ use std::sync::Arc;
 use base64::Engine as _;
 
 use super::mime::{self, MimeSource, Recipe};
-use super::{MailboxAccess, NewUser, Tenant, TenantError, UserInfo, UserPatch, normalise_user_key};
+use super::{
+    MailboxAccess, MailboxPurpose, NewUser, Tenant, TenantError, UserInfo, UserPatch,
+    normalise_user_key,
+};
 
 /// A directory user with every property Graph can return.
 #[derive(Debug, Clone)]
@@ -29,6 +32,8 @@ pub(crate) struct UserRecord {
     pub(crate) access_denied: bool,
     /// `SMTP:primary` first, then `smtp:alias` entries.
     pub(crate) proxy_addresses: Vec<String>,
+    /// `mailboxSettings.userPurpose`.
+    pub(crate) purpose: MailboxPurpose,
     /// Directory sequence of the last change (users delta).
     pub(crate) seq: u64,
 }
@@ -45,6 +50,7 @@ impl UserRecord {
             guest: self.guest,
             has_mailbox: self.has_mailbox,
             access_denied: self.access_denied,
+            purpose: self.purpose,
         }
     }
 }
@@ -70,6 +76,9 @@ pub(crate) struct Folder {
     pub(crate) well_known: Option<&'static str>,
     pub(crate) hidden: bool,
     pub(crate) kind: FolderKind,
+    /// In an archive mailbox: the folder's content lives in this auxiliary archive (its mailbox
+    /// GUID); reads of it answer 308 Permanent Redirect there.
+    pub(crate) redirect: Option<String>,
 }
 
 /// Where a message's bytes come from.
@@ -98,6 +107,8 @@ pub(crate) struct MessageRecord {
     /// Sequence of the last change.
     pub(crate) seq: u64,
     pub(crate) body: MessageBody,
+    /// Graph cannot render this item as MIME: `$value` fails every time.
+    pub(crate) unconvertible: bool,
 }
 
 /// A message that left a folder (deleted or moved away) at a sequence.
@@ -127,6 +138,11 @@ pub(crate) struct Mailbox {
     pub(crate) serial: u64,
     /// Sync-state generation: delta tokens of an older generation are refused (410).
     pub(crate) sync_epoch: u64,
+    /// An In-Place Archive (main or auxiliary): reached by `MBX:` id on beta only, well-known
+    /// folder names refused.
+    pub(crate) archive: bool,
+    /// Of a main archive: the GUIDs of its auxiliary archives.
+    pub(crate) auxiliary: Vec<String>,
 }
 
 /// SplitMix64: a tiny, well-mixed hash step for deterministic ids.
@@ -176,6 +192,8 @@ impl Mailbox {
             removals: Vec::new(),
             serial: 0,
             sync_epoch: 0,
+            archive: false,
+            auxiliary: Vec::new(),
         }
     }
 
@@ -197,6 +215,7 @@ impl Mailbox {
             well_known,
             hidden,
             kind,
+            redirect: None,
         });
         index
     }
@@ -352,6 +371,7 @@ impl Mailbox {
             flagged,
             seq,
             body,
+            unconvertible: false,
         }));
         immutable_id
     }
@@ -386,6 +406,63 @@ impl Mailbox {
             seq,
         });
         Some(record)
+    }
+
+    /// True when the folder is the Recoverable Items root or lies under it.
+    pub(crate) fn in_recoverable_items(&self, index: usize) -> bool {
+        let Some(root) = self.folder_index("recoverableitemsroot") else {
+            return false;
+        };
+        let mut current = Some(index);
+        for _ in 0..=self.folders.len() {
+            match current {
+                Some(i) if i == root => return true,
+                Some(i) => current = self.folders.get(i).and_then(|f| f.parent),
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// Graph's `DELETE` of a message: into Recoverable Items/Deletions (the current id changes,
+    /// the immutable id stays). An item already in Deletions goes on to Purges when the mailbox
+    /// has the full tree, else it is gone; one in Purges, Versions or DiscoveryHolds is gone.
+    /// (Graph's documentation is silent on deleting what is already in Recoverable Items; this
+    /// follows Exchange's single item recovery.) Answers `None` for an unknown id.
+    pub(crate) fn soft_delete(&mut self, id: &str) -> Option<()> {
+        let folder = self.message(id)?.folder;
+        let deletions = self.folder_index("recoverableitemsdeletions");
+        if !self.in_recoverable_items(folder)
+            && let Some(deletions) = deletions
+        {
+            self.move_message(id, deletions)?;
+            return Some(());
+        }
+        let purges = self.folder_index("recoverableitemspurges");
+        match purges {
+            Some(purges) if Some(folder) == deletions => {
+                self.move_message(id, purges)?;
+            }
+            _ => {
+                self.remove_message(id)?;
+            }
+        }
+        Some(())
+    }
+
+    /// Graph's `permanentDelete`: into Recoverable Items/Purges when the mailbox has it (an item
+    /// already there is gone for good), else gone for good. Answers `None` for an unknown id.
+    pub(crate) fn hard_delete(&mut self, id: &str) -> Option<()> {
+        let folder = self.message(id)?.folder;
+        match self.folder_index("recoverableitemspurges") {
+            Some(purges) if folder != purges => {
+                self.move_message(id, purges)?;
+            }
+            _ => {
+                self.remove_message(id)?;
+            }
+        }
+        Some(())
     }
 
     /// Moves a message; the current id changes, the immutable id stays. Answers the slot.
@@ -434,8 +511,14 @@ impl Tenant {
         self.mailboxes.get(&user.id)
     }
 
-    /// A mailbox as a Graph mail route reaches it.
+    /// A mailbox as a Graph mail route reaches it: by user object id, UPN or `MBX:` id (primary
+    /// mailbox or online archive).
     pub(crate) fn mailbox_checked(&self, id_or_upn: &str) -> Result<&Mailbox, MailboxAccess> {
+        let id_or_upn = match self.mbx_target(id_or_upn) {
+            Some(super::archive::MbxTarget::Archive(guid)) => return self.archive_checked(guid),
+            Some(super::archive::MbxTarget::Primary(id)) => id,
+            None => id_or_upn,
+        };
         let user = self.user(id_or_upn).ok_or(MailboxAccess::UnknownUser)?;
         if user.access_denied {
             return Err(MailboxAccess::Denied);
@@ -448,8 +531,20 @@ impl Tenant {
         &mut self,
         id_or_upn: &str,
     ) -> Result<&mut Mailbox, MailboxAccess> {
+        let id_or_upn = match self.mbx_target(id_or_upn) {
+            Some(super::archive::MbxTarget::Archive(guid)) => {
+                self.archive_checked(guid)?;
+                let guid = guid.to_owned();
+                return self
+                    .archives
+                    .get_mut(&guid)
+                    .ok_or(MailboxAccess::UnknownUser);
+            }
+            Some(super::archive::MbxTarget::Primary(id)) => id.to_owned(),
+            None => id_or_upn.to_owned(),
+        };
         let index = self
-            .user_index(id_or_upn)
+            .user_index(&id_or_upn)
             .ok_or(MailboxAccess::UnknownUser)?;
         let user = &self.users[index];
         if user.access_denied {
@@ -537,12 +632,16 @@ impl Tenant {
             has_mailbox,
             access_denied: new.access_denied,
             proxy_addresses,
+            purpose: new.purpose,
             seq,
         };
         if has_mailbox {
             let key = mix_all(&[self.seed, 0x3A11, self.added_users, 1 << 40]);
             let mut mailbox = Mailbox::new(&upn, &display_name, key);
             super::generate::standard_folders(&mut mailbox);
+            if self.hidden_mail {
+                super::generate::recoverable_tree(&mut mailbox);
+            }
             self.mailboxes.insert(id, mailbox);
         }
         let info = record.info();
@@ -605,6 +704,13 @@ impl Tenant {
         let seq = self.next_directory_seq();
         let user = self.users.remove(index);
         self.mailboxes.remove(&user.id);
+        if let Some(main) = self.archive_of.remove(&user.id)
+            && let Some(archive) = self.archives.remove(&main)
+        {
+            for aux in archive.auxiliary {
+                self.archives.remove(&aux);
+            }
+        }
         self.removed_users.push((user.id, seq));
         Ok(())
     }
