@@ -153,8 +153,30 @@ pub trait MailboxSource: Send + Sync {
     /// Can this mailbox be read, and if not, why (the "Test" button).
     async fn probe(&self, mailbox: &str) -> Result<(), MailboxError>;
 
-    /// The whole folder tree, parents before children.
+    /// The whole folder tree, parents before children. Hidden folders under the
+    /// mailbox's root are included; the Recoverable Items tree (outside that root) is not:
+    /// see [`MailboxSource::recoverable_folders`].
     async fn folders(&self, mailbox: &str) -> Result<Vec<Folder>, MailboxError>;
+
+    /// The Recoverable Items tree (Graph: `mailFolders/RecoverableItemsRoot/childFolders`
+    /// with hidden folders): Deletions, Purges, Versions, DiscoveryHolds and what else the
+    /// mailbox holds there, parents before children, each with [`Folder::hidden`] set, paths
+    /// under [`RECOVERABLE_ITEMS_PATH`] and the well-known names of [`RECOVERABLE_FOLDERS`].
+    /// Empty when the mailbox has no such tree, and for archive mailboxes (which are read
+    /// by ids only). The default has none.
+    async fn recoverable_folders(&self, mailbox: &str) -> Result<Vec<Folder>, MailboxError> {
+        let _ = mailbox;
+        Ok(Vec::new())
+    }
+
+    /// The id (`MBX:…`) of the mailbox's In-Place (online) Archive, `None` when it has none
+    /// (Graph beta: `settings/exchange` → `inPlaceArchiveMailboxId`). The id is a mailbox
+    /// for every other method of this trait: its folders, changes and MIME are read through
+    /// the archive's own requests (by ids only) and gate. The default knows no archive.
+    async fn archive_mailbox(&self, mailbox: &str) -> Result<Option<String>, MailboxError> {
+        let _ = mailbox;
+        Ok(None)
+    }
 
     /// Changes in one folder since `cursor` (all messages when `None`), page by page,
     /// ending with [`DeltaEvent::Done`]. Pages are fetched as the stream is polled.
@@ -194,6 +216,27 @@ pub trait MailboxSource: Send + Sync {
 
     /// What this source can take at once; callers size their concurrency from it.
     fn limits(&self) -> SourceLimits;
+}
+
+/// Display path of the Recoverable Items root: its folders' paths start with it and `/`.
+pub const RECOVERABLE_ITEMS_PATH: &str = "Recoverable Items";
+
+/// The Recoverable Items folders an archiver may read: (well-known name, display name).
+/// Deletions holds soft-deleted mail; Purges what was purged from it (or hard-deleted);
+/// Versions earlier versions of changed items; DiscoveryHolds what a hold keeps.
+pub const RECOVERABLE_FOLDERS: &[(&str, &str)] = &[
+    ("recoverableitemsdeletions", "Deletions"),
+    ("recoverableitemspurges", "Purges"),
+    ("recoverableitemsversions", "Versions"),
+    ("recoverableitemsdiscoveryholds", "DiscoveryHolds"),
+];
+
+/// Whether `mailbox` is an Exchange mailbox id (`MBX:<guid>@<tenant guid>`) as
+/// [`MailboxSource::archive_mailbox`] returns, rather than an address.
+pub fn is_archive_mailbox_id(mailbox: &str) -> bool {
+    mailbox
+        .get(..4)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("MBX:"))
 }
 
 /// How much a [`MailboxSource`] serves at once, so callers need not know its service.
@@ -283,6 +326,21 @@ pub enum MailboxError {
         size: u64,
         /// The cap.
         limit: u64,
+    },
+    /// The service cannot render this one item as MIME (Graph: "text does not support
+    /// structured data"); it fails the same way every time, the mailbox goes on.
+    #[error(
+        "message {message_id} of {mailbox} cannot be converted to MIME by the service ({code}: {message})"
+    )]
+    Unconvertible {
+        /// The mailbox address.
+        mailbox: String,
+        /// The message id.
+        message_id: String,
+        /// Graph error code (`""` when the answer carried none).
+        code: String,
+        /// Graph's message.
+        message: String,
     },
     /// Transient failures (5xx, connection resets, truncated bodies, throttling) persisted
     /// beyond the retry limits.
@@ -422,6 +480,7 @@ impl MailboxError {
                 | MailboxError::FolderGone { .. }
                 | MailboxError::MessageGone { .. }
                 | MailboxError::TooLarge { .. }
+                | MailboxError::Unconvertible { .. }
                 | MailboxError::TokenRejected { .. }
                 | MailboxError::Config(_)
         )

@@ -6,17 +6,22 @@
 //! exactly the messages added, changed, moved in and moved out or deleted since the
 //! cursor; cursors that can be expired (the next round starts with
 //! [`DeltaEvent::Restarted`] and a full listing); immutable ids that survive moves;
-//! deletion in the three modes; size caps; spooling of large bodies to a temporary file;
+//! deletion in the three modes (a soft delete moves to Recoverable Items, whose tree is
+//! listed apart); online archives addressed by `MBX:` ids; size caps; spooling of large bodies to a temporary file;
 //! and failures injected per mailbox, per operation or per message.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
+
+mod failures;
+
+use failures::FailureRule;
+pub use failures::{InjectedFailure, Operation};
 
 use crate::paths;
 use crate::{
@@ -34,84 +39,6 @@ pub const DEFAULT_FOLDERS: &[(&str, &str)] = &[
     ("archive", "Archive"),
     ("outbox", "Outbox"),
 ];
-
-/// Which [`MailboxSource`] call an injected failure applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Operation {
-    /// [`MailboxSource::probe`].
-    Probe,
-    /// [`MailboxSource::folders`].
-    Folders,
-    /// [`MailboxSource::changes`].
-    Changes,
-    /// [`MailboxSource::fetch_mime`].
-    FetchMime,
-    /// [`MailboxSource::delete`].
-    Delete,
-    /// Every call.
-    Any,
-}
-
-/// A failure to inject; turned into the matching [`MailboxError`] for the mailbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InjectedFailure {
-    /// [`MailboxError::NoMailbox`].
-    NoMailbox,
-    /// [`MailboxError::AccessDenied`] (application access policy).
-    AccessDenied,
-    /// [`MailboxError::UnknownUser`].
-    UnknownUser,
-    /// [`MailboxError::RetriesExhausted`].
-    RetriesExhausted,
-    /// [`MailboxError::Timeout`].
-    Timeout,
-    /// [`MailboxError::Protocol`] with this detail.
-    Protocol(String),
-}
-
-impl InjectedFailure {
-    fn to_error(&self, mailbox: &str, operation: Operation) -> MailboxError {
-        let mailbox = mailbox.to_string();
-        let operation = format!("{operation:?}");
-        match self {
-            InjectedFailure::NoMailbox => MailboxError::NoMailbox { mailbox },
-            InjectedFailure::AccessDenied => MailboxError::AccessDenied {
-                mailbox,
-                code: "ErrorAccessDenied".into(),
-                message: "Access to OData is disabled.".into(),
-            },
-            InjectedFailure::UnknownUser => MailboxError::UnknownUser {
-                mailbox,
-                code: "ErrorInvalidUser".into(),
-            },
-            InjectedFailure::RetriesExhausted => MailboxError::RetriesExhausted {
-                mailbox,
-                operation,
-                attempts: 8,
-                last: "HTTP 503 (injected)".into(),
-            },
-            InjectedFailure::Timeout => MailboxError::Timeout {
-                mailbox,
-                operation,
-                after: Duration::from_secs(120),
-                attempts: 8,
-            },
-            InjectedFailure::Protocol(detail) => MailboxError::Protocol {
-                mailbox,
-                operation,
-                detail: detail.clone(),
-            },
-        }
-    }
-}
-
-#[derive(Debug)]
-struct FailureRule {
-    operation: Operation,
-    message_id: Option<String>,
-    failure: InjectedFailure,
-    remaining: Option<u32>,
-}
 
 #[derive(Debug, Clone)]
 struct StoredMessage {
@@ -132,6 +59,10 @@ struct MemMailbox {
     failures: Vec<FailureRule>,
     deletions: Vec<(String, DeleteMode)>,
     metrics: MailboxMetrics,
+    /// Ids of the folders of the Recoverable Items tree (listed apart).
+    recoverable: HashSet<String>,
+    /// The id of this mailbox's online archive, when it has one.
+    archive: Option<String>,
 }
 
 impl MemMailbox {
@@ -142,6 +73,11 @@ impl MemMailbox {
 
     fn folder(&self, id: &str) -> Option<&Folder> {
         self.folders.iter().find(|f| f.id == id)
+    }
+
+    /// Whether a message lies in the Recoverable Items tree.
+    fn in_recoverable(&self, m: &StoredMessage) -> bool {
+        self.recoverable.contains(&m.summary.folder_id)
     }
 
     fn resolve_folder(&self, id_or_name: &str) -> Option<String> {
@@ -169,7 +105,7 @@ impl MemMailbox {
                 }
         })?;
         let rule = &mut self.failures[index];
-        let error = rule.failure.to_error(&self.address, operation);
+        let error = rule.failure.to_error(&self.address, operation, message_id);
         if let Some(n) = rule.remaining.as_mut() {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -256,32 +192,83 @@ impl MemoryMailboxSource {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = threshold;
     }
 
-    /// Adds a mailbox with the [`DEFAULT_FOLDERS`] (no-op if it exists).
+    /// Adds a mailbox with the [`DEFAULT_FOLDERS`] and the Recoverable Items tree
+    /// ([`crate::RECOVERABLE_FOLDERS`], hidden, under [`crate::RECOVERABLE_ITEMS_PATH`])
+    /// (no-op if it exists).
     pub fn add_mailbox(&self, address: &str) {
         let key = address.to_lowercase();
         if self.lock().contains_key(&key) {
             return;
         }
-        let folders = DEFAULT_FOLDERS
+        let archive = crate::is_archive_mailbox_id(address);
+        let top = |name: &str, wk: Option<&str>, path: String, hidden: bool| Folder {
+            id: self.new_id("F"),
+            path,
+            display_name: name.to_string(),
+            well_known_name: wk.map(str::to_string),
+            parent_id: None,
+            total_items: 0,
+            unread_items: 0,
+            child_folders: 0,
+            hidden,
+            search_folder: false,
+        };
+        // Archive mailboxes are read by ids only: their folders carry no well-known names.
+        let mut folders: Vec<Folder> = DEFAULT_FOLDERS
             .iter()
-            .map(|(wk, name)| Folder {
-                id: self.new_id("F"),
-                path: paths::escape_segment(name),
-                display_name: (*name).to_string(),
-                well_known_name: Some((*wk).to_string()),
-                parent_id: None,
-                total_items: 0,
-                unread_items: 0,
-                child_folders: 0,
-                hidden: false,
-                search_folder: false,
+            .map(|(wk, name)| {
+                let wk = (!archive).then_some(*wk);
+                top(name, wk, paths::escape_segment(name), false)
             })
             .collect();
+        let mut recoverable = HashSet::new();
+        if !archive {
+            for (wk, name) in crate::RECOVERABLE_FOLDERS {
+                let path = paths::child_path(crate::RECOVERABLE_ITEMS_PATH, name);
+                let folder = top(name, Some(wk), path, true);
+                recoverable.insert(folder.id.clone());
+                folders.push(folder);
+            }
+        }
         self.lock().entry(key).or_insert_with(|| MemMailbox {
             address: address.to_string(),
             folders,
+            recoverable,
             ..MemMailbox::default()
         });
+    }
+
+    /// Gives `mailbox` an online archive (a mailbox of its own, with the default
+    /// folders but no well-known names) and returns the archive's `MBX:` id, which
+    /// [`MailboxSource::archive_mailbox`] then answers and every other call accepts.
+    pub fn add_archive_mailbox(&self, mailbox: &str) -> Result<String, MailboxError> {
+        let id = format!("MBX:{}@memory", self.new_id("A").to_lowercase());
+        self.with_mailbox(mailbox, |mb| {
+            mb.archive = Some(id.clone());
+            Ok(())
+        })?;
+        self.add_mailbox(&id);
+        Ok(id)
+    }
+
+    /// Deletes a message as another client's `DELETE` does: it moves to Recoverable
+    /// Items' Deletions and keeps its id.
+    pub fn soft_delete_message(&self, mailbox: &str, id: &str) -> Result<(), MailboxError> {
+        self.with_mailbox(mailbox, |mb| move_in(mb, id, "recoverableitemsdeletions"))
+    }
+
+    /// Ids of the messages in the Recoverable Items tree, sorted.
+    pub fn recoverable_message_ids(&self, mailbox: &str) -> Vec<String> {
+        self.lock()
+            .get(&mailbox.to_lowercase())
+            .map(|mb| {
+                mb.messages
+                    .iter()
+                    .filter(|(_, m)| mb.in_recoverable(m))
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Adds a folder under `parent` (a folder id, well-known name or path; `None` for the
@@ -476,7 +463,7 @@ impl MemoryMailboxSource {
         self.with_mailbox(mailbox, |mb| move_in(mb, id, to_folder))
     }
 
-    /// Removes a message as if deleted by someone else.
+    /// Removes a message as if purged by someone else (gone for good).
     pub fn remove_message(&self, mailbox: &str, id: &str) -> Result<(), MailboxError> {
         self.with_mailbox(mailbox, |mb| {
             let m = mb
@@ -565,11 +552,18 @@ impl MemoryMailboxSource {
         });
     }
 
-    /// Ids of the messages of a mailbox (all folders except search folders), sorted.
+    /// Ids of the messages of a mailbox (all folders except search folders and the
+    /// Recoverable Items tree), sorted.
     pub fn message_ids(&self, mailbox: &str) -> Vec<String> {
         self.lock()
             .get(&mailbox.to_lowercase())
-            .map(|mb| mb.messages.keys().cloned().collect())
+            .map(|mb| {
+                mb.messages
+                    .iter()
+                    .filter(|(_, m)| !mb.in_recoverable(m))
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -603,9 +597,10 @@ impl MemoryMailboxSource {
         }
     }
 
-    fn folder_listing(mb: &MemMailbox) -> Vec<Folder> {
+    fn folder_listing(mb: &MemMailbox, recoverable: bool) -> Vec<Folder> {
         mb.folders
             .iter()
+            .filter(|f| mb.recoverable.contains(&f.id) == recoverable)
             .map(|f| {
                 let mut f = f.clone();
                 let in_folder = mb.messages.values().filter(|m| m.summary.folder_id == f.id);
@@ -777,7 +772,27 @@ impl MailboxSource for MemoryMailboxSource {
         self.with_mailbox(mailbox, |mb| {
             match mb.take_failure(Operation::Folders, None) {
                 Some(e) => Err(e),
-                None => Ok(Self::folder_listing(mb)),
+                None => Ok(Self::folder_listing(mb, false)),
+            }
+        })
+    }
+
+    async fn recoverable_folders(&self, mailbox: &str) -> Result<Vec<Folder>, MailboxError> {
+        self.count(mailbox);
+        self.with_mailbox(mailbox, |mb| {
+            match mb.take_failure(Operation::RecoverableFolders, None) {
+                Some(e) => Err(e),
+                None => Ok(Self::folder_listing(mb, true)),
+            }
+        })
+    }
+
+    async fn archive_mailbox(&self, mailbox: &str) -> Result<Option<String>, MailboxError> {
+        self.count(mailbox);
+        self.with_mailbox(mailbox, |mb| {
+            match mb.take_failure(Operation::ArchiveMailbox, None) {
+                Some(e) => Err(e),
+                None => Ok(mb.archive.clone()),
             }
         })
     }
@@ -855,6 +870,10 @@ impl MailboxSource for MemoryMailboxSource {
             }
             match mode {
                 DeleteMode::MoveToDeletedItems => move_in(mb, message_id, "deleteditems")?,
+                // Like Graph: to Recoverable Items, same id (where the mailbox has them).
+                DeleteMode::SoftDelete if !mb.recoverable.is_empty() => {
+                    move_in(mb, message_id, "recoverableitemsdeletions")?
+                }
                 DeleteMode::SoftDelete | DeleteMode::HardDelete => {
                     let m = mb.messages.remove(message_id).ok_or_else(|| {
                         MailboxError::MessageGone {

@@ -32,6 +32,18 @@ pub struct Page<T> {
     pub delta_link: Option<String>,
 }
 
+/// `GET /beta/users/{id}/settings/exchange`: the mailbox ids of a user.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExchangeSettings {
+    /// The primary mailbox (`MBX:…`).
+    #[serde(default)]
+    pub primary_mailbox_id: Option<String>,
+    /// The In-Place Archive (`MBX:…`); absent or `null` when the user has none.
+    #[serde(default)]
+    pub in_place_archive_mailbox_id: Option<String>,
+}
+
 /// A `mailFolder` (or `mailSearchFolder`) as listed by `mailFolders` / `childFolders`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]

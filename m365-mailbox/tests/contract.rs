@@ -208,7 +208,72 @@ contract!(
     soft_and_hard_deletes_remove_the_message,
     metrics_count_requests_and_bytes,
     limits_are_graphs,
+    recoverable_items_are_listed_apart_and_keep_soft_deleted_mail,
 );
+
+async fn recoverable_items_are_listed_apart_and_keep_soft_deleted_mail(f: Fixture) {
+    let (source, mailbox) = (f.source(), f.mailbox());
+    let recoverable = source.recoverable_folders(mailbox).await.unwrap();
+    let deletions = recoverable
+        .iter()
+        .find(|r| r.well_known_name.as_deref() == Some("recoverableitemsdeletions"))
+        .unwrap_or_else(|| panic!("no Deletions in {recoverable:?}"));
+    assert_eq!(deletions.path, "Recoverable Items/Deletions");
+    assert!(recoverable.iter().all(|r| r.hidden), "{recoverable:?}");
+    assert!(
+        recoverable
+            .iter()
+            .all(|r| r.path.starts_with("Recoverable Items/")),
+        "{recoverable:?}"
+    );
+    let mut seen = HashSet::new();
+    for folder in &recoverable {
+        if let Some(parent) = &folder.parent_id {
+            assert!(seen.contains(parent), "{} before its parent", folder.path);
+        }
+        seen.insert(folder.id.clone());
+    }
+    let mailbox_view: HashSet<String> = f.folders().await.into_iter().map(|f| f.id).collect();
+    assert!(
+        recoverable.iter().all(|r| !mailbox_view.contains(&r.id)),
+        "Recoverable Items are not part of the folder tree"
+    );
+    assert_eq!(
+        source.recoverable_folders(mailbox).await.unwrap(),
+        recoverable,
+        "a second listing is the same"
+    );
+
+    let inbox = f.well_known("inbox").await;
+    let id = f.deliver("inbox", mime("shift-deleted"));
+    let (_, inbox_cursor) = f.round(&inbox, None).await;
+    let (_, cursor) = f.round(&deletions.id, None).await;
+    source
+        .delete(mailbox, &id, DeleteMode::SoftDelete)
+        .await
+        .unwrap();
+    let (events, _) = f.round(&deletions.id, Some(cursor)).await;
+    let [DeltaEvent::Upsert(summary)] = events.as_slice() else {
+        panic!("{events:?}");
+    };
+    assert_eq!(
+        summary.id, id,
+        "a soft-deleted message keeps its immutable id"
+    );
+    assert_eq!(summary.folder_id, deletions.id);
+    assert_eq!(summary.subject.as_deref(), Some("shift-deleted"));
+    let (events, _) = f.round(&inbox, Some(inbox_cursor)).await;
+    assert_eq!(split(&events), (vec![], vec![id.clone()]));
+    let got = source.fetch_mime(mailbox, &id, 1 << 20).await.unwrap();
+    assert_eq!(bytes_of(&got), mime("shift-deleted"));
+    assert!(
+        !f.message_ids().contains(&id),
+        "not in the mailbox's view any more"
+    );
+
+    let err = source.recoverable_folders(UNKNOWN).await.unwrap_err();
+    assert!(matches!(err, MailboxError::UnknownUser { .. }), "{err:?}");
+}
 
 async fn probe_tells_a_known_mailbox_from_an_unknown_one(f: Fixture) {
     f.source().probe(f.mailbox()).await.unwrap();
@@ -428,16 +493,9 @@ async fn soft_and_hard_deletes_remove_the_message(f: Fixture) {
         .await
         .unwrap();
     assert!(!f.message_ids().contains(&soft));
-    // The two sides differ here: Graph keeps a soft-deleted message in Recoverable Items,
-    // where its id still answers; the memory source forgets it at once.
+    // A soft-deleted message moves to Recoverable Items, where its id still answers.
     let after_soft = source.fetch_mime(mailbox, &soft, 1 << 20).await;
-    match &f {
-        Fixture::Graph { .. } => assert_eq!(bytes_of(&after_soft.unwrap()), mime("soft")),
-        Fixture::Memory(_) => assert!(
-            matches!(after_soft, Err(MailboxError::MessageGone { .. })),
-            "{after_soft:?}"
-        ),
-    }
+    assert_eq!(bytes_of(&after_soft.unwrap()), mime("soft"));
 
     source
         .delete(mailbox, &hard, DeleteMode::HardDelete)

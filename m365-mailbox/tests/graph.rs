@@ -677,9 +677,11 @@ async fn probe_and_folder_tree_cost_one_request() {
             - before.per_route.get(route).copied().unwrap_or(0)
     };
     assert_eq!(routed("POST /v1.0/$batch"), 1);
+    // Only the Recoverable Items root's children, asked inside the `$batch` for
+    // `recoverable_folders`.
     assert_eq!(
         routed("GET /v1.0/users/{user}/mailFolders/{folder}/childFolders"),
-        0
+        1
     );
     // Same tree, same order, same well-known names, same counts.
     assert_eq!(folders, walked);

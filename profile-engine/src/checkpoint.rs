@@ -1,7 +1,8 @@
 //! Where each folder's enumeration stopped: per profile, mailbox and folder, the
 //! delta cursor of the last completed round and the messages waiting for their
 //! time (too young to archive under `older_than_days`, or archived and waiting for
-//! the deletion age). One small JSON file per profile and mailbox, replaced
+//! the deletion age), and the items the service could not render, with their attempts.
+//! The archive mailbox of a mailbox has a file of its own (keyed by its `MBX:` id). One small JSON file per profile and mailbox, replaced
 //! atomically (temporary file, fsync, rename, directory fsync): a source of
 //! truth, never a cache.
 
@@ -27,6 +28,29 @@ pub struct WaitingMessage {
     pub archived: bool,
 }
 
+/// An item the mail service could not render as MIME, remembered so the next runs
+/// try it again (the folder's cursor has moved past it), a bounded number of times.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedItem {
+    /// Its subject, when known.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// When it was received.
+    #[serde(default)]
+    pub received: Option<DateTime<Utc>>,
+    /// Whether it was read when last seen.
+    #[serde(default)]
+    pub is_read: bool,
+    /// Runs that tried it.
+    pub attempts: u32,
+    /// The attempts ran out: listed in reports, not tried again.
+    #[serde(default)]
+    pub given_up: bool,
+    /// The last failure.
+    #[serde(default)]
+    pub reason: String,
+}
+
 /// The state of one folder.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FolderCheckpoint {
@@ -39,6 +63,10 @@ pub struct FolderCheckpoint {
     /// Messages waiting for their time, by message id.
     #[serde(default)]
     pub waiting: BTreeMap<String, WaitingMessage>,
+    /// Items the service could not render, by message id (absent in checkpoints of
+    /// earlier versions: read as none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failed: BTreeMap<String, FailedItem>,
     /// When this entry was last saved.
     #[serde(default)]
     pub updated: Option<DateTime<Utc>>,

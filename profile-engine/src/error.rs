@@ -135,10 +135,37 @@ pub(crate) enum MessageFailure {
 }
 
 impl MessageFailure {
-    /// Retrying cannot help (the message is above the size cap): reported, but it
-    /// does not hold the folder's cursor back nor wait in the waiting list.
+    /// Retrying within the run cannot help (the message is above the size cap, or the
+    /// service cannot render it): reported, but it does not hold the folder's cursor back
+    /// nor wait in the waiting list.
     pub(crate) fn is_permanent(&self) -> bool {
-        matches!(self, MessageFailure::Fetch(MailboxError::TooLarge { .. }))
+        matches!(
+            self,
+            MessageFailure::Fetch(
+                MailboxError::TooLarge { .. } | MailboxError::Unconvertible { .. }
+            )
+        )
+    }
+
+    /// The service cannot render the item as MIME: the next runs try it again a
+    /// bounded number of times.
+    pub(crate) fn is_unconvertible(&self) -> bool {
+        matches!(
+            self,
+            MessageFailure::Fetch(MailboxError::Unconvertible { .. })
+        )
+    }
+
+    /// The kind the run report gives it.
+    pub(crate) fn kind(&self) -> crate::report::FailureKind {
+        use crate::report::FailureKind;
+        match self {
+            MessageFailure::Fetch(MailboxError::Unconvertible { .. }) => FailureKind::Unconvertible,
+            MessageFailure::Fetch(MailboxError::TooLarge { .. }) => FailureKind::TooLarge,
+            MessageFailure::Fetch(_) => FailureKind::Download,
+            MessageFailure::Archive(_) => FailureKind::Archive,
+            _ => FailureKind::Other,
+        }
     }
 
     /// The archive refused the write: counts towards the mailbox's limit of

@@ -65,7 +65,9 @@ mod progress;
 mod report;
 mod schedule;
 
-pub use checkpoint::{CheckpointStore, FolderCheckpoint, MailboxCheckpoint, WaitingMessage};
+pub use checkpoint::{
+    CheckpointStore, FailedItem, FolderCheckpoint, MailboxCheckpoint, WaitingMessage,
+};
 pub use directory_sync::{MailboxKind, MailboxKinds};
 pub use engine::{
     Engine, EngineBuilder, EngineOptions, access_denied_advice, empty_selection_advice,
@@ -74,13 +76,13 @@ pub use engine::{
 pub use error::EngineError;
 pub use lock::RunLock;
 pub use profile::{
-    DeletionMode, DeletionRules, Filter, FolderRules, Profile, ProfileStore, RunSettings, Select,
-    Source, valid_name,
+    DeletionMode, DeletionRules, Filter, FolderRules, Profile, ProfileStore, RecoverableItems,
+    RunSettings, Select, Source, UnreadableItems, valid_name,
 };
 pub use progress::{NoProgress, ProgressEvent, ProgressSink};
 pub use report::{
-    HistoryEntry, MailboxProbe, MailboxReport, MailboxStatus, RunHistory, RunReport, RunStatus,
-    RunTotals, TestReport,
+    FailureKind, HistoryEntry, ItemFailure, MAX_LISTED_FAILURES, MailboxProbe, MailboxReport,
+    MailboxStatus, RunHistory, RunReport, RunStatus, RunTotals, TestReport,
 };
 pub use schedule::Schedule;
 pub use tokio_util::sync::CancellationToken;

@@ -80,6 +80,12 @@ impl Select {
 }
 
 /// Which folders to archive.
+///
+/// `include` chooses among the mailbox's folders (and, with `archive_mailbox`, the online
+/// archive's, by their paths inside the archive); the Recoverable Items folders are
+/// chosen by `recoverable_items` alone. `exclude` applies everywhere: a Recoverable Items
+/// folder is excluded by its archive path (`Recoverable Items/Purges`) or well-known name
+/// (`recoverableitemspurges`), so excluding `deleteditems` leaves Recoverable Items alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FolderRules {
     /// Folder paths (`Inbox/Projects`) or well-known names (`sentitems`); empty = all.
@@ -88,6 +94,11 @@ pub struct FolderRules {
     pub exclude: Vec<String>,
     /// Whether an included folder brings its subfolders.
     pub include_subfolders: bool,
+    /// Which Recoverable Items folders are archived (soft-deleted mail by default).
+    pub recoverable_items: RecoverableItems,
+    /// Also archive the user's In-Place (online) Archive (Graph beta), under
+    /// `Online Archive/`.
+    pub archive_mailbox: bool,
 }
 
 impl Default for FolderRules {
@@ -96,6 +107,85 @@ impl Default for FolderRules {
             include: Vec::new(),
             exclude: Vec::new(),
             include_subfolders: true,
+            recoverable_items: RecoverableItems::default(),
+            archive_mailbox: false,
+        }
+    }
+}
+
+/// Which folders of Recoverable Items a profile archives (`[folders] recoverable_items`).
+/// They are archived under `Recoverable Items/<name>`; deletion rules never touch them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoverableItems {
+    /// None.
+    None,
+    /// Deletions: the soft-deleted mail (the default).
+    #[default]
+    Deletions,
+    /// Deletions, Purges, Versions and DiscoveryHolds.
+    All,
+}
+
+impl RecoverableItems {
+    /// Every setting, in the order they are listed to people.
+    pub const ALL: [RecoverableItems; 3] = [
+        RecoverableItems::None,
+        RecoverableItems::Deletions,
+        RecoverableItems::All,
+    ];
+
+    /// The setting a profile names exactly (`none`, `deletions`, `all`).
+    pub fn from_name(name: &str) -> Option<RecoverableItems> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
+    /// The name a profile uses for this setting.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecoverableItems::None => "none",
+            RecoverableItems::Deletions => "deletions",
+            RecoverableItems::All => "all",
+        }
+    }
+
+    /// Whether the Recoverable Items folder of this well-known name is archived.
+    pub fn takes(self, well_known_name: &str) -> bool {
+        match self {
+            RecoverableItems::None => false,
+            RecoverableItems::Deletions => well_known_name == "recoverableitemsdeletions",
+            RecoverableItems::All => m365_mailbox::RECOVERABLE_FOLDERS
+                .iter()
+                .any(|(wk, _)| *wk == well_known_name),
+        }
+    }
+}
+
+/// How items the mail service cannot render as MIME count (`[run] unreadable_items`).
+/// Either way each is listed in the run report and retried by the next runs a bounded
+/// number of times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnreadableItems {
+    /// They make their mailbox and the run `partial` (the default).
+    #[default]
+    Partial,
+    /// They are listed, but the mailbox and the run may still be `ok`.
+    Ok,
+}
+
+impl UnreadableItems {
+    /// Every setting, in the order they are listed to people.
+    pub const ALL: [UnreadableItems; 2] = [UnreadableItems::Partial, UnreadableItems::Ok];
+
+    /// The setting a profile names exactly (`partial`, `ok`).
+    pub fn from_name(name: &str) -> Option<UnreadableItems> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
+    /// The name a profile uses for this setting.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnreadableItems::Partial => "partial",
+            UnreadableItems::Ok => "ok",
         }
     }
 }
@@ -190,6 +280,8 @@ pub struct RunSettings {
     pub parallel_mailboxes: usize,
     /// When the profile runs by itself.
     pub schedule: Schedule,
+    /// Whether items the service cannot render as MIME make a run `partial`.
+    pub unreadable_items: UnreadableItems,
 }
 
 impl Default for RunSettings {
@@ -198,6 +290,7 @@ impl Default for RunSettings {
             timeout_secs: 300,
             parallel_mailboxes: 8,
             schedule: Schedule::Manual,
+            unreadable_items: UnreadableItems::default(),
         }
     }
 }
@@ -247,6 +340,10 @@ struct RawFolders {
     exclude: Vec<String>,
     #[serde(default = "yes")]
     include_subfolders: bool,
+    #[serde(default = "deletions")]
+    recoverable_items: String,
+    #[serde(default)]
+    archive_mailbox: bool,
 }
 
 impl Default for RawFolders {
@@ -255,6 +352,8 @@ impl Default for RawFolders {
             include: Vec::new(),
             exclude: Vec::new(),
             include_subfolders: true,
+            recoverable_items: deletions(),
+            archive_mailbox: false,
         }
     }
 }
@@ -298,6 +397,8 @@ struct RawRun {
     parallel_mailboxes: i64,
     #[serde(default = "manual")]
     schedule: String,
+    #[serde(default = "partial")]
+    unreadable_items: String,
 }
 
 impl Default for RawRun {
@@ -306,6 +407,7 @@ impl Default for RawRun {
             timeout_secs: three_hundred(),
             parallel_mailboxes: eight(),
             schedule: manual(),
+            unreadable_items: partial(),
         }
     }
 }
@@ -318,6 +420,12 @@ fn never() -> String {
 }
 fn manual() -> String {
     "manual".to_owned()
+}
+fn deletions() -> String {
+    RecoverableItems::Deletions.as_str().to_owned()
+}
+fn partial() -> String {
+    UnreadableItems::Partial.as_str().to_owned()
 }
 fn ninety() -> i64 {
     90
@@ -605,10 +713,21 @@ impl RawFolders {
                 ));
             }
         }
+        let Some(recoverable_items) = RecoverableItems::from_name(&self.recoverable_items) else {
+            return Err(field_error(
+                file,
+                Some("folders"),
+                "recoverable_items",
+                &quoted(&self.recoverable_items),
+                "expected one of \"none\", \"deletions\" (soft-deleted mail), \"all\" (Deletions, Purges, Versions, DiscoveryHolds)",
+            ));
+        };
         Ok(FolderRules {
             include: self.include.iter().map(|p| p.trim().to_owned()).collect(),
             exclude: self.exclude.iter().map(|p| p.trim().to_owned()).collect(),
             include_subfolders: self.include_subfolders,
+            recoverable_items,
+            archive_mailbox: self.archive_mailbox,
         })
     }
 }
@@ -708,10 +827,20 @@ impl RawRun {
                 other => other.to_string(),
             })
         })?;
+        let Some(unreadable_items) = UnreadableItems::from_name(&self.unreadable_items) else {
+            return Err(field_error(
+                file,
+                Some("run"),
+                "unreadable_items",
+                &quoted(&self.unreadable_items),
+                "expected \"partial\" (items the service cannot render make the run partial) or \"ok\"",
+            ));
+        };
         Ok(RunSettings {
             timeout_secs,
             parallel_mailboxes,
             schedule,
+            unreadable_items,
         })
     }
 }
@@ -760,6 +889,8 @@ impl From<Profile> for RawProfile {
                 include: p.folders.include,
                 exclude: p.folders.exclude,
                 include_subfolders: p.folders.include_subfolders,
+                recoverable_items: p.folders.recoverable_items.as_str().to_owned(),
+                archive_mailbox: p.folders.archive_mailbox,
             },
             filter: RawFilter {
                 older_than_days: i64::from(p.filter.older_than_days),
@@ -779,6 +910,7 @@ impl From<Profile> for RawProfile {
                 parallel_mailboxes: i64::try_from(p.run.parallel_mailboxes)
                     .unwrap_or(MAX_PARALLEL_MAILBOXES),
                 schedule: p.run.schedule.to_string(),
+                unreadable_items: p.run.unreadable_items.as_str().to_owned(),
             },
         }
     }

@@ -63,6 +63,53 @@ pub struct MailboxReport {
     pub bytes: u64,
     /// Messages deleted from the mailbox after verified archiving.
     pub deleted: u64,
+    /// The messages that failed, each by id, subject and folder (at most
+    /// [`MAX_LISTED_FAILURES`]; `messages_failed` counts them all), and the items the
+    /// service cannot render that earlier runs gave up on.
+    #[serde(default)]
+    pub failures: Vec<ItemFailure>,
+}
+
+/// Most failures listed per mailbox in a report.
+pub const MAX_LISTED_FAILURES: usize = 1000;
+
+/// Why one message is not in the archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The mail service cannot render the item as MIME; retried by the next runs a
+    /// bounded number of times.
+    Unconvertible,
+    /// Larger than the size cap; not retried.
+    TooLarge,
+    /// The download failed (retried next run).
+    Download,
+    /// The archive could not take it (retried next run).
+    Archive,
+    /// Anything else (retried next run).
+    Other,
+}
+
+/// One message that could not be archived, as the run report lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemFailure {
+    /// The message id in its mailbox.
+    pub id: String,
+    /// Its subject, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The archive folder it was to go to (e.g. `Inbox`, `Online Archive/Inbox`).
+    pub folder: String,
+    /// What went wrong.
+    pub reason: String,
+    /// The kind of failure.
+    pub kind: FailureKind,
+    /// Runs that tried it so far (items the service cannot render).
+    #[serde(default)]
+    pub attempts: u32,
+    /// No run tries it again (the attempts ran out, or retrying cannot help).
+    #[serde(default)]
+    pub given_up: bool,
 }
 
 impl MailboxReport {
@@ -77,7 +124,24 @@ impl MailboxReport {
             messages_failed: 0,
             bytes: 0,
             deleted: 0,
+            failures: Vec::new(),
         }
+    }
+
+    /// Adds the counters and failures of part of this mailbox (a folder's round).
+    pub(crate) fn absorb(&mut self, part: MailboxReport) {
+        self.messages_archived += part.messages_archived;
+        self.messages_duplicate += part.messages_duplicate;
+        self.messages_failed += part.messages_failed;
+        self.bytes += part.bytes;
+        self.deleted += part.deleted;
+        self.list_failures(part.failures);
+    }
+
+    /// Lists failures, up to [`MAX_LISTED_FAILURES`].
+    pub(crate) fn list_failures(&mut self, failures: impl IntoIterator<Item = ItemFailure>) {
+        let room = MAX_LISTED_FAILURES.saturating_sub(self.failures.len());
+        self.failures.extend(failures.into_iter().take(room));
     }
 }
 

@@ -228,8 +228,8 @@ async fn rerun_downloads_nothing_and_a_delivered_message_is_archived_once() {
         "nothing downloaded again"
     );
     let folders = again.mailboxes[0].folders;
-    // probe + folder tree + one delta request per folder.
-    assert_eq!(h.mail.metrics(A).requests - before, 2 + folders);
+    // probe + folder tree + Recoverable Items' tree + one delta request per folder.
+    assert_eq!(h.mail.metrics(A).requests - before, 3 + folders);
 
     let id = h.mail.deliver(A, "inbox", mime("late")).unwrap();
     let third = engine

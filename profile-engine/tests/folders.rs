@@ -78,6 +78,7 @@ proptest! {
             include: include.iter().map(|(i, w, u)| pattern_for(&folders, *i, *w, *u)).collect(),
             exclude: exclude.iter().map(|(i, w, u)| pattern_for(&folders, *i, *w, *u)).collect(),
             include_subfolders: subfolders,
+            ..FolderRules::default()
         };
         let selected: Vec<&str> = select_folders(&folders, &rules).iter().map(|f| f.id.as_str()).collect();
         for f in &folders {
@@ -107,6 +108,7 @@ fn well_known_names_and_paths_select_as_documented() {
             include: include.iter().map(|s| s.to_string()).collect(),
             exclude: exclude.iter().map(|s| s.to_string()).collect(),
             include_subfolders: sub,
+            ..FolderRules::default()
         };
         select_folders(&folders, &rules)
             .iter()

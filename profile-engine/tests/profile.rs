@@ -3,7 +3,10 @@
 //! with owner-only permissions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use profile_engine::{DeletionMode, EngineError, Profile, ProfileStore, Schedule, Select, Source};
+use profile_engine::{
+    DeletionMode, EngineError, Profile, ProfileStore, RecoverableItems, Schedule, Select, Source,
+    UnreadableItems,
+};
 use proptest::prelude::*;
 
 const DESIGN_EXAMPLE: &str = r#"
@@ -18,6 +21,8 @@ sync_directory_first = true
 include = []
 exclude = ["junkemail", "deleteditems"]
 include_subfolders = true
+recoverable_items = "deletions"
+archive_mailbox = false
 [filter]
 older_than_days = 0
 received_after = ""
@@ -69,6 +74,52 @@ fn minimal_profile_gets_safe_defaults() {
     );
     assert!(p.folders.include_subfolders);
     assert_eq!(p.run.parallel_mailboxes, 8);
+    assert_eq!(
+        p.folders.recoverable_items,
+        RecoverableItems::Deletions,
+        "soft-deleted mail is archived by default"
+    );
+    assert!(!p.folders.archive_mailbox, "the online archive is opt-in");
+    assert_eq!(p.run.unreadable_items, UnreadableItems::Partial);
+}
+
+#[test]
+fn hidden_mail_settings_parse_and_are_written_out() {
+    for (recoverable, archive, unreadable) in [
+        ("none", "true", "ok"),
+        ("deletions", "false", "partial"),
+        ("all", "true", "partial"),
+    ] {
+        let text = DESIGN_EXAMPLE
+            .replacen(
+                "recoverable_items = \"deletions\"",
+                &format!("recoverable_items = \"{recoverable}\""),
+                1,
+            )
+            .replacen(
+                "archive_mailbox = false",
+                &format!("archive_mailbox = {archive}"),
+                1,
+            )
+            .replacen(
+                "schedule = \"manual\"",
+                &format!("schedule = \"manual\"\nunreadable_items = \"{unreadable}\""),
+                1,
+            );
+        let p = Profile::from_toml(FILE, &text).unwrap();
+        assert_eq!(p.folders.recoverable_items.as_str(), recoverable);
+        assert_eq!(p.folders.archive_mailbox.to_string(), archive);
+        assert_eq!(p.run.unreadable_items.as_str(), unreadable);
+        let written = p.to_toml();
+        for line in [
+            format!("recoverable_items = \"{recoverable}\""),
+            format!("archive_mailbox = {archive}"),
+            format!("unreadable_items = \"{unreadable}\""),
+        ] {
+            assert!(written.contains(&line), "{line} not in {written}");
+        }
+        assert_eq!(Profile::from_toml(FILE, &written).unwrap(), p);
+    }
 }
 
 fn check_error(replace: (&str, &str), expected: &str) {
@@ -153,6 +204,24 @@ fn errors_name_the_file_the_field_and_the_fix() {
             "unknown field `keep_flagged`",
         ),
         (("[run]", "[runs]"), "unknown field `runs`"),
+        (
+            (
+                "recoverable_items = \"deletions\"",
+                "recoverable_items = \"purges\"",
+            ),
+            "[folders] recoverable_items = \"purges\": expected one of \"none\", \"deletions\"",
+        ),
+        (
+            ("archive_mailbox = false", "archive_mailbox = \"yes\""),
+            "archive_mailbox",
+        ),
+        (
+            (
+                "schedule = \"manual\"",
+                "schedule = \"manual\"\nunreadable_items = \"fail\"",
+            ),
+            "[run] unreadable_items = \"fail\": expected \"partial\"",
+        ),
     ];
     for (replace, expected) in cases {
         check_error(*replace, expected);
@@ -225,6 +294,9 @@ proptest! {
         p.run.parallel_mailboxes = parallel;
         p.run.timeout_secs = timeout;
         p.run.schedule = schedule.parse().unwrap();
+        p.folders.recoverable_items = RecoverableItems::ALL[days as usize % 3];
+        p.folders.archive_mailbox = keep;
+        p.run.unreadable_items = UnreadableItems::ALL[after as usize % 2];
         let text = p.to_toml();
         prop_assert_eq!(Profile::from_toml(FILE, &text).unwrap(), p);
     }

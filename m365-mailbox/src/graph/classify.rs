@@ -9,12 +9,33 @@ use reqwest::StatusCode;
 use super::op::{Failure, Op, Target};
 use crate::MailboxError;
 
+/// Whether a refusal of `$value` says the service cannot render the item as MIME: Graph
+/// answers "text does not support structured data" (Exchange's conversion error codes
+/// say the same), the same every time.
+pub(super) fn is_unconvertible(refusal: &Refusal) -> bool {
+    let code = refusal.code();
+    let message = refusal.message().to_ascii_lowercase();
+    message.contains("does not support structured data")
+        || code.eq_ignore_ascii_case("ErrorMimeContentConversionFailed")
+        || code.eq_ignore_ascii_case("ErrorContentConversionFailed")
+}
+
 /// Turns a final refusal into an error (or a delta reset).
 pub(super) fn classify(mailbox: &str, op: &Op, target: &Target, refusal: Refusal) -> Failure {
     if refusal.is_sync_reset() {
         return Failure::SyncReset(refusal);
     }
     let mailbox = mailbox.to_string();
+    if let Op::Mime(id) = op
+        && is_unconvertible(&refusal)
+    {
+        return Failure::Error(MailboxError::Unconvertible {
+            mailbox,
+            message_id: id.clone(),
+            code: refusal.code().to_string(),
+            message: refusal.message().to_string(),
+        });
+    }
     let folder_gone = |mailbox: String| MailboxError::FolderGone {
         mailbox,
         folder_id: match target {
@@ -159,6 +180,48 @@ mod tests {
         ] {
             check(target, status, code, expected);
         }
+    }
+
+    #[test]
+    fn an_item_without_mime_is_unconvertible_whatever_the_status() {
+        for (status, code, message) in [
+            (
+                500,
+                "ErrorInternalServerError",
+                "Text does not support structured data.",
+            ),
+            (
+                400,
+                "ErrorInvalidRequest",
+                "text does not support structured data",
+            ),
+            (500, "ErrorMimeContentConversionFailed", "conversion failed"),
+        ] {
+            let refusal = Refusal::new(
+                StatusCode::from_u16(status).unwrap(),
+                Some(GraphError::new(code, message)),
+            );
+            let got = classify(
+                "a@x",
+                &Op::Mime("M".into()),
+                &Target::Message("M".into()),
+                refusal,
+            );
+            let Failure::Error(e @ MailboxError::Unconvertible { .. }) = &got else {
+                panic!("{status} {code}: {}", outcome(&got));
+            };
+            assert!(e.is_permanent() && !e.is_transient() && !e.is_mailbox_wide());
+        }
+        // The same words on another request are not about an item.
+        let refusal = Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Some(GraphError::new(
+                "x",
+                "text does not support structured data",
+            )),
+        );
+        let got = classify("a@x", &Op::RootFolders, &Target::Mailbox, refusal);
+        assert_eq!(outcome(&got), "Refused");
     }
 
     #[test]

@@ -37,6 +37,20 @@ pub const WELL_KNOWN_FOLDERS: &[&str] = &[
     "syncissues",
 ];
 
+/// A first listing page asked in a survey and when (`None`: the folder does not exist).
+pub(super) type KeptPage = (std::time::Instant, Option<wire::Page<wire::MailFolder>>);
+
+/// The well-known name of the Recoverable Items root, asked for its children.
+const RECOVERABLE_ROOT: &str = "RecoverableItemsRoot";
+
+/// Which tree a walk lists: where its paths start, whether it is Recoverable Items,
+/// and the mailbox's well-known folder ids.
+struct Tree<'a> {
+    base: &'a str,
+    recoverable: bool,
+    well_known: &'a HashMap<String, String>,
+}
+
 /// `Prefer: odata.maxpagesize` of the folder delta: the whole tree in one page where the
 /// service allows it (larger trees continue over nextLinks).
 const FOLDER_DELTA_PAGE_SIZE: u32 = 1000;
@@ -83,6 +97,15 @@ impl Inner {
     /// Can the mailbox be read: the survey `folders` needs anyway answers it (its inbox
     /// lookup carries the mailbox's errors) and is kept briefly for that call.
     pub(super) async fn probe(&self, ctx: &MailboxCtx) -> Result<(), MailboxError> {
+        if crate::is_archive_mailbox_id(&ctx.mailbox) {
+            // Archive mailboxes know no well-known names: their top level answers.
+            let op = Op::RootFolders;
+            return self
+                .json::<wire::Page<wire::MailFolder>>(ctx, &op, &Target::Mailbox)
+                .await
+                .map(|_| ())
+                .map_err(|f| f.into_error(ctx, &op));
+        }
         if self.options.batch {
             match self.survey(ctx).await {
                 Ok(survey) => {
@@ -113,6 +136,9 @@ impl Inner {
         let key = ctx.mailbox.to_lowercase();
         if let Some(cached) = lock(&self.well_known).get(&key) {
             return Ok(cached.clone());
+        }
+        if crate::is_archive_mailbox_id(&ctx.mailbox) {
+            return Ok(Arc::new(HashMap::new()));
         }
         let lookups = WELL_KNOWN_FOLDERS.iter().map(|name| async move {
             let op = Op::WellKnownFolder((*name).to_string());
@@ -160,6 +186,13 @@ impl Inner {
             format!("/users/{user}/mailFolders/delta"),
             &self.prefer(FOLDER_DELTA_PAGE_SIZE),
         ));
+        requests.push(BatchRequestItem::get(
+            "recoverable",
+            format!(
+                "/users/{user}/mailFolders/{RECOVERABLE_ROOT}/childFolders?includeHiddenFolders=true&$top={page}"
+            ),
+            &self.prefer(page),
+        ));
         let answers = self.batch_answered(ctx, requests).await?;
         let mut well_known = HashMap::new();
         let mut top = None;
@@ -168,6 +201,22 @@ impl Inner {
             if let Some(name) = id.strip_prefix("wk-") {
                 if let Some((id, name)) = self.well_known_answer(ctx, name, &item)? {
                     well_known.insert(id, name);
+                }
+            } else if id == "recoverable" {
+                // Kept for `recoverable_folders`; anything but a page or a 404 is asked
+                // again there.
+                let first = if item.is_success() {
+                    item.body_as::<wire::Page<wire::MailFolder>>().map(Some)
+                } else if item.status == 404 {
+                    Some(None)
+                } else {
+                    None
+                };
+                if let Some(first) = first {
+                    lock(&self.recoverable_first).insert(
+                        ctx.mailbox.to_lowercase(),
+                        (std::time::Instant::now(), first),
+                    );
                 }
             } else if item.is_success() {
                 let page = item.body_as::<wire::Page<wire::MailFolder>>();
@@ -225,7 +274,7 @@ impl Inner {
     /// The survey a recent probe made (taken: used once), or a new one; `None` when the
     /// service refuses `$batch` (the caller then asks one by one).
     async fn fresh_survey(&self, ctx: &MailboxCtx) -> Result<Option<Survey>, MailboxError> {
-        if !self.options.batch {
+        if !self.options.batch || crate::is_archive_mailbox_id(&ctx.mailbox) {
             return Ok(None);
         }
         let key = ctx.mailbox.to_lowercase();
@@ -299,21 +348,13 @@ impl Inner {
         };
         // Children from the folder delta; a parent whose childFolderCount says the delta
         // missed some (it leaves out search folders) is asked for its children.
-        let mut known = match survey.as_ref().and_then(|s| s.tree.as_ref()) {
+        let known = match survey.as_ref().and_then(|s| s.tree.as_ref()) {
             Some(first) => Some(self.delta_children(ctx, first).await?),
             None => None,
         };
         let top = match survey.as_ref().and_then(|s| s.top.as_ref()) {
             Some(first) => self.rest_of(ctx, first).await?,
             None => None,
-        };
-        let level_of = |kids: Vec<wire::MailFolder>, parent: Option<&Folder>| {
-            let mut level: Vec<(Folder, bool)> = kids
-                .into_iter()
-                .map(|w| to_folder(w, parent, &well_known))
-                .collect();
-            level.sort_by(|a, b| a.0.path.cmp(&b.0.path));
-            level
         };
         let roots: Vec<wire::MailFolder> = match top {
             Some(top) => top,
@@ -323,6 +364,72 @@ impl Inner {
                     .await
                     .map_err(|f| f.into_error(ctx, &op))?
             }
+        };
+        let tree = Tree {
+            base: "",
+            recoverable: false,
+            well_known: &well_known,
+        };
+        self.walk(ctx, roots, &tree, known).await
+    }
+
+    /// The Recoverable Items tree: the children of `RecoverableItemsRoot` (hidden
+    /// folders included) and theirs; empty when the mailbox has no such root.
+    pub(super) async fn list_recoverable(
+        &self,
+        ctx: &MailboxCtx,
+    ) -> Result<Vec<Folder>, MailboxError> {
+        let op = Op::ChildFolders(RECOVERABLE_ROOT.into());
+        let target = Target::Folder(RECOVERABLE_ROOT.into());
+        // The folder survey asked for the first page already (taken: used once).
+        let kept = lock(&self.recoverable_first)
+            .remove(&ctx.mailbox.to_lowercase())
+            .filter(|(made, _)| made.elapsed() < SURVEY_REUSE)
+            .map(|(_, first)| first);
+        let listed = match kept {
+            Some(None) => return Ok(Vec::new()),
+            Some(Some(first)) => self.rest_of(ctx, &first).await?,
+            None => None,
+        };
+        let roots: Vec<wire::MailFolder> = match listed {
+            Some(roots) => roots,
+            None => match self.collect_pages(ctx, op.clone(), &target).await {
+                Ok(roots) => roots,
+                Err(Failure::Error(MailboxError::FolderGone { .. })) => return Ok(Vec::new()),
+                Err(f) => return Err(f.into_error(ctx, &op)),
+            },
+        };
+        // Ids known from the folder survey, when one was made; the fixed system names
+        // tell the rest (see `to_folder`).
+        let well_known = lock(&self.well_known)
+            .get(&ctx.mailbox.to_lowercase())
+            .cloned()
+            .unwrap_or_default();
+        let tree = Tree {
+            base: crate::RECOVERABLE_ITEMS_PATH,
+            recoverable: true,
+            well_known: &well_known,
+        };
+        self.walk(ctx, roots, &tree, None).await
+    }
+
+    /// Walks a tree from its top level, parents before children, siblings by path:
+    /// children come from the folder delta (`known`) where it lists them all, else from
+    /// `childFolders`.
+    async fn walk(
+        &self,
+        ctx: &MailboxCtx,
+        roots: Vec<wire::MailFolder>,
+        tree: &Tree<'_>,
+        mut known: Option<HashMap<String, Vec<wire::MailFolder>>>,
+    ) -> Result<Vec<Folder>, MailboxError> {
+        let level_of = |kids: Vec<wire::MailFolder>, parent: Option<&Folder>| {
+            let mut level: Vec<(Folder, bool)> = kids
+                .into_iter()
+                .map(|w| to_folder(w, parent, tree))
+                .collect();
+            level.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+            level
         };
         let mut level = level_of(roots, None);
         let mut all: Vec<Folder> = Vec::new();
@@ -375,21 +482,28 @@ impl Inner {
 
 /// A listed folder as a [`Folder`], and whether its children must be asked for (unless
 /// Graph said it has none).
-fn to_folder(
-    w: wire::MailFolder,
-    parent: Option<&Folder>,
-    well_known: &HashMap<String, String>,
-) -> (Folder, bool) {
+fn to_folder(w: wire::MailFolder, parent: Option<&Folder>, tree: &Tree<'_>) -> (Folder, bool) {
     let name = w.display_name.clone().unwrap_or_default();
     let may_have_children = w.child_folder_count.is_none_or(|n| n > 0);
+    // Recoverable Items folders are system folders with fixed names; their well-known
+    // names are asked of the service only for Deletions.
+    let well_known = tree.well_known.get(&w.id).cloned().or_else(|| {
+        if !tree.recoverable || parent.is_some() {
+            return None;
+        }
+        crate::RECOVERABLE_FOLDERS
+            .iter()
+            .find(|(_, display)| display.eq_ignore_ascii_case(&name))
+            .map(|(wk, _)| (*wk).to_string())
+    });
     let folder = Folder {
-        path: paths::child_path(parent.map_or("", |p| p.path.as_str()), &name),
-        well_known_name: well_known.get(&w.id).cloned(),
+        path: paths::child_path(parent.map_or(tree.base, |p| p.path.as_str()), &name),
+        well_known_name: well_known,
         parent_id: parent.map(|p| p.id.clone()),
         total_items: w.total_item_count.unwrap_or(0),
         unread_items: w.unread_item_count.unwrap_or(0),
         child_folders: w.child_folder_count.unwrap_or(0),
-        hidden: w.is_hidden.unwrap_or(false),
+        hidden: tree.recoverable || w.is_hidden.unwrap_or(false),
         search_folder: w.is_search_folder(),
         display_name: name,
         id: w.id,

@@ -48,7 +48,7 @@ use crate::retry::RetryPolicy;
 use crate::throttle::{GateLimits, ThrottleRegistry, gate_key};
 use crate::{
     DeleteMode, DeltaCursor, DeltaEvent, Folder, MailboxError, MailboxMetrics, MailboxSource,
-    MimeContent, SourceLimits,
+    MimeContent, SourceLimits, wire,
 };
 
 pub use folders::WELL_KNOWN_FOLDERS;
@@ -129,6 +129,10 @@ struct Inner {
     api: Url,
     transport: Transport,
     graph: GraphClient,
+    /// The same Graph at `/beta`: archive mailboxes and `settings/exchange`.
+    graph_beta: GraphClient,
+    /// Sends beta requests (following no redirect by itself, see `op::send_following`).
+    plain: reqwest::Client,
     /// Set when an extra CA is configured: sends what the SDK built.
     direct: Option<reqwest::Client>,
     options: GraphMailboxOptions,
@@ -137,6 +141,9 @@ struct Inner {
     well_known: Mutex<HashMap<String, Arc<HashMap<String, String>>>>,
     /// Surveys made by `probe`, kept for the `folders` call that follows it.
     surveys: Mutex<HashMap<String, (std::time::Instant, folders::Survey)>>,
+    /// The first page of the Recoverable Items root's children asked in a survey
+    /// (`None`: the mailbox has no such root), kept for `recoverable_folders`.
+    recoverable_first: Mutex<HashMap<String, folders::KeptPage>>,
     /// First delta pages fetched ahead, by (mailbox, folder id).
     prefetched: Mutex<HashMap<(String, String), delta::Prefetched>>,
 }
@@ -165,14 +172,19 @@ impl GraphMailboxSource {
     ) -> Result<Self, MailboxError> {
         let api = m365_auth::transport::api_root(&graph_root)
             .map_err(|reason| MailboxError::Config(format!("Graph URL: {reason}")))?;
-        let graph = m365_auth::graph_client_at(
-            tokens.clone(),
-            &api,
-            &m365_auth::GraphClientOptions {
-                request_timeout: None,
-                connect_timeout: Some(options.request_timeout),
-            },
-        );
+        let client_options = m365_auth::GraphClientOptions {
+            request_timeout: None,
+            connect_timeout: Some(options.request_timeout),
+        };
+        let graph = m365_auth::graph_client_at(tokens.clone(), &api, &client_options);
+        let graph_beta =
+            m365_auth::graph_client_at(tokens.clone(), &beta_root(&api), &client_options);
+        let plain = m365_auth::transport::http_client(
+            options.extra_ca_pem.as_deref(),
+            options.request_timeout,
+            None,
+        )
+        .map_err(|reason| MailboxError::Config(format!("the extra CA certificate: {reason}")))?;
         let direct = match &options.extra_ca_pem {
             None => None,
             Some(pem) => Some(
@@ -192,12 +204,15 @@ impl GraphMailboxSource {
                 api,
                 transport,
                 graph,
+                graph_beta,
+                plain,
                 direct,
                 options,
                 registry,
                 metrics: Mutex::new(HashMap::new()),
                 well_known: Mutex::new(HashMap::new()),
                 surveys: Mutex::new(HashMap::new()),
+                recoverable_first: Mutex::new(HashMap::new()),
                 prefetched: Mutex::new(HashMap::new()),
             }),
         })
@@ -214,6 +229,16 @@ impl GraphMailboxSource {
     pub fn busy_time(&self, mailbox: &str) -> Duration {
         self.inner.ctx(mailbox).gate.busy_time()
     }
+}
+
+/// The beta API root beside a `…/v1.0` root (`…/beta`).
+fn beta_root(api: &Url) -> Url {
+    let mut beta = api.clone();
+    let path = api.path().trim_end_matches('/');
+    let base = path.strip_suffix("v1.0").unwrap_or(path);
+    let base = base.trim_end_matches('/');
+    beta.set_path(&format!("{base}/beta"));
+    beta
 }
 
 impl Inner {
@@ -260,6 +285,37 @@ impl MailboxSource for GraphMailboxSource {
         .await
     }
 
+    async fn recoverable_folders(&self, mailbox: &str) -> Result<Vec<Folder>, MailboxError> {
+        if crate::is_archive_mailbox_id(mailbox) {
+            return Ok(Vec::new());
+        }
+        let span = tracing::info_span!("recoverable_folders", mailbox);
+        async {
+            let ctx = self.inner.ctx(mailbox);
+            self.inner.list_recoverable(&ctx).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn archive_mailbox(&self, mailbox: &str) -> Result<Option<String>, MailboxError> {
+        let span = tracing::info_span!("archive_mailbox", mailbox);
+        async {
+            let ctx = self.inner.ctx(mailbox);
+            let op = Op::ExchangeSettings;
+            let settings: wire::ExchangeSettings = self
+                .inner
+                .json(&ctx, &op, &op::Target::Mailbox)
+                .await
+                .map_err(|f| f.into_error(&ctx, &op))?;
+            Ok(settings
+                .in_place_archive_mailbox_id
+                .filter(|id| !id.trim().is_empty()))
+        }
+        .instrument(span)
+        .await
+    }
+
     fn changes(
         &self,
         mailbox: &str,
@@ -285,7 +341,10 @@ impl MailboxSource for GraphMailboxSource {
     }
 
     async fn prefetch_changes(&self, mailbox: &str, folders: &[(String, Option<DeltaCursor>)]) {
-        if !self.inner.options.batch || folders.is_empty() {
+        // Archive mailboxes are read without `$batch`: their redirects cannot be
+        // followed inside one.
+        if !self.inner.options.batch || folders.is_empty() || crate::is_archive_mailbox_id(mailbox)
+        {
             return;
         }
         let span = tracing::info_span!("prefetch_changes", mailbox, folders = folders.len());
@@ -388,6 +447,26 @@ mod tests {
             )
             .unwrap_err();
             assert!(matches!(err, MailboxError::Config(_)), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_beta_root_sits_beside_v1() {
+        for (root, beta) in [
+            (
+                "https://graph.microsoft.com",
+                "https://graph.microsoft.com/beta",
+            ),
+            (
+                "https://graph.microsoft.us/v1.0/",
+                "https://graph.microsoft.us/beta",
+            ),
+            (
+                "http://127.0.0.1:8080/graph",
+                "http://127.0.0.1:8080/graph/beta",
+            ),
+        ] {
+            assert_eq!(beta_root(source(root).api_root()).as_str(), beta);
         }
     }
 

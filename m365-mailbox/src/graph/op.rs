@@ -27,6 +27,10 @@ const SUMMARY_SELECT: &[&str] = &[
     "subject",
 ];
 
+/// Redirects followed for one request (an archive's folder may live in an auxiliary
+/// archive, which may redirect once more).
+const MAX_REDIRECTS: usize = 5;
+
 /// Largest JSON page accepted.
 const MAX_PAGE_BYTES: usize = 64 << 20;
 
@@ -55,6 +59,8 @@ pub(super) enum Op {
     PermanentDelete(String),
     /// `POST $batch` with these inner requests.
     Batch(wire::BatchRequest),
+    /// `GET /beta/users/{id}/settings/exchange` (the archive mailbox's id).
+    ExchangeSettings,
 }
 
 impl Op {
@@ -70,6 +76,7 @@ impl Op {
             Op::Move { id, .. } => format!("POST messages/{id}/move"),
             Op::PermanentDelete(id) => format!("POST messages/{id}/permanentDelete"),
             Op::Batch(_) => "POST $batch".into(),
+            Op::ExchangeSettings => "GET settings/exchange".into(),
         }
     }
 
@@ -89,6 +96,11 @@ impl Op {
             Op::Batch(payload) => serde_json::to_value(payload).ok(),
             _ => None,
         }
+    }
+
+    /// Whether the request goes to Graph beta whatever the mailbox.
+    pub(super) fn is_beta(&self) -> bool {
+        matches!(self, Op::ExchangeSettings)
     }
 
     fn is_delete(&self) -> bool {
@@ -193,6 +205,11 @@ impl<R: ReadAnswer> Exchange for Call<'_, R> {
     fn refused(&self, refusal: Refusal, repeated: bool) -> Verdict<Failure> {
         if refusal.status == StatusCode::NOT_FOUND && repeated && self.op.is_delete() {
             return Verdict::Fail(Failure::AlreadyDone);
+        }
+        // An item the service cannot render fails the same way every time, whatever
+        // the status: asking again only spends the mailbox's budget.
+        if matches!(self.op, Op::Mime(_)) && super::classify::is_unconvertible(&refusal) {
+            return Verdict::Fail(self.failed(refusal));
         }
         if refusal.is_transient() {
             return Verdict::Retry(refusal);
@@ -300,7 +317,11 @@ impl Inner {
 
     /// Builds the request with graph-rs-sdk.
     pub(super) fn build(&self, mailbox: &str, op: &Op) -> graph_http::api_impl::RequestHandler {
-        let g = &self.graph;
+        let g = if op.is_beta() || crate::is_archive_mailbox_id(mailbox) {
+            &self.graph_beta
+        } else {
+            &self.graph
+        };
         let user = g.user(mailbox);
         let page = self.options.page_size.max(1).to_string();
         // Folder listings include hidden folders, a page at a time.
@@ -355,6 +376,9 @@ impl Inner {
             Op::Batch(_) => g
                 .custom(Method::POST, self.body_of(op))
                 .extend_path(&["$batch"]),
+            Op::ExchangeSettings => g
+                .custom(Method::GET, None)
+                .extend_path(&["users", mailbox, "settings", "exchange"]),
         };
         handler.headers(self.mail_headers())
     }
@@ -372,6 +396,9 @@ impl Inner {
         token: &AccessToken,
     ) -> Result<reqwest::Response, String> {
         let handler = self.build(mailbox, op);
+        if op.is_beta() || crate::is_archive_mailbox_id(mailbox) {
+            return self.send_following(op, handler.url().clone(), token).await;
+        }
         match &self.direct {
             None => m365_auth::transport::send_with_token(token, handler.send()).await,
             Some(client) => {
@@ -390,6 +417,57 @@ impl Inner {
                     .map_err(|e| m365_auth::transport::describe_reqwest(&e))
             }
         }
+    }
+
+    /// Sends a Graph beta request (the archive mailboxes' API) with our own client and
+    /// follows its redirects: an auto-expanded archive answers reads of content that
+    /// lives in an auxiliary archive with `308` and the `Location` to ask instead. The
+    /// bearer token goes only to the Graph origin; a redirect elsewhere is followed
+    /// without it.
+    async fn send_following(
+        &self,
+        op: &Op,
+        first: Url,
+        token: &AccessToken,
+    ) -> Result<reqwest::Response, String> {
+        let mut url = first;
+        for _ in 0..=MAX_REDIRECTS {
+            let mut request = self
+                .plain
+                .request(op.method(), url.clone())
+                .headers(self.mail_headers());
+            if url.origin() == self.api.origin() {
+                request = request.bearer_auth(token.secret());
+            }
+            if let Some(body) = op.body() {
+                request = request.json(&body);
+            } else if op.method() == Method::POST {
+                request = request.header(reqwest::header::CONTENT_LENGTH, "0");
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| m365_auth::transport::describe_reqwest(&e))?;
+            if !response.status().is_redirection() {
+                return Ok(response);
+            }
+            let Some(location) = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+            else {
+                return Ok(response);
+            };
+            let next = url
+                .join(location)
+                .map_err(|e| format!("redirect to an unusable Location {location:?}: {e}"))?;
+            if !matches!(next.scheme(), "http" | "https") {
+                return Err(format!("redirect to a non-HTTP Location {location:?}"));
+            }
+            tracing::debug!(from = %url.path(), to = %next.path(), status = response.status().as_u16(), "following a redirect");
+            url = next;
+        }
+        Err(format!("more than {MAX_REDIRECTS} redirects in a row"))
     }
 
     /// Runs one call through the shared retry loop with the mailbox's gate and counters.

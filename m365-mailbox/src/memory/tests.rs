@@ -14,15 +14,7 @@ async fn round(
     folder: &str,
     cursor: Option<DeltaCursor>,
 ) -> (Vec<DeltaEvent>, DeltaCursor) {
-    let events: Vec<DeltaEvent> = s
-        .changes(MB, folder, cursor)
-        .map(|e| e.unwrap())
-        .collect()
-        .await;
-    let Some(DeltaEvent::Done(c)) = events.last().cloned() else {
-        panic!("round did not end with Done: {events:?}");
-    };
-    (events[..events.len() - 1].to_vec(), c)
+    round_in(s, MB, folder, cursor).await
 }
 
 fn ids(events: &[DeltaEvent]) -> (Vec<String>, Vec<String>) {
@@ -131,11 +123,77 @@ async fn deletes_in_three_modes() {
         s.folder_id(MB, "deleteditems").unwrap()
     );
     assert_eq!(s.message_ids(MB), vec![a.clone()]);
+    assert_eq!(
+        s.recoverable_message_ids(MB),
+        vec![b.clone()],
+        "soft: to Deletions"
+    );
     assert_eq!(s.deletions(MB).len(), 3);
     assert!(matches!(
-        s.delete(MB, &b, DeleteMode::HardDelete).await,
+        s.delete(MB, &c, DeleteMode::HardDelete).await,
         Err(MailboxError::MessageGone { .. })
     ));
+}
+
+#[tokio::test]
+async fn an_online_archive_is_a_mailbox_of_its_own_read_by_ids() {
+    let s = MemoryMailboxSource::new();
+    s.add_mailbox(MB);
+    assert_eq!(s.archive_mailbox(MB).await.unwrap(), None);
+    let archive = s.add_archive_mailbox(MB).unwrap();
+    assert!(crate::is_archive_mailbox_id(&archive), "{archive}");
+    assert_eq!(s.archive_mailbox(MB).await.unwrap(), Some(archive.clone()));
+    let folders = s.folders(&archive).await.unwrap();
+    assert!(
+        folders.iter().all(|f| f.well_known_name.is_none()),
+        "ids only"
+    );
+    assert!(s.recoverable_folders(&archive).await.unwrap().is_empty());
+    let inbox = folders.iter().find(|f| f.path == "Inbox").unwrap();
+    let id = s.deliver(&archive, "Inbox", mime("old")).unwrap();
+    let (events, _) = round_in(&s, &archive, &inbox.id, None).await;
+    assert_eq!(ids(&events).0, vec![id.clone()]);
+    assert!(s.message_ids(MB).is_empty(), "the primary holds none of it");
+    s.fail(MB, Operation::ArchiveMailbox, InjectedFailure::AccessDenied);
+    assert!(matches!(
+        s.archive_mailbox(MB).await,
+        Err(MailboxError::AccessDenied { .. })
+    ));
+}
+
+#[tokio::test]
+async fn an_unconvertible_item_fails_alone_every_time() {
+    let s = MemoryMailboxSource::new();
+    s.add_mailbox(MB);
+    let bad = s.deliver(MB, "inbox", mime("bad")).unwrap();
+    let good = s.deliver(MB, "inbox", mime("good")).unwrap();
+    s.fail_message(MB, &bad, InjectedFailure::Unconvertible);
+    for _ in 0..2 {
+        let err = s.fetch_mime(MB, &bad, 1 << 20).await.unwrap_err();
+        let MailboxError::Unconvertible { message_id, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(message_id, &bad);
+        assert!(err.is_permanent() && !err.is_mailbox_wide());
+    }
+    assert!(s.fetch_mime(MB, &good, 1 << 20).await.is_ok());
+}
+
+async fn round_in(
+    s: &MemoryMailboxSource,
+    mailbox: &str,
+    folder: &str,
+    cursor: Option<DeltaCursor>,
+) -> (Vec<DeltaEvent>, DeltaCursor) {
+    let events: Vec<DeltaEvent> = s
+        .changes(mailbox, folder, cursor)
+        .map(|e| e.unwrap())
+        .collect()
+        .await;
+    let Some(DeltaEvent::Done(c)) = events.last().cloned() else {
+        panic!("round did not end with Done: {events:?}");
+    };
+    (events[..events.len() - 1].to_vec(), c)
 }
 
 #[tokio::test]

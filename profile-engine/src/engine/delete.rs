@@ -13,7 +13,13 @@ use super::spawn_blocking;
 use crate::error::NotDeleted;
 
 impl MailboxCtx<'_> {
+    /// The deletion mode in `folder`; `None` where deletion rules never apply: in
+    /// Recoverable Items and in the online archive (what an archive keeps beyond the
+    /// mailbox is not the mailbox's to clean up).
     pub(super) fn delete_mode(&self, folder: &Folder) -> Option<DeleteMode> {
+        if !self.deletable || super::mailbox::is_recoverable(folder) {
+            return None;
+        }
         let mode = self.profile.deletion.mode.delete_mode()?;
         let in_deleted_items = folder.well_known_name.as_deref() == Some("deleteditems");
         if mode == DeleteMode::MoveToDeletedItems && in_deleted_items {

@@ -12,10 +12,14 @@ use tracing::{debug, info, warn};
 
 use super::mailbox::MailboxCtx;
 use super::message::{Candidate, MessageOutcome};
-use crate::checkpoint::{FolderCheckpoint, WaitingMessage};
+use crate::checkpoint::{FailedItem, FolderCheckpoint, WaitingMessage};
 use crate::error::FolderFailure;
 use crate::progress::ProgressEvent;
-use crate::report::MailboxReport;
+use crate::report::{FailureKind, ItemFailure, MailboxReport};
+
+/// Runs that try an item the service cannot render before it is given up (the first
+/// attempt included).
+pub(super) const UNCONVERTIBLE_ATTEMPTS: u32 = 3;
 
 /// How one folder round ended.
 pub(super) struct FolderRound {
@@ -60,6 +64,14 @@ impl MailboxCtx<'_> {
             folder: folder.path.clone(),
         });
         let limit = self.limit();
+        // Items earlier runs could not convert: tried again after the round, unless the
+        // round lists them itself (never twice in one run).
+        let mut retry_failed: HashSet<String> = state
+            .failed
+            .iter()
+            .filter(|(_, f)| !f.given_up)
+            .map(|(id, _)| id.clone())
+            .collect();
         let mut stream = self
             .engine
             .mailboxes
@@ -116,9 +128,14 @@ impl MailboxCtx<'_> {
                     }
                     Some(Ok(DeltaEvent::Removed { id })) => {
                         state.waiting.remove(&id);
+                        state.failed.remove(&id);
+                        retry_failed.remove(&id);
                     }
                     Some(Ok(DeltaEvent::Upsert(summary))) => {
-                        if let Some(candidate) = self.consider(&summary, state)
+                        retry_failed.remove(&summary.id);
+                        let given_up = state.failed.get(&summary.id).is_some_and(|f| f.given_up);
+                        if !given_up
+                            && let Some(candidate) = self.consider(&summary, state)
                             && in_hand_ids.insert(candidate.id.clone())
                         {
                             in_hand.push(self.handle(folder, candidate));
@@ -134,8 +151,27 @@ impl MailboxCtx<'_> {
         }
         let mailbox_wide = error.as_ref().is_some_and(FolderFailure::is_mailbox_wide);
         if !self.cancel.is_cancelled() && !gone && !mailbox_wide && !self.archive_broken() {
-            round_failed |= self.process_waiting(folder, state, report).await;
+            round_failed |= self
+                .process_waiting(folder, state, report, &retry_failed)
+                .await;
         }
+        // Items given up on by earlier runs stay listed.
+        let listed: HashSet<String> = report.failures.iter().map(|f| f.id.clone()).collect();
+        let given_up: Vec<ItemFailure> = state
+            .failed
+            .iter()
+            .filter(|(id, f)| f.given_up && !listed.contains(*id))
+            .map(|(id, f)| ItemFailure {
+                id: id.clone(),
+                subject: f.subject.clone(),
+                folder: folder.path.clone(),
+                reason: f.reason.clone(),
+                kind: FailureKind::Unconvertible,
+                attempts: f.attempts,
+                given_up: true,
+            })
+            .collect();
+        report.list_failures(given_up);
         if round_failed && error.is_none() && !completed {
             debug!("round incomplete: cursor kept for the next run");
         }
@@ -172,13 +208,26 @@ impl MailboxCtx<'_> {
     }
 
     /// After the round: archive messages that have come of age, delete archived
-    /// ones whose deletion is now due.
+    /// ones whose deletion is now due, try again the unconvertible items of earlier
+    /// runs in `retry_failed`.
     async fn process_waiting(
         &self,
         folder: &Folder,
         state: &mut FolderCheckpoint,
         report: &mut MailboxReport,
+        retry_failed: &HashSet<String>,
     ) -> bool {
+        let retries = state
+            .failed
+            .iter()
+            .filter(|(id, f)| !f.given_up && retry_failed.contains(*id))
+            .map(|(id, f)| Candidate {
+                id: id.clone(),
+                received: f.received,
+                is_read: f.is_read,
+                subject: f.subject.clone(),
+                from_waiting: false,
+            });
         let due: Vec<Candidate> = state
             .waiting
             .iter()
@@ -187,6 +236,7 @@ impl MailboxCtx<'_> {
                     id: id.clone(),
                     received: w.received,
                     is_read: w.is_read,
+                    subject: None,
                     from_waiting: true,
                 };
                 let is_due = if w.archived {
@@ -196,6 +246,7 @@ impl MailboxCtx<'_> {
                 };
                 is_due.then_some(candidate)
             })
+            .chain(retries)
             .collect();
         if due.is_empty() {
             return false;
@@ -246,6 +297,45 @@ impl MailboxCtx<'_> {
                 }
                 let permanent = failure.is_permanent();
                 warn!(message = %candidate.id, error = %failure, "message not archived");
+                let (attempts, given_up) = if failure.is_unconvertible() {
+                    self.unreadable.fetch_add(1, Ordering::SeqCst);
+                    let earlier = state.failed.get(&candidate.id);
+                    let attempts = earlier.map_or(0, |f| f.attempts) + 1;
+                    let subject = candidate
+                        .subject
+                        .clone()
+                        .or_else(|| earlier.and_then(|f| f.subject.clone()));
+                    let given_up = attempts >= UNCONVERTIBLE_ATTEMPTS;
+                    state.failed.insert(
+                        candidate.id.clone(),
+                        FailedItem {
+                            subject,
+                            received: candidate.received,
+                            is_read: candidate.is_read,
+                            attempts,
+                            given_up,
+                            reason: failure.to_string(),
+                        },
+                    );
+                    (attempts, given_up)
+                } else {
+                    (1, permanent)
+                };
+                let subject = candidate.subject.clone().or_else(|| {
+                    state
+                        .failed
+                        .get(&candidate.id)
+                        .and_then(|f| f.subject.clone())
+                });
+                report.list_failures([ItemFailure {
+                    id: candidate.id.clone(),
+                    subject,
+                    folder: folder.path.clone(),
+                    reason: failure.to_string(),
+                    kind: failure.kind(),
+                    attempts,
+                    given_up,
+                }]);
                 self.progress.event(ProgressEvent::MessageFailed {
                     mailbox,
                     folder: folder.path.clone(),
@@ -266,9 +356,11 @@ impl MailboxCtx<'_> {
             }
             Ok(handled) if handled.gone => {
                 debug!(message = %candidate.id, "message left the mailbox before it was fetched");
+                state.failed.remove(&candidate.id);
                 false
             }
             Ok(handled) => {
+                state.failed.remove(&candidate.id);
                 self.archive_failures_in_a_row.store(0, Ordering::SeqCst);
                 if handled.new_entry {
                     report.messages_archived += 1;

@@ -17,6 +17,8 @@ pub(super) struct Candidate {
     pub(super) id: String,
     pub(super) received: Option<DateTime<Utc>>,
     pub(super) is_read: bool,
+    /// Its subject, when known (for the report of a failure).
+    pub(super) subject: Option<String>,
     /// Came from the waiting list (re-insert on failure).
     pub(super) from_waiting: bool,
 }
@@ -27,6 +29,7 @@ impl Candidate {
             id: s.id.clone(),
             received: s.received,
             is_read: s.is_read,
+            subject: s.subject.clone(),
             from_waiting: false,
         }
     }

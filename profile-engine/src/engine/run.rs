@@ -2,7 +2,7 @@
 //! storage failures) and its test (a probe of every selected mailbox).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::time::Instant;
 
 use chrono::Utc;
@@ -110,6 +110,7 @@ impl Engine {
             .collect();
         let parallel = profile.run.parallel_mailboxes.max(1);
         let halt = RunHalt::new(cancel);
+        let extra = std::sync::Mutex::new(Vec::new());
         // A hand-rolled bounded set (not `buffer_unordered` over a closure) keeps
         // the run's future `Send`, so callers can spawn it.
         let mut pending = selection.targets.iter();
@@ -118,7 +119,7 @@ impl Engine {
             while running.len() < parallel {
                 match pending.next() {
                     Some(target) => {
-                        running.push(self.run_mailbox(profile, target, &halt, progress))
+                        running.push(self.run_mailbox(profile, target, &halt, &extra, progress))
                     }
                     None => break,
                 }
@@ -137,6 +138,15 @@ impl Engine {
         for target in &selection.targets {
             let after = self.mailboxes.metrics(&target.mailbox);
             let start = before.get(&target.mailbox).cloned().unwrap_or_default();
+            requests += after.requests.saturating_sub(start.requests);
+            throttled += after.throttled.saturating_sub(start.throttled);
+            retries += after.retries.saturating_sub(start.retries);
+        }
+        let extra = extra
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (mailbox, start) in extra {
+            let after = self.mailboxes.metrics(&mailbox);
             requests += after.requests.saturating_sub(start.requests);
             throttled += after.throttled.saturating_sub(start.throttled);
             retries += after.retries.saturating_sub(start.retries);
@@ -249,6 +259,7 @@ impl Engine {
         profile: &Profile,
         target: &Target,
         halt: &RunHalt,
+        extra_mailboxes: &std::sync::Mutex<Vec<(String, MailboxMetrics)>>,
         progress: &dyn ProgressSink,
     ) -> MailboxReport {
         let cancel = &halt.token;
@@ -273,6 +284,9 @@ impl Engine {
             now: self.now(),
             marked: AtomicBool::new(false),
             archive_failures_in_a_row: AtomicUsize::new(0),
+            unreadable: AtomicU64::new(0),
+            deletable: true,
+            extra_mailboxes,
         };
         ctx.run().instrument(span).await
     }

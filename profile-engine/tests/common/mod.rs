@@ -2,8 +2,46 @@
 //! added in one line, the source ids of an archive, and small unique messages.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
 use archive_store::MemoryArchiveStore;
 use directory_sync::{LocalUser, MemoryUserStore, Role, UserOrigin, UserStore};
+use m365_mailbox::MailboxSource;
+use profile_engine::{
+    CancellationToken, CheckpointStore, Engine, EngineOptions, NoProgress, Profile, RunReport,
+};
+
+/// One run of `profile` by an engine over these seams, checkpoints under `dir`.
+pub async fn run_once(
+    mail: Arc<dyn MailboxSource>,
+    users: Arc<MemoryUserStore>,
+    archive: Arc<MemoryArchiveStore>,
+    dir: &Path,
+    profile: &Profile,
+) -> RunReport {
+    Engine::builder()
+        .mailbox_source(mail)
+        .user_store(users)
+        .archive_store(archive)
+        .checkpoints(CheckpointStore::new(dir.join("checkpoints")))
+        .options(EngineOptions::default())
+        .build()
+        .unwrap()
+        .run(profile, &CancellationToken::new(), &NoProgress)
+        .await
+        .unwrap()
+}
+
+/// Archive entries of `user` per archive folder.
+pub fn entries_by_folder(archive: &MemoryArchiveStore, user: &str) -> BTreeMap<String, usize> {
+    let mut by_folder = BTreeMap::new();
+    for (folder, _) in archive.list(user) {
+        *by_folder.entry(folder).or_default() += 1;
+    }
+    by_folder
+}
 
 /// One-line access to the local users of a test.
 pub trait Users {
