@@ -159,7 +159,7 @@ impl MailboxCtx<'_> {
                     planned.extend(plan_recoverable(&recoverable, rules));
                     folders.extend(recoverable);
                 }
-                Err(e) if e.is_mailbox_wide() => return fail_mailbox(report, &e),
+                Err(e) if e.is_mailbox_wide() => return fail_mailbox(report, &e, self.profile),
                 Err(e) => progress.errors.push(format!("Recoverable Items: {e}")),
             }
         }
