@@ -151,3 +151,80 @@ async fn soft_deleted_mail_is_archived_after_the_next_run_and_a_moved_message_on
         .or_default() += 1;
     assert_eq!(setup.entries("owner"), expected, "stored once");
 }
+
+#[tokio::test]
+async fn a_mailbox_is_archived_with_its_deletions_and_its_online_archive_and_unconvertible_items_are_listed_and_retried()
+ {
+    let setup = Setup::new(EmulatorConfig {
+        users: 3,
+        messages_per_user: 12,
+        seed: 31,
+        hidden_mail: true,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let upn = setup.readable().remove(0);
+    assert!(
+        !setup.emu.auxiliary_archive_ids(&upn).is_empty(),
+        "the first user's archive is auto-expanded"
+    );
+    setup.users.add("owner", Some(&upn), true);
+    let mut profile = single(&upn);
+    profile.folders.archive_mailbox = true;
+
+    let first = setup.run(&profile).await;
+    let report = &first.mailboxes[0];
+    let unconvertible = setup.emu.unconvertible_items(&upn);
+    assert!(!unconvertible.is_empty());
+    assert_eq!(first.status, RunStatus::Partial, "{first:?}");
+    let mut listed: Vec<&str> = report.failures.iter().map(|f| f.id.as_str()).collect();
+    listed.sort_unstable();
+    let mut expected_ids: Vec<&str> = unconvertible.iter().map(|u| u.id.as_str()).collect();
+    expected_ids.sort_unstable();
+    assert_eq!(listed, expected_ids, "{report:?}");
+    assert!(
+        report
+            .failures
+            .iter()
+            .all(|f| f.attempts == 1 && !f.given_up)
+    );
+
+    let entries = setup.entries("owner");
+    let in_folder = |prefix: &str| -> usize {
+        entries
+            .iter()
+            .filter(|(folder, _)| folder.starts_with(prefix))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let deletions = setup.emu.recoverable_counts(&upn)["Deletions"];
+    assert!(deletions > 0);
+    assert_eq!(in_folder("Recoverable Items/Deletions"), deletions);
+    assert_eq!(
+        in_folder("Recoverable Items/Purges"),
+        0,
+        "only Deletions by default"
+    );
+    let archived_online = setup.emu.archive_message_count(&upn);
+    assert!(archived_online > 0);
+    assert_eq!(in_folder("Online Archive/"), archived_online);
+    let total: usize = entries.values().sum();
+    assert_eq!(
+        total,
+        setup.emu.message_count(&upn) - unconvertible.len() + deletions + archived_online,
+        "{entries:?}"
+    );
+
+    // A rerun asks for the unconvertible items again, and for nothing else.
+    let before = setup.emu.stats().await;
+    let second = setup.run(&profile).await;
+    let after = setup.emu.stats().await;
+    let again = &second.mailboxes[0];
+    assert_eq!(again.messages_archived, 0, "{second:?}");
+    assert_eq!(
+        spent_on(&before, &after, "$value"),
+        unconvertible.len() as u64
+    );
+    assert!(again.failures.iter().all(|f| f.attempts == 2), "{again:?}");
+    assert_eq!(setup.entries("owner"), entries);
+}
