@@ -788,3 +788,92 @@ async fn a_large_message_is_spooled_archived_and_byte_exact() {
     );
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_user_and_shared_mailbox_is_archived_with_its_hidden_mail_and_rooms_are_skipped() {
+    use m365_emulator::MailboxPurpose;
+    let emu = Emulator::start(EmulatorConfig {
+        users: 6,
+        messages_per_user: 10,
+        seed: 9,
+        special_users: false,
+        mailbox_kinds: true,
+        hidden_mail: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let stack = stack(&Tenant::of(&emu), data.path());
+    let mut profile = everyone();
+    profile.folders.archive_mailbox = true;
+    let report = stack
+        .engine
+        .run(&profile, &CancellationToken::new(), &NoProgress)
+        .await
+        .unwrap();
+    // Items Graph cannot convert make the run partial (the default), nothing else does.
+    assert_eq!(report.status, RunStatus::Partial, "{report:?}");
+    let stats = stack.archive.stats().unwrap();
+    let (mut shared, mut with_archive, mut with_auxiliary) = (0, 0, 0);
+    for user in emu.users() {
+        let mail = user.mail.clone().unwrap().to_ascii_lowercase();
+        let archived = report.mailboxes.iter().find(|m| m.mailbox == mail);
+        let local = stack.users.find_by_address(&mail).unwrap();
+        match user.purpose {
+            MailboxPurpose::Room | MailboxPurpose::Equipment => {
+                assert!(archived.is_none(), "{mail} archived");
+                assert!(local.is_none(), "{mail} synced");
+            }
+            purpose => {
+                let expected = if purpose == MailboxPurpose::Shared {
+                    shared += 1;
+                    profile_engine::MailboxKind::Shared
+                } else {
+                    profile_engine::MailboxKind::User
+                };
+                let local = local.unwrap_or_else(|| panic!("{mail} not synced"));
+                assert_eq!(local.mailbox_kind(), expected, "{mail}");
+                let archived = archived.unwrap_or_else(|| panic!("{mail} not archived"));
+                let unconvertible = emu.unconvertible_items(&user.upn);
+                let mut failed: Vec<&str> =
+                    archived.failures.iter().map(|f| f.id.as_str()).collect();
+                failed.sort_unstable();
+                let mut expected_failed: Vec<&str> =
+                    unconvertible.iter().map(|u| u.id.as_str()).collect();
+                expected_failed.sort_unstable();
+                assert_eq!(failed, expected_failed, "{mail}");
+                let in_view = emu.message_count(&user.upn) - unconvertible.len();
+                let deletions = emu
+                    .recoverable_counts(&user.upn)
+                    .get("Deletions")
+                    .copied()
+                    .unwrap_or(0);
+                let online = emu.archive_message_count(&user.upn);
+                let count = (in_view + deletions + online) as u64;
+                assert!(in_view > 0 && deletions > 0, "{mail}");
+                assert_eq!(archived.messages_archived, count, "{mail}: {archived:?}");
+                assert_eq!(stats.users.get(&local.name).copied(), Some(count), "{mail}");
+                let listing = stack.archive.list(&local.name, None).unwrap();
+                let under = |prefix: &str| {
+                    listing
+                        .iter()
+                        .filter(|e| e.folder.starts_with(prefix))
+                        .count()
+                };
+                assert_eq!(under("Recoverable Items/Deletions"), deletions, "{mail}");
+                assert_eq!(under("Online Archive/"), online, "{mail}");
+                with_archive += usize::from(online > 0);
+                with_auxiliary += usize::from(!emu.auxiliary_archive_ids(&user.upn).is_empty());
+            }
+        }
+    }
+    assert_eq!(
+        shared, 3,
+        "info@, support@ and a departed employee's mailbox"
+    );
+    assert!(
+        with_archive >= 2 && with_auxiliary >= 1,
+        "{with_archive} online archives, {with_auxiliary} auto-expanded"
+    );
+}
