@@ -364,15 +364,12 @@ impl DiskArchiveStore {
                 "{missing_listings} entries of the record log are missing from the listing index; run `archive reindex`"
             ));
         }
-        let missing_sources = log_sources
-            .values()
-            .map(|(user, source, address)| {
-                Ok(self.caches().index.source(user, source)? != Some(*address))
-            })
-            .collect::<Result<Vec<bool>, ArchiveError>>()?
-            .into_iter()
-            .filter(|missing| *missing)
-            .count();
+        let mut missing_sources = 0u64;
+        for (user, source, address) in log_sources.values() {
+            if self.caches().index.source(user, source)? != Some(*address) {
+                missing_sources += 1;
+            }
+        }
         let mut missing_chunks = 0u64;
         for key in &good_chunks {
             if self.caches().index.chunk(key)?.is_none() {
