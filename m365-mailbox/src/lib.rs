@@ -17,11 +17,16 @@ pub mod paths;
 pub mod retry;
 pub mod throttle;
 pub mod wire;
+pub mod write;
 
 pub use graph::{GraphMailboxOptions, GraphMailboxSource};
 pub use memory::{InjectedFailure, MemoryMailboxSource, Operation};
 pub use retry::RetryPolicy;
 pub use throttle::{GateLimits, ThrottleRegistry};
+pub use write::{
+    BodyKind, FolderRestoreState, Importance, MailboxWriter, NewAttachment, NewMessage, Recipient,
+    RestoreKey, RestoredItem, WriteLimits,
+};
 
 use std::path::Path;
 use std::time::Duration;
@@ -327,6 +332,23 @@ pub enum MailboxError {
         /// The cap.
         limit: u64,
     },
+    /// A write would exceed what the service takes in one request (Graph: 4 MB), e.g. an
+    /// exact-MIME create of a large message.
+    #[error(
+        "{mailbox}: {what} is {size} bytes, over the service's limit of {limit} bytes for {limit_name}"
+    )]
+    RequestTooLarge {
+        /// The mailbox address.
+        mailbox: String,
+        /// What was to be sent (e.g. `the MIME of message <id>`).
+        what: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+        /// The limit's name, e.g. `an exact-MIME create`.
+        limit_name: String,
+    },
     /// The service cannot render this one item as MIME (Graph: "text does not support
     /// structured data"); it fails the same way every time, the mailbox goes on.
     #[error(
@@ -480,6 +502,7 @@ impl MailboxError {
                 | MailboxError::FolderGone { .. }
                 | MailboxError::MessageGone { .. }
                 | MailboxError::TooLarge { .. }
+                | MailboxError::RequestTooLarge { .. }
                 | MailboxError::Unconvertible { .. }
                 | MailboxError::TokenRejected { .. }
                 | MailboxError::Config(_)
