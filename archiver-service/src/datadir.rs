@@ -165,6 +165,12 @@ impl DataDir {
         self.state().join("checkpoints")
     }
 
+    /// `governance`: retention policies, legal holds and pending erasures
+    /// (`governance.json`).
+    pub fn governance(&self) -> PathBuf {
+        self.root.join("governance")
+    }
+
     /// `state/history`: one JSON line per finished run.
     pub fn history(&self) -> PathBuf {
         self.state().join("history")

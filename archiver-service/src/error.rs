@@ -87,6 +87,9 @@ pub enum ServiceError {
     /// A profile, a run or its state failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// Retention policies, legal holds or erasure failed.
+    #[error(transparent)]
+    Retention(#[from] retention::RetentionError),
     /// An error with what the service was doing when it happened.
     #[error("{context}")]
     Context {
@@ -174,8 +177,20 @@ impl ServiceError {
             Self::Auth(e) => auth_category(e),
             Self::Mailbox(e) => mailbox_category(e),
             Self::Engine(e) => engine_category(e),
+            Self::Retention(e) => retention_category(e),
             Self::Context { source, .. } => source.category(),
         }
+    }
+}
+
+fn retention_category(e: &retention::RetentionError) -> ErrorCategory {
+    use retention::RetentionError as R;
+    match e {
+        R::Invalid { .. } => ErrorCategory::Invalid,
+        R::NotFound { .. } => ErrorCategory::NotFound,
+        R::Conflict(_) => ErrorCategory::Conflict,
+        R::Io { source, .. } => io_category(source.kind()),
+        _ => ErrorCategory::Internal,
     }
 }
 

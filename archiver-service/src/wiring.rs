@@ -308,6 +308,9 @@ pub(crate) fn engine_for(
         .archive_store(stores.archive.clone())
         .checkpoints(profile_engine::CheckpointStore::new(dir.checkpoints()))
         .directory_source(connection.directory_source()?)
+        .governance(Arc::new(retention::FileGovernanceStore::open(
+            dir.governance(),
+        )?))
         .options(options);
     Ok(builder.build()?)
 }
