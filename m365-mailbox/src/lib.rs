@@ -11,6 +11,7 @@
 //! - [`MemoryMailboxSource`]: an in-memory mailbox service with real delta semantics and
 //!   injectable failures, for the tests of the crates built on this seam.
 
+pub mod budget;
 pub mod graph;
 pub mod memory;
 pub mod paths;
@@ -19,6 +20,7 @@ pub mod throttle;
 pub mod wire;
 pub mod write;
 
+pub use budget::{UploadBudget, UploadBudgets};
 pub use graph::{GraphMailboxOptions, GraphMailboxSource};
 pub use memory::{InjectedFailure, MemoryMailboxSource, Operation};
 pub use retry::RetryPolicy;
