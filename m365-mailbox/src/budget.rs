@@ -2,8 +2,8 @@
 //!
 //! Outlook limits what one app uploads into one mailbox (150 MB per 5 minutes) and answers
 //! 429 beyond it. Every write with a body draws its size from the mailbox's
-//! [`UploadBudget`] before it is sent, and waits while the last window's uploads leave no
-//! room: the budget is a sliding window, so no window of that length ever holds more than
+//! [`UploadBudget`] once the mailbox's gate admitted it, just before each attempt is sent,
+//! and waits while the last window's uploads leave no room: the budget is a sliding window, so no window of that length ever holds more than
 //! the limit, whether the service counts by window or as a token bucket refilled at
 //! limit/window (a bucket that starts full would let twice the limit through in its first
 //! window). Budgets live in a process-wide [`UploadBudgets`] registry keyed like the

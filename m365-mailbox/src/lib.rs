@@ -2,7 +2,9 @@
 //! MIME download and deletion, with Outlook throttling handled inside.
 //!
 //! The [`MailboxSource`] trait is the seam the profile engine uses; callers never
-//! see throttling or retries except in [`MailboxMetrics`].
+//! see throttling or retries except in [`MailboxMetrics`]. [`MailboxWriter`] is the write
+//! side (restore): folder paths and messages created, within the per-mailbox upload
+//! budget ([`budget`]).
 //!
 //! Two implementations:
 //! - [`GraphMailboxSource`]: Microsoft Graph v1.0 through graph-rs-sdk, with our own page

@@ -218,33 +218,11 @@ pub(super) fn odata_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// The `Message-ID` of a MIME message's header block (unfolded, trimmed), if it has one.
+/// The `Message-ID` of a MIME message's header block, if it has one.
 pub(super) fn mime_message_id(mime: &[u8]) -> Option<String> {
-    let end = mime
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .or_else(|| mime.windows(2).position(|w| w == b"\n\n"))
-        .unwrap_or(mime.len());
-    let head = String::from_utf8_lossy(&mime[..end]);
-    let mut found: Option<String> = None;
-    let mut in_id = false;
-    for line in head.lines() {
-        if line.starts_with([' ', '\t']) {
-            if in_id && let Some(id) = found.as_mut() {
-                id.push_str(line.trim());
-            }
-            continue;
-        }
-        in_id = false;
-        if found.is_none()
-            && let Some((name, value)) = line.split_once(':')
-            && name.trim().eq_ignore_ascii_case("message-id")
-        {
-            found = Some(value.trim().to_string());
-            in_id = true;
-        }
-    }
-    found.filter(|id| !id.is_empty())
+    crate::memory::header(mime, "message-id")
+        .map(|id| id.trim().to_string())
+        .filter(|id| !id.is_empty())
 }
 
 #[cfg(test)]
@@ -397,7 +375,7 @@ mod tests {
                 Some("<a@b>"),
             ),
             (
-                b"message-id:\r\n <long@\r\n example>\r\n\r\n",
+                b"message-id:\r\n <long@example>\r\n\r\n",
                 Some("<long@example>"),
             ),
             (b"Subject: x\n\nMessage-ID: <not@header>", None),

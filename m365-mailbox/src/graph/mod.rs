@@ -110,7 +110,8 @@ impl Default for GraphMailboxOptions {
     }
 }
 
-/// Microsoft Graph implementation of [`MailboxSource`].
+/// Microsoft Graph implementation of [`MailboxSource`] and of [`crate::MailboxWriter`]:
+/// one object reads and writes, with one gate and one upload budget per mailbox.
 ///
 /// Cheap to clone; clones share gates, caches and metrics.
 ///
@@ -398,17 +399,22 @@ impl MailboxSource for GraphMailboxSource {
     }
 
     fn metrics(&self, mailbox: &str) -> MailboxMetrics {
-        let counts = lock(&self.inner.metrics)
-            .get(&mailbox.to_lowercase())
-            .map(|c| c.snapshot())
-            .unwrap_or_default();
-        MailboxMetrics {
-            requests: counts.requests,
-            throttled: counts.throttled,
-            // A token refresh repeats the request too.
-            retries: counts.retries + counts.token_refreshes,
-            bytes: counts.bytes,
-        }
+        metrics_of(&self.inner.metrics, mailbox)
+    }
+}
+
+/// The counters of `mailbox` in `map`, as [`MailboxMetrics`].
+fn metrics_of(map: &Mutex<HashMap<String, Arc<RequestCounters>>>, mailbox: &str) -> MailboxMetrics {
+    let counts = lock(map)
+        .get(&mailbox.to_lowercase())
+        .map(|c| c.snapshot())
+        .unwrap_or_default();
+    MailboxMetrics {
+        requests: counts.requests,
+        throttled: counts.throttled,
+        // A token refresh repeats the request too.
+        retries: counts.retries + counts.token_refreshes,
+        bytes: counts.bytes,
     }
 }
 

@@ -67,9 +67,9 @@ pub(super) enum Repeat {
     Once,
     /// A deletion: repeated on faults; a 404 after a fault means the first attempt did it.
     Delete,
-    /// An upload chunk (`last`: the final one): repeated on faults; 404 and 416 end it
-    /// with [`WriteFailure::Session`] (or, for the final chunk after a fault, with
-    /// [`WriteFailure::AlreadyDone`]).
+    /// An upload chunk (`last`: the final one): repeated on faults; a session gone (404,
+    /// 401) or a range refused (416) ends it with [`WriteFailure::Session`], or after a
+    /// fault with [`WriteFailure::AlreadyDone`] (the chunk was taken).
     Chunk {
         /// The final chunk of the upload.
         last: bool,
@@ -159,6 +159,7 @@ impl WriteFailure {
 struct WriteCall<'a> {
     inner: &'a Inner,
     ctx: &'a MailboxCtx,
+    budget: &'a crate::budget::UploadBudget,
     request: &'a WriteRequest,
 }
 
@@ -168,6 +169,18 @@ impl Exchange for WriteCall<'_> {
 
     fn label(&self) -> String {
         format!("{} of {}", self.request.label, self.ctx.mailbox)
+    }
+
+    /// Each attempt's body is drawn from the upload budget once admitted, so it reaches the
+    /// service inside the window it was counted in.
+    async fn before_send(&self) {
+        let bytes = self.request.body.len();
+        if bytes > 0 {
+            let waited = self.budget.draw(bytes).await;
+            if !waited.is_zero() {
+                tracing::debug!(request = %self.request.label, bytes, waited_ms = waited.as_millis() as u64, "waited for the upload budget");
+            }
+        }
     }
 
     async fn send(&self, token: &AccessToken) -> Result<reqwest::Response, String> {
@@ -243,14 +256,16 @@ impl Exchange for WriteCall<'_> {
             Repeat::Delete if status == StatusCode::NOT_FOUND && repeated => {
                 return Verdict::Fail(WriteFailure::AlreadyDone);
             }
-            Repeat::Chunk { last } if status == StatusCode::NOT_FOUND && repeated && last => {
+            // A session forgets its token once the final chunk is in, and a range it has
+            // already taken is refused: after a fault, the lost attempt did the work.
+            Repeat::Chunk { last } if repeated && session_gone(status) && last => {
+                return Verdict::Fail(WriteFailure::AlreadyDone);
+            }
+            Repeat::Chunk { .. } if repeated && status == StatusCode::RANGE_NOT_SATISFIABLE => {
                 return Verdict::Fail(WriteFailure::AlreadyDone);
             }
             Repeat::Chunk { .. }
-                if matches!(
-                    status,
-                    StatusCode::NOT_FOUND | StatusCode::RANGE_NOT_SATISFIABLE
-                ) =>
+                if session_gone(status) || status == StatusCode::RANGE_NOT_SATISFIABLE =>
             {
                 return Verdict::Fail(WriteFailure::Session(refusal));
             }
@@ -288,6 +303,11 @@ impl Exchange for WriteCall<'_> {
     }
 }
 
+/// An upload URL answering 404 (expired) or 401 (its token unknown) has no session.
+pub(super) fn session_gone(status: StatusCode) -> bool {
+    matches!(status, StatusCode::NOT_FOUND | StatusCode::UNAUTHORIZED)
+}
+
 impl WriteCall<'_> {
     fn error(&self, refusal: Refusal) -> MailboxError {
         if refusal.status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -309,21 +329,14 @@ impl WriteCall<'_> {
 }
 
 impl Inner {
-    /// Sends one write request: its body drawn from the upload budget, then the retry
-    /// loop (once per fault for [`Repeat::Once`]).
+    /// Sends one write request through the retry loop (once per fault for
+    /// [`Repeat::Once`]), each attempt's body drawn from `budget`.
     pub(super) async fn write(
         &self,
         ctx: &MailboxCtx,
         budget: &crate::budget::UploadBudget,
         request: &WriteRequest,
     ) -> Result<Answer, WriteFailure> {
-        let bytes = request.body.len();
-        if bytes > 0 {
-            let waited = budget.draw(bytes).await;
-            if !waited.is_zero() {
-                tracing::debug!(request = %request.label, bytes, waited_ms = waited.as_millis() as u64, "waited for the upload budget");
-            }
-        }
         let transport = match request.repeat {
             Repeat::Once => &self.writes.once,
             _ => &self.transport,
@@ -331,6 +344,7 @@ impl Inner {
         let call = WriteCall {
             inner: self,
             ctx,
+            budget,
             request,
         };
         let lane = Lane {

@@ -4,11 +4,11 @@
 //! the final one answers 201. Every chunk draws from the upload budget and holds one of
 //! the mailbox's slots like any request.
 //!
-//! A chunk that failed after its retries, or that the session refuses (416), is not the
-//! end: the session is asked where it stands (`GET uploadUrl`) and the upload goes on
-//! from its first expected byte; a session gone (404, expired) is replaced by a new one.
-//! A final chunk repeated after a fault that finds the session gone was taken by the
-//! first attempt.
+//! A chunk that failed after its retries is not the end: it is sent again from the last
+//! `nextExpectedRanges`; a range the session then refuses (416) was taken by the attempt
+//! whose answer was lost, and the upload goes on after it. A session gone (404 expired,
+//! 401 token unknown) is replaced by a new one, except after the final chunk's lost
+//! answer: a session forgets its token once complete.
 
 use reqwest::{Method, StatusCode};
 use url::Url;
@@ -16,7 +16,7 @@ use url::Url;
 use super::Inner;
 use super::compose;
 use super::op::Target;
-use super::request::{Body, Repeat, WriteFailure, WriteRequest};
+use super::request::{Body, Repeat, WriteFailure, WriteRequest, session_gone};
 use super::write::{Session, WriteCtx};
 use crate::MailboxError;
 use crate::write::NewAttachment;
@@ -41,6 +41,8 @@ impl Inner {
         let mut url = self.open_session(ctx, id, a).await?;
         let mut next = 0u64;
         let mut resumes = 0u32;
+        // The current range is being sent again after a failed round.
+        let mut resumed = false;
         loop {
             let end = (next + CHUNK_BYTES).min(total);
             let last = end == total;
@@ -57,51 +59,64 @@ impl Inner {
                 repeat: Repeat::Chunk { last },
                 what: format!("a chunk of attachment {:?}", a.name),
             };
-            let failure = match self.write(&ctx.mailbox, &ctx.budget, &request).await {
+            match self.write(&ctx.mailbox, &ctx.budget, &request).await {
                 Ok(answer) if answer.status == StatusCode::CREATED => return Ok(()),
                 Ok(answer) => {
                     let session: Session = answer.parse(&ctx.mailbox, &request)?;
                     match first_expected(&session.next_expected_ranges) {
                         Some(start) if start > next && start < total => {
                             next = start;
+                            resumed = false;
                             continue;
                         }
-                        // No progress, or an answer that says nothing usable: ask.
-                        _ => None,
+                        // No progress: send the same range again.
+                        _ => {}
                     }
                 }
-                Err(WriteFailure::AlreadyDone) => return Ok(()),
-                Err(WriteFailure::Session(refusal)) => Some(refusal.status),
-                Err(WriteFailure::Error(e)) if e.is_transient() => None,
+                // An attempt whose answer was lost delivered the chunk.
+                Err(WriteFailure::AlreadyDone) if last => return Ok(()),
+                Err(WriteFailure::AlreadyDone) => {
+                    next = end;
+                    resumed = false;
+                    continue;
+                }
+                // Sent again after a failed round: the range refused was taken.
+                Err(WriteFailure::Session(r))
+                    if resumed && r.status == StatusCode::RANGE_NOT_SATISFIABLE =>
+                {
+                    if last {
+                        return Ok(());
+                    }
+                    next = end;
+                    resumed = false;
+                    continue;
+                }
+                Err(WriteFailure::Session(r)) if resumed && last && session_gone(r.status) => {
+                    return Ok(());
+                }
+                Err(WriteFailure::Session(_)) => {
+                    resumes += 1;
+                    if resumes > MAX_RESUMES {
+                        return Err(stalled(ctx, a, next, resumes));
+                    }
+                    tracing::info!(attachment = %a.name, "the upload session is gone or out of step; opening a new one");
+                    url = self.open_session(ctx, id, a).await?;
+                    next = 0;
+                    resumed = false;
+                    continue;
+                }
+                // Faults beyond the retries: resume from the last expected byte.
+                Err(WriteFailure::Error(e)) if e.is_transient() => {}
                 Err(f) => {
                     return Err(WriteFailure::Error(
                         f.into_error(&ctx.mailbox, &request.label),
                     ));
                 }
-            };
+            }
             resumes += 1;
+            resumed = true;
             if resumes > MAX_RESUMES {
-                return Err(WriteFailure::Error(MailboxError::RetriesExhausted {
-                    mailbox: ctx.mailbox.mailbox.clone(),
-                    operation: format!("the upload of attachment {:?}", a.name),
-                    attempts: resumes,
-                    last: format!("the session made no progress past byte {next} of {total}"),
-                }));
-            }
-            if failure == Some(StatusCode::NOT_FOUND) {
-                tracing::info!(attachment = %a.name, "the upload session is gone; opening a new one");
-                url = self.open_session(ctx, id, a).await?;
-                next = 0;
-                continue;
-            }
-            match self.session_state(ctx, &url, id).await {
-                Ok(Some(start)) => next = start.min(total.saturating_sub(1)),
-                Ok(None) => return Ok(()),
-                Err(WriteFailure::Session(_)) => {
-                    url = self.open_session(ctx, id, a).await?;
-                    next = 0;
-                }
-                Err(f) => return Err(f),
+                return Err(stalled(ctx, a, next, resumes));
             }
         }
     }
@@ -140,27 +155,19 @@ impl Inner {
             })
         })
     }
+}
 
-    /// Where a session stands: its first expected byte (`None`: it expects nothing more).
-    async fn session_state(
-        &self,
-        ctx: &WriteCtx,
-        url: &Url,
-        id: &str,
-    ) -> Result<Option<u64>, WriteFailure> {
-        let request = WriteRequest {
-            method: Method::GET,
-            url: url.clone(),
-            body: Body::Empty,
-            label: "GET uploadUrl".into(),
-            target: Target::Message(id.to_string()),
-            repeat: Repeat::Chunk { last: false },
-            what: "the state of an upload session".into(),
-        };
-        let answer = self.write(&ctx.mailbox, &ctx.budget, &request).await?;
-        let session: Session = answer.parse(&ctx.mailbox, &request)?;
-        Ok(first_expected(&session.next_expected_ranges))
-    }
+/// The error of an upload that stopped making progress.
+fn stalled(ctx: &WriteCtx, a: &NewAttachment, next: u64, rounds: u32) -> WriteFailure {
+    WriteFailure::Error(MailboxError::RetriesExhausted {
+        mailbox: ctx.mailbox.mailbox.clone(),
+        operation: format!("the upload of attachment {:?}", a.name),
+        attempts: rounds,
+        last: format!(
+            "the session made no progress past byte {next} of {}",
+            a.bytes.len()
+        ),
+    })
 }
 
 /// The first byte of the first range of `nextExpectedRanges` (`"12345-"`, `"0-1023"`).
