@@ -725,7 +725,7 @@ fn parse_cursor(cursor: &str) -> Option<(String, String, u64, u64)> {
 }
 
 /// The first value of a header in the header block of `mime` (unfolded, trimmed).
-fn header(mime: &[u8], name: &str) -> Option<String> {
+pub(crate) fn header(mime: &[u8], name: &str) -> Option<String> {
     let end = mime
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
