@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use archive_restore::RestoreError;
 use archive_store::ArchiveError;
 use directory_sync::DirectoryError;
 use m365_auth::AuthError;
@@ -87,6 +88,9 @@ pub enum ServiceError {
     /// A profile, a run or its state failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A restore failed as a whole.
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
     /// An error with what the service was doing when it happened.
     #[error("{context}")]
     Context {
@@ -174,6 +178,7 @@ impl ServiceError {
             Self::Auth(e) => auth_category(e),
             Self::Mailbox(e) => mailbox_category(e),
             Self::Engine(e) => engine_category(e),
+            Self::Restore(e) => restore_category(e),
             Self::Context { source, .. } => source.category(),
         }
     }
@@ -249,6 +254,19 @@ fn mailbox_category(e: &MailboxError) -> ErrorCategory {
         MailboxError::TooLarge { .. } | MailboxError::Config(_) => C::Invalid,
         MailboxError::RetriesExhausted { .. } | MailboxError::Timeout { .. } => C::Unavailable,
         MailboxError::Auth(a) => auth_category(a),
+        _ => C::Internal,
+    }
+}
+
+fn restore_category(e: &RestoreError) -> ErrorCategory {
+    use ErrorCategory as C;
+    match e {
+        RestoreError::UnknownIds { .. } | RestoreError::UnknownFolder { .. } => C::NotFound,
+        RestoreError::InvalidRequest { .. }
+        | RestoreError::Unparseable { .. }
+        | RestoreError::ExactMimeTooLarge { .. } => C::Invalid,
+        RestoreError::Archive { source } => archive_category(source),
+        RestoreError::Mailbox { source, .. } => mailbox_category(source),
         _ => C::Internal,
     }
 }

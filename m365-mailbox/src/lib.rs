@@ -20,7 +20,7 @@ pub mod wire;
 pub mod write;
 
 pub use graph::{GraphMailboxOptions, GraphMailboxSource};
-pub use memory::{InjectedFailure, MemoryMailboxSource, Operation};
+pub use memory::{InjectedFailure, MemoryMailboxSource, Operation, WrittenFlags};
 pub use retry::RetryPolicy;
 pub use throttle::{GateLimits, ThrottleRegistry};
 pub use write::{

@@ -308,6 +308,44 @@ pub enum ArchiveCommand {
         /// Directory of .eml files or an mbox file.
         path: PathBuf,
     },
+    /// Writes archived mail back into a mailbox (received, not draft; exactly once).
+    Restore(Box<RestoreArgs>),
+}
+
+/// `archive restore` arguments.
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("restore_selection")
+        .required(true)
+        .args(["id", "query", "folder"])
+))]
+pub struct RestoreArgs {
+    /// Archive owner.
+    #[arg(long, value_name = "U")]
+    pub user: String,
+    /// Message ids to restore (as `archive search` prints them); repeatable.
+    #[arg(long, value_name = "ID", num_args = 1..)]
+    pub id: Vec<String>,
+    /// Restore the messages matching this search.
+    #[arg(long, value_name = "Q")]
+    pub query: Option<String>,
+    /// Restore this folder of the archive (and its subfolders).
+    #[arg(long, value_name = "P")]
+    pub folder: Option<String>,
+    /// Credential (app registration with Mail.ReadWrite) to write with.
+    #[arg(long, value_name = "C")]
+    pub credentials: String,
+    /// Target mailbox (default: the archive owner's own).
+    #[arg(long, value_name = "ADDR")]
+    pub to_mailbox: Option<String>,
+    /// Folder path the original folders are recreated under (default:
+    /// Restored/<YYYY-MM-DD>).
+    #[arg(long, value_name = "PATH")]
+    pub to_folder: Option<String>,
+    /// Post the archived MIME itself: byte-exact, but the item lands as a draft, and
+    /// messages over the service's request limit (Graph: about 3 MB of MIME) are refused.
+    #[arg(long)]
+    pub exact_mime: bool,
 }
 
 #[cfg(test)]
