@@ -440,4 +440,34 @@ mod tests {
         assert_eq!(cli.data_dir, Some(PathBuf::from("/d")));
         assert!(cli.json);
     }
+
+    #[test]
+    fn restore_needs_exactly_one_selection() {
+        let base = [
+            "archive",
+            "restore",
+            "--user",
+            "alice",
+            "--credentials",
+            "c",
+        ];
+        assert!(parse(&base).is_err(), "no selection");
+        let with = |extra: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            parse(&args)
+        };
+        assert!(
+            with(&["--id", "a", "--query", "q"]).is_err(),
+            "two selections"
+        );
+        let cli = with(&["--id", "a", "b", "--exact-mime", "--to-folder", "Case 7"]).unwrap();
+        let Command::Archive(ArchiveCommand::Restore(args)) = cli.command else {
+            panic!("not a restore");
+        };
+        assert_eq!(args.id, ["a", "b"]);
+        assert!(args.exact_mime);
+        assert_eq!(args.to_folder.as_deref(), Some("Case 7"));
+        assert!(with(&["--folder", "Inbox"]).is_ok());
+    }
 }
