@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use archive_restore::RestoreError;
 use archive_store::ArchiveError;
 use directory_sync::DirectoryError;
 use m365_auth::AuthError;
@@ -90,6 +91,9 @@ pub enum ServiceError {
     /// Retention policies, legal holds or erasure failed.
     #[error(transparent)]
     Retention(#[from] retention::RetentionError),
+    /// A restore failed as a whole.
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
     /// An error with what the service was doing when it happened.
     #[error("{context}")]
     Context {
@@ -178,6 +182,7 @@ impl ServiceError {
             Self::Mailbox(e) => mailbox_category(e),
             Self::Engine(e) => engine_category(e),
             Self::Retention(e) => retention_category(e),
+            Self::Restore(e) => restore_category(e),
             Self::Context { source, .. } => source.category(),
         }
     }
@@ -264,6 +269,19 @@ fn mailbox_category(e: &MailboxError) -> ErrorCategory {
         MailboxError::TooLarge { .. } | MailboxError::Config(_) => C::Invalid,
         MailboxError::RetriesExhausted { .. } | MailboxError::Timeout { .. } => C::Unavailable,
         MailboxError::Auth(a) => auth_category(a),
+        _ => C::Internal,
+    }
+}
+
+fn restore_category(e: &RestoreError) -> ErrorCategory {
+    use ErrorCategory as C;
+    match e {
+        RestoreError::UnknownIds { .. } | RestoreError::UnknownFolder { .. } => C::NotFound,
+        RestoreError::InvalidRequest { .. }
+        | RestoreError::Unparseable { .. }
+        | RestoreError::ExactMimeTooLarge { .. } => C::Invalid,
+        RestoreError::Archive { source } => archive_category(source),
+        RestoreError::Mailbox { source, .. } => mailbox_category(source),
         _ => C::Internal,
     }
 }

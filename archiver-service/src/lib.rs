@@ -25,6 +25,7 @@ pub mod datadir;
 mod error;
 pub mod principal;
 mod profiles;
+mod restore;
 pub mod settings;
 mod text;
 mod users;
@@ -34,6 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
 pub use archive::{ArchiveOverview, ExportRequest, ImportRequest, SearchRequest, ShownMessage};
+pub use archive_restore::{RestoreEvent, RestoreFailure, RestoreReport, Selection};
 pub use credentials::{AddedCredential, CredentialTest, MailboxProbe, NewCredential, SecretInput};
 pub use datadir::{DATA_DIR_ENV, resolve_data_dir};
 pub use error::{ErrorCategory, ResultExt, ServiceError, chain};
@@ -42,6 +44,7 @@ pub use profiles::{
     DueProfiles, MailboxSelection, ProfileListing, ProfileSpec, parse_deletion_mode,
     profile_from_spec,
 };
+pub use restore::RestoreRequest;
 pub use settings::human_bytes;
 pub use text::message_text;
 pub use wiring::SecretLookup;

@@ -108,6 +108,11 @@ impl Connection {
             .context_with(|| format!("credential `{}`: Graph client", self.name))
     }
 
+    /// A Graph mailbox source with the default per-request timeout, for restores.
+    pub fn restore_source(&self) -> Result<GraphMailboxSource> {
+        self.mailbox_source(GraphMailboxOptions::default().request_timeout)
+    }
+
     /// A directory source for the tenant of this connection.
     pub fn directory_source(&self) -> Result<Arc<dyn directory_sync::DirectorySource>> {
         let options = directory_sync::GraphDirectoryOptions {
@@ -122,6 +127,18 @@ impl Connection {
         .context_with(|| format!("credential `{}`: directory client", self.name))?;
         Ok(Arc::new(source))
     }
+}
+
+/// The writer a restore goes through for `connection`: the one place where the Graph
+/// write side is plugged into the service.
+pub(crate) fn restore_writer(
+    connection: &Connection,
+) -> Result<Arc<dyn m365_mailbox::MailboxWriter>> {
+    let _source = connection.restore_source()?;
+    Err(ServiceError::unavailable(format!(
+        "credential `{}`: restoring through Microsoft Graph is not available in this build          (the Graph mailbox writer is missing)",
+        connection.name
+    )))
 }
 
 fn no_archive(dir: &DataDir) -> ServiceError {

@@ -24,7 +24,7 @@ pub mod write;
 
 pub use budget::{UploadBudget, UploadBudgets};
 pub use graph::{GraphMailboxOptions, GraphMailboxSource};
-pub use memory::{InjectedFailure, MemoryMailboxSource, Operation};
+pub use memory::{InjectedFailure, MemoryMailboxSource, Operation, WrittenFlags};
 pub use retry::RetryPolicy;
 pub use throttle::{GateLimits, ThrottleRegistry};
 pub use write::{

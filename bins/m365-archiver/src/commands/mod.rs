@@ -5,5 +5,6 @@ pub mod credentials;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod profile;
+pub mod restore;
 pub mod transfer;
 pub mod users;
