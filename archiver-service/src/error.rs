@@ -87,6 +87,9 @@ pub enum ServiceError {
     /// A profile, a run or its state failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The audit log failed.
+    #[error(transparent)]
+    Audit(#[from] audit_log::AuditError),
     /// An error with what the service was doing when it happened.
     #[error("{context}")]
     Context {
@@ -174,6 +177,7 @@ impl ServiceError {
             Self::Auth(e) => auth_category(e),
             Self::Mailbox(e) => mailbox_category(e),
             Self::Engine(e) => engine_category(e),
+            Self::Audit(e) => audit_category(e),
             Self::Context { source, .. } => source.category(),
         }
     }
@@ -250,6 +254,18 @@ fn mailbox_category(e: &MailboxError) -> ErrorCategory {
         MailboxError::RetriesExhausted { .. } | MailboxError::Timeout { .. } => C::Unavailable,
         MailboxError::Auth(a) => auth_category(a),
         _ => C::Internal,
+    }
+}
+
+fn audit_category(e: &audit_log::AuditError) -> ErrorCategory {
+    use audit_log::AuditError as A;
+    if e.is_disk_full() {
+        return ErrorCategory::Unavailable;
+    }
+    match e {
+        A::Io { source, .. } => io_category(source.kind()),
+        A::Unavailable(_) => ErrorCategory::Unavailable,
+        _ => ErrorCategory::Internal,
     }
 }
 
