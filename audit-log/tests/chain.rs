@@ -366,3 +366,28 @@ fn events_carry_what_was_appended() {
         )
     );
 }
+
+/// The figure: what one fsynced append costs (`cargo test -p audit-log --test chain
+/// append_cost -- --ignored --nocapture`).
+#[test]
+#[ignore = "a measurement, not a check"]
+fn append_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileAuditLog::open(dir.path(), options(100)).unwrap();
+    let n = 2_000;
+    let start = std::time::Instant::now();
+    for i in 1..=n {
+        log.append(entry(i)).unwrap();
+    }
+    let append = start.elapsed();
+    let start = std::time::Instant::now();
+    assert!(log.verify().unwrap().ok);
+    let verify = start.elapsed();
+    let bytes = std::fs::metadata(log.path()).unwrap().len();
+    println!(
+        "{n} appends: {:.1} µs each (fsynced), {} bytes per record; verify {:.1} µs per event",
+        append.as_secs_f64() * 1e6 / n as f64,
+        bytes / n,
+        verify.as_secs_f64() * 1e6 / n as f64
+    );
+}
