@@ -1,8 +1,8 @@
 //! The archiver's data directory: where it is, what lives in it, and who may use it.
 //!
 //! Layout: `credentials/` (one TOML per app registration), `profiles/` (one TOML per
-//! profile), `users/` (the local user store), `archive/` (packs and indexes) and
-//! `state/` (checkpoints, run history, run locks). The directory is created `0700`
+//! profile), `users/` (the local user store), `archive/` (packs and indexes), `audit/`
+//! (the audit log) and `state/` (checkpoints, run history, run locks). The directory is created `0700`
 //! and every file the process writes is `0600` (the binaries set a `077` umask).
 //! Credentials open every mailbox of a tenant, so commands that manage credentials
 //! or profiles refuse a directory someone else owns or could write to.
@@ -142,6 +142,11 @@ impl DataDir {
     /// `archive/`: packs, record log and indexes.
     pub fn archive(&self) -> PathBuf {
         self.root.join("archive")
+    }
+
+    /// `audit/`: the audit log and its anchor.
+    pub fn audit(&self) -> PathBuf {
+        self.root.join("audit")
     }
 
     /// `state/`: checkpoints, run history and run locks.

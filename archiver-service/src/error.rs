@@ -94,6 +94,9 @@ pub enum ServiceError {
     /// A restore failed as a whole.
     #[error(transparent)]
     Restore(#[from] RestoreError),
+    /// The audit log failed.
+    #[error(transparent)]
+    Audit(#[from] audit_log::AuditError),
     /// An error with what the service was doing when it happened.
     #[error("{context}")]
     Context {
@@ -183,6 +186,7 @@ impl ServiceError {
             Self::Engine(e) => engine_category(e),
             Self::Retention(e) => retention_category(e),
             Self::Restore(e) => restore_category(e),
+            Self::Audit(e) => audit_category(e),
             Self::Context { source, .. } => source.category(),
         }
     }
@@ -283,6 +287,15 @@ fn restore_category(e: &RestoreError) -> ErrorCategory {
         RestoreError::Archive { source } => archive_category(source),
         RestoreError::Mailbox { source, .. } => mailbox_category(source),
         _ => C::Internal,
+fn audit_category(e: &audit_log::AuditError) -> ErrorCategory {
+    use audit_log::AuditError as A;
+    if e.is_disk_full() {
+        return ErrorCategory::Unavailable;
+    }
+    match e {
+        A::Io { source, .. } => io_category(source.kind()),
+        A::Unavailable(_) => ErrorCategory::Unavailable,
+        _ => ErrorCategory::Internal,
     }
 }
 

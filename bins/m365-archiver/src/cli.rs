@@ -38,6 +38,31 @@ pub enum Command {
     /// The archive: statistics, integrity, search, export and import.
     #[command(subcommand)]
     Archive(ArchiveCommand),
+    /// The audit log: who read which mail and changed what; its chain verified.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Lists events: from --since on (the first N), else the last N.
+    List {
+        /// Only events recorded at or after this RFC 3339 time.
+        #[arg(long, value_name = "RFC3339", value_parser = crate::commands::audit::parse_since)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// At most N events.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Walks the hash chain; names the first broken event and prints the head.
+    Verify,
+    /// Writes every event as JSON lines, exactly as stored.
+    Export {
+        /// Output file (replaced atomically).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 /// `demo` options.

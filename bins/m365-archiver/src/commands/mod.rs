@@ -1,6 +1,7 @@
 //! One module per command group.
 
 pub mod archive;
+pub mod audit;
 pub mod credentials;
 #[cfg(feature = "demo")]
 pub mod demo;
