@@ -287,6 +287,9 @@ fn restore_category(e: &RestoreError) -> ErrorCategory {
         RestoreError::Archive { source } => archive_category(source),
         RestoreError::Mailbox { source, .. } => mailbox_category(source),
         _ => C::Internal,
+    }
+}
+
 fn audit_category(e: &audit_log::AuditError) -> ErrorCategory {
     use audit_log::AuditError as A;
     if e.is_disk_full() {

@@ -20,6 +20,7 @@ use crate::error::{ResultExt, ServiceError};
 use crate::principal::{Grant, Role};
 use crate::wiring;
 use crate::{Principal, Service};
+use audit_log::{Action, Target};
 
 type Result<T> = std::result::Result<T, ServiceError>;
 
@@ -109,6 +110,28 @@ impl Service {
         writer: &dyn MailboxWriter,
         progress: &(dyn Fn(&RestoreEvent) + Send + Sync),
     ) -> Result<RestoreReport> {
+        let attempted = Target {
+            user: Some(request.user.clone()),
+            ..Target::default()
+        };
+        match self
+            .restore_recorded(principal, request, writer, progress)
+            .await
+        {
+            Ok(report) => Ok(report),
+            Err(e) => Err(self.denial(principal, Action::ContentRestore, attempted, e)),
+        }
+    }
+
+    /// The restore itself: recorded in the audit log before any mail leaves the archive
+    /// (no record, no restore), and its outcome after.
+    async fn restore_recorded(
+        &self,
+        principal: &Principal,
+        request: &RestoreRequest,
+        writer: &dyn MailboxWriter,
+        progress: &(dyn Fn(&RestoreEvent) + Send + Sync),
+    ) -> Result<RestoreReport> {
         let now = Self::now();
         let user = request.user.as_str();
         let any_mailbox = require_restore(principal, user, now)?;
@@ -152,10 +175,46 @@ impl Service {
             date: now.date_naive(),
         };
         let sees_all = principal.visible(now) == crate::Visible::All;
+        let target = || Target {
+            user: Some(user.to_string()),
+            messages: match &request.selection {
+                Selection::Ids(ids) => ids.iter().map(|id| id.0.clone()).collect(),
+                _ => Vec::new(),
+            },
+            object: Some(format!("mailbox {to_mailbox}")),
+            query: match &request.selection {
+                Selection::Query(q) => Some(q.clone()),
+                Selection::Folder(f) => Some(format!("folder:{f}")),
+                Selection::Ids(_) => None,
+            },
+        };
+        self.audit(
+            principal,
+            Action::ContentRestore,
+            target(),
+            &[
+                ("phase", "start".to_string()),
+                ("exact_mime", request.exact_mime.to_string()),
+            ],
+        )?;
         match archive_restore::restore(archive, writer, &job, RestoreOptions::default(), progress)
             .await
         {
-            Ok(report) => Ok(report),
+            Ok(report) => {
+                self.audit_or_warn(
+                    principal,
+                    Action::ContentRestore,
+                    target(),
+                    &[
+                        ("phase", "done".to_string()),
+                        ("restored", report.restored.to_string()),
+                        ("skipped_existing", report.skipped_existing.to_string()),
+                        ("failed", report.failed.to_string()),
+                        ("to_folder", report.to_folder.clone()),
+                    ],
+                );
+                Ok(report)
+            }
             Err(RestoreError::UnknownIds { ids, .. }) if !sees_all => {
                 Err(ServiceError::forbidden(format!(
                     "{} may not read message {}",

@@ -134,11 +134,7 @@ impl Connection {
 pub(crate) fn restore_writer(
     connection: &Connection,
 ) -> Result<Arc<dyn m365_mailbox::MailboxWriter>> {
-    let _source = connection.restore_source()?;
-    Err(ServiceError::unavailable(format!(
-        "credential `{}`: restoring through Microsoft Graph is not available in this build          (the Graph mailbox writer is missing)",
-        connection.name
-    )))
+    Ok(Arc::new(connection.restore_source()?))
 }
 
 fn no_archive(dir: &DataDir) -> ServiceError {
