@@ -228,9 +228,9 @@ impl Tenant {
     }
 
     /// The Graph reader and writer for it, talking to `graph` (the Graph listener or a
-    /// proxy in front of it).
+    /// proxy in front of it); tokens are asked for the Graph listener's resource.
     pub fn graph(&self, graph: &str, options: GraphMailboxOptions) -> GraphMailboxSource {
-        let cloud = Cloud::custom(&self.login, graph).unwrap();
+        let cloud = Cloud::custom(&self.login, &self.graph).unwrap();
         let registration = AppRegistration::new(
             &self.tenant,
             &self.client_id,

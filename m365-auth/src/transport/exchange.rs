@@ -312,6 +312,16 @@ impl Transport {
                 None => None,
             };
             exchange.before_send().await;
+            // A Retry-After that closed the gate while this request waited after its
+            // admission (for a byte budget) holds it back too: it waits for the gate to
+            // reopen and draws again, so what it sends is still counted in the window it
+            // reaches the service in.
+            if let Some(gate) = lane.gate {
+                while let Some(until) = gate.closed_until() {
+                    tokio::time::sleep_until(until).await;
+                    exchange.before_send().await;
+                }
+            }
             // After admission: a long Retry-After wait must not leave us with a stale token.
             let token = self
                 .tokens
