@@ -191,13 +191,18 @@ pub async fn emulator(time_scale: f64) -> Emulator {
     .unwrap()
 }
 
-/// The first regular mailbox of the emulator: the restore target.
-pub fn target(emu: &Emulator) -> String {
+/// The regular mailboxes of the emulator.
+pub fn targets(emu: &Emulator) -> Vec<String> {
     emu.users()
         .into_iter()
-        .find(|u| u.enabled && !u.guest && u.has_mailbox && !u.access_denied)
-        .unwrap()
-        .upn
+        .filter(|u| u.enabled && !u.guest && u.has_mailbox && !u.access_denied)
+        .map(|u| u.upn)
+        .collect()
+}
+
+/// The first regular mailbox of the emulator: the restore target.
+pub fn target(emu: &Emulator) -> String {
+    targets(emu).remove(0)
 }
 
 /// What a process needs to reach an emulator's tenant (a child process gets it as JSON).
