@@ -216,12 +216,23 @@ impl DiskArchiveStore {
                 }
             }
         };
-        let indexer = super::indexer::Indexer::new(codec.clone(), log_path(&dir, 1));
+        let indexer = Arc::new(super::indexer::Indexer::new(
+            codec.clone(),
+            log_path(&dir, 1),
+        ));
+        let caches = Arc::new(RwLock::new(Arc::new(caches)));
+        let timings = Arc::new(super::Timings::default());
+        let deferred = super::deferred::Deferred::new(
+            options.index_commit_delay,
+            caches.clone(),
+            indexer.clone(),
+            timings.clone(),
+        );
         let store = DiskArchiveStore {
             packs: FrameFiles::new(packs_dir, pack_path),
             pack_writer: Mutex::new(pack_writer),
             log_writer: Mutex::new(log_writer),
-            caches: RwLock::new(Arc::new(caches)),
+            caches,
             io,
             codec,
             compression_level: options.compression_level.clamp(1, 19),
@@ -232,9 +243,11 @@ impl DiskArchiveStore {
             maintenance: RwLock::new(()),
             poisoned: Mutex::new(None),
             staged: Mutex::new(super::Staged::default()),
+            deferred,
+            read_catch_up: Mutex::new(()),
             indexer,
             pack_limit,
-            timings: super::Timings::default(),
+            timings,
             dir,
             index_dir,
         };
@@ -391,7 +404,9 @@ impl DiskArchiveStore {
         if warn {
             tracing::warn!(cause = %cause, dir = %self.index_dir.display(), "rebuilding the archive indexes from the packs and the record log");
         }
-        // The indexer's waiting documents belong to the generation being replaced.
+        // The rows waiting for index.db and the indexer's waiting documents belong
+        // to the generation being replaced (the rebuild replays their sources).
+        self.deferred.discard();
         self.indexer.flush();
         let fresh = Caches::create_next(&self.index_dir).map_err(|e| ArchiveError::Rebuild {
             source: Box::new(e),
@@ -428,12 +443,33 @@ impl DiskArchiveStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Runs a read of the caches; when it fails with an index error, switches to a
-    /// generation another process swapped in or rebuilds the caches once, and retries.
+    /// Runs a read of the caches after committing this process's waiting
+    /// `index.db` rows (a read-only store: after replaying what other processes
+    /// wrote since); when it fails with an index error, switches to a generation
+    /// another process swapped in or rebuilds the caches once, and retries.
     pub(crate) fn healing<T>(
         &self,
         op: impl Fn() -> Result<T, ArchiveError>,
     ) -> Result<T, ArchiveError> {
+        self.healing_with(true, op)
+    }
+
+    /// [`DiskArchiveStore::healing`]; without `settle` this process's waiting rows
+    /// stay waiting (for reads that consult them).
+    pub(crate) fn healing_with<T>(
+        &self,
+        settle: bool,
+        op: impl Fn() -> Result<T, ArchiveError>,
+    ) -> Result<T, ArchiveError> {
+        let op = || {
+            if self.read_only {
+                let _one = lock(&self.read_catch_up);
+                self.catch_up(false)?;
+            } else if settle {
+                self.deferred.settle()?;
+            }
+            op()
+        };
         let (first, used) = {
             let _shared = self.maintenance_read();
             // A generation another process swapped in (cheap: reads a small file).
