@@ -475,7 +475,7 @@ impl DiskArchiveStore {
             // A generation another process swapped in (cheap: reads a small file).
             self.refresh_generation(None);
             let used = self.caches();
-            (catch_panic(&op), used)
+            (catch_panic(op), used)
         };
         match first {
             Err(e) if is_cache_error(&e, &self.index_dir) => {
@@ -494,7 +494,7 @@ impl DiskArchiveStore {
                     }
                 }
                 let _shared = self.maintenance_read();
-                catch_panic(&op)
+                catch_panic(op)
             }
             other => other,
         }
