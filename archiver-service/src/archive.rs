@@ -13,6 +13,7 @@ use archive_store::{
     ArchiveError, ArchiveStats, ArchiveStore, ExportFilter, ExportFormat, ExportReport,
     ImportReport, MessageId, MessageInfo, Scope, SearchHit, SearchQuery, VerifyReport,
 };
+use audit_log::{Action, Target};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -109,7 +110,9 @@ impl Service {
     /// The archive's figures (`archive stats`): counts and sizes are not mail content,
     /// so admins, auditors and compliance officers may see them.
     pub fn archive_stats(&self, principal: &Principal) -> Result<ArchiveOverview> {
-        principal.require_overview(Self::now())?;
+        principal.require_overview(Self::now()).map_err(|e| {
+            self.denial(principal, Action::ArchiveMaintenance, Target::default(), e)
+        })?;
         let dir = self.open(Access::Read)?;
         let archive = wiring::open_archive_read_only(&dir)?;
         let stats = archive.stats()?;
@@ -126,13 +129,23 @@ impl Service {
     /// Re-reads and re-hashes everything (`archive verify`); the report names each
     /// broken object (a damaged archive is a report, not an error).
     pub fn verify_archive(&self, principal: &Principal) -> Result<VerifyReport> {
-        principal.require_admin("verify the archive", Self::now())?;
+        self.admin_only(
+            principal,
+            "verify the archive",
+            Action::ArchiveMaintenance,
+            Target::default(),
+        )?;
         Ok(self.read_archive()?.verify()?)
     }
 
     /// Rebuilds the indexes from the packs and the record log (`archive reindex`).
     pub fn reindex_archive(&self, principal: &Principal) -> Result<ArchiveStats> {
-        principal.require_admin("rebuild the archive's indexes", Self::now())?;
+        self.admin_only(
+            principal,
+            "rebuild the archive's indexes",
+            Action::ArchiveMaintenance,
+            Target::default(),
+        )?;
         wiring::rebuild_archive_indexes(&self.open(Access::Write)?)
     }
 
@@ -143,21 +156,27 @@ impl Service {
             return Err(ServiceError::invalid("--limit must be at least 1"));
         }
         let visible = principal.visible(Self::now());
+        let target = || Target {
+            user: request.user.clone(),
+            query: Some(request.text.clone()),
+            ..Target::default()
+        };
+        let refuse = |e| self.denial(principal, Action::ContentSearch, target(), e);
         // The archives to search one by one (`None`: all of them at once).
         let users: Option<Vec<String>> = match (&visible, &request.user) {
             (Visible::All, _) => None,
             (Visible::Only(set), Some(user)) => {
                 if !set.contains(user) {
-                    return Err(principal.refused_archive(user));
+                    return Err(refuse(principal.refused_archive(user)));
                 }
                 Some(vec![user.clone()])
             }
             (Visible::Only(set), None) => {
                 if set.is_empty() {
-                    return Err(ServiceError::forbidden(format!(
+                    return Err(refuse(ServiceError::forbidden(format!(
                         "{} may not search mail: it sees no archive",
                         principal.label()
-                    )));
+                    ))));
                 }
                 Some(set.iter().cloned().collect())
             }
@@ -170,16 +189,27 @@ impl Service {
             to_date: request.to_date,
             limit: request.limit,
         };
-        match users {
-            None => Ok(archive.search(&query(request.user.clone()), &Scope::Admin)?),
+        let hits = match users {
+            None => archive.search(&query(request.user.clone()), &Scope::Admin)?,
             Some(users) => {
                 let mut hits = Vec::new();
                 for user in users {
                     hits.extend(archive.search(&query(Some(user.clone())), &Scope::User(user))?);
                 }
-                Ok(merge_hits(hits, request.limit))
+                merge_hits(hits, request.limit)
             }
-        }
+        };
+        let target = Target {
+            messages: hits.iter().map(|h| h.id.0.clone()).collect(),
+            ..target()
+        };
+        self.audit(
+            principal,
+            Action::ContentSearch,
+            target,
+            &[("hits", hits.len().to_string())],
+        )?;
+        Ok(hits)
     }
 
     /// Headers, text and places of one message (`archive show`). For a caller who
@@ -189,11 +219,16 @@ impl Service {
         let visible = principal.visible(Self::now());
         let id = MessageId(id.trim().to_ascii_lowercase());
         let refused = || {
-            ServiceError::forbidden(format!(
-                "{} may not read message {}",
-                principal.label(),
-                id.0
-            ))
+            self.denial(
+                principal,
+                Action::ContentShow,
+                Target::messages([id.0.clone()]),
+                ServiceError::forbidden(format!(
+                    "{} may not read message {}",
+                    principal.label(),
+                    id.0
+                )),
+            )
         };
         if visible == Visible::Only(BTreeSet::new()) {
             return Err(refused());
@@ -209,6 +244,21 @@ impl Service {
             return Err(refused());
         }
         let text = message_text(&archive.read_message(&id)?);
+        let places: Vec<String> = info
+            .locations
+            .iter()
+            .map(|(user, folder)| format!("{user}: {folder}"))
+            .collect();
+        let target = Target {
+            user: info.locations.first().map(|(user, _)| user.clone()),
+            ..Target::messages([id.0.clone()])
+        };
+        self.audit(
+            principal,
+            Action::ContentShow,
+            target,
+            &[("archived_in", places.join("; "))],
+        )?;
         Ok(ShownMessage { info, text })
     }
 
@@ -216,7 +266,14 @@ impl Service {
     /// (`archive export`); byte-exact. Damaged messages are listed in the report.
     pub fn export(&self, principal: &Principal, request: &ExportRequest) -> Result<ExportReport> {
         let user = request.user.as_str();
-        principal.require_archive(user, Self::now())?;
+        let target = Target {
+            user: Some(user.to_string()),
+            query: request.query.clone(),
+            ..Target::default()
+        };
+        principal
+            .require_archive(user, Self::now())
+            .map_err(|e| self.denial(principal, Action::ContentExport, target.clone(), e))?;
         let archive = self.read_archive()?;
         if !archive.users()?.iter().any(|u| u == user) {
             return Err(ServiceError::not_found(format!(
@@ -244,6 +301,19 @@ impl Service {
             folder: request.folder.clone(),
             ids,
         };
+        // Recorded before any message leaves the archive.
+        let format = match request.format {
+            ExportFormat::Eml => "eml",
+            ExportFormat::Mbox => "mbox",
+        };
+        let mut details = vec![
+            ("format", format.to_string()),
+            ("out", request.out.display().to_string()),
+        ];
+        if let Some(folder) = &request.folder {
+            details.push(("folder", folder.clone()));
+        }
+        self.audit(principal, Action::ContentExport, target, &details)?;
         archive
             .export(&filter, request.format, &request.out)
             .context_with(|| format!("export of `{user}` to {}", request.out.display()))
@@ -253,8 +323,13 @@ impl Service {
     /// import`); re-importing the same mail adds nothing. A user who then holds
     /// mail is marked as having an archive (so no sync or removal deletes them).
     pub fn import(&self, principal: &Principal, request: &ImportRequest) -> Result<ImportReport> {
-        principal.require_admin("import mail", Self::now())?;
         let (user, path) = (request.user.as_str(), &request.path);
+        self.admin_only(
+            principal,
+            "import mail",
+            Action::ContentImport,
+            Target::user(user),
+        )?;
         if !path.exists() {
             return Err(ServiceError::not_found(format!(
                 "nothing to import: {} does not exist",
@@ -284,6 +359,15 @@ impl Service {
         if report.imported > 0 || report.duplicates > 0 {
             users.mark_has_archive(user)?;
         }
+        self.audit(
+            principal,
+            Action::ContentImport,
+            Target::user(user),
+            &[
+                ("path", path.display().to_string()),
+                ("imported", report.imported.to_string()),
+            ],
+        )?;
         Ok(report)
     }
 }

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use audit_log::{Action, Target};
 use m365_auth::{
     AssertionAlgorithm, CertificateSource, ClientId, Cloud, CredentialSource, CredentialStore,
     CredentialSummary, SecretSource, StoredCredential, TenantId,
@@ -158,7 +159,12 @@ impl Service {
         principal: &Principal,
         new: &NewCredential,
     ) -> Result<AddedCredential> {
-        principal.require_admin("add credentials", Self::now())?;
+        self.admin_only(
+            principal,
+            "add credentials",
+            Action::CredentialAdd,
+            Target::object(&new.name),
+        )?;
         let root = self.data_dir();
         // A directory that exists must be private before anything else happens.
         if root.exists() {
@@ -181,6 +187,15 @@ impl Service {
             .map_err(|e| e.context("nothing was stored"))?;
         let dir = self.open(Access::Admin)?;
         let path = CredentialStore::open(dir.credentials())?.add(&stored)?;
+        self.audit(
+            principal,
+            Action::CredentialAdd,
+            Target::object(&stored.name),
+            &[
+                ("tenant", new.tenant.clone()),
+                ("client_id", new.client_id.clone()),
+            ],
+        )?;
         Ok(AddedCredential {
             name: stored.name,
             path,
@@ -190,7 +205,12 @@ impl Service {
 
     /// The stored credentials, never their secrets (`credentials list`).
     pub fn list_credentials(&self, principal: &Principal) -> Result<Vec<CredentialSummary>> {
-        principal.require_admin("list credentials", Self::now())?;
+        self.admin_only(
+            principal,
+            "list credentials",
+            Action::ConfigurationRead,
+            Target::default(),
+        )?;
         match self.open(Access::Read) {
             Ok(dir) => match wiring::existing_credential_store(&dir)? {
                 Some(store) => Ok(store.list()?),
@@ -209,7 +229,12 @@ impl Service {
         name: &str,
         mailbox: Option<&str>,
     ) -> Result<CredentialTest> {
-        principal.require_admin("test credentials", Self::now())?;
+        self.admin_only(
+            principal,
+            "test credentials",
+            Action::CredentialTest,
+            Target::object(name),
+        )?;
         let dir = self.open(Access::Read)?;
         let stored = wiring::load_credential(&dir, name)?;
         let connection = wiring::connect(&stored, self.secrets())?;
@@ -233,7 +258,12 @@ impl Service {
 
     /// Deletes credential `name` (`credentials remove`).
     pub fn remove_credential(&self, principal: &Principal, name: &str) -> Result<()> {
-        principal.require_admin("remove credentials", Self::now())?;
+        self.admin_only(
+            principal,
+            "remove credentials",
+            Action::CredentialRemove,
+            Target::object(name),
+        )?;
         let dir = self.open(Access::Read)?;
         dir.check_private()?;
         let Some(store) = wiring::existing_credential_store(&dir)? else {
@@ -241,6 +271,12 @@ impl Service {
                 "no credential named `{name}`; `credentials list` shows the stored ones"
             )));
         };
-        Ok(store.remove(name)?)
+        store.remove(name)?;
+        self.audit(
+            principal,
+            Action::CredentialRemove,
+            Target::object(name),
+            &[],
+        )
     }
 }

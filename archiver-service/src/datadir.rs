@@ -1,8 +1,8 @@
 //! The archiver's data directory: where it is, what lives in it, and who may use it.
 //!
 //! Layout: `credentials/` (one TOML per app registration), `profiles/` (one TOML per
-//! profile), `users/` (the local user store), `archive/` (packs and indexes) and
-//! `state/` (checkpoints, run history, run locks). The directory is created `0700`
+//! profile), `users/` (the local user store), `archive/` (packs and indexes), `audit/`
+//! (the audit log) and `state/` (checkpoints, run history, run locks). The directory is created `0700`
 //! and every file the process writes is `0600` (the binaries set a `077` umask).
 //! Credentials open every mailbox of a tenant, so commands that manage credentials
 //! or profiles refuse a directory someone else owns or could write to.
@@ -144,6 +144,11 @@ impl DataDir {
         self.root.join("archive")
     }
 
+    /// `audit/`: the audit log and its anchor.
+    pub fn audit(&self) -> PathBuf {
+        self.root.join("audit")
+    }
+
     /// `state/`: checkpoints, run history and run locks.
     pub fn state(&self) -> PathBuf {
         self.root.join("state")
@@ -163,6 +168,12 @@ impl DataDir {
     /// `state/checkpoints`: per profile and mailbox, the folders' delta cursors.
     pub fn checkpoints(&self) -> PathBuf {
         self.state().join("checkpoints")
+    }
+
+    /// `governance`: retention policies, legal holds and pending erasures
+    /// (`governance.json`).
+    pub fn governance(&self) -> PathBuf {
+        self.root.join("governance")
     }
 
     /// `state/history`: one JSON line per finished run.

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use archive_restore::RestoreError;
 use archive_store::ArchiveError;
 use directory_sync::DirectoryError;
 use m365_auth::AuthError;
@@ -87,6 +88,15 @@ pub enum ServiceError {
     /// A profile, a run or its state failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// Retention policies, legal holds or erasure failed.
+    #[error(transparent)]
+    Retention(#[from] retention::RetentionError),
+    /// A restore failed as a whole.
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    /// The audit log failed.
+    #[error(transparent)]
+    Audit(#[from] audit_log::AuditError),
     /// An error with what the service was doing when it happened.
     #[error("{context}")]
     Context {
@@ -174,8 +184,22 @@ impl ServiceError {
             Self::Auth(e) => auth_category(e),
             Self::Mailbox(e) => mailbox_category(e),
             Self::Engine(e) => engine_category(e),
+            Self::Retention(e) => retention_category(e),
+            Self::Restore(e) => restore_category(e),
+            Self::Audit(e) => audit_category(e),
             Self::Context { source, .. } => source.category(),
         }
+    }
+}
+
+fn retention_category(e: &retention::RetentionError) -> ErrorCategory {
+    use retention::RetentionError as R;
+    match e {
+        R::Invalid { .. } => ErrorCategory::Invalid,
+        R::NotFound { .. } => ErrorCategory::NotFound,
+        R::Conflict(_) => ErrorCategory::Conflict,
+        R::Io { source, .. } => io_category(source.kind()),
+        _ => ErrorCategory::Internal,
     }
 }
 
@@ -250,6 +274,31 @@ fn mailbox_category(e: &MailboxError) -> ErrorCategory {
         MailboxError::RetriesExhausted { .. } | MailboxError::Timeout { .. } => C::Unavailable,
         MailboxError::Auth(a) => auth_category(a),
         _ => C::Internal,
+    }
+}
+
+fn restore_category(e: &RestoreError) -> ErrorCategory {
+    use ErrorCategory as C;
+    match e {
+        RestoreError::UnknownIds { .. } | RestoreError::UnknownFolder { .. } => C::NotFound,
+        RestoreError::InvalidRequest { .. }
+        | RestoreError::Unparseable { .. }
+        | RestoreError::ExactMimeTooLarge { .. } => C::Invalid,
+        RestoreError::Archive { source } => archive_category(source),
+        RestoreError::Mailbox { source, .. } => mailbox_category(source),
+        _ => C::Internal,
+    }
+}
+
+fn audit_category(e: &audit_log::AuditError) -> ErrorCategory {
+    use audit_log::AuditError as A;
+    if e.is_disk_full() {
+        return ErrorCategory::Unavailable;
+    }
+    match e {
+        A::Io { source, .. } => io_category(source.kind()),
+        A::Unavailable(_) => ErrorCategory::Unavailable,
+        _ => ErrorCategory::Internal,
     }
 }
 

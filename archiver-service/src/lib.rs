@@ -20,11 +20,13 @@
 //! ```
 
 mod archive;
+mod audit;
 mod credentials;
 pub mod datadir;
 mod error;
 pub mod principal;
 mod profiles;
+mod restore;
 pub mod settings;
 mod text;
 mod users;
@@ -34,6 +36,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
 pub use archive::{ArchiveOverview, ExportRequest, ImportRequest, SearchRequest, ShownMessage};
+pub use archive_restore::{RestoreEvent, RestoreFailure, RestoreReport, Selection};
+pub use audit_log;
 pub use credentials::{AddedCredential, CredentialTest, MailboxProbe, NewCredential, SecretInput};
 pub use datadir::{DATA_DIR_ENV, resolve_data_dir};
 pub use error::{ErrorCategory, ResultExt, ServiceError, chain};
@@ -42,6 +46,7 @@ pub use profiles::{
     DueProfiles, MailboxSelection, ProfileListing, ProfileSpec, parse_deletion_mode,
     profile_from_spec,
 };
+pub use restore::RestoreRequest;
 pub use settings::human_bytes;
 pub use text::message_text;
 pub use wiring::SecretLookup;
@@ -55,12 +60,19 @@ pub struct ServiceOptions {
     /// Resolves a secret kept as an environment-variable reference (`--secret-env`).
     /// The default finds nothing; binaries pass a lookup of their environment.
     pub secret_lookup: SecretLookup,
+    /// Where audit events go (`None`: the file log in `<data dir>/audit/`).
+    pub audit: Option<Arc<dyn audit_log::AuditSink>>,
+    /// The OS user running the process, named with the local administrator in
+    /// audit events (the binary reads it; `None`: only the uid is named).
+    pub os_user: Option<String>,
 }
 
 impl Default for ServiceOptions {
     fn default() -> Self {
         Self {
             secret_lookup: Arc::new(|_: &str| None),
+            audit: None,
+            os_user: None,
         }
     }
 }
@@ -83,6 +95,8 @@ struct Inner {
     options: ServiceOptions,
     /// The writable stores while any run uses them; released when the last run ends.
     stores: Mutex<Weak<Stores>>,
+    /// The audit sink, once opened (or as the options supplied it).
+    audit: Mutex<Option<Arc<dyn audit_log::AuditSink>>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -96,11 +110,13 @@ impl std::fmt::Debug for Inner {
 impl Service {
     /// The service over the data directory `root` (nothing is opened or created yet).
     pub fn new(root: impl Into<PathBuf>, options: ServiceOptions) -> Self {
+        let audit = Mutex::new(options.audit.clone());
         Self {
             inner: Arc::new(Inner {
                 root: root.into(),
                 options,
                 stores: Mutex::new(Weak::new()),
+                audit,
             }),
         }
     }
@@ -141,13 +157,23 @@ impl Service {
     /// Refuses a data directory someone else owns or may write to (the check
     /// credentials and profiles need), creating it (`0700`) when missing.
     pub fn prepare_private(&self, principal: &Principal) -> Result<(), ServiceError> {
-        principal.require_admin("set up the data directory", Self::now())?;
+        self.admin_only(
+            principal,
+            "set up the data directory",
+            audit_log::Action::SettingsChange,
+            audit_log::Target::default(),
+        )?;
         self.open(Access::Admin).map(drop)
     }
 
     /// Creates `sub` (`0700`) inside the data directory, returning its path.
     pub fn ensure_dir(&self, principal: &Principal, sub: &Path) -> Result<PathBuf, ServiceError> {
-        principal.require_admin("create directories", Self::now())?;
+        self.admin_only(
+            principal,
+            "create directories",
+            audit_log::Action::SettingsChange,
+            audit_log::Target::object(sub.display().to_string()),
+        )?;
         self.open(Access::Admin)?.ensure(sub)
     }
 }

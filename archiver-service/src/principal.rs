@@ -197,6 +197,26 @@ impl Principal {
         }
     }
 
+    /// Refuses unless the caller may read the audit log (auditor, compliance, and the
+    /// local administrator).
+    pub(crate) fn require_audit_reader(
+        &self,
+        what: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
+        if [Role::Auditor, Role::Compliance]
+            .iter()
+            .any(|r| self.has_role(*r, now))
+        {
+            Ok(())
+        } else {
+            Err(ServiceError::forbidden(format!(
+                "{} may not {what}: it needs the auditor or compliance role",
+                self.label()
+            )))
+        }
+    }
+
     /// Refuses unless the caller may see the archive's figures (admin, auditor, compliance).
     pub(crate) fn require_overview(&self, now: DateTime<Utc>) -> Result<(), ServiceError> {
         if [Role::Admin, Role::Auditor, Role::Compliance]

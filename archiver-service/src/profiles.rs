@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
+use audit_log::{Action, Target};
 use chrono::{DateTime, Local, Utc};
 use profile_engine::{
     CancellationToken, DeletionMode, HistoryEntry, Profile, ProfileStore, ProgressSink, RunHistory,
@@ -177,7 +178,12 @@ impl Service {
         principal: &Principal,
         spec: &ProfileSpec,
     ) -> Result<(Profile, PathBuf)> {
-        principal.require_admin("create profiles", Self::now())?;
+        self.admin_only(
+            principal,
+            "create profiles",
+            Action::ProfileCreate,
+            Target::object(&spec.name),
+        )?;
         let profile = profile_from_spec(spec)?;
         // The credentials must exist, so the data directory does: check before writing.
         let dir = self
@@ -193,6 +199,12 @@ impl Service {
         }
         let dir = self.open(Access::Admin)?;
         let path = ProfileStore::new(dir.profiles()).save(&profile)?;
+        self.audit(
+            principal,
+            Action::ProfileCreate,
+            Target::object(&profile.name),
+            &[("credentials", profile.credentials.clone())],
+        )?;
         Ok((profile, path))
     }
 
@@ -205,7 +217,12 @@ impl Service {
         principal: &Principal,
         profile: &Profile,
     ) -> Result<Option<String>> {
-        principal.require_admin("read profiles", Self::now())?;
+        self.admin_only(
+            principal,
+            "read profiles",
+            Action::ConfigurationRead,
+            Target::default(),
+        )?;
         let Source::Multiple {
             sync_directory_first: false,
             ..
@@ -231,7 +248,12 @@ impl Service {
 
     /// Every profile with its last run (`profile list`); a broken file is listed with its error.
     pub fn list_profiles(&self, principal: &Principal) -> Result<Vec<ProfileListing>> {
-        principal.require_admin("list profiles", Self::now())?;
+        self.admin_only(
+            principal,
+            "list profiles",
+            Action::ConfigurationRead,
+            Target::default(),
+        )?;
         if !self.data_dir().exists() {
             return Ok(Vec::new());
         }
@@ -253,23 +275,39 @@ impl Service {
 
     /// Profile `name` (`profile show`).
     pub fn show_profile(&self, principal: &Principal, name: &str) -> Result<Profile> {
-        principal.require_admin("read profiles", Self::now())?;
+        self.admin_only(
+            principal,
+            "read profiles",
+            Action::ConfigurationRead,
+            Target::default(),
+        )?;
         Ok(self.load_profile(name)?.1)
     }
 
     /// Deletes profile `name`; its archived mail stays (`profile remove`).
     pub fn remove_profile(&self, principal: &Principal, name: &str) -> Result<()> {
-        principal.require_admin("remove profiles", Self::now())?;
+        self.admin_only(
+            principal,
+            "remove profiles",
+            Action::ProfileRemove,
+            Target::object(name),
+        )?;
         let dir = self
             .open(Access::Read)
             .context_with(|| format!("no profile named `{name}`"))?;
         dir.check_private()?;
-        Ok(ProfileStore::new(dir.profiles()).remove(name)?)
+        ProfileStore::new(dir.profiles()).remove(name)?;
+        self.audit(principal, Action::ProfileRemove, Target::object(name), &[])
     }
 
     /// Checks that every mailbox profile `name` selects can be read (`profile test`).
     pub async fn test_profile(&self, principal: &Principal, name: &str) -> Result<TestReport> {
-        principal.require_admin("test profiles", Self::now())?;
+        self.admin_only(
+            principal,
+            "test profiles",
+            Action::ProfileTest,
+            Target::object(name),
+        )?;
         let (dir, profile) = self.load_profile(name)?;
         // Bad credentials are reported before anything is created.
         wiring::load_credential(&dir, &profile.credentials)
@@ -290,7 +328,12 @@ impl Service {
         cancel: &CancellationToken,
         progress: &dyn ProgressSink,
     ) -> Result<RunReport> {
-        principal.require_admin("run profiles", Self::now())?;
+        self.admin_only(
+            principal,
+            "run profiles",
+            Action::ProfileRun,
+            Target::object(name),
+        )?;
         let (dir, profile) = self.load_profile(name)?;
         let in_profile = || format!("profile `{}`", profile.name);
         // Bad credentials are reported before anything is created.
@@ -299,7 +342,22 @@ impl Service {
         wiring::check_reserve(&dir).context_with(in_profile)?;
         let stores = self.shared_stores(&dir)?;
         let engine = wiring::engine_for(&dir, &profile, &stores, self.secrets())?;
-        Ok(engine.run(&profile, cancel, progress).await?)
+        let report = engine.run(&profile, cancel, progress).await?;
+        // The report stands (and reaches its caller) even if its summary cannot be
+        // recorded, e.g. on the full disk that stopped the run.
+        let totals = &report.totals;
+        self.audit_or_warn(
+            principal,
+            Action::ProfileRun,
+            Target::object(name),
+            &[
+                ("status", format!("{:?}", report.status).to_lowercase()),
+                ("mailboxes", totals.mailboxes.to_string()),
+                ("messages_archived", totals.messages_archived.to_string()),
+                ("messages_failed", totals.messages_failed.to_string()),
+            ],
+        );
+        Ok(report)
     }
 
     /// The scheduled profiles due at `now` (`running` ones excepted) and the earliest
@@ -314,7 +372,12 @@ impl Service {
         attempts: &HashMap<String, DateTime<Utc>>,
         running: &HashSet<String>,
     ) -> Result<DueProfiles> {
-        principal.require_admin("schedule profiles", Self::now())?;
+        self.admin_only(
+            principal,
+            "schedule profiles",
+            Action::ConfigurationRead,
+            Target::default(),
+        )?;
         let dir = self.open(Access::Read)?;
         let store = ProfileStore::new(dir.profiles());
         let history = RunHistory::new(dir.history());

@@ -2,6 +2,7 @@
 //! by hand. A sync never deletes anyone, and a user with an archive is never
 //! removed. Managing them needs the admin role.
 
+use audit_log::{Action, Target};
 use directory_sync::{LocalUser, Role as UserRole, SyncOptions, SyncReport, UserOrigin};
 
 use crate::datadir::Access;
@@ -20,7 +21,12 @@ impl Service {
         credentials: &str,
         options: &SyncOptions,
     ) -> Result<SyncReport> {
-        principal.require_admin("synchronise users", Self::now())?;
+        self.admin_only(
+            principal,
+            "synchronise users",
+            Action::UserSync,
+            Target::object(credentials),
+        )?;
         let existing = self
             .open(Access::Read)
             .context_with(|| format!("no credential named `{credentials}`"))?;
@@ -30,14 +36,30 @@ impl Service {
         let connection = wiring::connect(&credential, self.secrets())?;
         let directory = connection.directory_source()?;
         let store = wiring::open_user_store(&dir)?;
-        directory_sync::sync(directory.as_ref(), store.as_ref(), options)
+        let report = directory_sync::sync(directory.as_ref(), store.as_ref(), options)
             .await
-            .context_with(|| format!("directory sync with credential `{credentials}`"))
+            .context_with(|| format!("directory sync with credential `{credentials}`"))?;
+        self.audit(
+            principal,
+            Action::UserSync,
+            Target::object(credentials),
+            &[
+                ("created", report.created.join(",")),
+                ("updated", report.updated.join(",")),
+                ("deactivated", report.deactivated.join(",")),
+            ],
+        )?;
+        Ok(report)
     }
 
     /// The local users (`users list`). Read-only: works on a full disk and creates nothing.
     pub fn list_users(&self, principal: &Principal) -> Result<Vec<LocalUser>> {
-        principal.require_admin("list users", Self::now())?;
+        self.admin_only(
+            principal,
+            "list users",
+            Action::ConfigurationRead,
+            Target::default(),
+        )?;
         if !self.data_dir().is_dir() {
             return Ok(Vec::new());
         }
@@ -55,7 +77,7 @@ impl Service {
         name: &str,
         emails: &[String],
     ) -> Result<LocalUser> {
-        principal.require_admin("add users", Self::now())?;
+        self.admin_only(principal, "add users", Action::UserAdd, Target::user(name))?;
         if let Err(why) = directory_sync::validate_name(name) {
             return Err(ServiceError::invalid(format!("user name `{name}`: {why}")));
         }
@@ -97,12 +119,23 @@ impl Service {
             kind: None,
         };
         store.put(&user)?;
+        self.audit(
+            principal,
+            Action::UserAdd,
+            Target::user(name),
+            &[("email", addresses.join(","))],
+        )?;
         Ok(user)
     }
 
     /// Removes a user who has no archive (`users remove`).
     pub fn remove_user(&self, principal: &Principal, name: &str) -> Result<()> {
-        principal.require_admin("remove users", Self::now())?;
+        self.admin_only(
+            principal,
+            "remove users",
+            Action::UserRemove,
+            Target::user(name),
+        )?;
         let missing = || ServiceError::not_found(format!("no user named `{name}`"));
         if !self.data_dir().is_dir() {
             return Err(missing());
@@ -117,6 +150,7 @@ impl Service {
                 "no user named `{name}` (see `users list`)"
             )));
         }
-        Ok(store.remove(name)?)
+        store.remove(name)?;
+        self.audit(principal, Action::UserRemove, Target::user(name), &[])
     }
 }

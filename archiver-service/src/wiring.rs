@@ -108,6 +108,11 @@ impl Connection {
             .context_with(|| format!("credential `{}`: Graph client", self.name))
     }
 
+    /// A Graph mailbox source with the default per-request timeout, for restores.
+    pub fn restore_source(&self) -> Result<GraphMailboxSource> {
+        self.mailbox_source(GraphMailboxOptions::default().request_timeout)
+    }
+
     /// A directory source for the tenant of this connection.
     pub fn directory_source(&self) -> Result<Arc<dyn directory_sync::DirectorySource>> {
         let options = directory_sync::GraphDirectoryOptions {
@@ -122,6 +127,14 @@ impl Connection {
         .context_with(|| format!("credential `{}`: directory client", self.name))?;
         Ok(Arc::new(source))
     }
+}
+
+/// The writer a restore goes through for `connection`: the one place where the Graph
+/// write side is plugged into the service.
+pub(crate) fn restore_writer(
+    connection: &Connection,
+) -> Result<Arc<dyn m365_mailbox::MailboxWriter>> {
+    Ok(Arc::new(connection.restore_source()?))
 }
 
 fn no_archive(dir: &DataDir) -> ServiceError {
@@ -308,6 +321,9 @@ pub(crate) fn engine_for(
         .archive_store(stores.archive.clone())
         .checkpoints(profile_engine::CheckpointStore::new(dir.checkpoints()))
         .directory_source(connection.directory_source()?)
+        .governance(Arc::new(retention::FileGovernanceStore::open(
+            dir.governance(),
+        )?))
         .options(options);
     Ok(builder.build()?)
 }

@@ -140,6 +140,14 @@ pub(crate) async fn token(
     next: Next,
 ) -> Response {
     let context = request.extensions().get::<RequestContext>().cloned();
+    if request
+        .uri()
+        .path()
+        .starts_with(crate::graph::upload::UPLOAD_PREFIX)
+    {
+        // Upload URLs are pre-authenticated: their handler checks the token in the query.
+        return next.run(request).await;
+    }
     let bearer = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -304,17 +312,31 @@ pub(crate) async fn throttle(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(segment) = mailbox_segment(request.uri().path()) else {
-        return next.run(request).await;
+    let (app, mailbox) = if request
+        .uri()
+        .path()
+        .starts_with(crate::graph::upload::UPLOAD_PREFIX)
+    {
+        // An upload URL counts against the mailbox and app its session was created for.
+        let owner = state.uploads.owner(request.uri().query());
+        match owner {
+            Some(owner) => owner,
+            None => return next.run(request).await,
+        }
+    } else {
+        let Some(segment) = mailbox_segment(request.uri().path()) else {
+            return next.run(request).await;
+        };
+        let Some(mailbox) = state.tenant.resolve_mailbox(segment) else {
+            // Unknown user: the handler answers ErrorInvalidUser.
+            return next.run(request).await;
+        };
+        let app = request
+            .extensions()
+            .get::<Caller>()
+            .map_or_else(String::new, |c| c.app_id.clone());
+        (app, mailbox)
     };
-    let Some(mailbox) = state.tenant.resolve_mailbox(segment) else {
-        // Unknown user: the handler answers ErrorInvalidUser.
-        return next.run(request).await;
-    };
-    let app = request
-        .extensions()
-        .get::<Caller>()
-        .map_or_else(String::new, |c| c.app_id.clone());
     let admission = match state.throttle.admit(&app, &mailbox) {
         Ok(admission) => admission,
         Err(refusal) => {

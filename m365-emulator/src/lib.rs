@@ -39,8 +39,8 @@ use serde::{Deserialize, Serialize};
 
 pub use stats::{EmulatorStats, MailboxStats};
 pub use tenant::{
-    FolderArea, FolderCount, MailboxId, MailboxPurpose, NewUser, TenantError, UnconvertibleItem,
-    UserInfo, UserPatch,
+    AttachmentInfo, FolderArea, FolderCount, MailboxId, MailboxPurpose, MessageState, NewUser,
+    TenantError, UnconvertibleItem, UserInfo, UserPatch,
 };
 
 use state::AppState;
@@ -338,6 +338,57 @@ impl Emulator {
     /// The exact bytes `$value` serves for this message.
     pub fn message_mime(&self, upn: &str, id: &str) -> Option<Vec<u8>> {
         self.state.tenant.message_mime(upn, id)
+    }
+
+    /// What Graph holds on a message beside its MIME (flags, draft, dates, categories, custom
+    /// extended properties, attachments); `None` for an unknown user or message.
+    pub fn message_state(&self, upn: &str, id: &str) -> Option<MessageState> {
+        self.state.tenant.message_state(upn, id)
+    }
+
+    /// The id of the folder at a path of display names below msgfolderroot (e.g.
+    /// `["Restored", "2026-12-01", "Inbox"]`; an empty path is msgfolderroot itself).
+    pub fn folder_id_by_path(&self, upn: &str, path: &[&str]) -> Option<String> {
+        self.state.tenant.folder_by_path(upn, path)
+    }
+
+    /// Bytes written to a mailbox in the current upload window (Outlook's 150 MB per 5 minutes,
+    /// divided by `time_scale`), all apps together.
+    pub fn upload_bytes_in_window(&self, upn: &str) -> u64 {
+        let key = self
+            .state
+            .tenant
+            .resolve_mailbox(upn)
+            .unwrap_or_else(|| upn.to_owned());
+        self.state.uploads.bytes_in_window(&key)
+    }
+
+    /// Changes the upload budget per app and mailbox and window (Outlook: 150 MB), so tests can
+    /// reach it with little data.
+    pub fn set_upload_budget(&self, bytes: u64) {
+        self.state.uploads.set_budget(bytes);
+    }
+
+    /// Makes every open attachment upload session expired (their next PUT fails).
+    pub fn expire_upload_sessions(&self) {
+        self.state.uploads.expire_all();
+    }
+
+    /// The counters of one mailbox (requests, throttled, highest concurrency); zeros when it saw
+    /// no request.
+    pub async fn mailbox_stats(&self, upn: &str) -> MailboxStats {
+        let key = self
+            .state
+            .tenant
+            .resolve_mailbox(upn)
+            .unwrap_or_else(|| upn.to_owned());
+        self.state
+            .stats
+            .snapshot()
+            .per_mailbox
+            .get(&key)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Delivers raw MIME into a folder (well-known name or folder id); answers the new message id.

@@ -47,6 +47,8 @@ pub(crate) struct AppState {
     pub(crate) faults: FaultInjector,
     /// Counters.
     pub(crate) stats: StatsRecorder,
+    /// Attachment upload sessions and the upload budget.
+    pub(crate) uploads: crate::graph::upload::Uploads,
     /// The configuration the emulator was started with.
     pub(crate) config: EmulatorConfig,
     /// App roles withdrawn from the app since start: Graph acts as if the token lacked them.
@@ -88,6 +90,7 @@ impl AppState {
             throttle,
             faults,
             stats: StatsRecorder::default(),
+            uploads: crate::graph::upload::Uploads::new(config.time_scale),
             withdrawn_roles: RwLock::new(BTreeSet::new()),
             config,
             graph_service: RwLock::new(None),

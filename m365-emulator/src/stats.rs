@@ -88,6 +88,17 @@ impl StatsRecorder {
         self.with(|s| s.token_requests += 1);
     }
 
+    /// A request already admitted (and counted) on `mailbox` was answered 429 after all (the
+    /// upload budget).
+    pub(crate) fn throttled_after_admission(&self, mailbox: &str) {
+        self.with(|s| {
+            s.throttled_total += 1;
+            if let Some(entry) = s.per_mailbox.get_mut(mailbox) {
+                entry.throttled += 1;
+            }
+        });
+    }
+
     /// A request was addressed to `mailbox`; `throttled` when it was answered 429;
     /// `concurrency` is the number in flight once it was admitted.
     pub(crate) fn mailbox_request(&self, mailbox: &str, throttled: bool, concurrency: u64) {

@@ -2,7 +2,9 @@
 //! MIME download and deletion, with Outlook throttling handled inside.
 //!
 //! The [`MailboxSource`] trait is the seam the profile engine uses; callers never
-//! see throttling or retries except in [`MailboxMetrics`].
+//! see throttling or retries except in [`MailboxMetrics`]. [`MailboxWriter`] is the write
+//! side (restore): folder paths and messages created, within the per-mailbox upload
+//! budget ([`budget`]).
 //!
 //! Two implementations:
 //! - [`GraphMailboxSource`]: Microsoft Graph v1.0 through graph-rs-sdk, with our own page
@@ -11,6 +13,7 @@
 //! - [`MemoryMailboxSource`]: an in-memory mailbox service with real delta semantics and
 //!   injectable failures, for the tests of the crates built on this seam.
 
+pub mod budget;
 pub mod graph;
 pub mod memory;
 pub mod paths;
@@ -19,8 +22,9 @@ pub mod throttle;
 pub mod wire;
 pub mod write;
 
+pub use budget::{UploadBudget, UploadBudgets};
 pub use graph::{GraphMailboxOptions, GraphMailboxSource};
-pub use memory::{InjectedFailure, MemoryMailboxSource, Operation};
+pub use memory::{InjectedFailure, MemoryMailboxSource, Operation, WrittenFlags};
 pub use retry::RetryPolicy;
 pub use throttle::{GateLimits, ThrottleRegistry};
 pub use write::{

@@ -19,9 +19,12 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
 
 mod failures;
+mod render;
+mod write;
 
 use failures::FailureRule;
 pub use failures::{InjectedFailure, Operation};
+pub use write::WrittenFlags;
 
 use crate::paths;
 use crate::{
@@ -45,6 +48,15 @@ struct StoredMessage {
     summary: MessageSummary,
     mime: Bytes,
     changed: u64,
+    /// How the writer put it there (nothing for delivered mail).
+    restore: write::RestoreMark,
+}
+
+/// Write calls in flight on a mailbox, now and at most.
+#[derive(Debug, Default)]
+struct WriteGauge {
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 #[derive(Debug, Default)]
@@ -63,6 +75,10 @@ struct MemMailbox {
     recoverable: HashSet<String>,
     /// The id of this mailbox's online archive, when it has one.
     archive: Option<String>,
+    /// Requests of the write side.
+    write_metrics: MailboxMetrics,
+    /// Concurrent write calls.
+    writes: WriteGauge,
 }
 
 impl MemMailbox {
@@ -145,6 +161,7 @@ pub struct MemoryMailboxSource {
     mailboxes: Mutex<HashMap<String, MemMailbox>>,
     next_id: Mutex<u64>,
     spool_threshold: Mutex<Option<u64>>,
+    write_limits: Mutex<Option<crate::WriteLimits>>,
 }
 
 impl MemoryMailboxSource {
@@ -423,6 +440,7 @@ impl MemoryMailboxSource {
                     summary,
                     mime,
                     changed: change,
+                    restore: write::RestoreMark::default(),
                 },
             );
             Ok(id.clone())
@@ -503,7 +521,8 @@ impl MemoryMailboxSource {
         self.push_rule(mailbox, operation, None, failure, Some(times.max(1)));
     }
 
-    /// Fetching or deleting this message fails with `failure` until cleared.
+    /// Fetching or deleting this message fails with `failure` until cleared; on the write
+    /// side `message_id` may also be an archive id (a restore key): its writes fail.
     pub fn fail_message(&self, mailbox: &str, message_id: &str, failure: InjectedFailure) {
         self.push_rule(
             mailbox,
@@ -725,7 +744,7 @@ fn parse_cursor(cursor: &str) -> Option<(String, String, u64, u64)> {
 }
 
 /// The first value of a header in the header block of `mime` (unfolded, trimmed).
-fn header(mime: &[u8], name: &str) -> Option<String> {
+pub(crate) fn header(mime: &[u8], name: &str) -> Option<String> {
     let end = mime
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -15,6 +15,20 @@ use serde::{Deserialize, Serialize};
 /// The `Integer 0x0E08` extended property (`PR_MESSAGE_SIZE`): the message size in bytes.
 pub const MESSAGE_SIZE_PROPERTY: &str = "Integer 0x0E08";
 
+/// The named extended property that marks a restored item with the archive's id of its
+/// message (see [`crate::RestoreKey`]).
+pub const RESTORE_KEY_PROPERTY: &str =
+    "String {6f3b2a1e-5c7d-4e8f-9a0b-1c2d3e4f5a6b} Name ArchiveMessageId";
+
+/// `PR_MESSAGE_FLAGS`: 1 read, 0 unread, never a draft (settable at creation only).
+pub const MESSAGE_FLAGS_PROPERTY: &str = "Integer 0x0E07";
+
+/// `PR_MESSAGE_DELIVERY_TIME`: when the message was received (creation only).
+pub const DELIVERY_TIME_PROPERTY: &str = "SystemTime 0x0E06";
+
+/// `PR_CLIENT_SUBMIT_TIME`: when the message was sent (creation only).
+pub const SUBMIT_TIME_PROPERTY: &str = "SystemTime 0x0039";
+
 /// `@odata.type` of a search folder.
 pub const SEARCH_FOLDER_TYPE: &str = "#microsoft.graph.mailSearchFolder";
 

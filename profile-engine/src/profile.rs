@@ -263,6 +263,9 @@ pub struct DeletionRules {
     pub after_days: u32,
     /// Leave unread mail in the mailbox.
     pub keep_unread: bool,
+    /// Delete even from a mailbox whose archive is under a legal hold. Off by default:
+    /// a mailbox under hold keeps its mail in Exchange as well.
+    pub despite_holds: bool,
 }
 
 impl Default for DeletionRules {
@@ -271,6 +274,7 @@ impl Default for DeletionRules {
             mode: DeletionMode::Never,
             after_days: 90,
             keep_unread: true,
+            despite_holds: false,
         }
     }
 }

@@ -68,6 +68,10 @@ pub struct MailboxReport {
     /// service cannot render that earlier runs gave up on.
     #[serde(default)]
     pub failures: Vec<ItemFailure>,
+    /// The legal holds that kept deletion rules from applying in this mailbox (its
+    /// archive's owner is under hold; `[deletion] despite_holds` was not set).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deletion_held: Vec<String>,
 }
 
 /// Most failures listed per mailbox in a report.
@@ -125,6 +129,7 @@ impl MailboxReport {
             bytes: 0,
             deleted: 0,
             failures: Vec::new(),
+            deletion_held: Vec::new(),
         }
     }
 

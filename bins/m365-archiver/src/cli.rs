@@ -38,6 +38,31 @@ pub enum Command {
     /// The archive: statistics, integrity, search, export and import.
     #[command(subcommand)]
     Archive(ArchiveCommand),
+    /// The audit log: who read which mail and changed what; its chain verified.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Lists events: from --since on (the first N), else the last N.
+    List {
+        /// Only events recorded at or after this RFC 3339 time.
+        #[arg(long, value_name = "RFC3339", value_parser = crate::commands::audit::parse_since)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// At most N events.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Walks the hash chain; names the first broken event and prints the head.
+    Verify,
+    /// Writes every event as JSON lines, exactly as stored.
+    Export {
+        /// Output file (replaced atomically).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 /// `demo` options.
@@ -308,6 +333,44 @@ pub enum ArchiveCommand {
         /// Directory of .eml files or an mbox file.
         path: PathBuf,
     },
+    /// Writes archived mail back into a mailbox (received, not draft; exactly once).
+    Restore(Box<RestoreArgs>),
+}
+
+/// `archive restore` arguments.
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("restore_selection")
+        .required(true)
+        .args(["id", "query", "folder"])
+))]
+pub struct RestoreArgs {
+    /// Archive owner.
+    #[arg(long, value_name = "U")]
+    pub user: String,
+    /// Message ids to restore (as `archive search` prints them); repeatable.
+    #[arg(long, value_name = "ID", num_args = 1..)]
+    pub id: Vec<String>,
+    /// Restore the messages matching this search.
+    #[arg(long, value_name = "Q")]
+    pub query: Option<String>,
+    /// Restore this folder of the archive (and its subfolders).
+    #[arg(long, value_name = "P")]
+    pub folder: Option<String>,
+    /// Credential (app registration with Mail.ReadWrite) to write with.
+    #[arg(long, value_name = "C")]
+    pub credentials: String,
+    /// Target mailbox (default: the archive owner's own).
+    #[arg(long, value_name = "ADDR")]
+    pub to_mailbox: Option<String>,
+    /// Folder path the original folders are recreated under (default:
+    /// Restored/<YYYY-MM-DD>).
+    #[arg(long, value_name = "PATH")]
+    pub to_folder: Option<String>,
+    /// Post the archived MIME itself: byte-exact, but the item lands as a draft, and
+    /// messages over the service's request limit (Graph: about 3 MB of MIME) are refused.
+    #[arg(long)]
+    pub exact_mime: bool,
 }
 
 #[cfg(test)]
@@ -401,5 +464,35 @@ mod tests {
         let cli = parse(&["--data-dir", "/d", "archive", "stats", "--json"]).unwrap();
         assert_eq!(cli.data_dir, Some(PathBuf::from("/d")));
         assert!(cli.json);
+    }
+
+    #[test]
+    fn restore_needs_exactly_one_selection() {
+        let base = [
+            "archive",
+            "restore",
+            "--user",
+            "alice",
+            "--credentials",
+            "c",
+        ];
+        assert!(parse(&base).is_err(), "no selection");
+        let with = |extra: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            parse(&args)
+        };
+        assert!(
+            with(&["--id", "a", "--query", "q"]).is_err(),
+            "two selections"
+        );
+        let cli = with(&["--id", "a", "b", "--exact-mime", "--to-folder", "Case 7"]).unwrap();
+        let Command::Archive(ArchiveCommand::Restore(args)) = cli.command else {
+            panic!("not a restore");
+        };
+        assert_eq!(args.id, ["a", "b"]);
+        assert!(args.exact_mime);
+        assert_eq!(args.to_folder.as_deref(), Some("Case 7"));
+        assert!(with(&["--folder", "Inbox"]).is_ok());
     }
 }

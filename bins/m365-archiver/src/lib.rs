@@ -38,6 +38,11 @@ pub fn service(data_dir: PathBuf) -> Service {
         data_dir,
         ServiceOptions {
             secret_lookup: Arc::new(env_secret),
+            os_user: std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .ok()
+                .filter(|u| !u.is_empty()),
+            ..ServiceOptions::default()
         },
     )
 }

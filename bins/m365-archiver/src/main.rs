@@ -81,6 +81,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Command::Users(cmd) => commands::users::run(&ctx, cmd).await,
             Command::Profile(cmd) => commands::profile::run(&ctx, cmd).await,
             Command::Archive(cmd) => commands::archive::run(&ctx, cmd).await,
+            Command::Audit(cmd) => commands::audit::run(&ctx, cmd),
         }
     })
 }

@@ -195,3 +195,82 @@ impl ProgressSink for RunProgress {
         }
     }
 }
+
+/// Progress of a restore: a bar over the selected messages with running counts, and one
+/// line per failed message.
+#[derive(Debug)]
+pub struct RestoreProgress {
+    display: Progress,
+    restored: AtomicU64,
+    skipped: AtomicU64,
+    failed: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl RestoreProgress {
+    /// A display for a restore; `quiet` under `--json`.
+    pub fn new(quiet: bool) -> Self {
+        Self {
+            display: Progress::new("restore", Some(0), quiet),
+            restored: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.display.finish();
+    }
+
+    fn counts(&self) -> String {
+        format!(
+            "| {} restored, {} there already, {} failed, {}",
+            self.restored.load(Ordering::Relaxed),
+            self.skipped.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            crate::output::human_bytes(self.bytes.load(Ordering::Relaxed))
+        )
+    }
+
+    /// Shows one event of the restore job.
+    pub fn event(&self, event: &archiver_service::RestoreEvent) {
+        use archiver_service::RestoreEvent as E;
+        match event {
+            E::Started { messages, bytes } => {
+                self.display.set_total(*messages);
+                self.display.line(&format!(
+                    "{messages} messages selected ({})",
+                    crate::output::human_bytes(*bytes)
+                ));
+            }
+            E::FolderStarted {
+                folder,
+                target,
+                messages,
+            } => {
+                let folder = if folder.is_empty() { "(top)" } else { folder };
+                self.display
+                    .line(&format!("{folder} → {target}: {messages} messages"));
+            }
+            E::Restored { bytes, .. } => {
+                self.restored.fetch_add(1, Ordering::Relaxed);
+                self.bytes.fetch_add(*bytes, Ordering::Relaxed);
+                self.display.inc(1);
+                self.display.message(self.counts());
+            }
+            E::Skipped { .. } => {
+                self.skipped.fetch_add(1, Ordering::Relaxed);
+                self.display.inc(1);
+                self.display.message(self.counts());
+            }
+            E::Failed { id, error } => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                self.display.inc(1);
+                self.display
+                    .line(&format!("message {} failed: {error}", id.0));
+            }
+        }
+    }
+}

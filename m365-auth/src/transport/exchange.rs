@@ -199,6 +199,14 @@ pub trait Exchange: Sync {
         (1, 1)
     }
 
+    /// Runs after admission and before each attempt is sent, outside the request timeout:
+    /// waiting for a byte budget that must be drawn as close to the send as possible (a
+    /// draw made before a long wait at the gate would reach the service late, inside a
+    /// later window). The default does nothing.
+    fn before_send(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
     /// Sends one attempt with `token`; `Err` describes a failure to send.
     fn send(
         &self,
@@ -303,6 +311,7 @@ impl Transport {
                 Some(gate) => Some(gate.admit_many(slots, cost).await),
                 None => None,
             };
+            exchange.before_send().await;
             // After admission: a long Retry-After wait must not leave us with a stale token.
             let token = self
                 .tokens

@@ -126,7 +126,7 @@ fn delta(
     };
     let query = Query::from_pairs(cursor.query.clone());
     let select = query.select(MESSAGE_PROPERTIES, "Microsoft.OutlookServices.Message")?;
-    let with_size = parse_expand(query.get("$expand"))?;
+    let expand = parse_expand(query.get("$expand"))?;
     let clauses: Vec<MessageClause> = match query.get("$filter") {
         Some(f) => message_filter(f, true)?,
         None => Vec::new(),
@@ -206,7 +206,7 @@ fn delta(
                 record,
                 immutable,
                 select.as_deref(),
-                with_size,
+                expand.as_deref(),
                 true,
             ),
             Event::Removed(id) => removed_message(id),

@@ -11,31 +11,123 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::folders::segment;
-use super::query::{MessageClause, Query, message_filter, message_orderby};
+use super::query::{MessageClause, Query, graph_time, message_filter, message_orderby};
 use super::wire::{self, MESSAGE_PROPERTIES, MessageView};
 use super::{ApiError, Ctx, json_response, link_base};
 use crate::state::AppState;
+use crate::tenant::created::PropertyId;
 use crate::tenant::{FolderKind, Mailbox, MessageRecord};
 
-/// The `$expand` Graph clients use to read PR_MESSAGE_SIZE.
-pub(crate) fn parse_expand(raw: Option<&str>) -> Result<bool, ApiError> {
-    let Some(raw) = raw else { return Ok(false) };
-    let compact: String = raw
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    if compact.starts_with("singlevalueextendedproperties($filter=id") && compact.contains("0x0e08")
+/// The extended properties a `$expand=singleValueExtendedProperties($filter=id eq '…' or …)`
+/// asks for; `None` without `$expand` (and for a bare `singleValueExtendedProperties`, which
+/// Graph answers without properties).
+pub(crate) fn parse_expand(raw: Option<&str>) -> Result<Option<Vec<PropertyId>>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let refused = || {
+        ApiError::bad_request(
+            "BadRequest",
+            format!("Parsing OData Select and Expand failed: unsupported $expand '{raw}'."),
+        )
+    };
+    let trimmed = raw.trim();
+    const NAV: &str = "singlevalueextendedproperties";
+    if trimmed.eq_ignore_ascii_case(NAV) {
+        return Ok(None);
+    }
+    if !trimmed
+        .get(..NAV.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(NAV))
     {
-        return Ok(true);
+        return Err(refused());
     }
-    if compact == "singlevalueextendedproperties" {
-        return Ok(false);
+    let inner = trimmed[NAV.len()..]
+        .trim()
+        .strip_prefix('(')
+        .and_then(|r| r.strip_suffix(')'))
+        .ok_or_else(refused)?
+        .trim();
+    let filter = inner
+        .get(..8)
+        .filter(|p| p.eq_ignore_ascii_case("$filter="))
+        .map(|_| &inner[8..])
+        .ok_or_else(refused)?;
+    let mut ids = Vec::new();
+    for clause in split_or(filter) {
+        let (property, rest) = clause.trim().split_once(' ').ok_or_else(refused)?;
+        let (op, value) = rest.trim().split_once(' ').ok_or_else(refused)?;
+        if !property.eq_ignore_ascii_case("id") || !op.eq_ignore_ascii_case("eq") {
+            return Err(refused());
+        }
+        let value = value
+            .trim()
+            .strip_prefix('\'')
+            .and_then(|v| v.strip_suffix('\''))
+            .ok_or_else(refused)?
+            .replace("''", "'");
+        ids.push(PropertyId::parse(&value).ok_or_else(|| invalid_property(&value))?);
     }
-    Err(ApiError::bad_request(
-        "BadRequest",
-        format!("Parsing OData Select and Expand failed: unsupported $expand '{raw}'."),
-    ))
+    Ok(Some(ids))
+}
+
+/// 400 for an extended property id Graph cannot read.
+pub(crate) fn invalid_property(id: &str) -> ApiError {
+    ApiError::bad_request(
+        "ErrorInvalidProperty",
+        format!("The extended property id '{id}' is not valid."),
+    )
+}
+
+/// Splits a filter at ` or ` outside quotes (case-insensitive).
+fn split_or(filter: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut quoted = false;
+    let words: Vec<&str> = filter.split(' ').collect();
+    for word in words {
+        if !quoted && word.eq_ignore_ascii_case("or") {
+            parts.push(String::new());
+            continue;
+        }
+        quoted ^= word.matches('\'').count() % 2 == 1;
+        let current = parts.last_mut().map(std::mem::take).unwrap_or_default();
+        let joined = if current.is_empty() {
+            word.to_owned()
+        } else {
+            format!("{current} {word}")
+        };
+        if let Some(last) = parts.last_mut() {
+            *last = joined;
+        }
+    }
+    parts
+}
+
+/// The values of the asked-for extended properties a message has: the tagged ones Exchange
+/// computes (size, flags, delivery and submit times) and the custom ones stored on it.
+fn extended_values(mailbox: &Mailbox, record: &MessageRecord, ids: &[PropertyId]) -> Vec<Value> {
+    let mut values = Vec::new();
+    for id in ids {
+        let canonical = id.canonical();
+        let value = match id {
+            PropertyId::Tagged { tag: 0x0E08, .. } => {
+                Some(mailbox.mime_source(record).len().to_string())
+            }
+            PropertyId::Tagged { tag: 0x0E07, .. } => Some(record.flags().to_string()),
+            PropertyId::Tagged { tag: 0x0E06, .. } => Some(graph_time(record.received)),
+            PropertyId::Tagged { tag: 0x0039, .. } => {
+                Some(graph_time(mailbox.summary(record).sent))
+            }
+            _ => record
+                .created()
+                .and_then(|c| c.property(&canonical))
+                .map(str::to_owned),
+        };
+        if let Some(value) = value
+            && !values.iter().any(|v: &Value| v["id"] == json!(canonical))
+        {
+            values.push(json!({"id": canonical, "value": value}));
+        }
+    }
+    values
 }
 
 /// JSON of one message as the caller asked for it.
@@ -44,11 +136,13 @@ pub(crate) fn message_json(
     record: &MessageRecord,
     immutable: bool,
     select: Option<&[&str]>,
-    with_size: bool,
+    expand: Option<&[PropertyId]>,
     delta: bool,
 ) -> Value {
     let summary = mailbox.summary(record);
-    let size = with_size.then(|| mailbox.mime_source(record).len());
+    let extended = expand
+        .map(|ids| extended_values(mailbox, record, ids))
+        .filter(|values| !values.is_empty());
     let wants = |p: &str| select.is_some_and(|s| s.contains(&p));
     let preview = wants("bodyPreview").then(|| mailbox.preview(record));
     let body = (wants("body") || wants("uniqueBody")).then(|| mailbox.body_text(record));
@@ -57,7 +151,7 @@ pub(crate) fn message_json(
         summary: &summary,
         folder_id: &mailbox.folders[record.folder].id,
         immutable,
-        size,
+        extended,
         preview,
         body,
     };
@@ -106,7 +200,7 @@ fn list(
     let top = query.top(default_top, 1000, "ErrorInvalidParameter")?;
     let skip = query.skip()?;
     let select = query.select(MESSAGE_PROPERTIES, "Microsoft.OutlookServices.Message")?;
-    let with_size = parse_expand(query.get("$expand"))?;
+    let expand = parse_expand(query.get("$expand"))?;
     let clauses = match query.get("$filter") {
         Some(f) => message_filter(f, false)?,
         None => Vec::new(),
@@ -141,7 +235,16 @@ fn list(
         .iter()
         .skip(skip)
         .take(top)
-        .map(|(_, m)| message_json(mailbox, m, immutable, select.as_deref(), with_size, false))
+        .map(|(_, m)| {
+            message_json(
+                mailbox,
+                m,
+                immutable,
+                select.as_deref(),
+                expand.as_deref(),
+                false,
+            )
+        })
         .collect();
     let base = link_base(state, ctx);
     let path = match folder {
@@ -190,7 +293,7 @@ fn get(
     let query = Query::parse(raw)?;
     query.only(&["$select", "$expand"])?;
     let select = query.select(MESSAGE_PROPERTIES, "Microsoft.OutlookServices.Message")?;
-    let with_size = parse_expand(query.get("$expand"))?;
+    let expand = parse_expand(query.get("$expand"))?;
     let immutable = ctx.immutable_ids();
     let tenant = state.tenant.read();
     let mailbox = tenant
@@ -208,7 +311,7 @@ fn get(
         record,
         immutable,
         select.as_deref(),
-        with_size,
+        expand.as_deref(),
         false,
     );
     body["@odata.context"] = json!(format!(
@@ -379,7 +482,7 @@ pub(crate) async fn move_one(
             .get(slot)
             .and_then(Option::as_ref)
             .ok_or_else(ApiError::item_not_found)?;
-        let mut body = message_json(mailbox, record, immutable, None, false, false);
+        let mut body = message_json(mailbox, record, immutable, None, None, false);
         body["@odata.context"] = json!(format!(
             "{}/$metadata#users('{}')/messages/$entity",
             link_base(&state, &ctx),

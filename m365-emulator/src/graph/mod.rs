@@ -13,8 +13,10 @@ mod messages;
 mod query;
 mod settings;
 mod token;
+pub(crate) mod upload;
 mod users;
 mod wire;
+mod write;
 
 use std::sync::Arc;
 
@@ -43,7 +45,10 @@ fn routes() -> Router<Arc<AppState>> {
         ("/v1.0/users/delta", get(users::delta)),
         ("/v1.0/users/delta()", get(users::delta)),
         ("/v1.0/users/{user}", get(users::get_one)),
-        ("/v1.0/users/{user}/mailFolders", get(folders::list_root)),
+        (
+            "/v1.0/users/{user}/mailFolders",
+            get(folders::list_root).post(write::create_root_folder),
+        ),
         ("/v1.0/users/{user}/mailFolders/delta", get(folders::delta)),
         (
             "/v1.0/users/{user}/mailFolders/delta()",
@@ -55,11 +60,11 @@ fn routes() -> Router<Arc<AppState>> {
         ),
         (
             "/v1.0/users/{user}/mailFolders/{folder}/childFolders",
-            get(folders::list_children),
+            get(folders::list_children).post(write::create_child_folder),
         ),
         (
             "/v1.0/users/{user}/mailFolders/{folder}/messages",
-            get(messages::list_folder),
+            get(messages::list_folder).post(write::create_in_folder),
         ),
         (
             "/v1.0/users/{user}/mailFolders/{folder}/messages/delta",
@@ -77,10 +82,15 @@ fn routes() -> Router<Arc<AppState>> {
             "/v1.0/users/{user}/mailFolders/{folder}/messages/{id}/$value",
             get(messages::value_in_folder),
         ),
-        ("/v1.0/users/{user}/messages", get(messages::list_mailbox)),
+        (
+            "/v1.0/users/{user}/messages",
+            get(messages::list_mailbox).post(write::create_in_drafts),
+        ),
         (
             "/v1.0/users/{user}/messages/{id}",
-            get(messages::get_one).delete(messages::delete_one),
+            get(messages::get_one)
+                .delete(messages::delete_one)
+                .patch(write::patch_one),
         ),
         (
             "/v1.0/users/{user}/messages/{id}/$value",
@@ -94,6 +104,14 @@ fn routes() -> Router<Arc<AppState>> {
             "/v1.0/users/{user}/messages/{id}/permanentDelete",
             post(messages::permanent_delete),
         ),
+        (
+            "/v1.0/users/{user}/messages/{id}/attachments",
+            post(write::create_attachment),
+        ),
+        (
+            "/v1.0/users/{user}/messages/{id}/attachments/createUploadSession",
+            post(upload::create_upload_session),
+        ),
         ("/v1.0/$batch", post(batch::batch)),
     ];
     let mut router = Router::new();
@@ -103,7 +121,10 @@ fn routes() -> Router<Arc<AppState>> {
             .route(path, method_router.clone())
             .route(&beta, method_router);
     }
-    router
+    router.route(
+        "/api/v2.0/{*rest}",
+        axum::routing::put(upload::upload_chunk).delete(upload::cancel_upload),
+    )
 }
 
 /// The Graph v1.0 router: [`routes`] plus a fallback that retries a path whose segments differ from
@@ -115,7 +136,7 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
 }
 
 /// Path segments with a canonical spelling.
-const CANONICAL_SEGMENTS: [&str; 15] = [
+const CANONICAL_SEGMENTS: [&str; 17] = [
     "v1.0",
     "beta",
     "mailboxSettings",
@@ -131,6 +152,8 @@ const CANONICAL_SEGMENTS: [&str; 15] = [
     "move",
     "permanentDelete",
     "$batch",
+    "attachments",
+    "createUploadSession",
 ];
 
 /// The path with every known literal segment in its canonical case.
@@ -193,6 +216,8 @@ pub(crate) struct ApiError {
     pub(crate) message: String,
     /// `Location` header (410 Gone).
     pub(crate) location: Option<String>,
+    /// `Retry-After` seconds (429).
+    pub(crate) retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -202,6 +227,7 @@ impl ApiError {
             code,
             message: message.into(),
             location: None,
+            retry_after: None,
         }
     }
 
@@ -276,6 +302,8 @@ pub(crate) struct Ctx {
     /// The request's path and query, as sent.
     pub(crate) path_and_query: String,
     pub(crate) headers: HeaderMap,
+    /// The calling app's client id (from the bearer token), when there is one.
+    pub(crate) app: Option<String>,
 }
 
 impl Ctx {
@@ -304,6 +332,11 @@ impl Ctx {
             && let Ok(value) = header::HeaderValue::from_str(&location)
         {
             response.headers_mut().insert(header::LOCATION, value);
+        }
+        if let Some(secs) = error.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
         }
         response
     }
@@ -401,6 +434,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Ctx {
                 .path_and_query()
                 .map_or_else(|| parts.uri.path().to_owned(), ToString::to_string),
             headers: parts.headers.clone(),
+            app: parts
+                .extensions
+                .get::<crate::identity::Caller>()
+                .map(|c| c.app_id.clone()),
         })
     }
 }

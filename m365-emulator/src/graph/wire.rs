@@ -4,6 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::query::graph_time;
+use crate::tenant::created::BodyKind;
 use crate::tenant::{Folder, FolderKind, MessageRecord, Summary, UserRecord};
 
 /// Properties a user has (what `$select` may name).
@@ -175,6 +176,7 @@ pub(crate) const MESSAGE_PROPERTIES: &[&str] = &[
     "flag",
     "body",
     "uniqueBody",
+    "internetMessageHeaders",
 ];
 
 /// Properties returned without `$select` (the body is left out: it is served by `$value`).
@@ -211,14 +213,18 @@ fn recipient((name, address): &(String, String)) -> Value {
     json!({"emailAddress": {"name": name, "address": address}})
 }
 
+fn people(list: &[(String, String)]) -> Value {
+    Value::Array(list.iter().map(recipient).collect())
+}
+
 /// What a message's JSON needs besides the record.
 pub(crate) struct MessageView<'a> {
     pub(crate) record: &'a MessageRecord,
     pub(crate) summary: &'a Summary,
     pub(crate) folder_id: &'a str,
     pub(crate) immutable: bool,
-    /// `Integer 0x0E08` (PR_MESSAGE_SIZE) when `$expand`ed.
-    pub(crate) size: Option<u64>,
+    /// The `singleValueExtendedProperties` asked for by `$expand` (left out when none matched).
+    pub(crate) extended: Option<Vec<Value>>,
     /// `bodyPreview`, when asked for.
     pub(crate) preview: Option<String>,
     /// `body` (text), when asked for.
@@ -234,6 +240,7 @@ pub(crate) fn message(view: &MessageView<'_>, select: Option<&[&str]>, delta: bo
     } else {
         &record.id
     };
+    let created = record.created();
     let change_key = format!("CQAAABYAAAD{:016X}", record.seq);
     let mut map = Map::new();
     if delta {
@@ -243,41 +250,64 @@ pub(crate) fn message(view: &MessageView<'_>, select: Option<&[&str]>, delta: bo
     for &property in select.unwrap_or(MESSAGE_DEFAULT) {
         let value = match property {
             "id" => json!(id),
-            "createdDateTime" | "receivedDateTime" => json!(graph_time(record.received)),
-            "lastModifiedDateTime" => json!(graph_time(record.received + 60)),
+            "createdDateTime" => json!(graph_time(created.map_or(record.received, |c| c.created))),
+            "receivedDateTime" => json!(graph_time(record.received)),
+            "lastModifiedDateTime" => {
+                json!(graph_time(created.map_or(record.received + 60, |c| {
+                    c.created.max(record.received)
+                })))
+            }
             "changeKey" => json!(change_key),
-            "categories" | "bccRecipients" | "replyTo" => json!([]),
+            "categories" => json!(created.map_or(&[][..], |c| &c.categories[..])),
+            "bccRecipients" => people(created.map_or(&[][..], |c| &c.bcc[..])),
+            "replyTo" => people(created.map_or(&[][..], |c| &c.reply_to[..])),
+            "internetMessageHeaders" => Value::Array(
+                created
+                    .map_or(&[][..], |c| &c.headers[..])
+                    .iter()
+                    .map(|(name, value)| json!({"name": name, "value": value}))
+                    .collect(),
+            ),
             "sentDateTime" => json!(graph_time(summary.sent)),
             "hasAttachments" => json!(summary.has_attachments),
             "internetMessageId" => json!(summary.internet_message_id),
             "subject" => json!(summary.subject),
             "bodyPreview" => json!(view.preview.as_deref().unwrap_or_default()),
-            "importance" => json!("normal"),
+            "importance" => json!(created.map_or("normal", |c| c.importance.as_str())),
             "parentFolderId" => json!(view.folder_id),
             "conversationId" => json!(format!("AAQkAD{:016X}", summary.conversation)),
             "conversationIndex" => json!(format!("AQHZ{:016X}", summary.conversation)),
-            "isDeliveryReceiptRequested" | "isReadReceiptRequested" | "isDraft" => json!(false),
+            "isDeliveryReceiptRequested" | "isReadReceiptRequested" => json!(false),
+            "isDraft" => json!(created.is_some_and(|c| c.is_draft)),
             "isRead" => json!(record.is_read),
             "webLink" => json!(format!(
                 "https://outlook.office365.com/owa/?ItemID={id}&exvsurl=1&viewmodel=ReadMessageItem"
             )),
             "inferenceClassification" => json!("focused"),
-            "sender" | "from" => summary.from.as_ref().map_or(Value::Null, recipient),
-            "toRecipients" => Value::Array(summary.to.iter().map(recipient).collect()),
-            "ccRecipients" => Value::Array(summary.cc.iter().map(recipient).collect()),
+            "from" => summary.from.as_ref().map_or(Value::Null, recipient),
+            "sender" => created
+                .and_then(|c| c.sender.as_ref())
+                .or(summary.from.as_ref())
+                .map_or(Value::Null, recipient),
+            "toRecipients" => people(&summary.to),
+            "ccRecipients" => people(&summary.cc),
             "flag" => json!({"flagStatus": if record.flagged { "flagged" } else { "notFlagged" }}),
             "body" | "uniqueBody" => {
-                json!({"contentType": "text", "content": view.body.as_deref().unwrap_or_default()})
+                let kind = match created.map(|c| c.body_kind) {
+                    Some(BodyKind::Html) => "html",
+                    _ => "text",
+                };
+                json!({"contentType": kind, "content": view.body.as_deref().unwrap_or_default()})
             }
             _ => continue,
         };
         map.insert(property.to_owned(), value);
     }
     map.entry("id").or_insert_with(|| json!(id));
-    if let Some(size) = view.size {
+    if let Some(extended) = &view.extended {
         map.insert(
             "singleValueExtendedProperties".into(),
-            json!([{"id": "Integer 0xe08", "value": size.to_string()}]),
+            Value::Array(extended.clone()),
         );
     }
     Value::Object(map)

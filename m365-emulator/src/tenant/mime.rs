@@ -17,6 +17,7 @@ use super::model::mix_all;
 use super::names;
 
 mod encode;
+pub(crate) mod render;
 
 use encode::{
     address_list, base64_lines, encode_header_value, filename_params, mailbox_header,

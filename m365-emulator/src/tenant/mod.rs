@@ -6,10 +6,11 @@
 //! Every mutation of a mailbox takes a new sequence number: delta tokens are sequence watermarks.
 
 mod archive;
+pub(crate) mod created;
 mod generate;
 mod hidden;
 mod inventory;
-mod mime;
+pub(crate) mod mime;
 mod model;
 mod names;
 
@@ -20,6 +21,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use serde::{Deserialize, Serialize};
 
 pub use archive::MailboxId;
+pub use created::{AttachmentInfo, MessageState};
 pub use inventory::{FolderArea, FolderCount, UnconvertibleItem};
 pub(crate) use model::{exchange_id, mix as model_mix};
 
@@ -363,6 +365,16 @@ impl TenantStore {
                 folder: folder.to_owned(),
             })?;
         Ok(mailbox.deliver(folder_index, mime))
+    }
+
+    /// The state of a message beside its MIME; `None` for an unknown user or message.
+    pub fn message_state(&self, upn: &str, id: &str) -> Option<MessageState> {
+        self.read().mailbox(upn)?.message_state(id)
+    }
+
+    /// The id of the folder at a path of display names below msgfolderroot.
+    pub fn folder_by_path(&self, upn: &str, path: &[&str]) -> Option<String> {
+        self.read().mailbox(upn)?.folder_by_path(path)
     }
 
     /// Deletes a message for good (as `permanentDelete`).

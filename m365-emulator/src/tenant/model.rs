@@ -91,6 +91,8 @@ pub(crate) enum MessageBody {
         bytes: bytes::Bytes,
         meta: Arc<mime::StoredMeta>,
     },
+    /// Created through Graph (a JSON or MIME create): its MIME is rendered from its content.
+    Created(Box<super::created::CreatedMessage>),
 }
 
 /// One message of a mailbox.
@@ -337,6 +339,7 @@ impl Mailbox {
                 mime::render_recipe(recipe, &self.upn, &self.owner_name)
             }
             MessageBody::Stored { bytes, .. } => MimeSource::stored(bytes.clone()),
+            MessageBody::Created(created) => MimeSource::stored(created.mime.clone()),
         }
     }
 
@@ -746,6 +749,7 @@ impl Mailbox {
                     .map_or("", |(_, b)| b);
                 body.to_owned()
             }
+            MessageBody::Created(created) => created.body.clone(),
         }
     }
 
@@ -755,7 +759,7 @@ impl Mailbox {
             MessageBody::Generated(recipe) => {
                 mime::preview_for(recipe, &self.upn, &self.owner_name)
             }
-            MessageBody::Stored { .. } => {
+            MessageBody::Stored { .. } | MessageBody::Created(_) => {
                 let text = self.body_text(record);
                 text.split_whitespace()
                     .collect::<Vec<_>>()
@@ -796,6 +800,16 @@ impl Mailbox {
                 has_attachments: false,
                 sent: record.received,
                 conversation: mix_all(&[self.key, record.received.unsigned_abs()]),
+            },
+            MessageBody::Created(created) => Summary {
+                subject: created.subject.clone(),
+                internet_message_id: created.internet_message_id.clone(),
+                from: created.from.clone(),
+                to: created.to.clone(),
+                cc: created.cc.clone(),
+                has_attachments: !created.attachments.is_empty(),
+                sent: created.sent,
+                conversation: mix_all(&[self.key, created.sent.unsigned_abs(), 0xC4]),
             },
         }
     }

@@ -25,17 +25,28 @@ pub(super) fn classify(mailbox: &str, op: &Op, target: &Target, refusal: Refusal
     if refusal.is_sync_reset() {
         return Failure::SyncReset(refusal);
     }
-    let mailbox = mailbox.to_string();
     if let Op::Mime(id) = op
         && is_unconvertible(&refusal)
     {
         return Failure::Error(MailboxError::Unconvertible {
-            mailbox,
+            mailbox: mailbox.to_string(),
             message_id: id.clone(),
             code: refusal.code().to_string(),
             message: refusal.message().to_string(),
         });
     }
+    Failure::Error(refusal_error(mailbox, &op.label(), target, refusal))
+}
+
+/// The error for a final refusal of any request, reads and writes alike (`operation`
+/// names the request in [`MailboxError::Refused`]).
+pub(super) fn refusal_error(
+    mailbox: &str,
+    operation: &str,
+    target: &Target,
+    refusal: Refusal,
+) -> MailboxError {
+    let mailbox = mailbox.to_string();
     let folder_gone = |mailbox: String| MailboxError::FolderGone {
         mailbox,
         folder_id: match target {
@@ -45,7 +56,7 @@ pub(super) fn classify(mailbox: &str, op: &Op, target: &Target, refusal: Refusal
     };
     let code = refusal.code().to_string();
     let message = refusal.message().to_string();
-    let error = match refusal.status {
+    match refusal.status {
         StatusCode::UNAUTHORIZED => MailboxError::TokenRejected {
             mailbox,
             code,
@@ -75,22 +86,26 @@ pub(super) fn classify(mailbox: &str, op: &Op, target: &Target, refusal: Refusal
         },
         status => MailboxError::Refused {
             mailbox,
-            operation: op.label(),
+            operation: operation.to_string(),
             status: status.as_u16(),
             code,
             message,
         },
-    };
-    Failure::Error(error)
+    }
 }
 
 /// The error when the retry limits ran out: a timeout when the last attempt timed out.
-pub(super) fn gave_up(mailbox: &str, op: &Op, timeout: Duration, gave_up: GaveUp) -> MailboxError {
+pub(super) fn gave_up(
+    mailbox: &str,
+    operation: &str,
+    timeout: Duration,
+    gave_up: GaveUp,
+) -> MailboxError {
     let last = match &gave_up.last {
         Fault::Timeout(_) => {
             return MailboxError::Timeout {
                 mailbox: mailbox.to_string(),
-                operation: op.label(),
+                operation: operation.to_string(),
                 after: timeout,
                 attempts: gave_up.attempts,
             };
@@ -102,7 +117,7 @@ pub(super) fn gave_up(mailbox: &str, op: &Op, timeout: Duration, gave_up: GaveUp
     };
     MailboxError::RetriesExhausted {
         mailbox: mailbox.to_string(),
-        operation: op.label(),
+        operation: operation.to_string(),
         attempts: gave_up.attempts,
         last,
     }
@@ -240,7 +255,7 @@ mod tests {
 
     #[test]
     fn exhausted_retries_name_the_last_failure() {
-        let op = Op::Mime("M".into());
+        let op = Op::Mime("M".into()).label();
         let timeout = Duration::from_secs(5);
         let give = |last: Fault| {
             gave_up(

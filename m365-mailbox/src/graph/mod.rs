@@ -27,9 +27,13 @@
 mod batch;
 mod body;
 mod classify;
+mod compose;
 mod delta;
 mod folders;
 mod op;
+mod request;
+mod upload;
+mod write;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -44,8 +48,10 @@ use m365_auth::transport::{RequestCounters, ResourceGate, Transport};
 use tracing::Instrument;
 use url::Url;
 
+use crate::budget::UploadBudgets;
 use crate::retry::RetryPolicy;
 use crate::throttle::{GateLimits, ThrottleRegistry, gate_key};
+use crate::write::WriteLimits;
 use crate::{
     DeleteMode, DeltaCursor, DeltaEvent, Folder, MailboxError, MailboxMetrics, MailboxSource,
     MimeContent, SourceLimits, wire,
@@ -78,6 +84,12 @@ pub struct GraphMailboxOptions {
     /// top level and folder delta in one request). `false` sends one request per lookup
     /// and walks the folder tree, for proxies that do not pass `$batch`.
     pub batch: bool,
+    /// What writes may send (request size, attachment sizes) and the upload budget per
+    /// mailbox ([`WriteLimits::GRAPH`]; a test against a time-scaled emulator shortens the
+    /// budget's window).
+    pub write_limits: WriteLimits,
+    /// Registry of per-mailbox upload budgets; `None` uses the process-wide one.
+    pub upload_budgets: Option<Arc<UploadBudgets>>,
 }
 
 impl Default for GraphMailboxOptions {
@@ -92,11 +104,14 @@ impl Default for GraphMailboxOptions {
             extra_ca_pem: None,
             registry: None,
             batch: true,
+            write_limits: WriteLimits::GRAPH,
+            upload_budgets: None,
         }
     }
 }
 
-/// Microsoft Graph implementation of [`MailboxSource`].
+/// Microsoft Graph implementation of [`MailboxSource`] and of [`crate::MailboxWriter`]:
+/// one object reads and writes, with one gate and one upload budget per mailbox.
 ///
 /// Cheap to clone; clones share gates, caches and metrics.
 ///
@@ -146,6 +161,8 @@ struct Inner {
     recoverable_first: Mutex<HashMap<String, folders::KeptPage>>,
     /// First delta pages fetched ahead, by (mailbox, folder id).
     prefetched: Mutex<HashMap<(String, String), delta::Prefetched>>,
+    /// The write side: its retry loop, upload budgets, counters and folder cache.
+    writes: write::WriteState,
 }
 
 /// graph-rs-sdk's view of our [`TokenProvider`]: the token chosen for the current request
@@ -199,6 +216,7 @@ impl GraphMailboxSource {
             .clone()
             .unwrap_or_else(ThrottleRegistry::global);
         let transport = Transport::new(tokens, options.retry.clone(), options.request_timeout);
+        let writes = write::WriteState::new(&transport, &options);
         Ok(Self {
             inner: Arc::new(Inner {
                 api,
@@ -214,6 +232,7 @@ impl GraphMailboxSource {
                 surveys: Mutex::new(HashMap::new()),
                 recoverable_first: Mutex::new(HashMap::new()),
                 prefetched: Mutex::new(HashMap::new()),
+                writes,
             }),
         })
     }
@@ -380,17 +399,22 @@ impl MailboxSource for GraphMailboxSource {
     }
 
     fn metrics(&self, mailbox: &str) -> MailboxMetrics {
-        let counts = lock(&self.inner.metrics)
-            .get(&mailbox.to_lowercase())
-            .map(|c| c.snapshot())
-            .unwrap_or_default();
-        MailboxMetrics {
-            requests: counts.requests,
-            throttled: counts.throttled,
-            // A token refresh repeats the request too.
-            retries: counts.retries + counts.token_refreshes,
-            bytes: counts.bytes,
-        }
+        metrics_of(&self.inner.metrics, mailbox)
+    }
+}
+
+/// The counters of `mailbox` in `map`, as [`MailboxMetrics`].
+fn metrics_of(map: &Mutex<HashMap<String, Arc<RequestCounters>>>, mailbox: &str) -> MailboxMetrics {
+    let counts = lock(map)
+        .get(&mailbox.to_lowercase())
+        .map(|c| c.snapshot())
+        .unwrap_or_default();
+    MailboxMetrics {
+        requests: counts.requests,
+        throttled: counts.throttled,
+        // A token refresh repeats the request too.
+        retries: counts.retries + counts.token_refreshes,
+        bytes: counts.bytes,
     }
 }
 

@@ -224,7 +224,7 @@ impl<R: ReadAnswer> Exchange for Call<'_, R> {
     fn gave_up(&self, gave_up: GaveUp) -> Failure {
         Failure::Error(super::classify::gave_up(
             &self.ctx.mailbox,
-            self.op,
+            &self.op.label(),
             self.inner.options.request_timeout,
             gave_up,
         ))
@@ -248,7 +248,7 @@ impl<T: serde::de::DeserializeOwned + Send> ReadAnswer for Json<T> {
         response: reqwest::Response,
         counters: &RequestCounters,
     ) -> Result<T, BodyError<Failure>> {
-        let bytes = read_json(ctx, op, response, counters).await?;
+        let bytes = read_json::<Failure>(ctx, &op.label(), response, counters).await?;
         wire::parse_object::<T>(&bytes).map_err(|source| {
             if source.is_truncation() {
                 BodyError::Retry(m365_auth::transport::Fault::Body(source.to_string()))
@@ -277,20 +277,26 @@ impl ReadAnswer for Ignore {
         counters: &RequestCounters,
     ) -> Result<(), BodyError<Failure>> {
         // Read the body so the request is complete before the slot frees.
-        read_json(ctx, op, response, counters).await.map(|_| ())
+        read_json::<Failure>(ctx, &op.label(), response, counters)
+            .await
+            .map(|_| ())
     }
 }
 
-async fn read_json(
+/// Reads (and counts) a whole JSON answer of `operation`, at most [`MAX_PAGE_BYTES`].
+pub(super) async fn read_json<E>(
     ctx: &MailboxCtx,
-    op: &Op,
+    operation: &str,
     response: reqwest::Response,
     counters: &RequestCounters,
-) -> Result<bytes::Bytes, BodyError<Failure>> {
+) -> Result<bytes::Bytes, BodyError<E>>
+where
+    E: From<MailboxError>,
+{
     let too_large = |limit| {
-        Failure::Error(MailboxError::Protocol {
+        E::from(MailboxError::Protocol {
             mailbox: ctx.mailbox.clone(),
-            operation: op.label(),
+            operation: operation.to_string(),
             detail: format!("JSON answer larger than {limit} bytes"),
         })
     };

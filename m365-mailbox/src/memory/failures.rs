@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crate::MailboxError;
 
-/// Which [`MailboxSource`] call an injected failure applies to.
+/// Which [`MailboxSource`] or [`MailboxWriter`](crate::MailboxWriter) call an injected
+/// failure applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
     /// [`MailboxSource::probe`].
@@ -22,6 +23,25 @@ pub enum Operation {
     RecoverableFolders,
     /// [`MailboxSource::archive_mailbox`].
     ArchiveMailbox,
+    /// [`MailboxWriter::ensure_folder`](crate::MailboxWriter::ensure_folder): each
+    /// segment's lookup.
+    EnsureFolder,
+    /// [`MailboxWriter::restored_in`](crate::MailboxWriter::restored_in).
+    RestoredIn,
+    /// The create request of
+    /// [`MailboxWriter::create_message`](crate::MailboxWriter::create_message).
+    CreateMessage,
+    /// One attachment added after a create (attachments too large to travel inside it).
+    AddAttachment,
+    /// The create request of
+    /// [`MailboxWriter::create_from_mime`](crate::MailboxWriter::create_from_mime).
+    CreateFromMime,
+    /// Setting a restore key: [`MailboxWriter::mark_restored`](crate::MailboxWriter::mark_restored),
+    /// the second step of an exact-MIME create, and the completion of a create whose
+    /// attachments followed it.
+    MarkRestored,
+    /// [`MailboxWriter::remove_incomplete`](crate::MailboxWriter::remove_incomplete).
+    RemoveIncomplete,
     /// Every call.
     Any,
 }

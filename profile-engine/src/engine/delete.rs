@@ -31,6 +31,9 @@ impl MailboxCtx<'_> {
     /// Deletion is due now (age and read state); `None` = deletion never applies.
     pub(super) fn deletion_due(&self, folder: &Folder, c: &Candidate) -> Option<bool> {
         self.delete_mode(folder)?;
+        if self.held {
+            return Some(false);
+        }
         let received = c.received?;
         let rules = &self.profile.deletion;
         let old = received <= self.now - Duration::days(i64::from(rules.after_days));

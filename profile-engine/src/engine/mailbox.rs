@@ -104,6 +104,9 @@ pub(super) struct MailboxCtx<'a> {
     pub(super) unreadable: AtomicU64,
     /// Deletion rules may apply (not in an online archive).
     pub(super) deletable: bool,
+    /// A legal hold covers this mailbox's archive: deletions that are due wait (they are
+    /// remembered, and happen in the first run after the hold is released).
+    pub(super) held: bool,
     /// Mailboxes read besides the selected ones (online archives), with their
     /// counters when first asked, for the run's request totals.
     pub(super) extra_mailboxes: &'a std::sync::Mutex<Vec<(String, MailboxMetrics)>>,
@@ -230,6 +233,7 @@ impl MailboxCtx<'_> {
             archive_failures_in_a_row: AtomicUsize::new(0),
             unreadable: AtomicU64::new(0),
             deletable: false,
+            held: self.held,
             extra_mailboxes: self.extra_mailboxes,
         };
         let span = info_span!("online_archive", archive = %target.mailbox);

@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use directory_sync::{DirectorySource, UserStore};
 use m365_auth::TokenProvider;
 use m365_mailbox::MailboxSource;
+use retention::GovernanceStore;
 use tokio::task::JoinError;
 
 use crate::checkpoint::CheckpointStore;
@@ -83,6 +84,7 @@ pub struct EngineBuilder {
     users: Option<Arc<dyn UserStore>>,
     archive: Option<Arc<dyn ArchiveStore>>,
     checkpoints: Option<CheckpointStore>,
+    governance: Option<Arc<dyn GovernanceStore>>,
     options: EngineOptions,
 }
 
@@ -124,6 +126,13 @@ impl EngineBuilder {
         self
     }
 
+    /// Legal holds: deletion rules do not apply in the mailbox of an archive under an
+    /// active hold (unless the profile says `despite_holds`). Without it, no hold is known.
+    pub fn governance(mut self, governance: Arc<dyn GovernanceStore>) -> Self {
+        self.governance = Some(governance);
+        self
+    }
+
     /// Options.
     pub fn options(mut self, options: EngineOptions) -> Self {
         self.options = options;
@@ -145,6 +154,7 @@ impl EngineBuilder {
             checkpoints: self
                 .checkpoints
                 .ok_or(EngineError::Incomplete("checkpoint store"))?,
+            governance: self.governance,
             options: self.options,
         })
     }
@@ -158,6 +168,7 @@ pub struct Engine {
     users: Arc<dyn UserStore>,
     archive: Arc<dyn ArchiveStore>,
     checkpoints: CheckpointStore,
+    governance: Option<Arc<dyn GovernanceStore>>,
     options: EngineOptions,
 }
 

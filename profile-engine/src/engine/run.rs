@@ -274,6 +274,13 @@ impl Engine {
             return report;
         }
         let span = info_span!("mailbox", mailbox = %target.mailbox, user = %target.user);
+        let held = if profile.deletion.mode == crate::DeletionMode::Never
+            || profile.deletion.despite_holds
+        {
+            Vec::new()
+        } else {
+            self.holds_on(&target.user)
+        };
         let ctx = MailboxCtx {
             engine: self,
             profile,
@@ -286,9 +293,34 @@ impl Engine {
             archive_failures_in_a_row: AtomicUsize::new(0),
             unreadable: AtomicU64::new(0),
             deletable: true,
+            held: !held.is_empty(),
             extra_mailboxes,
         };
-        ctx.run().instrument(span).await
+        let mut report = ctx.run().instrument(span).await;
+        report.deletion_held = held;
+        report
+    }
+
+    /// The active legal holds covering `user`'s archive: any hold naming the user, or
+    /// naming no user (it may cover messages of every archive). When the holds cannot be
+    /// read, deletion is held too (failing safe), under a name that says why.
+    fn holds_on(&self, user: &str) -> Vec<String> {
+        let Some(governance) = &self.governance else {
+            return Vec::new();
+        };
+        match governance.load() {
+            Ok(state) => state
+                .holds
+                .iter()
+                .filter(|h| h.is_active())
+                .filter(|h| h.scope.users.is_empty() || h.scope.users.iter().any(|u| u == user))
+                .map(|h| h.case.clone())
+                .collect(),
+            Err(e) => {
+                warn!(error = %e, "legal holds unreadable: deletion rules suspended");
+                vec![format!("(legal holds unreadable: {e})")]
+            }
+        }
     }
 }
 

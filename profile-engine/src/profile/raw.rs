@@ -91,6 +91,8 @@ struct RawDeletion {
     after_days: i64,
     #[serde(default = "yes")]
     keep_unread: bool,
+    #[serde(default)]
+    despite_holds: bool,
 }
 
 impl Default for RawDeletion {
@@ -99,6 +101,7 @@ impl Default for RawDeletion {
             mode: never(),
             after_days: ninety(),
             keep_unread: true,
+            despite_holds: false,
         }
     }
 }
@@ -505,6 +508,7 @@ impl RawDeletion {
             mode,
             after_days,
             keep_unread: self.keep_unread,
+            despite_holds: self.despite_holds,
         })
     }
 }
@@ -619,6 +623,7 @@ impl From<Profile> for RawProfile {
                 mode: p.deletion.mode.as_str().to_owned(),
                 after_days: i64::from(p.deletion.after_days),
                 keep_unread: p.deletion.keep_unread,
+                despite_holds: p.deletion.despite_holds,
             },
             run: RawRun {
                 timeout_secs: i64::try_from(p.run.timeout_secs).unwrap_or(MAX_TIMEOUT_SECS),

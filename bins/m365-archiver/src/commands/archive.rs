@@ -1,4 +1,4 @@
-//! `archive` commands: statistics, integrity, search, show, export and import.
+//! `archive` commands: statistics, integrity, search, show, export, import and restore.
 
 use std::process::ExitCode;
 
@@ -27,6 +27,7 @@ pub async fn run(ctx: &Ctx, cmd: ArchiveCommand) -> Result<ExitCode> {
         ArchiveCommand::Import { user, folder, path } => {
             super::transfer::import(ctx, &user, folder, &path)
         }
+        ArchiveCommand::Restore(args) => super::restore::restore(ctx, &args).await,
     }
 }
 

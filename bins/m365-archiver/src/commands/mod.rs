@@ -1,9 +1,11 @@
 //! One module per command group.
 
 pub mod archive;
+pub mod audit;
 pub mod credentials;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod profile;
+pub mod restore;
 pub mod transfer;
 pub mod users;
