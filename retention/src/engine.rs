@@ -240,11 +240,12 @@ impl<'a> RetentionEngine<'a> {
                 Judgement::Unmanaged | Judgement::Keep { .. } => {}
             }
         }
-        let live: HashSet<&EntryKey> = snap.entries.iter().map(|e| &e.key).collect();
+        let by_key: std::collections::HashMap<&EntryKey, &EntryView> =
+            snap.entries.iter().map(|e| (&e.key, e)).collect();
         let mut erase = Vec::new();
         let mut still_pending = Vec::new();
         for request in &snap.state.erasures {
-            let Some(entry) = snap.entries.iter().find(|e| e.key == request.key) else {
+            let Some(entry) = by_key.get(&request.key).copied() else {
                 continue; // gone already (erased before a crash, or expunged)
             };
             match judge.erasure(entry, now) {
@@ -278,7 +279,7 @@ impl<'a> RetentionEngine<'a> {
         let erase_permit = |view: &EntryView| judge.may_leave(view, now, true);
         let erased = self.target.expunge(&erase, &erase_permit)?;
         for request in &still_pending {
-            if live.contains(&request.key) {
+            if by_key.contains_key(&request.key) {
                 self.target.set_restricted(&request.key, true)?;
             }
         }

@@ -20,6 +20,7 @@ use serde_json::{Map, Value, json};
 use super::folders::{all_counts, folder_json, segment};
 use super::messages::{invalid_property, message_json};
 use super::query::graph_time;
+use super::wire::MESSAGE_DEFAULT;
 use super::{ApiError, Ctx, json_response, link_base};
 use crate::state::AppState;
 use crate::tenant::created::{
@@ -495,38 +496,6 @@ fn from_mime(body: &[u8], mailbox: &Mailbox, now: i64) -> Result<CreatedMessage,
     })
 }
 
-/// Properties a create or PATCH answers with.
-const ANSWERED: &[&str] = &[
-    "id",
-    "createdDateTime",
-    "lastModifiedDateTime",
-    "changeKey",
-    "categories",
-    "receivedDateTime",
-    "sentDateTime",
-    "hasAttachments",
-    "internetMessageId",
-    "subject",
-    "bodyPreview",
-    "importance",
-    "parentFolderId",
-    "conversationId",
-    "isDeliveryReceiptRequested",
-    "isReadReceiptRequested",
-    "isRead",
-    "isDraft",
-    "webLink",
-    "inferenceClassification",
-    "body",
-    "sender",
-    "from",
-    "toRecipients",
-    "ccRecipients",
-    "bccRecipients",
-    "replyTo",
-    "flag",
-];
-
 fn message_response(
     state: &AppState,
     ctx: &Ctx,
@@ -537,7 +506,13 @@ fn message_response(
 ) -> Result<Response, ApiError> {
     let record = mailbox.message(id).ok_or_else(ApiError::item_not_found)?;
     let immutable = ctx.immutable_ids();
-    let mut body = message_json(mailbox, record, immutable, Some(ANSWERED), None, false);
+    // A create or PATCH answers with the default properties plus the body and its preview.
+    let answered: Vec<&str> = MESSAGE_DEFAULT
+        .iter()
+        .copied()
+        .chain(["bodyPreview", "body"])
+        .collect();
+    let mut body = message_json(mailbox, record, immutable, Some(&answered), None, false);
     body["@odata.context"] = json!(format!(
         "{}/$metadata#users('{}')/messages/$entity",
         link_base(state, ctx),
