@@ -8,9 +8,9 @@
 //! Nothing acknowledged is invisible: the write path's lookups (chunks, manifests,
 //! entries, sources), message reads and `find_source` consult the waiting rows
 //! before `index.db`; every other read of this process, a search, a flush and
-//! close commit them first ([`Deferred::settle`]); a read-only store in another
-//! process replays the record log past what `index.db` holds before each read, and
-//! a writer does so when it takes the write lock. `index.db` stays a rebuildable
+//! close commit them first ([`Deferred::settle`]); any other store (another
+//! process, or another instance in this one) replays the record log past what
+//! `index.db` holds before each read and when it takes the write lock. `index.db` stays a rebuildable
 //! cache: a crash loses only waiting rows, which the next catch-up restores from
 //! the packs and the record log. Rows leave the waiting set only after their
 //! transaction committed, so a lookup that misses them finds them in `index.db`.

@@ -9,8 +9,9 @@
 //!
 //! Processes: readers take no lock and never wait; they read `index.db` (SQLite
 //! in WAL mode: every statement sees the latest commit of any process) and the
-//! packs, and a read-only store first replays what the log and packs hold past
-//! `index.db`'s positions (writers commit to `index.db` late). A writing process holds the write lock (`flock` on `LOCK`) only while it
+//! packs, and first replay what the log and packs hold past `index.db`'s positions
+//! (writers commit to `index.db` late; a writable store does this when none of its
+//! own writes is in progress). A writing process holds the write lock (`flock` on `LOCK`) only while it
 //! has a write in progress, and on every acquisition catches up with what other
 //! processes wrote meanwhile: it reopens its appenders at the true end of the
 //! newest pack and of the log, cuts a torn tail, and replays frames past the

@@ -443,9 +443,9 @@ impl DiskArchiveStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Runs a read of the caches after committing this process's waiting
-    /// `index.db` rows (a read-only store: after replaying what other processes
-    /// wrote since); when it fails with an index error, switches to a generation
+    /// Runs a read of the caches after replaying what other processes wrote since
+    /// `index.db` was last brought up to date and committing this process's waiting
+    /// `index.db` rows; when it fails with an index error, switches to a generation
     /// another process swapped in or rebuilds the caches once, and retries.
     pub(crate) fn healing<T>(
         &self,
@@ -465,8 +465,21 @@ impl DiskArchiveStore {
             if self.read_only {
                 let _one = lock(&self.read_catch_up);
                 self.catch_up(false)?;
-            } else if settle {
-                self.deferred.settle()?;
+            } else {
+                // With no write of this process in progress, what the files hold past
+                // index.db is this process's waiting rows and what other processes
+                // wrote (their rows wait in their own process): replay those. Holding
+                // `active` keeps this process's writes from starting meanwhile. With a
+                // write in progress this process holds the write lock, so nobody
+                // else wrote since it caught up on taking it.
+                let active = lock(&self.write_lock.active);
+                if *active == 0 {
+                    self.catch_up(false)?;
+                }
+                drop(active);
+                if settle {
+                    self.deferred.settle()?;
+                }
             }
             op()
         };
