@@ -43,23 +43,24 @@ struct Announcing {
 }
 
 impl StoreIo for Announcing {
-    fn write(&self, mut file: &File, _path: &Path, buf: &[u8]) -> std::io::Result<()> {
-        self.announce();
+    fn write(&self, mut file: &File, path: &Path, buf: &[u8]) -> std::io::Result<()> {
+        self.announce(path);
         file.write_all(buf)
     }
 
-    fn sync(&self, file: &File, _path: &Path) -> std::io::Result<()> {
-        self.announce();
+    fn sync(&self, file: &File, path: &Path) -> std::io::Result<()> {
+        self.announce(path);
         file.sync_data()
     }
 }
 
 impl Announcing {
-    fn announce(&self) {
+    fn announce(&self, path: &Path) {
         let phase = self.phase.load(Ordering::SeqCst);
         if phase != ARCHIVING {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
             let mut out = std::io::stdout().lock();
-            writeln!(out, "IO {phase}").unwrap();
+            writeln!(out, "IO {phase} {}", name.unwrap_or_default()).unwrap();
             out.flush().unwrap();
         }
     }
@@ -164,6 +165,8 @@ fn sigkilled_expunges_and_compactions_lose_nothing_live_and_undo_no_expunge() {
     let mut known: BTreeMap<(String, String), Known> = BTreeMap::new();
     let mut contents: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut kills = [0u32; 3];
+    // Kills that left a compaction's intent behind (finished by the next open).
+    let mut intents = 0;
     for round in 0..24u64 {
         let target = if round % 2 == 0 {
             EXPUNGING
@@ -186,7 +189,14 @@ fn sigkilled_expunges_and_compactions_lose_nothing_live_and_undo_no_expunge() {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut cue = rng.gen_range(1..40u32);
+        // Every other compaction round is killed around the write of the intent
+        // (the commit point), the others anywhere.
+        let at_intent = target == COMPACTING && round % 4 == 3;
+        let mut cue = if at_intent {
+            u32::MAX
+        } else {
+            rng.gen_range(1..40u32)
+        };
         let handle = |line: &str, known: &mut BTreeMap<(String, String), Known>| {
             let parts: Vec<&str> = line.split(' ').collect();
             match parts.as_slice() {
@@ -209,8 +219,11 @@ fn sigkilled_expunges_and_compactions_lose_nothing_live_and_undo_no_expunge() {
                 panic!("child ended early ({status}): {err}");
             };
             let line = line.unwrap();
-            if line == format!("IO {target}") {
-                cue -= 1;
+            if line.starts_with(&format!("IO {target} ")) {
+                if at_intent && line.ends_with(" COMPACT.tmp") {
+                    cue = rng.gen_range(1..5u32);
+                }
+                cue = cue.saturating_sub(1);
                 if cue == 0 {
                     break;
                 }
@@ -225,6 +238,9 @@ fn sigkilled_expunges_and_compactions_lose_nothing_live_and_undo_no_expunge() {
         }
         child.wait().unwrap();
 
+        if store_dir.join("COMPACT").exists() {
+            intents += 1;
+        }
         let store = common::open(&store_dir);
         let report = store.verify().unwrap();
         assert!(report.is_clean(), "round {round}: {report:#?}");
@@ -275,7 +291,7 @@ fn sigkilled_expunges_and_compactions_lose_nothing_live_and_undo_no_expunge() {
     }
     assert!(kills[EXPUNGING as usize] + kills[COMPACTING as usize] >= 20);
     eprintln!(
-        "{} kills during expunges, {} during compactions; {} entries known, {} contents read back",
+        "{} kills during expunges, {} during compactions ({intents} after the intent); {} entries known, {} contents read back",
         kills[EXPUNGING as usize],
         kills[COMPACTING as usize],
         known.len(),
