@@ -467,45 +467,59 @@ async fn exact_mime_restores_the_emulators_rendering_byte_for_byte_as_drafts() {
     );
 }
 
-/// Attachments on either side of the 3 MB boundary arrive whole: the largest that fit a
-/// POST, those just under 3 MB whose base64 no longer fits one 4 MB request (they go
-/// through an upload session), and those over it.
+/// Attachments of every size class arrive whole: the largest that fit a POST, those just
+/// under 3 MB whose base64 no longer fits one 4 MB request (they go through an upload
+/// session), those over 3 MB, several small ones that together pass 4 MB (one POST each
+/// after the create), and an empty one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attachments_around_three_megabytes_arrive_whole() {
+async fn attachments_of_every_size_class_arrive_whole() {
     const MIB: usize = 1024 * 1024;
     let emu = common::emulator(2, 23).await;
     emu.set_upload_budget(1024 * 1024 * 1024);
     let target = common::writable_users(&emu).remove(0);
     let graph = common::graph(&emu);
-    let sizes = [
-        3 * MIB - 4_000,
-        3 * MIB - 200,
-        3 * MIB - 64,
-        3 * MIB - 1,
-        3 * MIB,
-        3 * MIB + 1,
+    // Attachment sizes, one message each.
+    let cases: [&[usize]; 8] = [
+        &[3 * MIB - 4_000],
+        &[3 * MIB - 200],
+        &[3 * MIB - 64],
+        &[3 * MIB - 1],
+        &[3 * MIB],
+        &[3 * MIB + 1],
+        &[900_000; 5],
+        &[0, 10],
     ];
-    let (_dir, store, archived) = archive_of(sizes.iter().enumerate().map(|(n, &size)| {
+    let (_dir, store, archived) = archive_of(cases.iter().enumerate().map(|(n, sizes)| {
+        let parts: String = sizes
+            .iter()
+            .enumerate()
+            .map(|(k, &size)| {
+                format!(
+                    "--m\r\nContent-Type: application/octet-stream; name=\"a{k}.bin\"\r\nContent-Disposition: attachment; filename=\"a{k}.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}",
+                    b64(&blob(size, (n * 8 + k) as u8))
+                )
+            })
+            .collect();
         let mime = format!(
-            "From: adele@contoso.com\r\nTo: bob@contoso.com\r\nSubject: size {size}\r\nDate: Mon, 7 Jul 2025 07:00:00 +0000\r\nMessage-ID: <size{size}@contoso.com>\r\nContent-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: text/plain\r\n\r\n{size}\r\n--m\r\nContent-Type: application/octet-stream; name=\"s{size}.bin\"\r\nContent-Disposition: attachment; filename=\"s{size}.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}--m--\r\n",
-            b64(&blob(size, n as u8))
+            "From: adele@contoso.com\r\nTo: bob@contoso.com\r\nSubject: case {n}\r\nDate: Mon, 7 Jul 2025 07:00:00 +0000\r\nMessage-ID: <case{n}@contoso.com>\r\nContent-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: text/plain\r\n\r\n{sizes:?}\r\n{parts}--m--\r\n"
         );
         ("Inbox".to_string(), mime.into_bytes(), received_at(n))
     }));
     let report = run(&store, &graph, &request(&target, None, false)).await;
     assert_eq!(
         (report.restored, report.failed),
-        (sizes.len() as u64, 0),
+        (cases.len() as u64, 0),
         "{:#?}",
         report.failures
     );
     let scratch_dir = tempfile::tempdir().unwrap();
     let scratch = DiskArchiveStore::open(scratch_dir.path(), Default::default()).unwrap();
     let found = archive_again(&graph, &target, &format!("Restored/{DAY}"), &scratch).await;
-    for (size, original) in sizes.iter().zip(&archived) {
-        let (_, id) = &found[&("Inbox".to_string(), format!("size{size}@contoso.com"))];
+    for (n, (sizes, original)) in cases.iter().zip(&archived).enumerate() {
+        let (_, id) = &found[&("Inbox".to_string(), format!("case{n}@contoso.com"))];
         let copy = seen(&scratch.read_message(id).unwrap());
-        assert_eq!(copy.attachments[0].2.len(), *size);
-        assert_eq!(seen(&original.mime), copy, "{size}");
+        let got: Vec<usize> = copy.attachments.iter().map(|a| a.2.len()).collect();
+        assert_eq!(&got, sizes, "case {n}");
+        assert_eq!(seen(&original.mime), copy, "case {n}: {sizes:?}");
     }
 }
