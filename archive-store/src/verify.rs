@@ -385,6 +385,18 @@ impl DiskArchiveStore {
                 "{missing_chunks} stored chunks are missing from the listing index; run `archive reindex`"
             ));
         }
+        // Every live entry's message is located (a lost row would make it unreadable).
+        let mut unlocated = 0u64;
+        for address in holders.keys() {
+            if intact.contains(address) && self.caches().index.message(address)?.is_none() {
+                unlocated += 1;
+            }
+        }
+        if unlocated > 0 {
+            report.drift.push(format!(
+                "{unlocated} archived messages are missing from the listing index; run `archive reindex`"
+            ));
+        }
         let mut missing_metadata = 0u64;
         for address in holders.keys() {
             if intact.contains(address)
