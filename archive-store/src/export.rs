@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::chunker::next_piece;
-use crate::store::{ArchiveEntry, DiskArchiveStore, parse_id};
+use crate::store::{ArchiveEntry, DiskArchiveStore, Visibility, parse_id};
 use crate::{ArchiveError, MessageId};
 
 /// Output format of an export.
@@ -127,15 +127,28 @@ pub(crate) fn is_from_line(line: &[u8]) -> bool {
 
 impl DiskArchiveStore {
     /// Exports the selected part of one user's archive to `out` (a directory for
-    /// [`ExportFormat::Eml`], a file for [`ExportFormat::Mbox`]).
+    /// [`ExportFormat::Eml`], a file for [`ExportFormat::Mbox`]); restricted entries
+    /// are left out (see [`DiskArchiveStore::export_with`]).
     pub fn export(
         &self,
         filter: &ExportFilter,
         format: ExportFormat,
         out: &Path,
     ) -> Result<ExportReport, ArchiveError> {
+        self.export_with(filter, format, out, Visibility::Ordinary)
+    }
+
+    /// Like [`DiskArchiveStore::export`], restricted entries included only with
+    /// [`Visibility::Privileged`].
+    pub fn export_with(
+        &self,
+        filter: &ExportFilter,
+        format: ExportFormat,
+        out: &Path,
+        visibility: Visibility,
+    ) -> Result<ExportReport, ArchiveError> {
         // Damaged caches abort the export, are rebuilt, and the export starts again.
-        self.healing(|| self.export_raw(filter, format, out))
+        self.healing(|| self.export_raw(filter, format, out, visibility))
     }
 
     fn export_raw(
@@ -143,11 +156,12 @@ impl DiskArchiveStore {
         filter: &ExportFilter,
         format: ExportFormat,
         out: &Path,
+        visibility: Visibility,
     ) -> Result<ExportReport, ArchiveError> {
         let span = tracing::info_span!("export", user = %filter.user, out = %out.display());
         let _enter = span.enter();
         let entries: Vec<ArchiveEntry> = self
-            .list(&filter.user, None)?
+            .list_with(&filter.user, None, visibility)?
             .into_iter()
             .filter(|e| {
                 filter

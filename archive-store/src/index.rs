@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use crate::log::{LogRecord, RecordKind};
 use crate::metadata::MessageMetadata;
 use crate::pack::Location;
 use crate::{ArchiveError, SourceRef};
@@ -49,6 +50,8 @@ pub(crate) enum Table {
     Bodies = 6,
     /// address ‖ user \0 folder \0 → nothing (who holds a message).
     Holders = 7,
+    /// user \0 folder \0 address → nothing (a restricted entry).
+    Restricted = 8,
 }
 
 /// State key: record-log offset reflected here.
@@ -349,6 +352,20 @@ impl Index {
         })
     }
 
+    /// Whether the entry is restricted.
+    pub(crate) fn is_restricted(
+        &self,
+        address: &[u8; 32],
+        user: &str,
+        folder: &str,
+    ) -> Result<bool, ArchiveError> {
+        self.with(|db| {
+            Ok(db
+                .get(Table::Restricted, &entry_key(user, folder, address))?
+                .is_some())
+        })
+    }
+
     /// Address archived for a source in a user's archive.
     pub(crate) fn source(
         &self,
@@ -513,6 +530,15 @@ impl Db<'_> {
         raw.map(|raw| open_row(table, key, raw)).transpose()
     }
 
+    /// Removes the row under `key` (nothing when absent).
+    pub(crate) fn delete(&self, table: Table, key: &[u8]) -> Result<(), ArchiveError> {
+        self.conn
+            .prepare_cached("DELETE FROM kv WHERE t = ?1 AND k = ?2")
+            .and_then(|mut s| s.execute(params![table as i64, key]))
+            .map_err(db_error(self.path))?;
+        Ok(())
+    }
+
     /// Stores `value` under `key` (replacing).
     pub(crate) fn insert(
         &self,
@@ -527,7 +553,12 @@ impl Db<'_> {
         Ok(())
     }
 
-    fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<Vec<Row>, ArchiveError> {
+    /// Rows of `table` whose key starts with `prefix`, in key order.
+    pub(crate) fn scan_prefix(
+        &self,
+        table: Table,
+        prefix: &[u8],
+    ) -> Result<Vec<Row>, ArchiveError> {
         let map = |row: &rusqlite::Row<'_>| Ok((row.get::<_, Vec<u8>>(0)?, row.get(1)?));
         let rows: Vec<(Vec<u8>, Vec<u8>)> = match prefix_end(prefix) {
             Some(end) => self
@@ -604,6 +635,89 @@ impl Db<'_> {
             self.insert(Table::Bodies, address, &packed_body)?;
         }
         self.insert(Table::Meta, address, &packed)
+    }
+
+    /// Applies one record of the log (see the order semantics in `log`); returns
+    /// whether it changed an entry's existence or mark.
+    pub(crate) fn apply_record(
+        &self,
+        address: &[u8; 32],
+        record: &LogRecord,
+    ) -> Result<bool, ArchiveError> {
+        let (user, folder) = (record.user.as_str(), record.folder.as_str());
+        match record.kind {
+            RecordKind::Entry => self.put_entry(
+                address,
+                user,
+                folder,
+                record.received,
+                record.archived,
+                record.source.as_ref(),
+            ),
+            RecordKind::Tombstone => Ok(self.remove_entry(address, user, folder)?.is_some()),
+            RecordKind::Restrict | RecordKind::Unrestrict => {
+                let key = entry_key(user, folder, address);
+                let marked = self.get(Table::Restricted, &key)?.is_some();
+                if record.kind == RecordKind::Unrestrict {
+                    self.delete(Table::Restricted, &key)?;
+                    return Ok(marked);
+                }
+                if marked || self.get(Table::Entries, &key)?.is_none() {
+                    return Ok(false);
+                }
+                self.insert(Table::Restricted, &key, &[])?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Removes an entry with its holder row and restriction mark, and the source
+    /// mappings to its message that no other entry of the same user and message
+    /// lists; returns what it held (`None`: there was no such entry).
+    pub(crate) fn remove_entry(
+        &self,
+        address: &[u8; 32],
+        user: &str,
+        folder: &str,
+    ) -> Result<Option<EntryValue>, ArchiveError> {
+        let key = entry_key(user, folder, address);
+        let Some(raw) = self.get(Table::Entries, &key)? else {
+            return Ok(None);
+        };
+        let value: EntryValue = serde_json::from_slice(&raw).map_err(ArchiveError::listing)?;
+        self.delete(Table::Entries, &key)?;
+        self.delete(Table::Restricted, &key)?;
+        let mut hkey = address.to_vec();
+        hkey.extend_from_slice(&key[..key.len() - 32]);
+        self.delete(Table::Holders, &hkey)?;
+        if value.sources.is_empty() {
+            return Ok(Some(value));
+        }
+        // Sources other entries of this user and message still list.
+        let mut kept = Vec::new();
+        let mut prefix = address.to_vec();
+        prefix.extend_from_slice(user.as_bytes());
+        prefix.push(0);
+        for (holder, _) in self.scan_prefix(Table::Holders, &prefix)? {
+            let other_folder = holder
+                .get(prefix.len()..holder.len().saturating_sub(1))
+                .map(|f| String::from_utf8_lossy(f).into_owned())
+                .unwrap_or_default();
+            if let Some(raw) = self.get(Table::Entries, &entry_key(user, &other_folder, address))? {
+                let other: EntryValue =
+                    serde_json::from_slice(&raw).map_err(ArchiveError::listing)?;
+                kept.extend(other.sources);
+            }
+        }
+        for source in &value.sources {
+            let skey = source_key(user, source);
+            if !kept.contains(source)
+                && self.get(Table::Sources, &skey)?.as_deref() == Some(address.as_slice())
+            {
+                self.delete(Table::Sources, &skey)?;
+            }
+        }
+        Ok(Some(value))
     }
 
     /// Records an entry (idempotent); returns true when it was new.

@@ -68,7 +68,10 @@ pub use import::{ImportFailure, ImportReport, import_path};
 pub use io::{FaultyIo, StoreIo};
 pub use memory::MemoryArchiveStore;
 pub use metadata::MessageMetadata;
-pub use store::{ArchiveEntry, DiskArchiveStore, MessageInfo, StoreOptions};
+pub use store::{
+    ArchiveEntry, CompactReport, DiskArchiveStore, EntryRef, ExpungeReport, MessageInfo,
+    RestrictReport, StoreOptions, Visibility,
+};
 pub use verify::{AffectedMessage, VerifyProblem, VerifyReport};
 
 use std::path::{Path, PathBuf};
@@ -122,13 +125,25 @@ pub struct ArchiveOutcome {
     pub new_entry: bool,
 }
 
-/// Who is searching: an admin sees every archive, a user only their own.
+/// Who is searching: an admin sees every archive, a user only their own; neither
+/// sees restricted entries (see [`DiskArchiveStore::set_restricted`]), which only
+/// privileged readers (auditors, compliance officers) see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
-    /// Every archive.
+    /// Every archive, restricted entries left out.
     Admin,
-    /// Only this user's archive.
+    /// Only this user's archive, restricted entries left out.
     User(String),
+    /// Every archive (narrowed by [`SearchQuery::user`]), restricted entries included:
+    /// for auditors and compliance officers.
+    Privileged,
+}
+
+impl Scope {
+    /// Whether restricted entries are included.
+    pub fn sees_restricted(&self) -> bool {
+        matches!(self, Scope::Privileged)
+    }
 }
 
 /// A full-text query.

@@ -13,17 +13,22 @@ use chrono::{DateTime, Utc};
 use crate::crypto::to_hex;
 use crate::metadata::{MessageMetadata, extract};
 use crate::{
-    ArchiveError, ArchiveOutcome, ArchiveRequest, ArchiveStats, ArchiveStore, MessageId,
-    RawMessage, Scope, SearchHit, SearchQuery, SourceRef,
+    ArchiveEntry, ArchiveError, ArchiveOutcome, ArchiveRequest, ArchiveStats, ArchiveStore,
+    EntryRef, ExpungeReport, MessageId, RawMessage, RestrictReport, Scope, SearchHit, SearchQuery,
+    SourceRef,
 };
 
 #[derive(Default)]
 struct Inner {
     contents: HashMap<MessageId, (Vec<u8>, MessageMetadata)>,
-    /// (user, folder, id) → received
-    entries: BTreeMap<(String, String, MessageId), Option<DateTime<Utc>>>,
+    /// (user, folder, id) → (received, archived)
+    entries: BTreeMap<Key, (Option<DateTime<Utc>>, DateTime<Utc>)>,
     sources: HashMap<(String, SourceRef), MessageId>,
+    restricted: BTreeSet<Key>,
 }
+
+/// An entry: (user, folder, id).
+type Key = (String, String, MessageId);
 
 /// An in-memory archive.
 #[derive(Default)]
@@ -96,14 +101,98 @@ impl MemoryArchiveStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// (folder, id) pairs of `user`'s archive.
+    /// (folder, id) pairs of `user`'s archive (restricted entries left out).
     pub fn list(&self, user: &str) -> Vec<(String, MessageId)> {
-        self.inner()
+        let inner = self.inner();
+        inner
             .entries
             .keys()
-            .filter(|(u, _, _)| u == user)
+            .filter(|k| k.0 == user && !inner.restricted.contains(*k))
             .map(|(_, f, id)| (f.clone(), id.clone()))
             .collect()
+    }
+
+    /// Every entry, restricted ones included (as [`crate::DiskArchiveStore::entries`]).
+    pub fn entries(&self) -> Vec<ArchiveEntry> {
+        let inner = self.inner();
+        inner.entries.keys().filter_map(|k| inner.view(k)).collect()
+    }
+
+    /// Expunges entries, asking `permit` for each one's current view first (as
+    /// [`crate::DiskArchiveStore::expunge`]); the content goes with its last entry.
+    pub fn expunge(
+        &self,
+        entries: &[EntryRef],
+        permit: &dyn Fn(&ArchiveEntry) -> bool,
+    ) -> Result<ExpungeReport, ArchiveError> {
+        let mut inner = self.inner();
+        let mut report = ExpungeReport::default();
+        for entry in entries {
+            let key = (entry.user.clone(), entry.folder.clone(), entry.id.clone());
+            let Some(view) = inner.view(&key) else {
+                report.missing.push(entry.clone());
+                continue;
+            };
+            if !permit(&view) {
+                report.refused.push(entry.clone());
+                continue;
+            }
+            inner.entries.remove(&key);
+            inner.restricted.remove(&key);
+            report.expunged.push(entry.clone());
+            if !inner
+                .entries
+                .keys()
+                .any(|(u, _, id)| u == &entry.user && id == &entry.id)
+            {
+                inner
+                    .sources
+                    .retain(|(user, _), id| !(user == &entry.user && id == &entry.id));
+            }
+            if !inner.entries.keys().any(|(_, _, id)| id == &entry.id)
+                && inner.contents.remove(&entry.id).is_some()
+            {
+                report.unreferenced_messages += 1;
+                report.unreferenced_bytes += view.size;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Marks entries restricted or lifts the mark (as
+    /// [`crate::DiskArchiveStore::set_restricted`]).
+    pub fn set_restricted(
+        &self,
+        entries: &[EntryRef],
+        restricted: bool,
+    ) -> Result<RestrictReport, ArchiveError> {
+        let mut inner = self.inner();
+        let mut report = RestrictReport::default();
+        for entry in entries {
+            let key = (entry.user.clone(), entry.folder.clone(), entry.id.clone());
+            if !inner.entries.contains_key(&key) {
+                report.missing.push(entry.clone());
+            } else if inner.restricted.contains(&key) == restricted {
+                report.unchanged.push(entry.clone());
+            } else {
+                if restricted {
+                    inner.restricted.insert(key);
+                } else {
+                    inner.restricted.remove(&key);
+                }
+                report.changed.push(entry.clone());
+            }
+        }
+        Ok(report)
+    }
+
+    /// Whether the entry is restricted.
+    pub fn is_restricted(&self, entry: &EntryRef) -> bool {
+        self.inner().restricted.contains(&(
+            entry.user.clone(),
+            entry.folder.clone(),
+            entry.id.clone(),
+        ))
     }
 
     /// Users with an archive.
@@ -115,6 +204,32 @@ impl MemoryArchiveStore {
             .map(|(u, _, _)| u.clone())
             .collect();
         set.into_iter().collect()
+    }
+}
+
+impl Inner {
+    fn view(&self, key: &Key) -> Option<ArchiveEntry> {
+        let (received, archived) = *self.entries.get(key)?;
+        let (bytes, meta) = self.contents.get(&key.2)?;
+        Some(ArchiveEntry {
+            id: key.2.clone(),
+            user: key.0.clone(),
+            folder: key.1.clone(),
+            received,
+            archived,
+            sources: self
+                .sources
+                .iter()
+                .filter(|((u, _), id)| u == &key.0 && *id == &key.2)
+                .map(|((_, s), _)| s.clone())
+                .collect(),
+            size: bytes.len() as u64,
+            subject: meta.subject.clone(),
+            from: meta.from.clone(),
+            date: meta.date,
+            unparseable: meta.unparseable,
+            restricted: self.restricted.contains(key),
+        })
     }
 }
 
@@ -157,7 +272,7 @@ impl ArchiveStore for MemoryArchiveStore {
         let key = (request.user.clone(), request.folder.clone(), id.clone());
         let new_entry = !inner.entries.contains_key(&key);
         if new_entry {
-            inner.entries.insert(key, request.received);
+            inner.entries.insert(key, (request.received, Utc::now()));
         }
         if let Some(source) = &request.source {
             inner
@@ -213,7 +328,7 @@ impl ArchiveStore for MemoryArchiveStore {
 
     fn search(&self, query: &SearchQuery, scope: &Scope) -> Result<Vec<SearchHit>, ArchiveError> {
         let user = match scope {
-            Scope::Admin => query.user.clone(),
+            Scope::Admin | Scope::Privileged => query.user.clone(),
             Scope::User(me) => {
                 if let Some(requested) = &query.user
                     && requested != me
@@ -232,8 +347,11 @@ impl ArchiveStore for MemoryArchiveStore {
         }
         let inner = self.inner();
         let mut hits = Vec::new();
-        for ((u, folder, id), received) in &inner.entries {
-            if user.as_ref().is_some_and(|want| want != u) {
+        for (key, (received, _)) in &inner.entries {
+            let (u, folder, id) = key;
+            if user.as_ref().is_some_and(|want| want != u)
+                || (!scope.sees_restricted() && inner.restricted.contains(key))
+            {
                 continue;
             }
             let Some((_, meta)) = inner.contents.get(id) else {

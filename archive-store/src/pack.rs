@@ -192,6 +192,13 @@ impl FrameFiles {
         Ok(file)
     }
 
+    /// Forgets the open handle of file `n` (removed by compaction).
+    pub(crate) fn forget(&self, n: u32) {
+        if let Ok(mut map) = self.open.write() {
+            map.remove(&n);
+        }
+    }
+
     /// Reads and checks the frame at `loc`; returns (kind, payload).
     pub(crate) fn read(&self, loc: Location) -> Result<(u8, Vec<u8>), ArchiveError> {
         let file = self.file(loc.file)?;
@@ -406,6 +413,13 @@ impl FrameAppender {
         }
         self.write(&buf)?;
         Ok(locs)
+    }
+
+    /// Continues in a new file numbered after the current one (the current one is
+    /// fsynced first), whatever the current length.
+    pub(crate) fn start_next(&mut self) -> Result<(), ArchiveError> {
+        self.writable()?;
+        self.roll()
     }
 
     fn roll(&mut self) -> Result<(), ArchiveError> {

@@ -4,8 +4,10 @@
 //! A lagging cache: each commit carries the record-log offset it covers as its
 //! payload, and an indexing pass (any process: the writer after some group
 //! commits, a search before it queries) adds the documents of the log records past
-//! it, taking tantivy's writer lock only for that pass. Searches are always
-//! filtered to one user's archive unless the caller is an admin.
+//! it, taking tantivy's writer lock only for that pass; a tombstone in the log
+//! deletes its entry's document. Searches are always filtered to one user's
+//! archive unless the caller is an admin or privileged (restricted entries are
+//! filtered out by the store, against the listing index, unless privileged).
 
 use std::ops::Bound;
 use std::path::Path;
@@ -245,7 +247,7 @@ impl SearchIndex {
     ) -> Result<Vec<SearchHit>, ArchiveError> {
         let f = self.fields;
         let user = match scope {
-            Scope::Admin => query.user.clone(),
+            Scope::Admin | Scope::Privileged => query.user.clone(),
             Scope::User(me) => {
                 if let Some(requested) = &query.user
                     && requested != me
@@ -349,6 +351,35 @@ impl SearchWriter<'_> {
     pub(crate) fn add(&mut self, doc: &SearchDoc<'_>) -> Result<(), ArchiveError> {
         let d = self.search.document(doc);
         self.writer.add_document(d).map_err(ArchiveError::search)?;
+        Ok(())
+    }
+
+    /// Deletes the document of one entry (an expunge); documents added after this
+    /// call in the same pass stay.
+    pub(crate) fn delete(
+        &mut self,
+        user: &str,
+        folder: &str,
+        id: &str,
+    ) -> Result<(), ArchiveError> {
+        let f = self.search.fields;
+        let term = |field, value: &str| -> (Occur, Box<dyn Query>) {
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(field, value),
+                    IndexRecordOption::Basic,
+                )),
+            )
+        };
+        let query = BooleanQuery::new(vec![
+            term(f.user, user),
+            term(f.folder, folder),
+            term(f.id, id),
+        ]);
+        self.writer
+            .delete_query(Box::new(query))
+            .map_err(ArchiveError::search)?;
         Ok(())
     }
 

@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde::Serialize;
 
 use crate::crypto::to_hex;
-use crate::log::{decode_record, log_path};
+use crate::log::{LogRecord, RecordKind, decode_record, log_path};
 use crate::pack::{ScanEvent, kind, scan_file};
 use crate::store::{DiskArchiveStore, decode_chunk, parse_manifest};
-use crate::{ArchiveError, MessageId};
+use crate::{ArchiveError, MessageId, SourceRef};
 
 /// A message hit by a problem, with the archives holding it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -223,52 +223,17 @@ impl DiskArchiveStore {
             report.messages += 1;
         }
 
-        // 3. The record log.
-        let mut holders: HashMap<[u8; 32], Vec<(String, String)>> = HashMap::new();
-        let mut log_entries: HashSet<(String, String, [u8; 32])> = HashSet::new();
-        let mut new_entry_records = 0u64;
-        // (user, source) → the message the last record of that source names.
-        let mut log_sources: HashMap<Vec<u8>, (String, crate::SourceRef, [u8; 32])> =
-            HashMap::new();
+        // 3. The record log, applied as the listing index applies it (tombstones
+        // remove entries, restriction records mark them).
+        let mut model = LogModel::default();
         let log_file = log_path(self.dir(), 1);
-        let mut record_problems = Vec::new();
         scan_file(&log_file, 1, 0, Some(log_limit), |event| {
             match event {
                 ScanEvent::Frame { loc, payload, .. } => {
                     report.records += 1;
                     match decode_record(&self.codec, payload) {
                         Ok((address, record)) => {
-                            if record.new_entry {
-                                new_entry_records += 1;
-                            }
-                            if !intact.contains(&address) {
-                                record_problems.push((
-                                    format!("records.log@{}", loc.offset),
-                                    address,
-                                    format!(
-                                        "entry of {}/{} refers to message {} which is missing or damaged",
-                                        record.user,
-                                        record.folder,
-                                        to_hex(&address)
-                                    ),
-                                ));
-                            }
-                            if let Some(source) = &record.source {
-                                log_sources.insert(
-                                    crate::index::source_key(&record.user, source),
-                                    (record.user.clone(), source.clone(), address),
-                                );
-                            }
-                            if log_entries.insert((
-                                record.user.clone(),
-                                record.folder.clone(),
-                                address,
-                            )) {
-                                holders
-                                    .entry(address)
-                                    .or_default()
-                                    .push((record.user, record.folder));
-                            }
+                            model.apply(format!("records.log@{}", loc.offset), address, record);
                         }
                         Err(detail) => problems.push(RawProblem {
                             object: format!("records.log@{}", loc.offset),
@@ -293,6 +258,32 @@ impl DiskArchiveStore {
             }
             Ok(())
         })?;
+        // Live entries whose message is missing or damaged (an expunged entry's
+        // message may be compacted away).
+        let mut record_problems = Vec::new();
+        let mut holders: HashMap<[u8; 32], Vec<(String, String)>> = HashMap::new();
+        for ((user, folder, address), live) in &model.entries {
+            holders
+                .entry(*address)
+                .or_default()
+                .push((user.clone(), folder.clone()));
+            if !intact.contains(address) {
+                record_problems.push((
+                    live.first_record.clone(),
+                    *address,
+                    format!(
+                        "entry of {user}/{folder} refers to message {} which is missing or damaged",
+                        to_hex(address)
+                    ),
+                ));
+            }
+        }
+        record_problems.sort();
+        for list in holders.values_mut() {
+            list.sort();
+        }
+        let log_entries = &model.entries;
+        let log_sources = &model.sources;
 
         // Name the messages each problem affects.
         let affected = |addresses: &mut dyn Iterator<Item = [u8; 32]>| -> Vec<AffectedMessage> {
@@ -354,10 +345,23 @@ impl DiskArchiveStore {
             ));
         }
         let mut missing_listings = 0u64;
-        for (user, folder, address) in &log_entries {
+        for (user, folder, address) in log_entries.keys() {
             if !self.caches().index.has_entry(address, user, folder)? {
                 missing_listings += 1;
             }
+        }
+        let marked = self.caches().index.count(crate::index::Table::Restricted)?;
+        let mut unmarked = 0u64;
+        for (user, folder, address) in &model.restricted {
+            if !self.caches().index.is_restricted(address, user, folder)? {
+                unmarked += 1;
+            }
+        }
+        if marked != model.restricted.len() as u64 || unmarked > 0 {
+            report.drift.push(format!(
+                "listing index has {marked} restricted entries, the record log {} ({unmarked} missing); run `archive reindex`",
+                model.restricted.len()
+            ));
         }
         if missing_listings > 0 {
             report.drift.push(format!(
@@ -379,6 +383,18 @@ impl DiskArchiveStore {
         if missing_chunks > 0 {
             report.drift.push(format!(
                 "{missing_chunks} stored chunks are missing from the listing index; run `archive reindex`"
+            ));
+        }
+        // Every live entry's message is located (a lost row would make it unreadable).
+        let mut unlocated = 0u64;
+        for address in holders.keys() {
+            if intact.contains(address) && self.caches().index.message(address)?.is_none() {
+                unlocated += 1;
+            }
+        }
+        if unlocated > 0 {
+            report.drift.push(format!(
+                "{unlocated} archived messages are missing from the listing index; run `archive reindex`"
             ));
         }
         let mut missing_metadata = 0u64;
@@ -405,9 +421,10 @@ impl DiskArchiveStore {
             return Err(ArchiveError::listing(report.drift.join("; ")));
         }
         let docs = self.search_docs()?;
-        if docs != new_entry_records {
+        if docs != log_entries.len() as u64 {
             report.drift.push(format!(
-                "search index holds {docs} documents, the record log {new_entry_records} entries; run `archive reindex`"
+                "search index holds {docs} documents, the record log {} live entries; run `archive reindex`",
+                log_entries.len()
             ));
         }
         tracing::info!(
@@ -423,4 +440,92 @@ fn split_head(payload: &[u8]) -> Option<([u8; 32], u64)> {
     let key = payload.get(..32)?.try_into().ok()?;
     let n = u64::from_le_bytes(payload.get(32..40)?.try_into().ok()?);
     Some((key, n))
+}
+
+/// A live entry as the record log leaves it.
+struct LiveEntry {
+    /// The record that made it live (named when its message is damaged).
+    first_record: String,
+    /// Sources its records carried.
+    sources: Vec<SourceRef>,
+}
+
+/// (user, folder, message).
+type EntryId = (String, String, [u8; 32]);
+
+/// The record log applied in order, as `index.db` applies it: live entries, the
+/// source mappings and the restriction marks.
+#[derive(Default)]
+struct LogModel {
+    entries: HashMap<EntryId, LiveEntry>,
+    /// (user, source) key → (user, source, message of the last record naming it).
+    sources: HashMap<Vec<u8>, (String, SourceRef, [u8; 32])>,
+    restricted: HashSet<EntryId>,
+    /// (user, message) → folders holding it.
+    folders: HashMap<(String, [u8; 32]), HashSet<String>>,
+}
+
+impl LogModel {
+    fn apply(&mut self, object: String, address: [u8; 32], record: LogRecord) {
+        let id = (record.user.clone(), record.folder.clone(), address);
+        match record.kind {
+            RecordKind::Entry => {
+                self.folders
+                    .entry((record.user.clone(), address))
+                    .or_default()
+                    .insert(record.folder.clone());
+                let entry = self.entries.entry(id).or_insert_with(|| LiveEntry {
+                    first_record: object,
+                    sources: Vec::new(),
+                });
+                if let Some(source) = record.source {
+                    if !entry.sources.contains(&source) {
+                        entry.sources.push(source.clone());
+                    }
+                    self.sources.insert(
+                        crate::index::source_key(&record.user, &source),
+                        (record.user, source, address),
+                    );
+                }
+            }
+            RecordKind::Tombstone => {
+                let Some(gone) = self.entries.remove(&id) else {
+                    return;
+                };
+                self.restricted.remove(&id);
+                let others = self
+                    .folders
+                    .get_mut(&(record.user.clone(), address))
+                    .map(|folders| {
+                        folders.remove(&record.folder);
+                        folders.iter().cloned().collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                for source in gone.sources {
+                    let listed = others.iter().any(|folder| {
+                        self.entries
+                            .get(&(record.user.clone(), folder.clone(), address))
+                            .is_some_and(|e| e.sources.contains(&source))
+                    });
+                    let key = crate::index::source_key(&record.user, &source);
+                    if !listed
+                        && self
+                            .sources
+                            .get(&key)
+                            .is_some_and(|(_, _, a)| *a == address)
+                    {
+                        self.sources.remove(&key);
+                    }
+                }
+            }
+            RecordKind::Restrict => {
+                if self.entries.contains_key(&id) {
+                    self.restricted.insert(id);
+                }
+            }
+            RecordKind::Unrestrict => {
+                self.restricted.remove(&id);
+            }
+        }
+    }
 }

@@ -10,8 +10,10 @@
 //!   releases holds, erases — every removal re-checked per entry at the archive's choke
 //!   point ([`RetentionTarget::expunge`]'s permit).
 //! - [`store`]: the durable state ([`FileGovernanceStore`], atomically replaced and
-//!   checksummed) and [`target`]: the seam to the archive, with in-memory versions of both.
+//!   checksummed) and [`target`]: the seam to the archive, with in-memory versions of both;
+//!   [`archive`]: the seam over the real archive ([`ArchiveTarget`]).
 
+pub mod archive;
 pub mod engine;
 pub mod judge;
 pub mod model;
@@ -20,6 +22,7 @@ pub mod target;
 
 use std::path::{Path, PathBuf};
 
+pub use archive::ArchiveTarget;
 pub use engine::{ApplyItem, ApplyReport, ErasureOutcome, RetentionEngine};
 pub use judge::{ErasureVerdict, Judge, Judgement, QueryAnswers};
 pub use model::{

@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::ArchiveError;
 use crate::caches::Caches;
 use crate::index::{Table, pack_position, split_pack_position};
-use crate::log::{LogRecord, decode_record, log_path};
+use crate::log::{LogRecord, RecordKind, decode_record, log_path};
 use crate::pack::{
     FrameAppender, Location, ScanEvent, kind, list_packs, pack_path, scan_file, truncate_tail,
 };
@@ -84,6 +84,9 @@ impl DiskArchiveStore {
         if pack_pos == pack_position(last, last_len) && log_pos == log_len {
             // Nothing was written since index.db was last brought up to date (the
             // common case of a lock taken again by the process that released it).
+            if writable {
+                self.finish_compaction(&caches)?;
+            }
             return Ok(());
         }
         // Packs: chunk and manifest locations.
@@ -143,6 +146,9 @@ impl DiskArchiveStore {
                 db.advance_packs(pack_pos.min(before), reached)?;
                 Ok(())
             })?;
+        }
+        if writable {
+            self.finish_compaction(&caches)?;
         }
         // Record log: entries and sources, in batches (positions with their rows).
         let mut batch: Vec<([u8; 32], LogRecord)> = Vec::new();
@@ -221,23 +227,21 @@ impl DiskArchiveStore {
         to: u64,
     ) -> Result<(), ArchiveError> {
         let mut metas = Vec::new();
-        for (address, _) in records {
-            if !caches.index.with(|db| db.has_metadata(address))?
+        for (address, record) in records {
+            // Only entries need metadata, and only of messages the packs hold (an
+            // expunged message may be compacted away: a later tombstone removes
+            // its entry again).
+            if record.kind == RecordKind::Entry
                 && !metas.iter().any(|(a, _)| a == address)
+                && !caches.index.with(|db| db.has_metadata(address))?
+                && caches.index.message(address)?.is_some()
             {
                 metas.push((*address, self.compute_metadata(address)?));
             }
         }
         caches.index.transaction(|db| {
             for (address, record) in records {
-                db.put_entry(
-                    address,
-                    &record.user,
-                    &record.folder,
-                    record.received,
-                    record.archived,
-                    record.source.as_ref(),
-                )?;
+                db.apply_record(address, record)?;
             }
             for (address, meta) in &metas {
                 db.put_metadata(address, meta)?;

@@ -63,6 +63,33 @@ impl DiskArchiveStore {
         }
     }
 
+    /// Runs `f` as the only writer of the record log in this process: group
+    /// commits wait until it returns (it takes the leader's place).
+    pub(super) fn as_only_log_writer<T>(
+        &self,
+        f: impl FnOnce() -> Result<T, ArchiveError>,
+    ) -> Result<T, ArchiveError> {
+        /// Gives the leader's place back, also on a panic.
+        struct Leader<'a>(&'a DiskArchiveStore);
+        impl Drop for Leader<'_> {
+            fn drop(&mut self) {
+                lock(&self.0.commit).leader = false;
+                self.0.committed.notify_all();
+            }
+        }
+        let mut state = lock(&self.commit);
+        while state.leader {
+            state = self
+                .committed
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        state.leader = true;
+        drop(state);
+        let _leader = Leader(self);
+        f()
+    }
+
     fn commit_batch(
         &self,
         batch: Vec<Pending>,
@@ -115,6 +142,7 @@ impl DiskArchiveStore {
             let new_entry = !entry_exists;
             if new_entry || !source_known {
                 let record = LogRecord {
+                    kind: crate::log::RecordKind::Entry,
                     user: r.user.clone(),
                     folder: r.folder.clone(),
                     source: r.source.clone(),
@@ -223,6 +251,7 @@ impl DiskArchiveStore {
             &log_file,
             from,
             target,
+            &caches.index,
             &mut writer,
             &mut |address| self.metadata_of(address).map(Some),
         )?;

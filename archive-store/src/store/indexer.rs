@@ -24,7 +24,8 @@ use chrono::{DateTime, Utc};
 use crate::ArchiveError;
 use crate::caches::{Caches, catch_panic};
 use crate::crypto::{Codec, to_hex};
-use crate::log::decode_record;
+use crate::index::Index;
+use crate::log::{RecordKind, decode_record};
 use crate::metadata::MessageMetadata;
 use crate::pack::{ScanEvent, scan_file};
 use crate::search::{SearchDoc, SearchIndex, SearchWriter};
@@ -294,6 +295,7 @@ impl Shared {
                     &self.log_file,
                     reached,
                     job.from,
+                    &caches.index,
                     &mut writer,
                     &mut from_index,
                 )? {
@@ -333,21 +335,33 @@ pub(super) type MetaOf<'a> =
     dyn FnMut(&[u8; 32]) -> Result<Option<MessageMetadata>, ArchiveError> + 'a;
 
 /// Adds the documents of the new entries the record log holds in `from..to`, with
-/// the metadata `meta_of` gives; false (nothing more added) when it gives none.
+/// the metadata `meta_of` gives, and deletes those of the entries its tombstones
+/// remove; false (nothing more added) when `meta_of` gives none. An entry record of
+/// an entry `index` no longer holds adds nothing: its tombstone lies later in the
+/// log, and its message may be compacted away.
 pub(super) fn add_logged(
     codec: &Codec,
     log_file: &Path,
     from: u64,
     to: u64,
+    index: &Index,
     writer: &mut SearchWriter<'_>,
     meta_of: &mut MetaOf<'_>,
 ) -> Result<bool, ArchiveError> {
     let mut complete = true;
     scan_file(log_file, 1, from, Some(to), |event| {
-        if complete
-            && let ScanEvent::Frame { payload, .. } = event
-            && let Ok((address, record)) = decode_record(codec, payload)
+        let Some((address, record)) = (match event {
+            ScanEvent::Frame { payload, .. } if complete => decode_record(codec, payload).ok(),
+            _ => None,
+        }) else {
+            return Ok(());
+        };
+        if record.kind == RecordKind::Tombstone {
+            return writer.delete(&record.user, &record.folder, &to_hex(&address));
+        }
+        if record.kind == RecordKind::Entry
             && record.new_entry
+            && index.has_entry(&address, &record.user, &record.folder)?
         {
             match meta_of(&address)? {
                 Some(meta) => writer.add(&SearchDoc {

@@ -51,13 +51,17 @@
 
 mod catch_up;
 mod commit;
+mod compact;
 mod deferred;
+mod expunge;
 mod indexer;
 mod open;
 mod read;
 mod timing;
 mod write;
 
+pub use compact::CompactReport;
+pub use expunge::{EntryRef, ExpungeReport, RestrictReport, Visibility};
 pub(crate) use read::{decode_chunk, parse_manifest};
 
 use std::collections::{BTreeMap, HashMap};
@@ -155,6 +159,8 @@ pub struct ArchiveEntry {
     pub date: Option<DateTime<Utc>>,
     /// mail-parser could not parse it.
     pub unparseable: bool,
+    /// Restricted: hidden from all but privileged readers.
+    pub restricted: bool,
 }
 
 /// What `archive show ID` prints.
@@ -475,8 +481,25 @@ impl ArchiveStore for DiskArchiveStore {
         self.healing(|| {
             // Read-your-writes: everything committed to index.db before now is indexed first.
             self.flush_search(SearchIndex::default_wait())?;
-            let hits = self.caches().search.search(query, scope)?;
-            self.checked_hits(hits)
+            let visibility = if scope.sees_restricted() {
+                Visibility::Privileged
+            } else {
+                Visibility::Ordinary
+            };
+            // Restricted entries are filtered out after the search: ask for as many
+            // more hits as there are restricted entries in scope.
+            let mut wide = query.clone();
+            if !visibility.sees_restricted() {
+                let user = match scope {
+                    Scope::User(me) => Some(me.as_str()),
+                    _ => query.user.as_deref(),
+                };
+                wide.limit = query.limit.saturating_add(self.restricted_count(user)?);
+            }
+            let hits = self.caches().search.search(&wide, scope)?;
+            let mut hits = self.checked_hits(hits, visibility)?;
+            hits.truncate(query.limit);
+            Ok(hits)
         })
     }
 

@@ -2,6 +2,7 @@
 //! listings, `show`, metadata, verification of one message, search hits checked
 //! against the listing index, and statistics.
 
+use std::collections::HashSet;
 use std::io::{BufReader, Read};
 
 use crate::chunker::{ChunkSummary, chunk_stream};
@@ -12,7 +13,8 @@ use crate::pack::{kind, list_packs};
 use crate::{ArchiveError, ArchiveStats, MessageId, SearchHit};
 
 use super::{
-    ArchiveEntry, CODEC_RAW, CODEC_ZSTD, ChunkList, DiskArchiveStore, MessageInfo, parse_id,
+    ArchiveEntry, CODEC_RAW, CODEC_ZSTD, ChunkList, DiskArchiveStore, MessageInfo, Visibility,
+    parse_id,
 };
 
 impl DiskArchiveStore {
@@ -66,7 +68,7 @@ impl DiskArchiveStore {
                 id: to_hex(address),
             });
         };
-        let (frame_kind, payload) = self.packs.read(loc)?;
+        let (loc, frame_kind, payload) = self.read_frame(Table::Messages, address, loc)?;
         let corrupt = |detail: &str| ArchiveError::CorruptObject {
             pack: Some(self.packs.path(loc.file)),
             offset: Some(loc.offset),
@@ -106,20 +108,22 @@ impl DiskArchiveStore {
                 affected: vec![MessageId(to_hex(message))],
             });
         };
-        let (frame_kind, payload) = self.packs.read(loc).map_err(|e| match e {
-            ArchiveError::CorruptObject {
-                pack,
-                offset,
-                detail,
-                ..
-            } => ArchiveError::CorruptObject {
-                pack,
-                offset,
-                detail,
-                affected: vec![MessageId(to_hex(message))],
-            },
-            other => other,
-        })?;
+        let (loc, frame_kind, payload) =
+            self.read_frame(Table::Chunks, key, loc)
+                .map_err(|e| match e {
+                    ArchiveError::CorruptObject {
+                        pack,
+                        offset,
+                        detail,
+                        ..
+                    } => ArchiveError::CorruptObject {
+                        pack,
+                        offset,
+                        detail,
+                        affected: vec![MessageId(to_hex(message))],
+                    },
+                    other => other,
+                })?;
         let corrupt = |detail: &str| ArchiveError::CorruptObject {
             pack: Some(self.packs.path(loc.file)),
             offset: Some(loc.offset),
@@ -142,6 +146,33 @@ impl DiskArchiveStore {
         Ok(chunk)
     }
 
+    /// Reads the frame of `key` at `loc`; when its pack is gone (removed by a
+    /// compaction in another process since the lookup), looks the key up again.
+    fn read_frame(
+        &self,
+        table: Table,
+        key: &[u8; 32],
+        loc: crate::pack::Location,
+    ) -> Result<(crate::pack::Location, u8, Vec<u8>), ArchiveError> {
+        match self.packs.read(loc) {
+            Ok((kind, payload)) => Ok((loc, kind, payload)),
+            Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {
+                let again = match table {
+                    Table::Messages => self.caches().index.message(key)?,
+                    _ => self.caches().index.chunk(key)?,
+                };
+                match again {
+                    Some((moved, _)) if moved != loc => {
+                        let (kind, payload) = self.packs.read(moved)?;
+                        Ok((moved, kind, payload))
+                    }
+                    _ => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// A streaming reader of a stored message.
     pub(crate) fn open_message(
         &self,
@@ -159,19 +190,32 @@ impl DiskArchiveStore {
         })
     }
 
-    /// Entries of `user`'s archive, in `folder` only when given.
+    /// Entries of `user`'s archive, in `folder` only when given; restricted entries
+    /// are left out (see [`DiskArchiveStore::list_with`]).
     pub fn list(
         &self,
         user: &str,
         folder: Option<&str>,
     ) -> Result<Vec<ArchiveEntry>, ArchiveError> {
-        self.healing(|| self.list_raw(user, folder))
+        self.list_with(user, folder, Visibility::Ordinary)
     }
 
-    fn list_raw(
+    /// Entries of `user`'s archive, in `folder` only when given, restricted ones
+    /// included only with [`Visibility::Privileged`].
+    pub fn list_with(
         &self,
         user: &str,
         folder: Option<&str>,
+        visibility: Visibility,
+    ) -> Result<Vec<ArchiveEntry>, ArchiveError> {
+        self.healing(|| self.list_raw(user, folder, visibility))
+    }
+
+    pub(super) fn list_raw(
+        &self,
+        user: &str,
+        folder: Option<&str>,
+        visibility: Visibility,
     ) -> Result<Vec<ArchiveEntry>, ArchiveError> {
         let mut prefix = user.as_bytes().to_vec();
         prefix.push(0);
@@ -179,46 +223,83 @@ impl DiskArchiveStore {
             prefix.extend_from_slice(folder.as_bytes());
             prefix.push(0);
         }
+        let caches = self.caches();
+        let restricted: HashSet<Vec<u8>> = caches
+            .index
+            .scan_prefix(Table::Restricted, &prefix)?
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
         let mut out = Vec::new();
-        for (key, value) in self.caches().index.scan_prefix(Table::Entries, &prefix)? {
-            let Some((user, folder, address)) = split_entry_key(&key) else {
-                continue;
-            };
-            if folder.as_bytes().contains(&0) {
+        for (key, value) in caches.index.scan_prefix(Table::Entries, &prefix)? {
+            let is_restricted = restricted.contains(&key);
+            if is_restricted && !visibility.sees_restricted() {
                 continue;
             }
-            let value: EntryValue =
-                serde_json::from_slice(&value).map_err(ArchiveError::listing)?;
-            let meta = self
-                .caches()
-                .index
-                .metadata(&address, false)?
-                .unwrap_or_default();
-            let size = self
-                .caches()
-                .index
-                .message(&address)?
-                .map_or(meta.size, |(_, s)| s);
-            out.push(ArchiveEntry {
-                id: MessageId(to_hex(&address)),
-                user,
-                folder,
-                received: value.received,
-                archived: value.archived,
-                sources: value.sources,
-                size,
-                subject: meta.subject,
-                from: meta.from,
-                date: meta.date,
-                unparseable: meta.unparseable,
-            });
+            if let Some(entry) = self.entry_view(&key, &value, is_restricted)? {
+                out.push(entry);
+            }
         }
         Ok(out)
     }
 
+    /// An entry row as an [`ArchiveEntry`] (`None` for a key that is not one).
+    pub(super) fn entry_view(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        restricted: bool,
+    ) -> Result<Option<ArchiveEntry>, ArchiveError> {
+        let Some((user, folder, address)) = split_entry_key(key) else {
+            return Ok(None);
+        };
+        if folder.as_bytes().contains(&0) {
+            return Ok(None);
+        }
+        let value: EntryValue = serde_json::from_slice(value).map_err(ArchiveError::listing)?;
+        let caches = self.caches();
+        let meta = caches.index.metadata(&address, false)?.unwrap_or_default();
+        let size = caches
+            .index
+            .message(&address)?
+            .map_or(meta.size, |(_, s)| s);
+        Ok(Some(ArchiveEntry {
+            id: MessageId(to_hex(&address)),
+            user,
+            folder,
+            received: value.received,
+            archived: value.archived,
+            sources: value.sources,
+            size,
+            subject: meta.subject,
+            from: meta.from,
+            date: meta.date,
+            unparseable: meta.unparseable,
+            restricted,
+        }))
+    }
+
+    /// Restricted entries within `user`'s archive (every archive for `None`).
+    pub(super) fn restricted_count(&self, user: Option<&str>) -> Result<usize, ArchiveError> {
+        let prefix = user.map_or_else(Vec::new, |u| {
+            let mut p = u.as_bytes().to_vec();
+            p.push(0);
+            p
+        });
+        Ok(self
+            .caches()
+            .index
+            .scan_prefix(Table::Restricted, &prefix)?
+            .len())
+    }
+
     /// Users with an archive, sorted.
     pub fn users(&self) -> Result<Vec<String>, ArchiveError> {
-        self.healing(|| self.distinct_prefixes(&[]))
+        self.healing(|| self.distinct_users())
+    }
+
+    pub(super) fn distinct_users(&self) -> Result<Vec<String>, ArchiveError> {
+        self.distinct_prefixes(&[])
     }
 
     /// Folders of `user`'s archive, sorted.
@@ -252,12 +333,28 @@ impl DiskArchiveStore {
         Ok(out)
     }
 
-    /// Metadata and locations of a stored message (`archive show ID`).
+    /// Metadata and locations of a stored message (`archive show ID`); restricted
+    /// entries are left out of the locations (see [`DiskArchiveStore::show_with`]).
     pub fn show(&self, id: &MessageId) -> Result<MessageInfo, ArchiveError> {
-        self.healing(|| self.show_raw(id))
+        self.show_with(id, Visibility::Ordinary)
     }
 
-    fn show_raw(&self, id: &MessageId) -> Result<MessageInfo, ArchiveError> {
+    /// Metadata and locations of a stored message, restricted locations included
+    /// only with [`Visibility::Privileged`]. A message no live entry holds any more
+    /// (expunged, not yet compacted) has no locations.
+    pub fn show_with(
+        &self,
+        id: &MessageId,
+        visibility: Visibility,
+    ) -> Result<MessageInfo, ArchiveError> {
+        self.healing(|| self.show_raw(id, visibility))
+    }
+
+    fn show_raw(
+        &self,
+        id: &MessageId,
+        visibility: Visibility,
+    ) -> Result<MessageInfo, ArchiveError> {
         let address = parse_id(id)?;
         let Some((_, size)) = self.caches().index.message(&address)? else {
             return Err(ArchiveError::NotFound { id: id.0.clone() });
@@ -273,7 +370,7 @@ impl DiskArchiveStore {
         // Each holder has its entry (the two tables mirror each other): anything else
         // is rows lost to damage (rebuilt), never a wrong answer. A message no entry
         // holds (its pack written, its record not, before a crash) has no locations.
-        let locations = self.caches().index.holders_of(&address)?;
+        let mut locations = self.caches().index.holders_of(&address)?;
         let lost = || ArchiveError::listing(format!("index rows missing for message {}", id.0));
         for (user, folder) in &locations {
             let key = crate::index::entry_key(user, folder, &address);
@@ -285,6 +382,19 @@ impl DiskArchiveStore {
             {
                 return Err(lost());
             }
+        }
+        if !visibility.sees_restricted() {
+            let mut kept = Vec::with_capacity(locations.len());
+            for (user, folder) in locations {
+                if !self
+                    .caches()
+                    .index
+                    .is_restricted(&address, &user, &folder)?
+                {
+                    kept.push((user, folder));
+                }
+            }
+            locations = kept;
         }
         Ok(MessageInfo {
             id: MessageId(to_hex(&address)),
@@ -441,12 +551,18 @@ impl DiskArchiveStore {
     /// Checks search hits against the listing index and takes their fields from it,
     /// so damage to the search index's stored fields shows as an index error (and
     /// heals) instead of as wrong answers.
+    ///
+    /// Restricted entries are left out unless `visibility` sees them. A hit whose
+    /// entry is gone is an entry expunged since the search index's last commit
+    /// (left out) while the index lags behind `index.db`, and damage otherwise.
     pub(super) fn checked_hits(
         &self,
         hits: Vec<SearchHit>,
+        visibility: Visibility,
     ) -> Result<Vec<SearchHit>, ArchiveError> {
         let caches = self.caches();
         let mut out = Vec::with_capacity(hits.len());
+        let mut lagging = None;
         for hit in hits {
             let stale = || ArchiveError::Index {
                 index: "search",
@@ -458,8 +574,28 @@ impl DiskArchiveStore {
             let address = parse_id(&hit.id).map_err(|_| stale())?;
             let key = crate::index::entry_key(&hit.user, &hit.folder, &address);
             let Some(raw) = caches.index.with(|db| db.get(Table::Entries, &key))? else {
+                let behind = match lagging {
+                    Some(behind) => behind,
+                    None => {
+                        let behind =
+                            caches.search.committed_offset()? < caches.index.positions()?.0;
+                        lagging = Some(behind);
+                        behind
+                    }
+                };
+                if behind {
+                    continue;
+                }
                 return Err(stale());
             };
+            if !visibility.sees_restricted()
+                && caches
+                    .index
+                    .with(|db| db.get(Table::Restricted, &key))?
+                    .is_some()
+            {
+                continue;
+            }
             let entry: EntryValue = serde_json::from_slice(&raw).map_err(ArchiveError::listing)?;
             let meta = caches.index.metadata(&address, false)?.unwrap_or_default();
             out.push(SearchHit {
