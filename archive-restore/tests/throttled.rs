@@ -35,7 +35,7 @@ const TIME_SCALE: f64 = 120.0;
 
 /// A request arriving this soon after a 429 was answered may have been sent before the
 /// client read the 429.
-const ON_ITS_WAY: Duration = Duration::from_millis(200);
+const ON_ITS_WAY: Duration = Duration::from_millis(400);
 
 /// What the proxy saw of one request.
 #[derive(Debug, Clone)]
