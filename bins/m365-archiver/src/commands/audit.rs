@@ -51,6 +51,7 @@ fn outcome_text(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Allowed => "allowed".to_string(),
         Outcome::Denied { reason } => format!("DENIED: {reason}"),
+        Outcome::Failed { reason } => format!("FAILED: {reason}"),
         _ => "?".to_string(),
     }
 }
