@@ -178,29 +178,35 @@ fn describe(key: &EntryKey) -> String {
     format!("{} ({}: {})", key.id, key.user, key.folder)
 }
 
+/// Why an erasure leaves an entry restricted, in words (`minimum retention until …;
+/// under hold …`).
+pub fn restriction_text(verdict: &ErasureVerdict) -> String {
+    match verdict {
+        ErasureVerdict::Allowed => "refused at the last moment; erased by a later apply".into(),
+        ErasureVerdict::Restricted {
+            minimum_until,
+            holds,
+        } => {
+            let mut why = Vec::new();
+            if let Some(until) = minimum_until {
+                why.push(format!("minimum retention until {}", until.to_rfc3339()));
+            }
+            if !holds.is_empty() {
+                why.push(format!("under hold {}", holds.join(", ")));
+            }
+            why.join("; ")
+        }
+    }
+}
+
 /// What happened to one entry, for its audit event.
 fn outcome_text(outcome: &ErasureOutcome) -> (String, String) {
     match outcome {
         ErasureOutcome::Erased { key } => (describe(key), "erased".to_string()),
-        ErasureOutcome::Restricted { key, verdict } => {
-            let why = match verdict {
-                ErasureVerdict::Allowed => "refused at the last moment".to_string(),
-                ErasureVerdict::Restricted {
-                    minimum_until,
-                    holds,
-                } => {
-                    let mut why = Vec::new();
-                    if let Some(until) = minimum_until {
-                        why.push(format!("minimum retention until {}", until.to_rfc3339()));
-                    }
-                    if !holds.is_empty() {
-                        why.push(format!("under hold {}", holds.join(", ")));
-                    }
-                    why.join("; ")
-                }
-            };
-            (describe(key), format!("restricted: {why}"))
-        }
+        ErasureOutcome::Restricted { key, verdict } => (
+            describe(key),
+            format!("restricted: {}", restriction_text(verdict)),
+        ),
     }
 }
 

@@ -42,7 +42,7 @@ pub use audit_log;
 pub use credentials::{AddedCredential, CredentialTest, MailboxProbe, NewCredential, SecretInput};
 pub use datadir::{DATA_DIR_ENV, resolve_data_dir};
 pub use error::{ErrorCategory, ResultExt, ServiceError, chain};
-pub use governance::{HoldDetails, HoldSpec, PolicySpec};
+pub use governance::{HoldDetails, HoldSpec, PolicySpec, restriction_text};
 pub use principal::{Account, Grant, Principal, Reach, Role, Unblock, Visible};
 pub use profiles::{
     DueProfiles, MailboxSelection, ProfileListing, ProfileSpec, parse_deletion_mode,
