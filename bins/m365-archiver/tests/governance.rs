@@ -207,34 +207,11 @@ fn bad_input_is_refused_naming_the_field() {
     );
 }
 
-/// A data directory with one user whose archive holds two imported messages.
-fn with_mail(root: &std::path::Path) -> Archiver {
-    let cli = Archiver::new(&root.join("data"), Vec::new());
-    cli.ok(&["users", "add", "alice", "--email", "alice@example.com"]);
-    let mail = root.join("mail");
-    std::fs::create_dir_all(&mail).unwrap();
-    for i in 0..2 {
-        std::fs::write(
-            mail.join(format!("{i}.eml")),
-            format!("From: bob@example.com\r\nSubject: note {i}\r\n\r\nText {i}.\r\n"),
-        )
-        .unwrap();
-    }
-    cli.ok(&[
-        "archive",
-        "import",
-        "--user",
-        "alice",
-        mail.to_str().unwrap(),
-    ]);
-    cli
-}
-
 #[test]
 #[ignore = "needs retention on the disk archive"]
 fn apply_and_erase_print_their_fixed_documents() {
     let tmp = tempfile::tempdir().unwrap();
-    let cli = with_mail(tmp.path());
+    let cli = support::with_mail(tmp.path(), &["note 0", "note 1"]);
     cli.ok(&[
         "retention",
         "add",
@@ -284,7 +261,7 @@ fn apply_and_erase_print_their_fixed_documents() {
 #[test]
 fn apply_and_erase_say_why_they_cannot_run_without_retention_on_the_archive() {
     let tmp = tempfile::tempdir().unwrap();
-    let cli = with_mail(tmp.path());
+    let cli = support::with_mail(tmp.path(), &["note 0", "note 1"]);
     let hits = cli.json(&["archive", "search", "note"]);
     let id = hits[0]["id"].as_str().unwrap().to_string();
     // Until the disk archive offers retention, both refuse clearly and change nothing.
