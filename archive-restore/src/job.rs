@@ -410,7 +410,7 @@ impl Job<'_> {
         let id = id.clone();
         match tokio::task::spawn_blocking(move || store.read_message(&id)).await {
             Ok(Ok(bytes)) => Ok(bytes),
-            Ok(Err(e)) => Err(RestoreError::from(e).to_string()),
+            Ok(Err(e)) => Err(format!("the archive failed: {e}")),
             Err(e) => Err(format!("reading the message failed: {e}")),
         }
     }

@@ -93,16 +93,18 @@ pub enum RestoreError {
         /// [`m365_mailbox::WriteLimits::max_request_bytes`].
         request_limit: u64,
     },
-    /// The archive failed (reading the selection or a message).
-    #[error("the archive failed: {source}")]
+    /// The archive failed (reading the selection or a message). The display leaves the
+    /// cause to the source chain (printed after it), so it is not said twice.
+    #[error("the archive failed")]
     Archive {
         /// The archive's error.
         #[from]
         source: ArchiveError,
     },
     /// The target mailbox refused the restore as a whole (access denied, no such mailbox,
-    /// credentials): nothing more can be written there now.
-    #[error("restore into {mailbox} stopped: {source}")]
+    /// credentials): nothing more can be written there now. The display leaves the cause
+    /// to the source chain (printed after it), so it is not said twice.
+    #[error("restore into {mailbox} stopped")]
     Mailbox {
         /// The target mailbox.
         mailbox: String,

@@ -11,26 +11,13 @@ use archive_restore::{
 use archive_store::{ArchiveRequest, ArchiveStore, DiskArchiveStore, MessageId, RawMessage};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use m365_mailbox::{InjectedFailure, MailboxSource, MemoryMailboxSource, Operation, WriteLimits};
-use mail_parser::{MessageParser, MimeHeaders, PartType};
+use mail_parser::MessageParser;
+
+mod common;
+use common::{b64, blob, seen};
 
 const TARGET: &str = "review@contoso.com";
 const USER: &str = "alice";
-
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    let text = base64::engine::general_purpose::STANDARD.encode(bytes);
-    text.as_bytes()
-        .chunks(76)
-        .map(|l| format!("{}\r\n", String::from_utf8_lossy(l)))
-        .collect()
-}
-
-/// Deterministic bytes for attachments.
-fn blob(n: usize, seed: u8) -> Vec<u8> {
-    (0..n)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0] ^ seed)
-        .collect()
-}
 
 /// (folder, MIME) fixtures of varied shape.
 fn fixtures() -> Vec<(&'static str, Vec<u8>)> {
@@ -126,79 +113,6 @@ async fn run(s: &Setup, request: &RestoreRequest) -> Result<RestoreReport, Resto
     .await
 }
 
-/// What a reader of a message sees, for comparing an original with its restored copy.
-#[derive(Debug, PartialEq, Eq)]
-struct Seen {
-    subject: String,
-    from: Vec<String>,
-    to: Vec<String>,
-    cc: Vec<String>,
-    bcc: Vec<String>,
-    date: Option<i64>,
-    text: Option<String>,
-    html: Option<String>,
-    attachments: Vec<(String, Vec<u8>)>,
-}
-
-fn addresses(a: Option<&mail_parser::Address<'_>>) -> Vec<String> {
-    a.map(|a| {
-        a.iter()
-            .map(|x| {
-                format!(
-                    "{} <{}>",
-                    x.name().unwrap_or_default(),
-                    x.address().unwrap_or_default()
-                )
-            })
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-fn seen(mime: &[u8]) -> Seen {
-    let m = MessageParser::default().parse(mime).unwrap();
-    let html: Vec<String> = m
-        .html_body
-        .iter()
-        .filter_map(|&id| match &m.part(id)?.body {
-            PartType::Html(h) => Some(h.to_string()),
-            _ => None,
-        })
-        .collect();
-    let text: Vec<String> = m
-        .text_body
-        .iter()
-        .filter_map(|&id| match &m.part(id)?.body {
-            PartType::Text(t) => Some(t.to_string()),
-            _ => None,
-        })
-        .collect();
-    let mut attachments: Vec<(String, Vec<u8>)> = m
-        .attachments()
-        .filter(|p| {
-            !matches!(p.body, PartType::Text(_) | PartType::Html(_))
-                || p.attachment_name().is_some()
-        })
-        .map(|p| {
-            let name = p.attachment_name().unwrap_or("inner.eml").to_string();
-            (name, p.contents().to_vec())
-        })
-        .collect();
-    attachments.sort();
-    Seen {
-        subject: m.subject().unwrap_or_default().to_string(),
-        from: addresses(m.from()),
-        to: addresses(m.to()),
-        cc: addresses(m.cc()),
-        bcc: addresses(m.bcc()),
-        date: m.date().map(|d| d.to_timestamp()),
-        // The restored copy has one body: HTML when the original had one, else text.
-        text: html.is_empty().then(|| text.join("\n")),
-        html: (!html.is_empty()).then(|| html.join("\n")),
-        attachments,
-    }
-}
-
 /// The folder of `mailbox` at `path`, by its display path.
 async fn folder_at(mail: &MemoryMailboxSource, path: &str) -> Option<String> {
     mail.folders(TARGET)
@@ -249,15 +163,12 @@ async fn round_trip_keeps_what_a_reader_sees_and_nothing_is_a_draft() {
         assert!(!flags.draft && flags.complete, "{flags:?}");
         let summary = s.mail.message(TARGET, message_id).unwrap();
         assert_eq!(summary.received, Some(received_at(n)), "{folder}");
-        let mime = match s
-            .mail
-            .fetch_mime(TARGET, message_id, u64::MAX)
-            .await
-            .unwrap()
-        {
-            m365_mailbox::MimeContent::Memory(b) => b.to_vec(),
-            m365_mailbox::MimeContent::Spooled(p) => std::fs::read(&p).unwrap(),
-        };
+        let mime = common::mime_bytes(
+            s.mail
+                .fetch_mime(TARGET, message_id, u64::MAX)
+                .await
+                .unwrap(),
+        );
         let (want, got) = (seen(original), seen(&mime));
         assert_eq!(want, got, "{folder}: {}", want.subject);
     }
@@ -268,7 +179,7 @@ async fn round_trip_keeps_what_a_reader_sees_and_nothing_is_a_draft() {
         "the inline logo"
     );
     assert_eq!(
-        seen(&s.archived[4].2).attachments[0].1.len(),
+        seen(&s.archived[4].2).attachments[0].2.len(),
         5 * 1024 * 1024
     );
     assert!(seen(&s.archived[1].2).html.is_some());
@@ -277,7 +188,7 @@ async fn round_trip_keeps_what_a_reader_sees_and_nothing_is_a_draft() {
     let names: Vec<&str> = contract
         .attachments
         .iter()
-        .map(|(n, _)| n.as_str())
+        .map(|(n, _, _)| n.as_str())
         .collect();
     assert_eq!(names, ["Verträge 2025.pdf", "forwarded.eml"]);
     assert_eq!(seen(&s.archived[0].2).subject, "Grüße aus Köln");
@@ -505,53 +416,9 @@ async fn never_more_than_the_concurrency_in_flight() {
 /// draft, received and sent dates are the original's, and a rerun restores nothing.
 #[tokio::test]
 async fn round_trip_through_graph_into_another_mailbox() {
-    use futures::StreamExt;
-    use m365_auth::{
-        AppRegistration, ClientCredential, ClientCredentialsProvider, Cloud, ProviderOptions,
-    };
-    use m365_mailbox::{DeltaEvent, GraphMailboxOptions, GraphMailboxSource, MimeContent};
-
-    let emu = m365_emulator::Emulator::start(m365_emulator::EmulatorConfig {
-        users: 2,
-        messages_per_user: 0,
-        seed: 15,
-        ..m365_emulator::EmulatorConfig::default()
-    })
-    .await
-    .unwrap();
-    let target = emu
-        .users()
-        .into_iter()
-        .find(|u| u.enabled && !u.guest && u.has_mailbox && !u.access_denied)
-        .unwrap()
-        .upn;
-    let cloud = Cloud::custom(emu.login_url().as_str(), emu.graph_url().as_str()).unwrap();
-    let registration = AppRegistration::new(
-        &emu.tenant_id(),
-        &emu.client_id(),
-        ClientCredential::secret(emu.client_secret()),
-        cloud,
-    )
-    .unwrap();
-    let tokens = Arc::new(
-        ClientCredentialsProvider::new(
-            registration,
-            ProviderOptions {
-                extra_ca_pem: emu.ca_pem(),
-                ..ProviderOptions::default()
-            },
-        )
-        .unwrap(),
-    );
-    let graph = GraphMailboxSource::new(
-        tokens,
-        emu.graph_url(),
-        GraphMailboxOptions {
-            extra_ca_pem: emu.ca_pem(),
-            ..GraphMailboxOptions::default()
-        },
-    )
-    .unwrap();
+    let emu = common::emulator(2, 15).await;
+    let target = common::writable_users(&emu).remove(0);
+    let graph = common::graph(&emu);
     let s = setup_with(fixtures());
     let mut job = request(everything());
     job.to_mailbox = target.clone();
@@ -580,20 +447,9 @@ async fn round_trip_through_graph_into_another_mailbox() {
                 folders.iter().map(|f| &f.path).collect::<Vec<_>>()
             );
         };
-        let mut messages = Vec::new();
-        let mut stream = graph.changes(&target, &restored.id, None);
-        while let Some(event) = stream.next().await {
-            if let DeltaEvent::Upsert(m) = event.unwrap() {
-                messages.push(m);
-            }
-        }
         let want = seen(original);
         let mut found = false;
-        for m in &messages {
-            let mime = match graph.fetch_mime(&target, &m.id, u64::MAX).await.unwrap() {
-                MimeContent::Memory(b) => b.to_vec(),
-                MimeContent::Spooled(p) => std::fs::read(&p).unwrap(),
-            };
+        for (m, mime) in common::read_folder(&graph, &target, &restored.id).await {
             let got = seen(&mime);
             if got.subject != want.subject {
                 continue;

@@ -193,10 +193,26 @@ fn db_error(path: &Path) -> impl Fn(rusqlite::Error) -> ArchiveError + '_ {
 /// A key and its value.
 pub(crate) type Row = (Vec<u8>, Vec<u8>);
 
-/// The lookup database of one generation.
+/// The lookup database of one generation: one connection for reads and one for
+/// write transactions, so lookups never wait behind a long transaction (WAL mode:
+/// a read sees the last commit).
 pub(crate) struct Index {
     conn: Mutex<Connection>,
+    writer: Mutex<Connection>,
     path: PathBuf,
+}
+
+/// Opens one connection to `path` with the settings every connection uses.
+fn connect(path: &Path) -> Result<Connection, ArchiveError> {
+    let conn = Connection::open(path).map_err(db_error(path))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error(path))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(db_error(path))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(db_error(path))?;
+    conn.pragma_update(None, "cell_size_check", "ON")
+        .map_err(db_error(path))?;
+    Ok(conn)
 }
 
 /// Operations on an open connection (inside or outside a transaction).
@@ -216,16 +232,10 @@ impl Index {
                 path.display()
             )));
         }
-        let conn = Connection::open(&path).map_err(db_error(&path))?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error(&path))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_error(&path))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(db_error(&path))?;
-        conn.pragma_update(None, "cell_size_check", "ON")
-            .map_err(db_error(&path))?;
+        let writer = connect(&path)?;
         let index = Index {
-            conn: Mutex::new(conn),
+            conn: Mutex::new(connect(&path)?),
+            writer: Mutex::new(writer),
             path,
         };
         if create {
@@ -259,6 +269,12 @@ impl Index {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Runs `f` on the connection (each statement commits on its own).
     pub(crate) fn with<T>(
         &self,
@@ -276,7 +292,7 @@ impl Index {
         &self,
         f: impl FnOnce(&Db<'_>) -> Result<T, ArchiveError>,
     ) -> Result<T, ArchiveError> {
-        let mut conn = self.conn();
+        let mut conn = self.writer();
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(db_error(&self.path))?;

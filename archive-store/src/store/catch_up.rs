@@ -1,7 +1,8 @@
 //! Catching up with the sources of truth: reopening the appenders at the true
 //! end of the packs and log, cutting a torn tail, and replaying pack frames and
 //! log records past the positions `index.db` records into it (on every lock
-//! acquisition, on open and when rebuilding a generation).
+//! acquisition, on open, before each read of a read-only store and when
+//! rebuilding a generation).
 
 use std::path::Path;
 
@@ -56,14 +57,24 @@ impl DiskArchiveStore {
             self.reopen_appenders()?;
         }
         let caches = self.caches();
-        let (log_pos, pack_pos) = caches.index.positions()?;
         let packs_dir = self.dir.join("packs");
         let numbers = list_packs(&packs_dir)?;
-        let (from_pack, from_len) = split_pack_position(pack_pos);
         let last = numbers.last().copied().unwrap_or(1);
         let last_len = std::fs::metadata(pack_path(&packs_dir, last)).map_or(0, |m| m.len());
         let log_file = log_path(&self.dir, 1);
         let log_len = std::fs::metadata(&log_file).map_or(0, |m| m.len());
+        if let Some(reach) = self.deferred.reach() {
+            if reach == (log_len, pack_position(last, last_len)) {
+                // Nothing was written since but this process's rows waiting for
+                // index.db: they stay waiting.
+                return Ok(());
+            }
+            // Others wrote since: this process's rows go first, so that index.db
+            // grows without a gap.
+            self.deferred.settle()?;
+        }
+        let (log_pos, pack_pos) = caches.index.positions()?;
+        let (from_pack, from_len) = split_pack_position(pack_pos);
         if from_pack > last || (from_pack == last && from_len > last_len) || log_pos > log_len {
             return Err(ArchiveError::Index {
                 index: "listing",

@@ -1,7 +1,7 @@
 //! The group commit (one leader fsyncs the pack, appends the waiting records to
-//! the log, fsyncs it and applies them with the staged lookup rows to `index.db` in
-//! one transaction, then hands the new entries to the indexer) and the search
-//! index's catch-up from the record log.
+//! the log, fsyncs it and hands them with the staged lookup rows and the new
+//! entries' documents to the deferred `index.db` commit) and the search index's
+//! catch-up from the record log.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -9,12 +9,13 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::crypto::to_hex;
-use crate::index::{encode_located, pack_position};
+use crate::index::pack_position;
 use crate::log::{LogRecord, encode_record, log_path};
 use crate::pack::kind;
 use crate::{ArchiveError, ArchiveOutcome, IoFailure, MessageId};
 
-use super::indexer::{Doc, Job, add_logged};
+use super::deferred::Handover;
+use super::indexer::{Doc, add_logged};
 use super::{DiskArchiveStore, Pending, Stage, lock};
 
 impl DiskArchiveStore {
@@ -95,6 +96,7 @@ impl DiskArchiveStore {
             let r = &p.request;
             let ekey = crate::index::entry_key(&r.user, &r.folder, &p.address);
             let entry_exists = seen_entries.contains(&ekey)
+                || self.deferred.has_entry(&ekey)
                 || self
                     .caches()
                     .index
@@ -104,7 +106,10 @@ impl DiskArchiveStore {
                 Some(s) => {
                     let skey = crate::index::source_key(&r.user, s);
                     seen_sources.contains(&skey)
-                        || self.caches().index.source(&r.user, s)? == Some(p.address)
+                        || match self.deferred.source(&skey) {
+                            Some(address) => address == p.address,
+                            None => self.caches().index.source(&r.user, s)? == Some(p.address),
+                        }
                 }
             };
             let new_entry = !entry_exists;
@@ -154,51 +159,9 @@ impl DiskArchiveStore {
             })?
         };
 
-        // 4. index.db: the staged rows, the records and the positions they reach, in
-        // one transaction (a failure is logged: the rows stay staged for the next
-        // group commit, and the next catch-up replays the log).
-        let caches = self.caches();
-        let applied = self.timings.time(Stage::IndexCommit, || {
-            caches.index.transaction(|db| {
-            for ((table, key), (loc, n)) in &staged.located {
-                db.insert(*table, key, &encode_located(*loc, *n))?;
-            }
-            for (address, meta) in &staged.metadata {
-                db.put_metadata(address, meta)?;
-            }
-            for (p, record) in &records {
-                db.put_entry(
-                    &p.address,
-                    &record.user,
-                    &record.folder,
-                    record.received,
-                    record.archived,
-                    record.source.as_ref(),
-                )?;
-            }
-            let contiguous = log_end == log_start || db.advance_log(log_start, log_end)?;
-            if !contiguous {
-                tracing::warn!(
-                    "the listing index has a gap before this batch; the next catch-up replays it"
-                );
-            }
-            db.advance_packs(0, pack_pos)?;
-            Ok(contiguous)
-        })
-        });
-        let contiguous = match applied {
-            Ok(contiguous) => {
-                lock(&self.staged).remove(&staged);
-                contiguous
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "listing index update failed; the next catch-up replays it");
-                false
-            }
-        };
-
-        // 5. The new entries' documents go to the indexer, from memory, once index.db
-        // holds everything before them (otherwise the next pass finds them in the log).
+        // 4. The staged rows, the records and the positions they reach wait for the
+        // deferred index.db transaction (which then hands the new entries'
+        // documents to the indexer); lookups find them there meanwhile.
         let docs: Vec<Doc> = records
             .iter()
             .zip(&locs)
@@ -212,14 +175,20 @@ impl DiskArchiveStore {
                 end: loc.end(),
             })
             .collect();
-        if contiguous && !docs.is_empty() {
-            self.indexer.submit(Job {
-                caches,
-                from: log_start,
-                to: log_end,
-                docs,
-            });
-        }
+        let records = records
+            .into_iter()
+            .map(|(p, record)| (p.address, record))
+            .collect();
+        let mut waiting = lock(&self.staged);
+        waiting.remove(&staged);
+        self.deferred.absorb(Handover {
+            staged,
+            records,
+            docs,
+            log: (log_start, log_end),
+            pack: pack_pos,
+        });
+        drop(waiting);
         Ok(outcomes)
     }
 
@@ -277,6 +246,7 @@ impl DiskArchiveStore {
     /// Waits for the indexer, then brings the search index up to date with what is
     /// left (other processes' records, documents the indexer could not add).
     pub(crate) fn flush_search(&self, wait: Duration) -> Result<(), ArchiveError> {
+        self.deferred.settle()?;
         self.indexer.flush();
         self.sync_search(wait)
     }

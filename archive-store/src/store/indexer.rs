@@ -1,9 +1,9 @@
 //! The background indexer of a writable store: one thread, started by the first
 //! group commit, that brings the search index up to date off the write path.
 //!
-//! Each group commit whose records reached `index.db` hands over the documents of
-//! its new entries with the metadata the writer parsed (no re-reading), the log
-//! range it covers and each record's end offset. The thread indexes them in passes
+//! Each deferred `index.db` commit (`deferred`) of group commits' records hands
+//! over the documents of their new entries with the metadata the writer parsed
+//! (no re-reading), the log range it covers and each record's end offset. The thread indexes them in passes
 //! of [`BATCH_DOCS`] documents or [`BATCH_AGE`]: a pass takes tantivy's writer lock,
 //! adds from the log (metadata from `index.db`) whatever lies between the offset
 //! the index covers and the documents in hand (other processes' records, a commit

@@ -9,7 +9,9 @@
 //!
 //! Processes: readers take no lock and never wait; they read `index.db` (SQLite
 //! in WAL mode: every statement sees the latest commit of any process) and the
-//! packs. A writing process holds the write lock (`flock` on `LOCK`) only while it
+//! packs, and first replay what the log and packs hold past `index.db`'s positions
+//! (writers commit to `index.db` late; a writable store does this when none of its
+//! own writes is in progress). A writing process holds the write lock (`flock` on `LOCK`) only while it
 //! has a write in progress, and on every acquisition catches up with what other
 //! processes wrote meanwhile: it reopens its appenders at the true end of the
 //! newest pack and of the log, cuts a torn tail, and replays frames past the
@@ -28,23 +30,28 @@
 //! write the chunks that are new and a manifest to the current pack (no fsync
 //! yet; their lookup rows and the parsed metadata are staged in memory), then join
 //! the group commit: one leader fsyncs the pack, appends every waiting record to
-//! the log, fsyncs the log, applies the staged rows, the records and the new
-//! positions to `index.db` in one transaction and wakes the others. So many
-//! concurrent writers share each pair of fsyncs and each transaction. The search
-//! index lags: the group commit hands its new entries' documents (with the
-//! metadata already parsed) to a background indexer thread (`indexer`) that adds
-//! them in batches; every search, flush and close waits for it and then catches
-//! the index up from the record log.
+//! the log, fsyncs the log, hands the staged rows, the records and the new
+//! positions to the deferred `index.db` commit (`deferred`) and wakes the others.
+//! So many concurrent writers share each pair of fsyncs, and a background thread
+//! commits many group commits' rows in one transaction (every few hundred
+//! milliseconds); the write path's lookups and message reads consult the waiting
+//! rows, every other read commits them first. The search index lags further: the
+//! deferred commit hands the new entries' documents (with the metadata already
+//! parsed) to a background indexer thread (`indexer`) that adds them in batches;
+//! every search, flush and close waits for it and then catches the index up from
+//! the record log.
 //!
 //! This file holds the types and the public API; the work is in `open` (opening,
 //! `store.json`, the write lock, index generations, healing reads), `catch_up`
 //! (replaying packs and log into `index.db`), `write` (a message's chunks and
-//! manifest), `commit` (the group commit and the lagging search index), `indexer`
+//! manifest), `commit` (the group commit and the lagging search index),
+//! `deferred` (the rows waiting for `index.db` and their thread), `indexer`
 //! (the background indexer), `read` (reads, verification, listings, search hits,
 //! statistics) and `timing` (where a store's write time went, logged on close).
 
 mod catch_up;
 mod commit;
+mod deferred;
 mod indexer;
 mod open;
 mod read;
@@ -57,6 +64,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use fs2::FileExt;
@@ -94,6 +102,10 @@ pub struct StoreOptions {
     /// I/O for the store's own writes and fsyncs (`None`: the operating system's).
     /// Tests pass a [`crate::io::FaultyIo`] here.
     pub io: Option<Arc<dyn StoreIo>>,
+    /// How long the `index.db` rows of acknowledged writes may wait to be committed
+    /// together (reads of this process see them meanwhile; other processes replay
+    /// them from the record log).
+    pub index_commit_delay: Duration,
 }
 
 impl Default for StoreOptions {
@@ -103,6 +115,7 @@ impl Default for StoreOptions {
             compression_level: 3,
             pack_size_limit: 1 << 30,
             io: None,
+            index_commit_delay: Duration::from_millis(250),
         }
     }
 }
@@ -168,9 +181,9 @@ struct Pending {
 }
 
 /// Lookup rows of frames this process appended to the pack that are not yet in
-/// `index.db`: the next group commit writes them in its transaction, with the
-/// records (one transaction per group commit, not one per row); the write path's
-/// lookups consult them meanwhile. Pushed under the pack writer's lock.
+/// `index.db`: the next group commit hands them, with its records, to the deferred
+/// `index.db` commit (`deferred`); the write path's lookups consult them
+/// meanwhile. Pushed under the pack writer's lock.
 #[derive(Default, Clone)]
 struct Staged {
     /// (chunks or messages, key) → location and raw length or size.
@@ -216,19 +229,23 @@ pub struct DiskArchiveStore {
     pub(crate) packs: FrameFiles,
     pack_writer: Mutex<FrameAppender>,
     log_writer: Mutex<FrameAppender>,
-    caches: RwLock<Arc<Caches>>,
+    caches: Arc<RwLock<Arc<Caches>>>,
     io: Arc<dyn StoreIo>,
     commit: Mutex<CommitState>,
     committed: Condvar,
     maintenance: RwLock<()>,
     poisoned: Mutex<Option<IoFailure>>,
-    /// Rows waiting for the next group commit's transaction.
+    /// Rows of frames waiting for the next group commit.
     staged: Mutex<Staged>,
+    /// Rows of durable group commits waiting for their `index.db` transaction.
+    deferred: deferred::Deferred,
+    /// One catch-up at a time of a read-only store's reads.
+    read_catch_up: Mutex<()>,
     /// Brings the search index up to date off the write path.
-    indexer: indexer::Indexer,
+    indexer: Arc<indexer::Indexer>,
     pack_limit: u64,
     /// Time spent per stage of writing (logged on close).
-    timings: Timings,
+    timings: Arc<Timings>,
 }
 
 /// The cross-process write lock (`flock` on `LOCK`), held while this process has
@@ -358,8 +375,8 @@ impl DiskArchiveStore {
         self.stats()
     }
 
-    /// Brings the search index up to date (also done on drop of a writable store;
-    /// `index.db` is committed with every group commit).
+    /// Commits the rows waiting for `index.db` and brings the search index up to
+    /// date (also done on drop of a writable store).
     pub fn flush(&self) -> Result<(), ArchiveError> {
         self.flush_search(SearchIndex::default_wait())
     }
@@ -419,7 +436,12 @@ impl ArchiveStore for DiskArchiveStore {
         user: &str,
         source: &SourceRef,
     ) -> Result<Option<MessageId>, ArchiveError> {
-        self.healing(|| {
+        // A record waiting for index.db is newer than index.db's row.
+        let key = crate::index::source_key(user, source);
+        if let Some(address) = self.deferred.source(&key) {
+            return Ok(Some(MessageId(to_hex(&address))));
+        }
+        self.healing_with(false, || {
             Ok(self
                 .caches()
                 .index
@@ -428,12 +450,13 @@ impl ArchiveStore for DiskArchiveStore {
         })
     }
 
+    // Message reads find manifests and chunks among the waiting rows too.
     fn verify_message(&self, id: &MessageId) -> Result<bool, ArchiveError> {
-        self.healing(|| self.verify_message_raw(id))
+        self.healing_with(false, || self.verify_message_raw(id))
     }
 
     fn read_message(&self, id: &MessageId) -> Result<Vec<u8>, ArchiveError> {
-        self.healing(|| self.read_message_raw(id))
+        self.healing_with(false, || self.read_message_raw(id))
     }
 
     fn holds_exactly(
@@ -465,6 +488,10 @@ impl ArchiveStore for DiskArchiveStore {
 impl Drop for DiskArchiveStore {
     fn drop(&mut self) {
         if !self.read_only {
+            self.deferred.close();
+            if let Err(e) = self.deferred.settle() {
+                tracing::error!(error = %e, "listing index update failed; the next catch-up replays it");
+            }
             self.indexer.close();
             self.sync_search_logged(SearchIndex::default_wait());
         }

@@ -216,12 +216,23 @@ impl DiskArchiveStore {
                 }
             }
         };
-        let indexer = super::indexer::Indexer::new(codec.clone(), log_path(&dir, 1));
+        let indexer = Arc::new(super::indexer::Indexer::new(
+            codec.clone(),
+            log_path(&dir, 1),
+        ));
+        let caches = Arc::new(RwLock::new(Arc::new(caches)));
+        let timings = Arc::new(super::Timings::default());
+        let deferred = super::deferred::Deferred::new(
+            options.index_commit_delay,
+            caches.clone(),
+            indexer.clone(),
+            timings.clone(),
+        );
         let store = DiskArchiveStore {
             packs: FrameFiles::new(packs_dir, pack_path),
             pack_writer: Mutex::new(pack_writer),
             log_writer: Mutex::new(log_writer),
-            caches: RwLock::new(Arc::new(caches)),
+            caches,
             io,
             codec,
             compression_level: options.compression_level.clamp(1, 19),
@@ -232,9 +243,11 @@ impl DiskArchiveStore {
             maintenance: RwLock::new(()),
             poisoned: Mutex::new(None),
             staged: Mutex::new(super::Staged::default()),
+            deferred,
+            read_catch_up: Mutex::new(()),
             indexer,
             pack_limit,
-            timings: super::Timings::default(),
+            timings,
             dir,
             index_dir,
         };
@@ -391,7 +404,9 @@ impl DiskArchiveStore {
         if warn {
             tracing::warn!(cause = %cause, dir = %self.index_dir.display(), "rebuilding the archive indexes from the packs and the record log");
         }
-        // The indexer's waiting documents belong to the generation being replaced.
+        // The rows waiting for index.db and the indexer's waiting documents belong
+        // to the generation being replaced (the rebuild replays their sources).
+        self.deferred.discard();
         self.indexer.flush();
         let fresh = Caches::create_next(&self.index_dir).map_err(|e| ArchiveError::Rebuild {
             source: Box::new(e),
@@ -428,18 +443,52 @@ impl DiskArchiveStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Runs a read of the caches; when it fails with an index error, switches to a
-    /// generation another process swapped in or rebuilds the caches once, and retries.
+    /// Runs a read of the caches after replaying what other processes wrote since
+    /// `index.db` was last brought up to date and committing this process's waiting
+    /// `index.db` rows; when it fails with an index error, switches to a generation
+    /// another process swapped in or rebuilds the caches once, and retries.
     pub(crate) fn healing<T>(
         &self,
         op: impl Fn() -> Result<T, ArchiveError>,
     ) -> Result<T, ArchiveError> {
+        self.healing_with(true, op)
+    }
+
+    /// [`DiskArchiveStore::healing`]; without `settle` this process's waiting rows
+    /// stay waiting (for reads that consult them).
+    pub(crate) fn healing_with<T>(
+        &self,
+        settle: bool,
+        op: impl Fn() -> Result<T, ArchiveError>,
+    ) -> Result<T, ArchiveError> {
+        let op = || {
+            if self.read_only {
+                let _one = lock(&self.read_catch_up);
+                self.catch_up(false)?;
+            } else {
+                // With no write of this process in progress, what the files hold past
+                // index.db is this process's waiting rows and what other processes
+                // wrote (their rows wait in their own process): replay those. Holding
+                // `active` keeps this process's writes from starting meanwhile. With a
+                // write in progress this process holds the write lock, so nobody
+                // else wrote since it caught up on taking it.
+                let active = lock(&self.write_lock.active);
+                if *active == 0 {
+                    self.catch_up(false)?;
+                }
+                drop(active);
+                if settle {
+                    self.deferred.settle()?;
+                }
+            }
+            op()
+        };
         let (first, used) = {
             let _shared = self.maintenance_read();
             // A generation another process swapped in (cheap: reads a small file).
             self.refresh_generation(None);
             let used = self.caches();
-            (catch_panic(&op), used)
+            (catch_panic(op), used)
         };
         match first {
             Err(e) if is_cache_error(&e, &self.index_dir) => {
@@ -458,7 +507,7 @@ impl DiskArchiveStore {
                     }
                 }
                 let _shared = self.maintenance_read();
-                catch_panic(&op)
+                catch_panic(op)
             }
             other => other,
         }

@@ -61,7 +61,7 @@ impl DiskArchiveStore {
 
     /// Chunk list and size of a stored message.
     pub(crate) fn manifest(&self, address: &[u8; 32]) -> Result<(ChunkList, u64), ArchiveError> {
-        let Some((loc, _)) = self.caches().index.message(address)? else {
+        let Some((loc, _)) = self.located(Table::Messages, address)? else {
             return Err(ArchiveError::NotFound {
                 id: to_hex(address),
             });
@@ -98,7 +98,7 @@ impl DiskArchiveStore {
         key: &[u8; 32],
         message: &[u8; 32],
     ) -> Result<Vec<u8>, ArchiveError> {
-        let Some((loc, _)) = self.caches().index.chunk(key)? else {
+        let Some((loc, _)) = self.located(Table::Chunks, key)? else {
             return Err(ArchiveError::CorruptObject {
                 pack: None,
                 offset: None,

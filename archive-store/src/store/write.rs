@@ -171,13 +171,18 @@ impl DiskArchiveStore {
         Ok(true)
     }
 
-    /// Where a chunk or manifest is: staged for the next group commit, or in `index.db`.
+    /// Where a chunk or manifest is: staged for the next group commit, waiting for
+    /// the deferred `index.db` commit, or in `index.db` (looked up in that order:
+    /// rows move along it and leave a place only once they are in the next).
     pub(super) fn located(
         &self,
         table: Table,
         key: &[u8; 32],
     ) -> Result<Option<(Location, u64)>, ArchiveError> {
         if let Some(&hit) = lock(&self.staged).located.get(&(table, *key)) {
+            return Ok(Some(hit));
+        }
+        if let Some(hit) = self.deferred.located(table, key) {
             return Ok(Some(hit));
         }
         let index = &self.caches().index;

@@ -1,6 +1,6 @@
 //! Large attachments and the Outlook upload budget.
 //!
-//! `POST …/messages/{id}/attachments/createUploadSession` (3–150 MB) answers a pre-authenticated
+//! `POST …/messages/{id}/attachments/createUploadSession` (2–150 MB) answers a pre-authenticated
 //! `uploadUrl` (no bearer token: an unguessable token in the query authorises it) where the
 //! client PUTs chunks of at most 4 MB in order with `Content-Range: bytes a-b/total`; each chunk
 //! answers 200 with `nextExpectedRanges`, the last 201 with a `Location`. Sessions expire (the
@@ -32,8 +32,10 @@ use crate::tenant::created::CreatedAttachment;
 pub(crate) const UPLOAD_BUDGET_BYTES: u64 = 150 * 1024 * 1024;
 /// The budget's window, unscaled (5 minutes).
 const UPLOAD_WINDOW: Duration = Duration::from_secs(300);
-/// Smallest attachment an upload session takes (3 MB).
-const MIN_SESSION_BYTES: u64 = 3 * 1024 * 1024;
+/// Smallest attachment an upload session takes. Graph's guidance is "3 MB and more through
+/// a session", but Exchange takes sessions from 2 MB (2,097,152 bytes) on, and needs to: an
+/// attachment just under 3 MB is over 4 MB in base64 and fits no `POST …/attachments`.
+const MIN_SESSION_BYTES: u64 = 2 * 1024 * 1024;
 /// Largest attachment an upload session takes (150 MB).
 const MAX_SESSION_BYTES: u64 = 150 * 1024 * 1024;
 /// Lifetime of an upload session, unscaled. Graph documents that a session expires at its
@@ -289,7 +291,7 @@ async fn create_session(
     if size < MIN_SESSION_BYTES {
         return Err(ApiError::bad_request(
             "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize",
-            "The attachment size is less than the minimum size (3 MB) for an upload session; POST it to the attachments instead.",
+            "The attachment size is less than the minimum size (2 MB) for an upload session; POST it to the attachments instead.",
         ));
     }
     if size > MAX_SESSION_BYTES {
