@@ -95,6 +95,15 @@ pub struct ArchiveOverview {
     pub reserve_bytes: u64,
 }
 
+/// The archive entry of message `id` in `user`'s `folder`, as retention names it.
+fn entry_key(user: &str, id: &MessageId, folder: &str) -> retention::EntryKey {
+    retention::EntryKey {
+        user: user.to_string(),
+        id: id.0.clone(),
+        folder: folder.to_string(),
+    }
+}
+
 /// Hits of several archives' searches merged: newest first, at most `limit`.
 fn merge_hits(mut hits: Vec<SearchHit>, limit: usize) -> Vec<SearchHit> {
     hits.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| a.id.cmp(&b.id)));
@@ -199,6 +208,14 @@ impl Service {
                 merge_hits(hits, request.limit)
             }
         };
+        let mut hits = hits;
+        let mut kept = Vec::with_capacity(hits.len());
+        for hit in hits.drain(..) {
+            if self.visible(principal, &entry_key(&hit.user, &hit.id, &hit.folder))? {
+                kept.push(hit);
+            }
+        }
+        let hits = kept;
         let target = Target {
             messages: hits.iter().map(|h| h.id.0.clone()).collect(),
             ..target()
@@ -240,6 +257,13 @@ impl Service {
             Err(e) => return Err(e.into()),
         };
         info.locations.retain(|(user, _)| visible.contains(user));
+        let mut places = Vec::with_capacity(info.locations.len());
+        for (user, folder) in info.locations.drain(..) {
+            if self.visible(principal, &entry_key(&user, &id, &folder))? {
+                places.push((user, folder));
+            }
+        }
+        info.locations = places;
         if info.locations.is_empty() {
             return Err(refused());
         }
@@ -299,7 +323,7 @@ impl Service {
         let filter = ExportFilter {
             user: user.to_string(),
             folder: request.folder.clone(),
-            ids,
+            ids: self.without_restricted(principal, user, ids)?,
         };
         // Recorded before any message leaves the archive.
         let format = match request.format {

@@ -86,19 +86,34 @@ impl Service {
         target: Target,
         details: &[(&str, String)],
     ) -> Result<()> {
-        let mut entry = self.entry(principal, action, target);
+        self.record(principal, action, target, details, Outcome::Allowed)
+            .map_err(|e| {
+                let what = if action.is_content() {
+                    "the audit log cannot record this access to mail, so nothing is handed over"
+                } else {
+                    "the audit log cannot record this action (it was carried out)"
+                };
+                e.context(what)
+            })
+    }
+
+    /// Records `action` with `outcome`; the error of the sink as it is when the event
+    /// could not be recorded (callers say what that means for them).
+    pub(crate) fn record(
+        &self,
+        principal: &Principal,
+        action: Action,
+        target: Target,
+        details: &[(&str, String)],
+        outcome: Outcome,
+    ) -> Result<()> {
+        let mut entry = self.entry(principal, action, target).with_outcome(outcome);
         for (key, value) in details {
             entry = entry.detail(*key, value.clone());
         }
-        let recorded = self.audit_sink().and_then(|sink| Ok(sink.append(entry)?));
-        recorded.map(drop).map_err(|e| {
-            let what = if action.is_content() {
-                "the audit log cannot record this access to mail, so nothing is handed over"
-            } else {
-                "the audit log cannot record this action (it was carried out)"
-            };
-            e.context(what)
-        })
+        self.audit_sink()
+            .and_then(|sink| Ok(sink.append(entry)?))
+            .map(drop)
     }
 
     /// Records an allowed `action`, logging (not returning) a failure to record it.

@@ -24,6 +24,7 @@ mod audit;
 mod credentials;
 pub mod datadir;
 mod error;
+mod governance;
 pub mod principal;
 mod profiles;
 mod restore;
@@ -41,12 +42,14 @@ pub use audit_log;
 pub use credentials::{AddedCredential, CredentialTest, MailboxProbe, NewCredential, SecretInput};
 pub use datadir::{DATA_DIR_ENV, resolve_data_dir};
 pub use error::{ErrorCategory, ResultExt, ServiceError, chain};
+pub use governance::{HoldDetails, HoldSpec, PolicySpec, restriction_text};
 pub use principal::{Account, Grant, Principal, Reach, Role, Unblock, Visible};
 pub use profiles::{
     DueProfiles, MailboxSelection, ProfileListing, ProfileSpec, parse_deletion_mode,
     profile_from_spec,
 };
 pub use restore::RestoreRequest;
+pub use retention;
 pub use settings::human_bytes;
 pub use text::message_text;
 pub use wiring::SecretLookup;
@@ -65,6 +68,9 @@ pub struct ServiceOptions {
     /// The OS user running the process, named with the local administrator in
     /// audit events (the binary reads it; `None`: only the uid is named).
     pub os_user: Option<String>,
+    /// The archive as retention sees it (`None`: the data directory's, see
+    /// `retention apply`); tests supply an in-memory one.
+    pub retention_target: Option<Arc<dyn retention::RetentionTarget>>,
 }
 
 impl Default for ServiceOptions {
@@ -73,6 +79,7 @@ impl Default for ServiceOptions {
             secret_lookup: Arc::new(|_: &str| None),
             audit: None,
             os_user: None,
+            retention_target: None,
         }
     }
 }

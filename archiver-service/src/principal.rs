@@ -217,6 +217,23 @@ impl Principal {
         }
     }
 
+    /// Refuses unless the caller manages retention, legal holds and erasure
+    /// (`compliance`, and the local administrator).
+    pub(crate) fn require_compliance(
+        &self,
+        what: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
+        if self.has_role(Role::Compliance, now) {
+            Ok(())
+        } else {
+            Err(ServiceError::forbidden(format!(
+                "{} may not {what}: it needs the compliance role",
+                self.label()
+            )))
+        }
+    }
+
     /// Refuses unless the caller may see the archive's figures (admin, auditor, compliance).
     pub(crate) fn require_overview(&self, now: DateTime<Utc>) -> Result<(), ServiceError> {
         if [Role::Admin, Role::Auditor, Role::Compliance]

@@ -217,6 +217,17 @@ pub(crate) fn check_reserve(dir: &DataDir) -> Result<()> {
     Ok(())
 }
 
+/// The archive of `dir` as retention sees it (entries, queries, expunge, restriction
+/// marks): the one place where retention is plugged into the disk archive. `None`:
+/// this build has no such target, so nothing can be applied, erased or restricted
+/// (policies and holds are still kept).
+pub(crate) fn retention_target(
+    dir: &DataDir,
+) -> Result<Option<Arc<dyn retention::RetentionTarget>>> {
+    let _ = dir;
+    Ok(None)
+}
+
 /// Whether `dir` has a user store (the SQLite one, or an earlier version's still to
 /// migrate).
 pub(crate) fn has_user_store(dir: &DataDir) -> bool {

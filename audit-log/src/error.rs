@@ -26,6 +26,27 @@ pub enum AuditError {
         /// What is wrong.
         reason: String,
     },
+    /// The checkpoint key may be read or written by others than its owner: a key
+    /// others can read signs nothing trustworthy, so it is not used.
+    #[error(
+        "the checkpoint key {} may be read or written by others (mode {mode:o}): \
+         make it private with `chmod 600 {}`, or replace it if others may have copied it",
+        path.display(), path.display()
+    )]
+    KeyExposed {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The checkpoint key file does not hold a key.
+    #[error("the checkpoint key {} is damaged: {reason}", path.display())]
+    BadKey {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// An event could not be encoded.
     #[error("cannot encode an audit event")]
     Encode(#[source] serde_json::Error),

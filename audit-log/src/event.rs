@@ -152,12 +152,25 @@ pub enum Outcome {
         /// Why.
         reason: String,
     },
+    /// Allowed and recorded first, but the action then failed (a change recorded
+    /// before it is made, which did not happen or happened only in part).
+    Failed {
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl Outcome {
     /// A refusal for `reason`.
     pub fn denied(reason: impl Into<String>) -> Self {
         Outcome::Denied {
+            reason: reason.into(),
+        }
+    }
+
+    /// A failure for `reason`.
+    pub fn failed(reason: impl Into<String>) -> Self {
+        Outcome::Failed {
             reason: reason.into(),
         }
     }

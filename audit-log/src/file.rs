@@ -1,5 +1,6 @@
-//! The audit log on disk: `audit.log` (the records: checksummed, length-prefixed JSON lines) and
-//! `audit.head` (the anchor: the head as of some event, replaced atomically).
+//! The audit log on disk: `audit.log` (the records: checksummed, length-prefixed JSON lines),
+//! `audit.head` (the anchor: the head as of some event, replaced atomically), and the
+//! signed checkpoints (`checkpoints`, `checkpoint.key`: see the `checkpoint` module).
 //!
 //! An append takes an exclusive lock on the log file (so the command line and the
 //! daemon may append at the same time), finds the head (from memory when the file
@@ -20,6 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use archive_store::io::{RealIo, StoreIo};
 
+use crate::checkpoint::{self, Checkpoint};
 use crate::event::{AuditEntry, AuditEvent, Head};
 use crate::verify::{VerifyReport, verify_bytes};
 use crate::{AuditError, AuditSink, ListQuery, export_bytes, frame, list_bytes};
@@ -37,7 +39,11 @@ pub struct FileOptions {
     /// Write the anchor (`audit.head`) every this many events (0: only on
     /// [`FileAuditLog::anchor`]).
     pub anchor_every: u64,
-    /// The writes and fsyncs of the log and its anchor (fault injection in tests).
+    /// Sign a checkpoint (`checkpoints`) every this many events (0: only on
+    /// [`FileAuditLog::checkpoint`]).
+    pub checkpoint_every: u64,
+    /// The writes and fsyncs of the log, its anchor, checkpoints and key (fault
+    /// injection in tests).
     pub io: Arc<dyn StoreIo>,
 }
 
@@ -45,6 +51,7 @@ impl Default for FileOptions {
     fn default() -> Self {
         FileOptions {
             anchor_every: 100,
+            checkpoint_every: 100,
             io: Arc::new(RealIo),
         }
     }
@@ -68,6 +75,8 @@ struct State {
     known: Option<(u64, Head)>,
     /// The anchor's sequence number as last seen.
     anchored: u64,
+    /// The last checkpoint's sequence number as last seen (`None`: not read yet).
+    checkpointed: Option<u64>,
 }
 
 impl FileAuditLog {
@@ -96,6 +105,7 @@ impl FileAuditLog {
                 file,
                 known: None,
                 anchored: 0,
+                checkpointed: None,
             }),
         };
         Ok(this)
@@ -141,6 +151,71 @@ impl FileAuditLog {
             state.anchored = head.seq;
             Ok(head)
         })
+    }
+
+    /// Signs the current head now and appends the checkpoint to `checkpoints`
+    /// (generating the key on first use); returns it.
+    pub fn checkpoint(&self) -> Result<Checkpoint, AuditError> {
+        self.exclusive(|this, state| {
+            let (_, head) = this.current_head(state)?;
+            this.write_checkpoint(state, &head)
+        })
+    }
+
+    /// The checkpoints written so far (lines that cannot be read are left out:
+    /// `verify` names them).
+    pub fn checkpoints(&self) -> Result<Vec<Checkpoint>, AuditError> {
+        Ok(checkpoint::read_all(&self.dir)?
+            .0
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect())
+    }
+
+    /// The public key (Ed25519, hex) checkpoints are signed with (`None`: no key yet).
+    pub fn public_key(&self) -> Result<Option<String>, AuditError> {
+        Ok(checkpoint::read_key(&self.dir)?.map(|k| checkpoint::public_hex(&k)))
+    }
+
+    /// The checkpoint key file.
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.join(checkpoint::KEY_FILE)
+    }
+
+    /// The checkpoints file.
+    pub fn checkpoints_path(&self) -> PathBuf {
+        self.dir.join(checkpoint::CHECKPOINTS_FILE)
+    }
+
+    fn write_checkpoint(&self, state: &mut State, head: &Head) -> Result<Checkpoint, AuditError> {
+        let io = self.options.io.as_ref();
+        // Read each time, so a key file whose mode changed is refused at once.
+        let key = checkpoint::key(&self.dir, io)?;
+        let checkpoint = checkpoint::append(&self.dir, &key, head, io)?;
+        state.checkpointed = Some(checkpoint.seq);
+        Ok(checkpoint)
+    }
+
+    /// Signs a checkpoint when `head` is [`FileOptions::checkpoint_every`] events past
+    /// the last one (looking again at the file first: another process may have).
+    fn checkpoint_if_due(&self, state: &mut State, head: &Head) {
+        let every = self.options.checkpoint_every;
+        if every == 0 {
+            return;
+        }
+        let last = *state
+            .checkpointed
+            .get_or_insert_with(|| checkpoint::last_seq(&self.dir));
+        if head.seq < last + every {
+            return;
+        }
+        let last = checkpoint::last_seq(&self.dir);
+        state.checkpointed = Some(last);
+        if head.seq >= last + every {
+            // The event is durable whatever happens here; a checkpoint that cannot be
+            // written is tried again at the next append (and `checkpoint` reports why).
+            let _ = self.write_checkpoint(state, head);
+        }
     }
 
     /// The anchor, if one was written.
@@ -306,6 +381,7 @@ impl FileAuditLog {
                 state.anchored = new_head.seq;
             }
         }
+        self.checkpoint_if_due(state, &new_head);
         Ok(event)
     }
 
@@ -338,12 +414,34 @@ impl AuditSink for FileAuditLog {
     fn verify(&self) -> Result<VerifyReport, AuditError> {
         let bytes = self.snapshot()?;
         let anchor = self.read_anchor()?;
-        Ok(verify_bytes(&bytes, anchor))
+        let public_key = self.public_key()?;
+        let (checkpoints, _) = checkpoint::read_all(&self.dir)?;
+        let mut report = verify_bytes(&bytes, anchor);
+        let findings = checkpoint::check(
+            &checkpoints,
+            &bytes,
+            public_key.as_deref(),
+            &self.key_path(),
+        );
+        report.checkpoints = findings.count;
+        report.ok = report.ok && findings.first_bad.is_none();
+        report.first_bad_checkpoint = findings.first_bad;
+        report.public_key = public_key;
+        Ok(report)
     }
 
     fn export(&self, out: &mut dyn Write) -> Result<u64, AuditError> {
         let bytes = self.snapshot()?;
-        export_bytes(&bytes, out)
-            .map_err(|e| AuditError::io("cannot write the export of", &self.log, e))
+        let failed = |e| AuditError::io("cannot write the export of", &self.log, e);
+        let events = export_bytes(&bytes, out).map_err(failed)?;
+        for checkpoint in self.checkpoints()? {
+            let line = serde_json::to_vec(&serde_json::json!({ "checkpoint": checkpoint }))
+                .map_err(AuditError::Encode)?;
+            out.write_all(&line)
+                .and_then(|()| out.write_all(b"\n"))
+                .map_err(failed)?;
+        }
+        out.flush().map_err(failed)?;
+        Ok(events)
     }
 }

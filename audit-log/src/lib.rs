@@ -25,6 +25,14 @@
 //!   checks the chain against it, which catches a truncation of the log alone,
 //!   though not of the log and the anchor together.
 //!
+//! - every [`FileOptions::checkpoint_every`] events (and on
+//!   [`FileAuditLog::checkpoint`]) the log signs its head with an Ed25519 key kept
+//!   beside it (`checkpoint.key`, `0600`) and appends the [`Checkpoint`] to
+//!   `checkpoints`; `verify` checks every signature and that each signed event is
+//!   still in the log as signed, and `export` carries the checkpoints. A copy of
+//!   the public key kept elsewhere makes a wholesale rewrite detectable even with
+//!   the key file at hand, and checkpoints kept elsewhere catch a truncation.
+//!
 //! An event may be recorded for an action that then failed (the record is written
 //! first), never the other way round: a caller hands over mail content only after
 //! its event is durable.
@@ -47,6 +55,7 @@
 //! # }
 //! ```
 
+mod checkpoint;
 mod error;
 mod event;
 mod file;
@@ -58,6 +67,7 @@ use std::io::Write;
 
 use chrono::{DateTime, Utc};
 
+pub use checkpoint::{BadCheckpoint, Checkpoint};
 pub use error::AuditError;
 pub use event::{Action, AuditEntry, AuditEvent, GENESIS, Head, Outcome, Target};
 pub use file::{FileAuditLog, FileOptions};
@@ -88,7 +98,9 @@ pub trait AuditSink: Send + Sync + std::fmt::Debug {
     fn verify(&self) -> Result<VerifyReport, AuditError>;
 
     /// Writes every record's JSON, one per line, exactly as stored (so the BLAKE3
-    /// of a line is the `prev` of the next one); returns how many were written.
+    /// of a line is the `prev` of the next one), then the log's signed checkpoints,
+    /// one `{"checkpoint": {…}}` line each (see [`Checkpoint`]), for keeping
+    /// elsewhere; returns how many events were written.
     fn export(&self, out: &mut dyn Write) -> Result<u64, AuditError>;
 }
 

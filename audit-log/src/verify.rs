@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use crate::checkpoint::BadCheckpoint;
 use crate::event::{AuditEvent, Head};
 use crate::frame::{self, FrameError};
 
@@ -67,6 +68,15 @@ pub struct VerifyReport {
     /// event; the next append cuts them).
     #[serde(skip_serializing_if = "is_zero")]
     pub unfinished_bytes: u64,
+    /// Signed checkpoints checked (see [`Checkpoint`](crate::Checkpoint)).
+    pub checkpoints: u64,
+    /// The first checkpoint that fails (its signature, or the event it names); the
+    /// chain is then not `ok` either.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_bad_checkpoint: Option<BadCheckpoint>,
+    /// The public key (Ed25519, hex) the checkpoints are checked with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -206,6 +216,9 @@ impl Walker {
             head: self.head,
             anchor,
             unfinished_bytes: unfinished,
+            checkpoints: 0,
+            first_bad_checkpoint: None,
+            public_key: None,
         }
     }
 

@@ -31,6 +31,7 @@ fn check(n: u64, fault: Fault) {
         FileOptions {
             anchor_every: 2,
             io: io.clone(),
+            ..FileOptions::default()
         },
     )
     .unwrap();

@@ -41,6 +41,117 @@ pub enum Command {
     /// The audit log: who read which mail and changed what; its chain verified.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Retention policies: how long archived mail is kept at least and at most.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+    /// Legal holds: named cases that keep mail whatever retention or erasure say.
+    #[command(subcommand)]
+    Hold(HoldCommand),
+}
+
+/// The date a retention period counts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReferenceArg {
+    /// The message's received date.
+    Received,
+    /// The date it entered the archive.
+    Archived,
+}
+
+/// `retention` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Adds a policy: what it covers is kept at least --min-days, and removed by
+    /// `retention apply` once older than --max-days (never without it).
+    Add(Box<RetentionAddArgs>),
+    /// Lists the policies.
+    List,
+    /// Prints one policy.
+    Show {
+        /// Policy name.
+        name: String,
+    },
+    /// Removes a policy (what it kept is then kept by the others, or forever).
+    Remove {
+        /// Policy name.
+        name: String,
+    },
+    /// Removes what is past its maximum retention (never under a hold or inside a
+    /// minimum), and pending erasures now allowed.
+    Apply {
+        /// Change nothing: list what would go and why.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `retention add` options.
+#[derive(Debug, Args)]
+pub struct RetentionAddArgs {
+    /// Policy name (letters, digits, `-`, `_`, `.`).
+    pub name: String,
+    /// Keep covered mail at least N days.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub min_days: i64,
+    /// Remove covered mail once older than N days (default: keep forever).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub max_days: Option<i64>,
+    /// Only this user's archive; repeatable (default: every archive).
+    #[arg(long, value_name = "U")]
+    pub user: Vec<String>,
+    /// Only this folder and its subfolders; repeatable (default: every folder).
+    #[arg(long, value_name = "P")]
+    pub folder: Vec<String>,
+    /// Only messages matching this search.
+    #[arg(long, value_name = "Q")]
+    pub query: Option<String>,
+    /// The date the days count from.
+    #[arg(long, value_enum, default_value_t = ReferenceArg::Received)]
+    pub reference: ReferenceArg,
+}
+
+/// `hold` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum HoldCommand {
+    /// Places a hold: the mail it covers stays, whatever retention or erasure say.
+    Create(Box<HoldCreateArgs>),
+    /// Lists the holds, released ones included.
+    List,
+    /// Prints one hold and the archive entries it keeps now.
+    Show {
+        /// Case name.
+        case: String,
+    },
+    /// Releases a hold.
+    Release {
+        /// Case name.
+        case: String,
+        /// Why the hold ends (kept with it).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+}
+
+/// `hold create` options.
+#[derive(Debug, Args)]
+pub struct HoldCreateArgs {
+    /// Case name (letters, digits, `-`, `_`, `.`).
+    pub case: String,
+    /// Why the hold is placed (kept with it).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// Only this user's archive; repeatable (default: every archive).
+    #[arg(long, value_name = "U")]
+    pub user: Vec<String>,
+    /// Only messages matching this search.
+    #[arg(long, value_name = "Q")]
+    pub query: Option<String>,
+    /// Only mail received on or after DATE (YYYY-MM-DD, UTC, or RFC 3339).
+    #[arg(long, value_name = "DATE", value_parser = crate::commands::hold::parse_date)]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only mail received before DATE (YYYY-MM-DD, UTC, or RFC 3339).
+    #[arg(long, value_name = "DATE", value_parser = crate::commands::hold::parse_date)]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// `audit` subcommands.
@@ -335,6 +446,16 @@ pub enum ArchiveCommand {
     },
     /// Writes archived mail back into a mailbox (received, not draft; exactly once).
     Restore(Box<RestoreArgs>),
+    /// Erases messages on request (GDPR): now where allowed, else restricted (hidden
+    /// from their owner) until minimum retention ends and no hold covers them.
+    Erase {
+        /// Message ids (as `archive search` prints them).
+        #[arg(value_name = "ID", required = true, num_args = 1..)]
+        ids: Vec<String>,
+        /// Why (recorded with the erasure).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
 }
 
 /// `archive restore` arguments.

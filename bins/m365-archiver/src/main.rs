@@ -82,6 +82,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Command::Profile(cmd) => commands::profile::run(&ctx, cmd).await,
             Command::Archive(cmd) => commands::archive::run(&ctx, cmd).await,
             Command::Audit(cmd) => commands::audit::run(&ctx, cmd),
+            Command::Retention(cmd) => commands::retention::run(&ctx, cmd),
+            Command::Hold(cmd) => commands::hold::run(&ctx, cmd),
         }
     })
 }

@@ -8,29 +8,6 @@ mod support;
 use serde_json::Value;
 use support::Archiver;
 
-/// A data directory with one user whose archive holds two imported messages.
-fn setup(root: &std::path::Path) -> Archiver {
-    let cli = Archiver::new(&root.join("data"), Vec::new());
-    cli.ok(&["users", "add", "alice", "--email", "alice@example.com"]);
-    let mail = root.join("mail");
-    std::fs::create_dir_all(&mail).unwrap();
-    for (i, subject) in ["budget 2026", "holiday plans"].iter().enumerate() {
-        std::fs::write(
-            mail.join(format!("{i}.eml")),
-            format!("From: bob@example.com\r\nSubject: {subject}\r\n\r\nText {i}.\r\n"),
-        )
-        .unwrap();
-    }
-    cli.ok(&[
-        "archive",
-        "import",
-        "--user",
-        "alice",
-        mail.to_str().unwrap(),
-    ]);
-    cli
-}
-
 /// `audit verify --json` and its exit code.
 fn verify(cli: &Archiver) -> (i32, Value) {
     let run = cli.run(&["audit", "verify", "--json"]);
@@ -42,7 +19,7 @@ fn verify(cli: &Archiver) -> (i32, Value) {
 #[test]
 fn commands_that_touch_mail_leave_events_and_verify_names_a_changed_one() {
     let tmp = tempfile::tempdir().unwrap();
-    let cli = setup(tmp.path());
+    let cli = support::with_mail(tmp.path(), &["budget 2026", "holiday plans"]);
     let hits = cli.json(&["archive", "search", "budget"]);
     let id = hits[0]["id"].as_str().unwrap().to_string();
     cli.ok(&["archive", "show", &id]);

@@ -28,6 +28,7 @@ pub async fn run(ctx: &Ctx, cmd: ArchiveCommand) -> Result<ExitCode> {
             super::transfer::import(ctx, &user, folder, &path)
         }
         ArchiveCommand::Restore(args) => super::restore::restore(ctx, &args).await,
+        ArchiveCommand::Erase { ids, reason } => super::erase::erase(ctx, &ids, &reason),
     }
 }
 

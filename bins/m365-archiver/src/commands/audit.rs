@@ -51,6 +51,7 @@ fn outcome_text(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Allowed => "allowed".to_string(),
         Outcome::Denied { reason } => format!("DENIED: {reason}"),
+        Outcome::Failed { reason } => format!("FAILED: {reason}"),
         _ => "?".to_string(),
     }
 }
@@ -93,6 +94,15 @@ fn verify(ctx: &Ctx) -> Result<ExitCode> {
             "head: event {} hash {} (note it down: a later log that does not hold this event was rewritten)\n",
             report.head.seq, report.head.hash
         ));
+        if let Some(bad) = &report.first_bad_checkpoint {
+            text.push_str(&format!("SIGNED CHECKPOINT BROKEN: {}\n", bad.reason));
+        }
+        if let Some(key) = &report.public_key {
+            text.push_str(&format!(
+                "{} signed checkpoints checked with public key {key} (keep it elsewhere too)\n",
+                report.checkpoints
+            ));
+        }
         if let Some(anchor) = &report.anchor {
             text.push_str(&format!("anchored at event {} hash {}\n", anchor.seq, anchor.hash));
         }

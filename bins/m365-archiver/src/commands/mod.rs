@@ -5,7 +5,10 @@ pub mod audit;
 pub mod credentials;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod erase;
+pub mod hold;
 pub mod profile;
 pub mod restore;
+pub mod retention;
 pub mod transfer;
 pub mod users;

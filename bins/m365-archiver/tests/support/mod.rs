@@ -106,6 +106,30 @@ impl Archiver {
     }
 }
 
+/// A data directory under `root` with user alice, whose archive holds one imported
+/// message per subject (from bob, body `Text N.`).
+pub fn with_mail(root: &Path, subjects: &[&str]) -> Archiver {
+    let cli = Archiver::new(&root.join("data"), Vec::new());
+    cli.ok(&["users", "add", "alice", "--email", "alice@example.com"]);
+    let mail = root.join("mail");
+    std::fs::create_dir_all(&mail).unwrap();
+    for (i, subject) in subjects.iter().enumerate() {
+        std::fs::write(
+            mail.join(format!("{i}.eml")),
+            format!("From: bob@example.com\r\nSubject: {subject}\r\n\r\nText {i}.\r\n"),
+        )
+        .unwrap();
+    }
+    cli.ok(&[
+        "archive",
+        "import",
+        "--user",
+        "alice",
+        mail.to_str().unwrap(),
+    ]);
+    cli
+}
+
 /// The `error: ...` lines of stderr (the log lines before it are not the message).
 pub fn error_line(stderr: &str) -> String {
     let lines: Vec<&str> = stderr.lines().collect();
