@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use archive_store::{
     ArchiveError, ArchiveStats, ArchiveStore, ExportFilter, ExportFormat, ExportReport,
-    ImportReport, MessageId, MessageInfo, Scope, SearchHit, SearchQuery, VerifyReport,
+    ImportReport, MessageId, MessageInfo, Scope, SearchHit, SearchQuery, VerifyReport, Visibility,
 };
 use audit_log::{Action, Target};
 use chrono::{DateTime, Utc};
@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::datadir::Access;
 use crate::error::{ResultExt, ServiceError};
+use crate::governance::sees_restricted;
 use crate::principal::Visible;
 use crate::settings::Settings;
 use crate::text::message_text;
@@ -111,6 +112,16 @@ fn merge_hits(mut hits: Vec<SearchHit>, limit: usize) -> Vec<SearchHit> {
     hits
 }
 
+/// What of the archive `principal` reads: restricted entries too for auditors,
+/// compliance officers and the local administrator.
+fn visibility(principal: &Principal) -> Visibility {
+    if sees_restricted(principal) {
+        Visibility::Privileged
+    } else {
+        Visibility::Ordinary
+    }
+}
+
 impl Service {
     fn read_archive(&self) -> Result<std::sync::Arc<archive_store::DiskArchiveStore>> {
         wiring::open_archive_read_only(&self.open(Access::Read)?)
@@ -198,12 +209,23 @@ impl Service {
             to_date: request.to_date,
             limit: request.limit,
         };
+        // Auditors and compliance officers see restricted entries; the store hides
+        // them from everyone else.
+        let privileged = sees_restricted(principal);
         let hits = match users {
+            None if privileged => {
+                archive.search(&query(request.user.clone()), &Scope::Privileged)?
+            }
             None => archive.search(&query(request.user.clone()), &Scope::Admin)?,
             Some(users) => {
                 let mut hits = Vec::new();
                 for user in users {
-                    hits.extend(archive.search(&query(Some(user.clone())), &Scope::User(user))?);
+                    let scope = if privileged {
+                        Scope::Privileged
+                    } else {
+                        Scope::User(user.clone())
+                    };
+                    hits.extend(archive.search(&query(Some(user)), &scope)?);
                 }
                 merge_hits(hits, request.limit)
             }
@@ -251,7 +273,7 @@ impl Service {
             return Err(refused());
         }
         let archive = self.read_archive()?;
-        let mut info = match archive.show(&id) {
+        let mut info = match archive.show_with(&id, visibility(principal)) {
             Ok(info) => info,
             Err(ArchiveError::NotFound { .. }) if visible != Visible::All => return Err(refused()),
             Err(e) => return Err(e.into()),
@@ -314,7 +336,11 @@ impl Service {
                         to_date: None,
                         limit: EXPORT_QUERY_LIMIT,
                     },
-                    &Scope::User(user.to_string()),
+                    &if sees_restricted(principal) {
+                        Scope::Privileged
+                    } else {
+                        Scope::User(user.to_string())
+                    },
                 )?;
                 Some(hits.into_iter().map(|h| h.id).collect::<BTreeSet<_>>())
             }
@@ -339,7 +365,7 @@ impl Service {
         }
         self.audit(principal, Action::ContentExport, target, &details)?;
         archive
-            .export(&filter, request.format, &request.out)
+            .export_with(&filter, request.format, &request.out, visibility(principal))
             .context_with(|| format!("export of `{user}` to {}", request.out.display()))
     }
 

@@ -223,23 +223,17 @@ fn report_details(report: &ApplyReport) -> Vec<(&'static str, String)> {
 
 impl Service {
     /// The archive as retention sees it: the one the options supply, else the data
-    /// directory's (`None`: this installation has none, so nothing can be expunged
-    /// or restricted through it).
-    fn retention_target(&self) -> Result<Option<Arc<dyn RetentionTarget>>> {
+    /// directory's, opened for writing only when `writable` (an apply or an erasure).
+    fn retention_target(&self, writable: bool) -> Result<Arc<dyn RetentionTarget>> {
         if let Some(target) = &self.inner.options.retention_target {
-            return Ok(Some(target.clone()));
+            return Ok(target.clone());
         }
-        wiring::retention_target(&self.open(Access::Read)?)
-    }
-
-    /// The archive for an operation that acts on it, or an error saying it cannot.
-    fn required_target(&self) -> Result<Arc<dyn RetentionTarget>> {
-        self.retention_target()?.ok_or_else(|| {
-            ServiceError::unavailable(
-                "retention on the disk archive is not available in this build: policies \
-                 and holds can be managed, but nothing can be applied or erased yet",
-            )
-        })
+        let access = if writable {
+            Access::Write
+        } else {
+            Access::Read
+        };
+        wiring::retention_target(&self.open(access)?, writable)
     }
 
     /// The governance state for a change (created when missing).
@@ -269,9 +263,9 @@ impl Service {
         if sees_restricted(principal) {
             return Ok(true);
         }
-        match self.retention_target()? {
+        match &self.inner.options.retention_target {
             Some(target) => Ok(!target.is_restricted(entry)?),
-            // Entries are restricted only through the target: without one, none is.
+            // The disk archive hides restricted entries from ordinary reads itself.
             None => Ok(true),
         }
     }
@@ -289,7 +283,8 @@ impl Service {
         if sees_restricted(principal) {
             return Ok(ids);
         }
-        let Some(target) = self.retention_target()? else {
+        // The disk archive leaves restricted entries out of ordinary exports itself.
+        let Some(target) = self.inner.options.retention_target.clone() else {
             return Ok(ids);
         };
         let entries: Vec<EntryKey> = target
@@ -511,7 +506,7 @@ impl Service {
             ));
             return Err(self.denial(principal, action, target, error));
         }
-        let archive = self.required_target()?;
+        let archive = self.retention_target(!dry_run)?;
         let planned = |report: &ApplyReport| Target {
             messages: report
                 .items
@@ -610,18 +605,14 @@ impl Service {
             .into_iter()
             .find(|h| h.case == case)
             .ok_or_else(|| no_hold(case))?;
-        let held = match self.retention_target()? {
-            Some(archive) => {
-                let visible = principal.visible(Self::now());
-                let keys = RetentionEngine::new(store.as_ref(), archive.as_ref()).held_by(case)?;
-                Some(
-                    keys.into_iter()
-                        .filter(|k| visible.contains(&k.user))
-                        .collect(),
-                )
-            }
-            None => None,
-        };
+        let archive = self.retention_target(false)?;
+        let visible = principal.visible(Self::now());
+        let keys = RetentionEngine::new(store.as_ref(), archive.as_ref()).held_by(case)?;
+        let held = Some(
+            keys.into_iter()
+                .filter(|k| visible.contains(&k.user))
+                .collect(),
+        );
         Ok(HoldDetails { hold, held })
     }
 
@@ -696,7 +687,7 @@ impl Service {
                 "invalid reason: an erasure needs a reason",
             ));
         }
-        let archive = self.required_target()?;
+        let archive = self.retention_target(true)?;
         let visible = principal.visible(Self::now());
         let mut by_id: BTreeMap<&str, Vec<EntryKey>> =
             ids.iter().map(|id| (id.as_str(), Vec::new())).collect();
@@ -758,7 +749,7 @@ impl Service {
 
 /// Whether the caller sees restricted entries: auditors, compliance officers and the
 /// local administrator.
-fn sees_restricted(principal: &Principal) -> bool {
+pub(crate) fn sees_restricted(principal: &Principal) -> bool {
     principal
         .require_audit_reader("see restricted mail", Service::now())
         .is_ok()

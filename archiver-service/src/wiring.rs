@@ -218,14 +218,65 @@ pub(crate) fn check_reserve(dir: &DataDir) -> Result<()> {
 }
 
 /// The archive of `dir` as retention sees it (entries, queries, expunge, restriction
-/// marks): the one place where retention is plugged into the disk archive. `None`:
-/// this build has no such target, so nothing can be applied, erased or restricted
-/// (policies and holds are still kept).
+/// marks): the one place where retention is plugged into the disk archive, opened
+/// for writing only when `writable` (an apply or an erasure). A data directory with
+/// no archive yet is an empty one.
 pub(crate) fn retention_target(
     dir: &DataDir,
-) -> Result<Option<Arc<dyn retention::RetentionTarget>>> {
-    let _ = dir;
-    Ok(None)
+    writable: bool,
+) -> Result<Arc<dyn retention::RetentionTarget>> {
+    if !dir.archive().is_dir() {
+        return Ok(Arc::new(retention::MemoryTarget::new()));
+    }
+    let store = if writable {
+        open_archive(dir)?
+    } else {
+        open_archive_read_only(dir)?
+    };
+    Ok(Arc::new(DiskTarget(store)))
+}
+
+/// The disk archive, owned, as a [`retention::RetentionTarget`] (each call goes
+/// through [`retention::ArchiveTarget`]).
+struct DiskTarget(Arc<archive_store::DiskArchiveStore>);
+
+impl retention::RetentionTarget for DiskTarget {
+    fn entries(&self) -> std::result::Result<Vec<retention::EntryView>, retention::RetentionError> {
+        retention::ArchiveTarget::new(&self.0).entries()
+    }
+
+    fn query(
+        &self,
+        query: &str,
+    ) -> std::result::Result<
+        std::collections::HashSet<retention::EntryKey>,
+        retention::RetentionError,
+    > {
+        retention::ArchiveTarget::new(&self.0).query(query)
+    }
+
+    fn expunge(
+        &self,
+        entries: &[retention::EntryKey],
+        permit: retention::Permit<'_>,
+    ) -> std::result::Result<retention::Expunged, retention::RetentionError> {
+        retention::ArchiveTarget::new(&self.0).expunge(entries, permit)
+    }
+
+    fn set_restricted(
+        &self,
+        entry: &retention::EntryKey,
+        restricted: bool,
+    ) -> std::result::Result<(), retention::RetentionError> {
+        retention::ArchiveTarget::new(&self.0).set_restricted(entry, restricted)
+    }
+
+    fn is_restricted(
+        &self,
+        entry: &retention::EntryKey,
+    ) -> std::result::Result<bool, retention::RetentionError> {
+        retention::ArchiveTarget::new(&self.0).is_restricted(entry)
+    }
 }
 
 /// Whether `dir` has a user store (the SQLite one, or an earlier version's still to

@@ -587,16 +587,22 @@ fn bad_input_is_named() {
 
 /// A disk archive where alice holds `budget` messages: returns their ids.
 fn disk_archive(data: &Path, subjects: &[&str]) -> Vec<String> {
+    let aged: Vec<(&str, Option<i64>)> = subjects.iter().map(|s| (*s, None)).collect();
+    disk_archive_aged(data, &aged)
+}
+
+/// [`disk_archive`], each message received this many days ago (when given).
+fn disk_archive_aged(data: &Path, subjects: &[(&str, Option<i64>)]) -> Vec<String> {
     let store = DiskArchiveStore::open(data.join("archive"), StoreOptions::default()).unwrap();
     let ids = subjects
         .iter()
-        .map(|subject| {
+        .map(|(subject, age)| {
             let raw = format!("From: x@example.com\r\nSubject: {subject}\r\n\r\nbudget text\r\n");
             let request = ArchiveRequest {
                 user: "alice".into(),
                 folder: "Inbox".into(),
                 source: None,
-                received: None,
+                received: age.map(|days| Utc::now() - Duration::days(days)),
             };
             store
                 .archive(&request, RawMessage::Bytes(raw.as_bytes()))
@@ -694,7 +700,7 @@ fn erasure_is_allowed_restricted_or_refused_and_restricted_mail_is_hidden_from_i
 }
 
 #[test]
-fn without_a_retention_target_policies_and_holds_work_and_apply_says_why_not() {
+fn before_anything_is_archived_policies_and_holds_work_and_apply_finds_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let audit = Arc::new(MemoryAuditLog::new());
     let service = Service::new(
@@ -710,11 +716,102 @@ fn without_a_retention_target_policies_and_holds_work_and_apply_says_why_not() {
         .add_retention_policy(local, &policy("keep", 1, None))
         .unwrap();
     service.create_hold(local, &hold("case-1", &[])).unwrap();
-    assert_eq!(service.hold(local, "case-1").unwrap().held, None);
-    let error = service.apply_retention(local, true).unwrap_err();
-    assert_eq!(error.category(), ErrorCategory::Unavailable);
-    assert!(error.to_string().contains("not available"), "{error}");
+    assert_eq!(service.hold(local, "case-1").unwrap().held, Some(vec![]));
+    let report = service.apply_retention(local, true).unwrap();
+    assert_eq!((report.candidates, report.deleted), (0, 0));
+    assert!(!tmp.path().join("data").join("archive").exists());
     // What was written survives a new service over the same directory.
     let again = Service::new(tmp.path().join("data"), ServiceOptions::default());
     assert_eq!(again.retention_policies(local).unwrap()[0].name, "keep");
+}
+
+#[test]
+fn on_the_disk_archive_an_erasure_removes_or_restricts_and_only_the_privileged_see_restricted_mail()
+{
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let ids = disk_archive_aged(
+        &data,
+        &[
+            ("budget one", Some(400)),
+            ("budget two", Some(2)),
+            ("budget three", Some(400)),
+        ],
+    );
+    // No target injected: the service wires the disk archive itself.
+    let audit = Arc::new(MemoryAuditLog::new());
+    let options = ServiceOptions {
+        audit: Some(audit),
+        ..ServiceOptions::default()
+    };
+    let service = Service::new(&data, options);
+    let carol = compliance();
+    let alice = Principal::user("alice");
+    let auditor = Principal::with_grants("audrey", vec![Grant::new(Role::Auditor)]);
+    service
+        .add_retention_policy(&carol, &policy("min", 30, None))
+        .unwrap();
+    let outcomes = service
+        .erase_messages(&carol, &[ids[0].clone(), ids[1].clone()], "GDPR art. 17")
+        .unwrap();
+    let erased: Vec<&str> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            ErasureOutcome::Erased { key } => Some(key.id.as_str()),
+            ErasureOutcome::Restricted { .. } => None,
+        })
+        .collect();
+    assert_eq!(erased, [ids[0].as_str()], "{outcomes:?}");
+
+    let found = |who: &Principal| -> Vec<String> {
+        let request = SearchRequest {
+            text: "budget".into(),
+            user: None,
+            from_date: None,
+            to_date: None,
+            limit: 50,
+        };
+        let mut ids: Vec<String> = service
+            .search(who, &request)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.id.0)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    // The erased message is gone for everyone; the restricted one only the
+    // privileged see.
+    assert_eq!(found(&alice), [ids[2].clone()]);
+    assert_eq!(
+        found(&auditor),
+        sorted(vec![ids[1].clone(), ids[2].clone()])
+    );
+    assert_eq!(
+        category(service.show_message(&alice, &ids[1])),
+        Err(ErrorCategory::Forbidden)
+    );
+    assert_eq!(category(service.show_message(&auditor, &ids[1])), Ok(()));
+    // The erased one is not there to show, to anyone.
+    assert!(category(service.show_message(&auditor, &ids[0])).is_err());
+    let out = tmp.path().join("export.mbox");
+    let report = service
+        .export(
+            &alice,
+            &ExportRequest {
+                user: "alice".into(),
+                folder: None,
+                query: None,
+                format: archive_store::ExportFormat::Mbox,
+                out: out.clone(),
+            },
+        )
+        .unwrap();
+    assert_eq!(report.messages, 1);
+    let mbox = std::fs::read_to_string(&out).unwrap();
+    assert!(mbox.contains("budget three") && !mbox.contains("budget two"));
 }

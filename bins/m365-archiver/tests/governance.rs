@@ -208,7 +208,6 @@ fn bad_input_is_refused_naming_the_field() {
 }
 
 #[test]
-#[ignore = "needs retention on the disk archive"]
 fn apply_and_erase_print_their_fixed_documents() {
     let tmp = tempfile::tempdir().unwrap();
     let cli = support::with_mail(tmp.path(), &["note 0", "note 1"]);
@@ -256,25 +255,4 @@ fn apply_and_erase_print_their_fixed_documents() {
             "no {action} in {recorded:?}"
         );
     }
-}
-
-#[test]
-fn apply_and_erase_say_why_they_cannot_run_without_retention_on_the_archive() {
-    let tmp = tempfile::tempdir().unwrap();
-    let cli = support::with_mail(tmp.path(), &["note 0", "note 1"]);
-    let hits = cli.json(&["archive", "search", "note"]);
-    let id = hits[0]["id"].as_str().unwrap().to_string();
-    // Until the disk archive offers retention, both refuse clearly and change nothing.
-    cli.fails(&["retention", "apply", "--dry-run"], &["not available"]);
-    cli.fails(
-        &["archive", "erase", &id, "--reason", "GDPR"],
-        &["not available"],
-    );
-    assert_eq!(
-        cli.json(&["archive", "search", "note"])
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
 }
