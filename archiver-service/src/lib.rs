@@ -68,8 +68,9 @@ pub struct ServiceOptions {
     /// The OS user running the process, named with the local administrator in
     /// audit events (the binary reads it; `None`: only the uid is named).
     pub os_user: Option<String>,
-    /// The archive as retention sees it (`None`: the data directory's, see
-    /// `retention apply`); tests supply an in-memory one.
+    /// The archive as retention sees it (`None`: the data directory's disk archive,
+    /// which also hides restricted entries from ordinary reads itself); tests supply
+    /// an in-memory one, whose restriction marks the service then checks per entry.
     pub retention_target: Option<Arc<dyn retention::RetentionTarget>>,
 }
 
