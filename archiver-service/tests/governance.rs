@@ -585,6 +585,25 @@ fn bad_input_is_named() {
     assert!(service.hold(&carol, "case-1").unwrap().hold.is_active());
 }
 
+/// The ids a search for "budget" by `who` finds, sorted.
+fn budget_hits(service: &Service, who: &Principal) -> Vec<String> {
+    let request = SearchRequest {
+        text: "budget".into(),
+        user: None,
+        from_date: None,
+        to_date: None,
+        limit: 50,
+    };
+    let mut ids: Vec<String> = service
+        .search(who, &request)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.id.0)
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// A disk archive where alice holds `budget` messages: returns their ids.
 fn disk_archive(data: &Path, subjects: &[&str]) -> Vec<String> {
     let aged: Vec<(&str, Option<i64>)> = subjects.iter().map(|s| (*s, None)).collect();
@@ -653,21 +672,7 @@ fn erasure_is_allowed_restricted_or_refused_and_restricted_mail_is_hidden_from_i
     );
 
     // The restricted message: invisible to alice, visible to an auditor.
-    let found = |who: &Principal| -> Vec<String> {
-        let request = SearchRequest {
-            text: "budget".into(),
-            user: None,
-            from_date: None,
-            to_date: None,
-            limit: 50,
-        };
-        service
-            .search(who, &request)
-            .unwrap()
-            .into_iter()
-            .map(|h| h.id.0)
-            .collect()
-    };
+    let found = |who: &Principal| budget_hits(&service, who);
     assert!(
         !found(&alice).contains(&ids[1]),
         "alice finds her restricted message"
@@ -763,23 +768,7 @@ fn on_the_disk_archive_an_erasure_removes_or_restricts_and_only_the_privileged_s
         .collect();
     assert_eq!(erased, [ids[0].as_str()], "{outcomes:?}");
 
-    let found = |who: &Principal| -> Vec<String> {
-        let request = SearchRequest {
-            text: "budget".into(),
-            user: None,
-            from_date: None,
-            to_date: None,
-            limit: 50,
-        };
-        let mut ids: Vec<String> = service
-            .search(who, &request)
-            .unwrap()
-            .into_iter()
-            .map(|h| h.id.0)
-            .collect();
-        ids.sort();
-        ids
-    };
+    let found = |who: &Principal| budget_hits(&service, who);
     let sorted = |mut v: Vec<String>| {
         v.sort();
         v
