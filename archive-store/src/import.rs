@@ -42,6 +42,9 @@ pub struct ImportReport {
     pub imported: u64,
     /// Messages already in that folder of the archive.
     pub duplicates: u64,
+    /// Messages expunged from this archive before (by retention or erasure): not
+    /// taken back.
+    pub forgotten: u64,
     /// Inputs that failed.
     pub failed: Vec<ImportFailure>,
 }
@@ -72,6 +75,7 @@ fn record(
     report.messages += 1;
     match result {
         Ok(outcome) if outcome.new_entry => report.imported += 1,
+        Ok(outcome) if outcome.forgotten => report.forgotten += 1,
         Ok(_) => report.duplicates += 1,
         Err(e) => report.failed.push(ImportFailure {
             path: path.to_path_buf(),

@@ -26,7 +26,7 @@ use crate::{ArchiveError, SourceRef};
 /// File name of the database inside a generation.
 pub(crate) const DB_FILE: &str = "index.db";
 /// Version of the table layout.
-const LAYOUT: u64 = 1;
+const LAYOUT: u64 = 2;
 /// How long a statement waits for another connection's write transaction.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -52,6 +52,12 @@ pub(crate) enum Table {
     Holders = 7,
     /// user \0 folder \0 address → nothing (a restricted entry).
     Restricted = 8,
+    /// user \0 mailbox \0 message id → address: a source whose entry was
+    /// expunged, so a later run of a profile does not archive it again.
+    ForgottenSources = 9,
+    /// user \0 address → nothing: content expunged from the user's archive (no
+    /// entry of that user holds it any more); archiving it again is refused.
+    ForgottenContents = 10,
 }
 
 /// State key: record-log offset reflected here.
@@ -113,6 +119,15 @@ pub(crate) fn source_key(user: &str, source: &SourceRef) -> Vec<u8> {
     key.extend_from_slice(source.mailbox.as_bytes());
     key.push(0);
     key.extend_from_slice(source.message_id.as_bytes());
+    key
+}
+
+/// Key of a forgotten content of a user's archive.
+pub(crate) fn forgotten_content_key(user: &str, address: &[u8; 32]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(user.len() + 33);
+    key.extend_from_slice(user.as_bytes());
+    key.push(0);
+    key.extend_from_slice(address);
     key
 }
 
@@ -376,6 +391,37 @@ impl Index {
             Ok(db
                 .get(Table::Sources, &source_key(user, source))?
                 .and_then(|v| v.as_slice().try_into().ok()))
+        })
+    }
+
+    /// Address of the entry that held a source of a user's archive before it was
+    /// expunged (`None`: the source was never expunged, or archived again since).
+    pub(crate) fn forgotten_source(
+        &self,
+        user: &str,
+        source: &SourceRef,
+    ) -> Result<Option<[u8; 32]>, ArchiveError> {
+        self.with(|db| {
+            Ok(db
+                .get(Table::ForgottenSources, &source_key(user, source))?
+                .and_then(|v| v.as_slice().try_into().ok()))
+        })
+    }
+
+    /// Whether `address` was expunged from `user`'s archive (and not archived
+    /// there again since).
+    pub(crate) fn forgotten_content(
+        &self,
+        user: &str,
+        address: &[u8; 32],
+    ) -> Result<bool, ArchiveError> {
+        self.with(|db| {
+            Ok(db
+                .get(
+                    Table::ForgottenContents,
+                    &forgotten_content_key(user, address),
+                )?
+                .is_some())
         })
     }
 
@@ -690,15 +736,20 @@ impl Db<'_> {
         let mut hkey = address.to_vec();
         hkey.extend_from_slice(&key[..key.len() - 32]);
         self.delete(Table::Holders, &hkey)?;
-        if value.sources.is_empty() {
-            return Ok(Some(value));
-        }
         // Sources other entries of this user and message still list.
         let mut kept = Vec::new();
         let mut prefix = address.to_vec();
         prefix.extend_from_slice(user.as_bytes());
         prefix.push(0);
-        for (holder, _) in self.scan_prefix(Table::Holders, &prefix)? {
+        let others = self.scan_prefix(Table::Holders, &prefix)?;
+        if others.is_empty() {
+            self.insert(
+                Table::ForgottenContents,
+                &forgotten_content_key(user, address),
+                &[],
+            )?;
+        }
+        for (holder, _) in others {
             let other_folder = holder
                 .get(prefix.len()..holder.len().saturating_sub(1))
                 .map(|f| String::from_utf8_lossy(f).into_owned())
@@ -715,6 +766,7 @@ impl Db<'_> {
                 && self.get(Table::Sources, &skey)?.as_deref() == Some(address.as_slice())
             {
                 self.delete(Table::Sources, &skey)?;
+                self.insert(Table::ForgottenSources, &skey, address)?;
             }
         }
         Ok(Some(value))
@@ -743,8 +795,17 @@ impl Db<'_> {
             },
         };
         let mut changed = existing.is_none();
+        // Archived again (a log written before archiving refused forgotten
+        // content can hold this): live again, so no longer forgotten.
+        if existing.is_none() {
+            self.delete(
+                Table::ForgottenContents,
+                &forgotten_content_key(user, address),
+            )?;
+        }
         if let Some(source) = source {
             if !value.sources.contains(source) {
+                self.delete(Table::ForgottenSources, &source_key(user, source))?;
                 value.sources.push(source.clone());
                 changed = true;
             }

@@ -123,6 +123,23 @@ pub struct ArchiveOutcome {
     pub new_content: bool,
     /// A new archive entry was recorded (false if this user already had this source/content in this folder).
     pub new_entry: bool,
+    /// The content was expunged from this user's archive before (by retention or
+    /// erasure): nothing was stored or recorded. Expunged mail does not come back
+    /// by being archived again, whatever its source.
+    pub forgotten: bool,
+}
+
+/// What a user's archive knows of a source message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceState {
+    /// Never archived from this source (or only under another user).
+    Unknown,
+    /// Archived: this content holds it.
+    Archived(MessageId),
+    /// Archived once and expunged since (by retention or erasure): a profile run
+    /// must neither archive it again nor treat it as archived (its deletion at
+    /// the source is not due on the strength of a copy that is gone).
+    Forgotten(MessageId),
 }
 
 /// Who is searching: an admin sees every archive, a user only their own; neither
@@ -203,12 +220,22 @@ pub trait ArchiveStore: Send + Sync {
         request: &ArchiveRequest,
         raw: RawMessage<'_>,
     ) -> Result<ArchiveOutcome, ArchiveError>;
-    /// The archived content for a source message in `user`'s archive, if any.
+    /// What `user`'s archive knows of a source message: archived, expunged since, or
+    /// nothing. Forgotten sources survive reopening, `reindex` and compaction (the
+    /// record log's tombstones carry them).
+    fn source_state(&self, user: &str, source: &SourceRef) -> Result<SourceState, ArchiveError>;
+    /// The archived content for a source message in `user`'s archive, if it is
+    /// there now (a forgotten source is `None`: see [`ArchiveStore::source_state`]).
     fn find_source(
         &self,
         user: &str,
         source: &SourceRef,
-    ) -> Result<Option<MessageId>, ArchiveError>;
+    ) -> Result<Option<MessageId>, ArchiveError> {
+        Ok(match self.source_state(user, source)? {
+            SourceState::Archived(id) => Some(id),
+            SourceState::Unknown | SourceState::Forgotten(_) => None,
+        })
+    }
     /// Re-reads and re-hashes a stored message: `true` when its bytes are intact.
     fn verify_message(&self, id: &MessageId) -> Result<bool, ArchiveError>;
     /// The exact raw bytes of a stored message.

@@ -15,7 +15,7 @@ use crate::metadata::{MessageMetadata, extract};
 use crate::{
     ArchiveEntry, ArchiveError, ArchiveOutcome, ArchiveRequest, ArchiveStats, ArchiveStore,
     EntryRef, ExpungeReport, MessageId, RawMessage, RestrictReport, Scope, SearchHit, SearchQuery,
-    SourceRef,
+    SourceRef, SourceState,
 };
 
 #[derive(Default)]
@@ -25,6 +25,10 @@ struct Inner {
     entries: BTreeMap<Key, (Option<DateTime<Utc>>, DateTime<Utc>)>,
     sources: HashMap<(String, SourceRef), MessageId>,
     restricted: BTreeSet<Key>,
+    /// Sources whose entries were expunged, with the content they held.
+    forgotten_sources: HashMap<(String, SourceRef), MessageId>,
+    /// (user, content) expunged from that user's archive.
+    forgotten_contents: BTreeSet<(String, MessageId)>,
 }
 
 /// An entry: (user, folder, id).
@@ -145,9 +149,19 @@ impl MemoryArchiveStore {
                 .keys()
                 .any(|(u, _, id)| u == &entry.user && id == &entry.id)
             {
-                inner
+                let gone: Vec<(String, SourceRef)> = inner
                     .sources
-                    .retain(|(user, _), id| !(user == &entry.user && id == &entry.id));
+                    .iter()
+                    .filter(|((user, _), id)| user == &entry.user && *id == &entry.id)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in gone {
+                    inner.sources.remove(&k);
+                    inner.forgotten_sources.insert(k, entry.id.clone());
+                }
+                inner
+                    .forgotten_contents
+                    .insert((entry.user.clone(), entry.id.clone()));
             }
             if !inner.entries.keys().any(|(_, _, id)| id == &entry.id)
                 && inner.contents.remove(&entry.id).is_some()
@@ -264,6 +278,17 @@ impl ArchiveStore for MemoryArchiveStore {
         }
         let id = MessageId(blake3::hash(&bytes).to_hex().to_string());
         let mut inner = self.inner();
+        if inner
+            .forgotten_contents
+            .contains(&(request.user.clone(), id.clone()))
+        {
+            return Ok(ArchiveOutcome {
+                id,
+                new_content: false,
+                new_entry: false,
+                forgotten: true,
+            });
+        }
         let new_content = !inner.contents.contains_key(&id);
         if new_content {
             let meta = extract(&bytes, bytes.len() as u64);
@@ -275,27 +300,28 @@ impl ArchiveStore for MemoryArchiveStore {
             inner.entries.insert(key, (request.received, Utc::now()));
         }
         if let Some(source) = &request.source {
-            inner
-                .sources
-                .insert((request.user.clone(), source.clone()), id.clone());
+            let key = (request.user.clone(), source.clone());
+            inner.forgotten_sources.remove(&key);
+            inner.sources.insert(key, id.clone());
         }
         Ok(ArchiveOutcome {
             id,
             new_content,
             new_entry,
+            forgotten: false,
         })
     }
 
-    fn find_source(
-        &self,
-        user: &str,
-        source: &SourceRef,
-    ) -> Result<Option<MessageId>, ArchiveError> {
-        Ok(self
-            .inner()
-            .sources
-            .get(&(user.to_string(), source.clone()))
-            .cloned())
+    fn source_state(&self, user: &str, source: &SourceRef) -> Result<SourceState, ArchiveError> {
+        let inner = self.inner();
+        let key = (user.to_string(), source.clone());
+        Ok(
+            match (inner.sources.get(&key), inner.forgotten_sources.get(&key)) {
+                (Some(id), _) => SourceState::Archived(id.clone()),
+                (None, Some(id)) => SourceState::Forgotten(id.clone()),
+                (None, None) => SourceState::Unknown,
+            },
+        )
     }
 
     fn verify_message(&self, id: &MessageId) -> Result<bool, ArchiveError> {

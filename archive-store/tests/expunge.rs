@@ -1,8 +1,9 @@
 //! Expunge and restriction: tombstone and restriction records hide entries from
 //! listings, `show`, search, export, stats and verify's live set, in this store
 //! and in another one open on the same directory, and a reopen, a rebuild of the
-//! indexes and a read-only open reach the same state; shared content survives;
-//! an entry archived again after its tombstone is live again.
+//! indexes and a read-only open reach the same state; shared content survives.
+//! (What an expunge leaves behind, the forgotten sources and contents, is
+//! `forgotten.rs`'s subject.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -254,50 +255,6 @@ fn the_permit_sees_the_current_entry_and_refusals_and_absent_entries_stay() {
     assert!(asked.contains(&(b.clone(), true, mail("quarterly b", None).len() as u64)));
     let all: Visible = [triple("alice", "Inbox", &b)].into();
     check(&store, &Visible::new(), &all, dir.path());
-}
-
-#[test]
-fn an_entry_archived_again_after_its_tombstone_is_live_and_unrestricted() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store");
-    let store = common::open(&path);
-    let raw = mail("quarterly again", None);
-    let id = archive(&store, "alice", "Inbox", "1", &raw);
-    store
-        .set_restricted(&[entry("alice", "Inbox", &id)], true)
-        .unwrap();
-    store
-        .expunge(&[entry("alice", "Inbox", &id)], &|_| true)
-        .unwrap();
-    check(&store, &Visible::new(), &Visible::new(), dir.path());
-    let outcome = store
-        .archive(
-            &common::request("alice", "Inbox", Some("1")),
-            RawMessage::Bytes(&raw),
-        )
-        .unwrap();
-    assert!(outcome.new_entry && !outcome.new_content, "{outcome:?}");
-    assert!(!store.is_restricted(&entry("alice", "Inbox", &id)).unwrap());
-    let all: Visible = [triple("alice", "Inbox", &id)].into();
-    check(&store, &all, &all, dir.path());
-    // Expunged and archived again twice more: the log order decides, on replay too.
-    store
-        .expunge(&[entry("alice", "Inbox", &id)], &|_| true)
-        .unwrap();
-    archive(&store, "alice", "Inbox", "1", &raw);
-    store
-        .expunge(&[entry("alice", "Inbox", &id)], &|_| true)
-        .unwrap();
-    check(&store, &Visible::new(), &Visible::new(), dir.path());
-    archive(&store, "alice", "Inbox", "1", &raw);
-    drop(store);
-    DiskArchiveStore::rebuild_indexes(&path, StoreOptions::default()).unwrap();
-    let store = common::open(&path);
-    check(&store, &all, &all, dir.path());
-    assert_eq!(
-        store.find_source("alice", &source("alice", "1")).unwrap(),
-        Some(id)
-    );
 }
 
 #[test]

@@ -19,6 +19,10 @@ use crate::{Principal, Service};
 
 type Result<T> = std::result::Result<T, ServiceError>;
 
+/// At most this many message ids in one source-deletion audit event (a run that
+/// deletes more writes several, numbered).
+pub const DELETIONS_PER_EVENT: usize = 1000;
+
 /// Which mailboxes a new profile archives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MailboxSelection {
@@ -355,9 +359,52 @@ impl Service {
                 ("mailboxes", totals.mailboxes.to_string()),
                 ("messages_archived", totals.messages_archived.to_string()),
                 ("messages_failed", totals.messages_failed.to_string()),
+                ("messages_forgotten", totals.messages_forgotten.to_string()),
+                ("deleted", totals.deleted.to_string()),
             ],
         );
+        self.audit_source_deletions(principal, &profile, &report);
         Ok(report)
+    }
+
+    /// One [`Action::SourceDeletion`] event per mailbox where the deletion rules
+    /// deleted mail (naming every deleted message, [`DELETIONS_PER_EVENT`] ids per
+    /// event) or where a legal hold kept them from applying.
+    fn audit_source_deletions(&self, principal: &Principal, profile: &Profile, report: &RunReport) {
+        let rules = &profile.deletion;
+        for mailbox in &report.mailboxes {
+            if mailbox.deleted_ids.is_empty() && mailbox.deletion_held.is_empty() {
+                continue;
+            }
+            let mut details = vec![
+                ("profile", profile.name.clone()),
+                ("mailbox", mailbox.mailbox.clone()),
+                ("mode", rules.mode.as_str().to_owned()),
+                ("after_days", rules.after_days.to_string()),
+                ("deleted", mailbox.deleted.to_string()),
+            ];
+            if !mailbox.deletion_held.is_empty() {
+                details.push(("held_by", mailbox.deletion_held.join(", ")));
+            }
+            let mut parts: Vec<&[String]> =
+                mailbox.deleted_ids.chunks(DELETIONS_PER_EVENT).collect();
+            if parts.is_empty() {
+                parts.push(&[]);
+            }
+            let count = parts.len();
+            for (n, ids) in parts.into_iter().enumerate() {
+                let mut details = details.clone();
+                if count > 1 {
+                    details.push(("part", format!("{} of {count}", n + 1)));
+                }
+                let target = Target {
+                    object: Some(mailbox.mailbox.clone()),
+                    messages: ids.to_vec(),
+                    ..Target::default()
+                };
+                self.audit_or_warn(principal, Action::SourceDeletion, target, &details);
+            }
+        }
     }
 
     /// The scheduled profiles due at `now` (`running` ones excepted) and the earliest

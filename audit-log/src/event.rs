@@ -54,6 +54,10 @@ pub enum Action {
     ProfileTest,
     /// A profile run (a summary).
     ProfileRun,
+    /// Messages deleted from a source mailbox by a profile's deletion rules (one
+    /// event per mailbox and run, naming the mailbox's message ids), or deletion
+    /// withheld there by a legal hold.
+    SourceDeletion,
     /// A legal hold created.
     HoldCreate,
     /// A legal hold released.
@@ -98,7 +102,8 @@ pub struct Target {
     /// The archive (local user name) whose mail was touched, or the user changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    /// The messages read, exported or restored (their ids).
+    /// The messages read, exported or restored (their archive ids); for a
+    /// [`Action::SourceDeletion`], the ids the messages had in their mailbox.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<String>,
     /// The named object changed: a profile, credential, hold, policy, account.

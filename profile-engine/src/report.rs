@@ -59,10 +59,18 @@ pub struct MailboxReport {
     pub messages_duplicate: u64,
     /// Messages that could not be archived (retried next run).
     pub messages_failed: u64,
+    /// Messages whose archived copy was expunged (by retention or erasure): not
+    /// archived again, and never deleted from the mailbox on the strength of it.
+    #[serde(default)]
+    pub messages_forgotten: u64,
     /// Bytes downloaded and archived.
     pub bytes: u64,
     /// Messages deleted from the mailbox after verified archiving.
     pub deleted: u64,
+    /// The ids of the messages deleted from the mailbox in this run, for the audit
+    /// log (not part of the JSON report, whose shape scripts rely on).
+    #[serde(skip)]
+    pub deleted_ids: Vec<String>,
     /// The messages that failed, each by id, subject and folder (at most
     /// [`MAX_LISTED_FAILURES`]; `messages_failed` counts them all), and the items the
     /// service cannot render that earlier runs gave up on.
@@ -126,8 +134,10 @@ impl MailboxReport {
             messages_archived: 0,
             messages_duplicate: 0,
             messages_failed: 0,
+            messages_forgotten: 0,
             bytes: 0,
             deleted: 0,
+            deleted_ids: Vec::new(),
             failures: Vec::new(),
             deletion_held: Vec::new(),
         }
@@ -138,8 +148,10 @@ impl MailboxReport {
         self.messages_archived += part.messages_archived;
         self.messages_duplicate += part.messages_duplicate;
         self.messages_failed += part.messages_failed;
+        self.messages_forgotten += part.messages_forgotten;
         self.bytes += part.bytes;
         self.deleted += part.deleted;
+        self.deleted_ids.extend(part.deleted_ids);
         self.list_failures(part.failures);
     }
 
@@ -167,6 +179,9 @@ pub struct RunTotals {
     pub messages_duplicate: u64,
     /// Messages that failed.
     pub messages_failed: u64,
+    /// Messages expunged from the archive before: neither archived again nor deleted.
+    #[serde(default)]
+    pub messages_forgotten: u64,
     /// Bytes archived.
     pub bytes: u64,
     /// Messages deleted.
@@ -212,6 +227,7 @@ impl RunReport {
             totals.messages_archived += m.messages_archived;
             totals.messages_duplicate += m.messages_duplicate;
             totals.messages_failed += m.messages_failed;
+            totals.messages_forgotten += m.messages_forgotten;
             totals.bytes += m.bytes;
             totals.deleted += m.deleted;
         }

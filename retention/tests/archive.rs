@@ -57,7 +57,14 @@ fn mail(n: u64, word: &str, size: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-fn archive(store: &DiskArchiveStore, user: &str, folder: &str, n: u64, word: &str, received: i64) {
+fn archive(
+    store: &DiskArchiveStore,
+    user: &str,
+    folder: &str,
+    n: u64,
+    word: &str,
+    received: i64,
+) -> archive_store::ArchiveOutcome {
     store
         .archive(
             &ArchiveRequest {
@@ -68,7 +75,7 @@ fn archive(store: &DiskArchiveStore, user: &str, folder: &str, n: u64, word: &st
             },
             RawMessage::Bytes(&mail(n, word, 4_000)),
         )
-        .unwrap();
+        .unwrap()
 }
 
 fn policy(name: &str, min: u32, max: Option<u32>, scope: Selector) -> Policy {
@@ -464,7 +471,11 @@ fn differential(ops: Vec<Op>) -> Result<(), TestCaseError> {
     }
     let mut holds = 0usize;
     let mut words = std::collections::HashMap::new();
+    // (user, content) pairs expunged from that user's archive: archiving them
+    // again is refused, whatever the source.
+    let mut forgotten: BTreeSet<(String, String)> = BTreeSet::new();
     for op in ops {
+        let before = memory.keys();
         match op {
             Op::Archive {
                 user,
@@ -474,7 +485,12 @@ fn differential(ops: Vec<Op>) -> Result<(), TestCaseError> {
             } => {
                 // One content, one word (the first archive of it decides).
                 let word = *words.entry(n).or_insert(word);
-                archive(&store, USERS[user], "Inbox", n, WORDS[word], received);
+                let outcome = archive(&store, USERS[user], "Inbox", n, WORDS[word], received);
+                let expunged = forgotten.contains(&(USERS[user].to_string(), outcome.id.0.clone()));
+                prop_assert_eq!(outcome.forgotten, expunged);
+                if expunged {
+                    continue;
+                }
                 let entry = store
                     .entries()
                     .map_err(fail)?
@@ -547,6 +563,9 @@ fn differential(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .map_err(fail)?;
                 prop_assert_eq!(a, b);
             }
+        }
+        for gone in before.difference(&memory.keys()) {
+            forgotten.insert((gone.user.clone(), gone.id.clone()));
         }
         let on_disk_keys: BTreeSet<EntryKey> = disk
             .entries()

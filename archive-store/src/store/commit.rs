@@ -166,6 +166,7 @@ impl DiskArchiveStore {
                     id: MessageId(to_hex(&p.address)),
                     new_content: p.new_content,
                     new_entry,
+                    forgotten: false,
                 },
             ));
         }

@@ -83,7 +83,7 @@ use crate::pack::{FrameAppender, FrameFiles, Location, kind};
 use crate::search::SearchIndex;
 use crate::{
     ArchiveError, ArchiveOutcome, ArchiveRequest, ArchiveStats, ArchiveStore, IoFailure, MessageId,
-    RawMessage, Scope, SearchHit, SearchQuery, SourceRef, Space, space_at,
+    RawMessage, Scope, SearchHit, SearchQuery, SourceRef, SourceState, Space, space_at,
 };
 use timing::{Stage, Timings};
 
@@ -416,6 +416,20 @@ impl ArchiveStore for DiskArchiveStore {
             // under the write lock, after catching up with other processes.
             let _write = self.timings.time(Stage::Lock, || self.write_guard())?;
             let _shared = self.maintenance_read();
+            // Tombstones are written under the write lock and applied to index.db
+            // before it is released, so this sees every expunge before now.
+            if self
+                .caches()
+                .index
+                .forgotten_content(&request.user, &address)?
+            {
+                return Ok(ArchiveOutcome {
+                    id: MessageId(to_hex(&address)),
+                    new_content: false,
+                    new_entry: false,
+                    forgotten: true,
+                });
+            }
             let known = match self.located(Table::Messages, &address)? {
                 Some((loc, _)) => self.live(loc, kind::MANIFEST, &address),
                 None => false,
@@ -437,22 +451,21 @@ impl ArchiveStore for DiskArchiveStore {
         outcome
     }
 
-    fn find_source(
-        &self,
-        user: &str,
-        source: &SourceRef,
-    ) -> Result<Option<MessageId>, ArchiveError> {
+    fn source_state(&self, user: &str, source: &SourceRef) -> Result<SourceState, ArchiveError> {
         // A record waiting for index.db is newer than index.db's row.
         let key = crate::index::source_key(user, source);
         if let Some(address) = self.deferred.source(&key) {
-            return Ok(Some(MessageId(to_hex(&address))));
+            return Ok(SourceState::Archived(MessageId(to_hex(&address))));
         }
         self.healing_with(false, || {
-            Ok(self
-                .caches()
-                .index
-                .source(user, source)?
-                .map(|a| MessageId(to_hex(&a))))
+            let index = &self.caches().index;
+            if let Some(address) = index.source(user, source)? {
+                return Ok(SourceState::Archived(MessageId(to_hex(&address))));
+            }
+            Ok(match index.forgotten_source(user, source)? {
+                Some(address) => SourceState::Forgotten(MessageId(to_hex(&address))),
+                None => SourceState::Unknown,
+            })
         })
     }
 

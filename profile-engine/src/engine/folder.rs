@@ -359,6 +359,13 @@ impl MailboxCtx<'_> {
                 state.failed.remove(&candidate.id);
                 false
             }
+            Ok(handled) if handled.forgotten => {
+                debug!(message = %candidate.id, "expunged from the archive before: left alone");
+                state.failed.remove(&candidate.id);
+                state.waiting.remove(&candidate.id);
+                report.messages_forgotten += 1;
+                false
+            }
             Ok(handled) => {
                 state.failed.remove(&candidate.id);
                 self.archive_failures_in_a_row.store(0, Ordering::SeqCst);
@@ -376,6 +383,7 @@ impl MailboxCtx<'_> {
                 });
                 if handled.deleted {
                     report.deleted += 1;
+                    report.deleted_ids.push(candidate.id.clone());
                     self.progress.event(ProgressEvent::MessageDeleted {
                         mailbox,
                         message_id: candidate.id.clone(),

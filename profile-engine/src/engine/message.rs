@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use archive_store::{ArchiveError, ArchiveRequest, RawMessage, SourceRef};
+use archive_store::{ArchiveError, ArchiveRequest, RawMessage, SourceRef, SourceState};
 use chrono::{DateTime, Utc};
 use m365_mailbox::{Folder, MailboxError, MessageSummary, MimeContent};
 
@@ -56,6 +56,18 @@ pub(super) struct Handled {
     pub(super) wait_for_deletion: bool,
     /// The message left the mailbox before it could be fetched: nothing to do.
     pub(super) gone: bool,
+    /// Its archived copy was expunged (retention, erasure): not archived again,
+    /// not deleted.
+    pub(super) forgotten: bool,
+}
+
+impl Handled {
+    fn forgotten() -> Self {
+        Handled {
+            forgotten: true,
+            ..Handled::default()
+        }
+    }
 }
 
 impl MailboxCtx<'_> {
@@ -80,9 +92,16 @@ impl MailboxCtx<'_> {
         let archive = engine.archive.clone();
         let lookup = source_ref.clone();
         let lookup_user = user.clone();
-        let existing = spawn_blocking(move || archive.find_source(&lookup_user, &lookup))
+        let state = spawn_blocking(move || archive.source_state(&lookup_user, &lookup))
             .await?
             .map_err(MessageFailure::Lookup)?;
+        let existing = match state {
+            SourceState::Archived(id) => Some(id),
+            SourceState::Unknown => None,
+            // Expunged from the archive by its rules: taking it back would undo
+            // them, and deleting it at the source would rest on a copy that is gone.
+            SourceState::Forgotten(_) => return Ok(Handled::forgotten()),
+        };
         let deletion = self.deletion_due(folder, c);
         let delete_now = deletion == Some(true);
         if let Some(_known) = &existing
@@ -143,25 +162,31 @@ impl MailboxCtx<'_> {
         let (stored, content, size) = spawn_blocking(move || {
             let size = content_size(&content);
             let result = match existing {
-                Some(id) => Ok((id, false)),
+                Some(id) => Ok((id, false, false)),
                 None => {
                     let raw = match &content {
                         MimeContent::Memory(bytes) => RawMessage::Bytes(bytes),
                         MimeContent::Spooled(path) => RawMessage::File(path),
                     };
-                    archive.archive(&request, raw).map(|o| (o.id, o.new_entry))
+                    archive
+                        .archive(&request, raw)
+                        .map(|o| (o.id, o.new_entry, o.forgotten))
                 }
             };
             (result, content, size)
         })
         .await?;
         let bytes = size;
-        let (id, new_entry) = stored.map_err(|error| {
+        let (id, new_entry, forgotten) = stored.map_err(|error| {
             if storage_failed(&error) {
                 self.halt.halt(storage_halt_reason(&error, size));
             }
             MessageFailure::Archive(error)
         })?;
+        if forgotten {
+            // The same content under a new id (a copy made in the mailbox).
+            return Ok(Handled::forgotten());
+        }
         let mut handled = Handled {
             new_entry,
             bytes: if new_entry { bytes } else { 0 },

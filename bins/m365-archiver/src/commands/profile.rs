@@ -327,6 +327,12 @@ pub fn render_report(report: &RunReport) -> String {
     for warning in &report.warnings {
         notes.push_str(&format!("\nwarning: {warning}"));
     }
+    if t.messages_forgotten > 0 {
+        notes.push_str(&format!(
+            "\n{} messages expunged from the archive before (retention, erasure) were left alone",
+            t.messages_forgotten
+        ));
+    }
     format!(
         "{}\nprofile `{}`: {} — {} mailboxes ({} failed, {} skipped), {} messages archived ({}), \
          {} duplicates, {} failed, {} deleted; {} requests, {} throttled, {} retries; {:.1} s{}",

@@ -73,6 +73,12 @@ pub fn import(ctx: &Ctx, user: &str, folder: Option<String>, path: &Path) -> Res
             report.imported,
             report.duplicates
         );
+        if report.forgotten > 0 {
+            text.push_str(&format!(
+                "  {} not taken back: expunged from this archive before (retention, erasure)\n",
+                report.forgotten
+            ));
+        }
         for failure in &report.failed {
             match failure.message {
                 Some(n) => text.push_str(&format!(
