@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -279,18 +279,28 @@ proptest! {
             MessageId(blake3::hash(&model_mail(m)).to_hex().to_string())
         }).collect();
         let names = |u: u8, f: u8| (format!("user{u}"), ["Inbox", "Sent"][f as usize].to_string());
+        // (user, message) expunged from that user's archive, no entry of theirs left:
+        // archiving it again is refused.
+        let mut forgotten: BTreeSet<(String, u8)> = BTreeSet::new();
         for op in &ops {
             match *op {
                 Op::Archive { user, folder, message } => {
                     let (u, f) = names(user, folder);
-                    store.archive(&common::request(&u, &f, None), RawMessage::Bytes(&model_mail(message))).unwrap();
-                    model.entry((u, f, message)).or_insert(false);
+                    let outcome = store.archive(&common::request(&u, &f, None), RawMessage::Bytes(&model_mail(message))).unwrap();
+                    let refused = forgotten.contains(&(u.clone(), message));
+                    prop_assert_eq!(outcome.forgotten, refused);
+                    if !refused {
+                        model.entry((u, f, message)).or_insert(false);
+                    }
                 }
                 Op::Expunge { user, folder, message } => {
                     let (u, f) = names(user, folder);
                     let report = store.expunge(&[EntryRef::new(&u, &f, ids[message as usize].clone())], &|_| true).unwrap();
-                    let was = model.remove(&(u, f, message)).is_some();
+                    let was = model.remove(&(u.clone(), f, message)).is_some();
                     prop_assert_eq!(report.expunged.len(), usize::from(was));
+                    if was && !model.keys().any(|(mu, _, mm)| *mu == u && *mm == message) {
+                        forgotten.insert((u, message));
+                    }
                 }
                 Op::Restrict { user, folder, message, on } => {
                     let (u, f) = names(user, folder);
