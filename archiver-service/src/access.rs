@@ -105,6 +105,28 @@ impl Service {
         Ok(())
     }
 
+    /// Refuses (and records) unless the caller is the local administrator or the
+    /// account `user` itself: what an account does for itself, nobody does for it
+    /// but the command line on the archive host.
+    pub(crate) fn own_account_only(
+        &self,
+        principal: &Principal,
+        user: &str,
+        what: &str,
+        action: Action,
+    ) -> Result<()> {
+        match principal {
+            Principal::Account(account) if account.name != user => {
+                let error = ServiceError::forbidden(format!(
+                    "{} may {what} only for itself; for `{user}` that is done from the command line on the archive host",
+                    principal.label()
+                ));
+                Err(self.denial(principal, action, Target::user(user), error))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Gives `user` the role `role` over `reach` until `until` (`None`: until revoked),
     /// replacing a grant of the same role (`access grant`). Admins only, never to
     /// themselves; `until` must lie ahead.

@@ -86,16 +86,7 @@ impl Service {
         user: &str,
         password: &str,
     ) -> Result<()> {
-        let target = Target::user(user);
-        if let Principal::Account(account) = principal
-            && account.name != user
-        {
-            let error = ServiceError::forbidden(format!(
-                "{} may set only its own password; other users' passwords are set from the command line on the archive host",
-                principal.label()
-            ));
-            return Err(self.denial(principal, Action::PasswordChange, target, error));
-        }
+        self.own_account_only(principal, user, "set the password", Action::PasswordChange)?;
         check_password(password)?;
         if self.find_user(user)?.is_none() {
             return Err(ServiceError::not_found(format!(
@@ -107,7 +98,7 @@ impl Service {
             book.account_mut(user).password = Some(phc);
             Ok(())
         })?;
-        self.audit(principal, Action::PasswordChange, target, &[])
+        self.audit(principal, Action::PasswordChange, Target::user(user), &[])
     }
 
     /// Signs in a local account with its password at `now` (the web's `POST

@@ -107,16 +107,7 @@ impl Service {
         mut scopes: Vec<ApiScope>,
         until: Option<DateTime<Utc>>,
     ) -> Result<(TokenInfo, SecretString)> {
-        let target = Target::user(owner);
-        if let Principal::Account(account) = principal
-            && account.name != owner
-        {
-            let error = ServiceError::forbidden(format!(
-                "{} may create API tokens only for itself",
-                principal.label()
-            ));
-            return Err(self.denial(principal, Action::TokenCreate, target, error));
-        }
+        self.own_account_only(principal, owner, "create API tokens", Action::TokenCreate)?;
         check_token_name(name)?;
         scopes.sort();
         scopes.dedup();

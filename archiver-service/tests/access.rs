@@ -62,6 +62,15 @@ fn actions(sink: &MemoryAuditLog) -> Vec<(Action, bool)> {
         .collect()
 }
 
+/// Whether each event of `action` was allowed, in order.
+fn outcomes(sink: &MemoryAuditLog, action: Action) -> Vec<bool> {
+    actions(sink)
+        .into_iter()
+        .filter(|(a, _)| *a == action)
+        .map(|(_, allowed)| allowed)
+        .collect()
+}
+
 fn user_store(root: &Path) -> SqliteUserStore {
     SqliteUserStore::open(root.join("data/users.db")).unwrap()
 }
@@ -307,12 +316,10 @@ fn a_local_sign_in_says_the_same_for_an_unknown_user_and_a_wrong_password() {
     assert_eq!(refusal("bob", PASSWORD), wrong, "bob has no password");
     assert!(refusal("carol", PASSWORD).contains("disabled"));
 
-    let sign_ins: Vec<bool> = actions(&sink)
-        .into_iter()
-        .filter(|(a, _)| *a == Action::SignIn)
-        .map(|(_, allowed)| allowed)
-        .collect();
-    assert_eq!(sign_ins, [true, false, false, false, false]);
+    assert_eq!(
+        outcomes(&sink, Action::SignIn),
+        [true, false, false, false, false]
+    );
     let stored = std::fs::read_to_string(tmp.path().join("data/access/access.json")).unwrap();
     assert!(!stored.contains(PASSWORD) && stored.contains("$argon2id$"));
 }
@@ -355,12 +362,10 @@ fn a_directory_sign_in_maps_by_object_id_never_by_address() {
     check("99999999-2222-3333-4444-555555555555", "oid-bob", None);
     disable(tmp.path(), "carol");
     check(tenant, "oid-carol", None);
-    let entra: Vec<bool> = actions(&sink)
-        .into_iter()
-        .filter(|(a, _)| *a == Action::SignIn)
-        .map(|(_, allowed)| allowed)
-        .collect();
-    assert_eq!(entra, [true, true, true, false, false, false]);
+    assert_eq!(
+        outcomes(&sink, Action::SignIn),
+        [true, true, true, false, false, false]
+    );
 }
 
 #[test]
@@ -432,25 +437,15 @@ fn a_token_never_exceeds_its_owners_grants() {
     let (_, secret) = service
         .create_api_token(&carol, "ci", ApiScope::ALL.to_vec(), None)
         .unwrap();
-    assert_eq!(
-        service
-            .principal_for_api_token(&secret, now)
-            .unwrap()
-            .0
-            .visible(now),
-        Visible::All
-    );
+    let token_sees = || {
+        let (principal, _) = service.principal_for_api_token(&secret, now).unwrap();
+        principal.visible(now)
+    };
+    assert_eq!(token_sees(), Visible::All);
     service
         .revoke_access(LOCAL, "carol", Role::Auditor)
         .unwrap();
-    assert_eq!(
-        service
-            .principal_for_api_token(&secret, now)
-            .unwrap()
-            .0
-            .visible(now),
-        Visible::Only(users(&["carol"]))
-    );
+    assert_eq!(token_sees(), Visible::Only(users(&["carol"])));
     // Without the admin scope, an admin's token holds no admin role.
     let (_, root_token) = service
         .create_api_token_for(LOCAL, "root", "read-only", vec![ApiScope::Read], None)

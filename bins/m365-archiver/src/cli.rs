@@ -52,36 +52,6 @@ pub enum Command {
     Access(AccessCommand),
 }
 
-/// A role, as `--role` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RoleArg {
-    /// Their own archive.
-    User,
-    /// Read-only access to the archives in scope, and the audit log.
-    Auditor,
-    /// As auditor, plus retention policies, legal holds and erasure.
-    Compliance,
-    /// Profiles, users, credentials, runs and role grants; no mail content.
-    Admin,
-}
-
-/// An API token's scope, as `--scope` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ScopeArg {
-    /// Search and read mail.
-    Read,
-    /// Export mail.
-    Export,
-    /// Restore mail.
-    Restore,
-    /// Retention, holds and erasure.
-    Governance,
-    /// Read the audit log.
-    Audit,
-    /// The owner's admin role.
-    Admin,
-}
-
 /// `access` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AccessCommand {
@@ -89,9 +59,9 @@ pub enum AccessCommand {
     Grant {
         /// User name.
         user: String,
-        /// The role.
-        #[arg(long, value_enum)]
-        role: RoleArg,
+        /// The role: user, auditor, compliance or admin.
+        #[arg(long, value_name = "ROLE", value_parser = crate::commands::access::parse_role)]
+        role: archiver_service::Role,
         /// Only these users' archives (auditor, compliance; default: every archive).
         #[arg(long, value_name = "U,...", value_delimiter = ',')]
         scope: Option<Vec<String>>,
@@ -103,9 +73,9 @@ pub enum AccessCommand {
     Revoke {
         /// User name.
         user: String,
-        /// The role.
-        #[arg(long, value_enum)]
-        role: RoleArg,
+        /// The role: user, auditor, compliance or admin.
+        #[arg(long, value_name = "ROLE", value_parser = crate::commands::access::parse_role)]
+        role: archiver_service::Role,
     },
     /// Lists the users with role grants or an unblock.
     List,
@@ -136,15 +106,15 @@ pub enum TokenCommand {
         /// A name for it (unique per user).
         #[arg(long, value_name = "NAME")]
         name: String,
-        /// What it may do.
+        /// What it may do: read, export, restore, governance, audit, admin.
         #[arg(
             long,
-            value_enum,
             value_name = "SCOPE,...",
             value_delimiter = ',',
-            required = true
+            required = true,
+            value_parser = crate::commands::access::parse_scope
         )]
-        scope: Vec<ScopeArg>,
+        scope: Vec<archiver_service::ApiScope>,
         /// When it ends (YYYY-MM-DD, UTC, or RFC 3339; default: until revoked).
         #[arg(long, value_name = "DATE", value_parser = crate::commands::hold::parse_date)]
         until: Option<chrono::DateTime<chrono::Utc>>,

@@ -28,6 +28,15 @@ fn with_users(root: &std::path::Path, names: &[&str]) -> Archiver {
     cli
 }
 
+/// `users add NAME --email NAME@example.com --password-file FILE`.
+fn add_with_password(cli: &Archiver, name: &str, file: &std::path::Path) -> support::Run {
+    let email = format!("{name}@example.com");
+    let args = ["users", "add", name, "--email", &email, "--password-file"];
+    let mut args = args.to_vec();
+    args.push(file.to_str().unwrap());
+    cli.run(&args)
+}
+
 fn service(cli: &Archiver) -> Service {
     Service::new(&cli.data, ServiceOptions::default())
 }
@@ -88,13 +97,9 @@ fn grants_are_listed_in_the_fixed_shape_and_revoked() {
         2
     );
 
-    let events = cli.json(&["audit", "list"]);
-    let actions: Vec<&str> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .filter(|a| a.starts_with("role_") || *a == "access_unblock")
+    let actions: Vec<String> = support::audit_actions(&cli)
+        .into_iter()
+        .filter(|a| a.starts_with("role_") || a == "access_unblock")
         .collect();
     assert_eq!(
         actions,
@@ -115,15 +120,8 @@ fn a_user_added_with_a_password_file_signs_in_locally() {
     let file = tmp.path().join("password");
     std::fs::write(&file, format!("{PASSWORD}\n")).unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let added = cli.ok(&[
-        "users",
-        "add",
-        "dave",
-        "--email",
-        "dave@example.com",
-        "--password-file",
-        file.to_str().unwrap(),
-    ]);
+    let added = add_with_password(&cli, "dave", &file);
+    assert_eq!(added.code, 0, "{}", added.stderr);
     assert!(!added.stderr.contains("warning"), "{}", added.stderr);
     let now = chrono::Utc::now();
     let service = service(&cli);
@@ -134,32 +132,20 @@ fn a_user_added_with_a_password_file_signs_in_locally() {
 
     // A short password adds nobody; a file others may read is warned about.
     std::fs::write(&file, "short\n").unwrap();
-    let path = file.to_str().unwrap();
-    cli.fails(
-        &[
-            "users",
-            "add",
-            "erin",
-            "--email",
-            "erin@example.com",
-            "--password-file",
-            path,
-        ],
-        &["password", "12"],
+    let short = add_with_password(&cli, "erin", &file);
+    assert_eq!(short.code, 1);
+    let error = support::error_line(&short.stderr);
+    assert!(
+        error.contains("password") && error.contains("12"),
+        "{error}"
     );
+
     let users = cli.json(&["users", "list"]);
     assert_eq!(users.as_array().unwrap().len(), 1);
     std::fs::write(&file, PASSWORD).unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let warned = cli.ok(&[
-        "users",
-        "add",
-        "erin",
-        "--email",
-        "erin@example.com",
-        "--password-file",
-        path,
-    ]);
+    let warned = add_with_password(&cli, "erin", &file);
+    assert_eq!(warned.code, 0, "{}", warned.stderr);
     assert!(warned.stderr.contains("chmod 600"), "{}", warned.stderr);
     assert!(service.sign_in_local("erin", PASSWORD, now).is_ok());
 }

@@ -9,7 +9,7 @@ use archiver_service::{AccessEntry, ApiScope, Grant, Reach, Role, TokenInfo};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::cli::{AccessCommand, RoleArg, ScopeArg, TokenCommand};
+use crate::cli::{AccessCommand, TokenCommand};
 use crate::output::Table;
 use crate::{CALLER, Ctx};
 
@@ -21,10 +21,9 @@ pub fn run(ctx: &Ctx, cmd: AccessCommand) -> Result<ExitCode> {
             role,
             scope,
             until,
-        } => grant(ctx, &user, role_of(role), scope, until),
+        } => grant(ctx, &user, role, scope, until),
         AccessCommand::Revoke { user, role } => {
-            ctx.service.revoke_access(CALLER, &user, role_of(role))?;
-            let role = role_of(role);
+            ctx.service.revoke_access(CALLER, &user, role)?;
             ctx.out.emit(
                 &serde_json::json!({ "user": user, "revoked": role.name() }),
                 || format!("role {role} taken from `{user}`"),
@@ -57,24 +56,16 @@ pub fn run(ctx: &Ctx, cmd: AccessCommand) -> Result<ExitCode> {
     }
 }
 
-fn role_of(role: RoleArg) -> Role {
-    match role {
-        RoleArg::User => Role::User,
-        RoleArg::Auditor => Role::Auditor,
-        RoleArg::Compliance => Role::Compliance,
-        RoleArg::Admin => Role::Admin,
-    }
+/// `--role`: user, auditor, compliance or admin.
+pub fn parse_role(text: &str) -> Result<Role, String> {
+    text.parse()
+        .map_err(|e: archiver_service::ServiceError| e.to_string())
 }
 
-fn scope_of(scope: ScopeArg) -> ApiScope {
-    match scope {
-        ScopeArg::Read => ApiScope::Read,
-        ScopeArg::Export => ApiScope::Export,
-        ScopeArg::Restore => ApiScope::Restore,
-        ScopeArg::Governance => ApiScope::Governance,
-        ScopeArg::Audit => ApiScope::Audit,
-        ScopeArg::Admin => ApiScope::Admin,
-    }
+/// One `--scope` of an API token: read, export, restore, governance, audit or admin.
+pub fn parse_scope(text: &str) -> Result<ApiScope, String> {
+    text.parse()
+        .map_err(|e: archiver_service::ServiceError| e.to_string())
 }
 
 /// A grant as `access list --json` shows it.
@@ -199,10 +190,9 @@ fn token(ctx: &Ctx, cmd: TokenCommand) -> Result<ExitCode> {
             scope,
             until,
         } => {
-            let scopes = scope.into_iter().map(scope_of).collect();
             let (info, secret) = ctx
                 .service
-                .create_api_token_for(CALLER, &user, &name, scopes, until)?;
+                .create_api_token_for(CALLER, &user, &name, scope, until)?;
             let secret = secret.expose_secret();
             ctx.out.emit(
                 &serde_json::json!({ "token": secret, "info": &info }),
