@@ -310,6 +310,19 @@ impl Service {
         Ok(stored.to_unblock())
     }
 
+    /// Clears what is stored for `user` (grants, unblock, password) and revokes
+    /// their API tokens, once the user is removed.
+    pub(crate) fn forget_account(&self, user: &str) -> Result<()> {
+        let now = Self::now();
+        self.access_store()?.update(|book| {
+            book.accounts.remove(user);
+            for token in book.tokens.iter_mut().filter(|t| t.owner == user) {
+                token.revoked.get_or_insert(now);
+            }
+            Ok(())
+        })
+    }
+
     /// The caller behind a session of local user `user_name` at `now`: their grants
     /// in force (and the `user` role over their own archive), and their unblock while
     /// it lasts. A user who is unknown or disabled is refused.

@@ -463,3 +463,67 @@ fn a_token_never_exceeds_its_owners_grants() {
         ErrorCategory::Forbidden
     );
 }
+
+#[test]
+fn a_removed_user_leaves_nothing_to_whoever_takes_the_name_next() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (service, _) = setup(tmp.path());
+    let now = Utc::now();
+    service
+        .grant_access(LOCAL, "carol", Role::Auditor, Reach::All, None)
+        .unwrap();
+    service
+        .set_local_password(LOCAL, "carol", PASSWORD)
+        .unwrap();
+    let carol = service.principal_for("carol", now).unwrap();
+    let (_, secret) = service
+        .create_api_token(&carol, "ci", vec![ApiScope::Read], None)
+        .unwrap();
+    service.remove_user(LOCAL, "carol").unwrap();
+    service
+        .add_user(LOCAL, "carol", &["new-carol@example.com".to_string()])
+        .unwrap();
+    assert_eq!(
+        visible(&service, "carol", now),
+        Visible::Only(users(&["carol"]))
+    );
+    assert_eq!(
+        category(service.sign_in_local("carol", PASSWORD, now)),
+        ErrorCategory::Forbidden
+    );
+    assert_eq!(
+        category(service.principal_for_api_token(&secret, now)),
+        ErrorCategory::Forbidden
+    );
+}
+
+#[test]
+fn concurrent_grants_are_all_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (service, _) = setup(tmp.path());
+    let names: Vec<String> = (0..8).map(|i| format!("user{i}")).collect();
+    for name in &names {
+        service
+            .add_user(LOCAL, name, &[format!("{name}@example.com")])
+            .unwrap();
+    }
+    std::thread::scope(|scope| {
+        for name in &names {
+            // Each thread has its own service, as separate processes would.
+            let service = service_with(tmp.path(), Arc::new(MemoryAuditLog::new()));
+            scope.spawn(move || {
+                service
+                    .grant_access(LOCAL, name, Role::Compliance, Reach::All, None)
+                    .unwrap();
+            });
+        }
+    });
+    let listed: Vec<String> = service
+        .list_access(LOCAL)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.user)
+        .filter(|u| u.starts_with("user"))
+        .collect();
+    assert_eq!(listed, names);
+}
