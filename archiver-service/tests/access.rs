@@ -62,6 +62,18 @@ fn actions(sink: &MemoryAuditLog) -> Vec<(Action, bool)> {
         .collect()
 }
 
+/// An API token with `scopes` for carol, made an auditor of every archive first.
+fn auditor_token(service: &Service, scopes: Vec<ApiScope>, now: DateTime<Utc>) -> SecretString {
+    service
+        .grant_access(LOCAL, "carol", Role::Auditor, Reach::All, None)
+        .unwrap();
+    let carol = service.principal_for("carol", now).unwrap();
+    service
+        .create_api_token(&carol, "ci", scopes, None)
+        .unwrap()
+        .1
+}
+
 /// Whether each event of `action` was allowed, in order.
 fn outcomes(sink: &MemoryAuditLog, action: Action) -> Vec<bool> {
     actions(sink)
@@ -430,13 +442,7 @@ fn a_token_never_exceeds_its_owners_grants() {
     let tmp = tempfile::tempdir().unwrap();
     let (service, _) = setup(tmp.path());
     let now = Utc::now();
-    service
-        .grant_access(LOCAL, "carol", Role::Auditor, Reach::All, None)
-        .unwrap();
-    let carol = service.principal_for("carol", now).unwrap();
-    let (_, secret) = service
-        .create_api_token(&carol, "ci", ApiScope::ALL.to_vec(), None)
-        .unwrap();
+    let secret = auditor_token(&service, ApiScope::ALL.to_vec(), now);
     let token_sees = || {
         let (principal, _) = service.principal_for_api_token(&secret, now).unwrap();
         principal.visible(now)
@@ -469,15 +475,9 @@ fn a_removed_user_leaves_nothing_to_whoever_takes_the_name_next() {
     let tmp = tempfile::tempdir().unwrap();
     let (service, _) = setup(tmp.path());
     let now = Utc::now();
-    service
-        .grant_access(LOCAL, "carol", Role::Auditor, Reach::All, None)
-        .unwrap();
+    let secret = auditor_token(&service, vec![ApiScope::Read], now);
     service
         .set_local_password(LOCAL, "carol", PASSWORD)
-        .unwrap();
-    let carol = service.principal_for("carol", now).unwrap();
-    let (_, secret) = service
-        .create_api_token(&carol, "ci", vec![ApiScope::Read], None)
         .unwrap();
     service.remove_user(LOCAL, "carol").unwrap();
     service
