@@ -2,8 +2,8 @@
 //!
 //! Layout: `credentials/` (one TOML per app registration), `profiles/` (one TOML per
 //! profile), `users/` (the local user store), `archive/` (packs and indexes), `audit/`
-//! (the audit log) and `state/` (checkpoints, run history, run locks). The directory is created `0700`
-//! and every file the process writes is `0600` (the binaries set a `077` umask).
+//! (the audit log), `access/` (role grants, local passwords, API tokens) and `state/`
+//! (checkpoints, run history, run locks). The directory is created `0700` and every file the process writes is `0600` (the binaries set a `077` umask).
 //! Credentials open every mailbox of a tenant, so commands that manage credentials
 //! or profiles refuse a directory someone else owns or could write to.
 
@@ -147,6 +147,12 @@ impl DataDir {
     /// `audit/`: the audit log and its anchor.
     pub fn audit(&self) -> PathBuf {
         self.root.join("audit")
+    }
+
+    /// `access/`: role grants, unblocks, local passwords and API tokens
+    /// (`access.json`, and the lock its writers take).
+    pub fn access(&self) -> PathBuf {
+        self.root.join("access")
     }
 
     /// `state/`: checkpoints, run history and run locks.

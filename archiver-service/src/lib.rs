@@ -19,6 +19,8 @@
 //! assert!(service.list_users(&Principal::user("alice")).is_err());
 //! ```
 
+mod access;
+mod access_store;
 mod archive;
 mod audit;
 mod credentials;
@@ -29,13 +31,17 @@ pub mod principal;
 mod profiles;
 mod restore;
 pub mod settings;
+mod signin;
 mod text;
+mod tokens;
 mod users;
 mod wiring;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
+pub use access::{AccessEntry, MAX_UNBLOCK_DAYS};
+pub use access_store::ApiScope;
 pub use archive::{ArchiveOverview, ExportRequest, ImportRequest, SearchRequest, ShownMessage};
 pub use archive_restore::{RestoreEvent, RestoreFailure, RestoreReport, Selection};
 pub use audit_log;
@@ -50,8 +56,11 @@ pub use profiles::{
 };
 pub use restore::RestoreRequest;
 pub use retention;
+pub use secrecy;
 pub use settings::human_bytes;
+pub use signin::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, check_password};
 pub use text::message_text;
+pub use tokens::{TOKEN_PREFIX, TokenInfo};
 pub use wiring::SecretLookup;
 
 use datadir::{Access, DataDir};

@@ -27,7 +27,10 @@ use chrono::{DateTime, Utc};
 use crate::error::ServiceError;
 
 /// A role of a signed-in account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Their own archive.
     User,
@@ -37,6 +40,42 @@ pub enum Role {
     Compliance,
     /// Profiles, users, credentials, runs and role grants; no mail content by default.
     Admin,
+}
+
+impl Role {
+    /// Every role, from the least to the most powerful over the installation.
+    pub const ALL: [Role; 4] = [Role::User, Role::Auditor, Role::Compliance, Role::Admin];
+
+    /// The role's name on the command line and in JSON (`user`, `auditor`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Auditor => "auditor",
+            Role::Compliance => "compliance",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = ServiceError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.name() == text)
+            .ok_or_else(|| {
+                ServiceError::invalid(format!(
+                    "unknown role `{text}`: use user, auditor, compliance or admin"
+                ))
+            })
+    }
 }
 
 /// Whose archives a grant reaches.
@@ -70,7 +109,8 @@ impl Grant {
         }
     }
 
-    fn in_force(&self, now: DateTime<Utc>) -> bool {
+    /// Whether the grant holds at `now` (it has no end, or ends later).
+    pub fn in_force(&self, now: DateTime<Utc>) -> bool {
         self.until.is_none_or(|until| now < until)
     }
 }
@@ -150,7 +190,8 @@ impl Principal {
         }
     }
 
-    fn has_role(&self, role: Role, now: DateTime<Utc>) -> bool {
+    /// Whether the caller holds `role` at `now` (the local administrator holds every role).
+    pub fn has_role(&self, role: Role, now: DateTime<Utc>) -> bool {
         match self {
             Principal::LocalAdministrator => true,
             Principal::Account(a) => a.grants.iter().any(|g| g.role == role && g.in_force(now)),

@@ -151,6 +151,10 @@ impl Service {
             )));
         }
         store.remove(name)?;
+        // A user added later under the same name starts with nothing of this one's.
+        self.forget_account(name).context_with(|| {
+            format!("user `{name}` was removed, but its grants, password and API tokens could not be cleared")
+        })?;
         self.audit(principal, Action::UserRemove, Target::user(name), &[])
     }
 }

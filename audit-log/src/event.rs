@@ -28,6 +28,14 @@ pub enum Action {
     RoleGrant,
     /// A role taken from an account.
     RoleRevoke,
+    /// A sign-in to an account (a local password, or the tenant's sign-in).
+    SignIn,
+    /// An account's local password set or changed.
+    PasswordChange,
+    /// An API token created for an account.
+    TokenCreate,
+    /// An API token revoked.
+    TokenRevoke,
     /// Installation settings changed (or the data directory set up).
     SettingsChange,
     /// Configuration read: users, profiles or credentials listed or shown.

@@ -47,6 +47,85 @@ pub enum Command {
     /// Legal holds: named cases that keep mail whatever retention or erasure say.
     #[command(subcommand)]
     Hold(HoldCommand),
+    /// Who may do what: role grants, an admin's unblock, API tokens.
+    #[command(subcommand)]
+    Access(AccessCommand),
+}
+
+/// `access` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// Gives a user a role (replacing a grant of the same role).
+    Grant {
+        /// User name.
+        user: String,
+        /// The role: user, auditor, compliance or admin.
+        #[arg(long, value_name = "ROLE", value_parser = crate::commands::access::parse_role)]
+        role: archiver_service::Role,
+        /// Only these users' archives (auditor, compliance; default: every archive).
+        #[arg(long, value_name = "U,...", value_delimiter = ',')]
+        scope: Option<Vec<String>>,
+        /// The grant ends at DATE (YYYY-MM-DD, UTC, or RFC 3339).
+        #[arg(long, value_name = "DATE", value_parser = crate::commands::hold::parse_date)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Takes a role from a user.
+    Revoke {
+        /// User name.
+        user: String,
+        /// The role: user, auditor, compliance or admin.
+        #[arg(long, value_name = "ROLE", value_parser = crate::commands::access::parse_role)]
+        role: archiver_service::Role,
+    },
+    /// Lists the users with role grants or an unblock.
+    List,
+    /// Opens every archive's mail to an admin, for a reason, until DATE (at most 7 days).
+    Unblock {
+        /// The admin's user name.
+        admin: String,
+        /// Why (recorded with the unblock and with every read made under it).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        /// When it ends (YYYY-MM-DD, UTC, or RFC 3339).
+        #[arg(long, value_name = "DATE", value_parser = crate::commands::hold::parse_date)]
+        until: chrono::DateTime<chrono::Utc>,
+    },
+    /// API tokens for the web API.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `access token` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Creates a token acting as a user; prints it once.
+    Create {
+        /// The user it acts as.
+        #[arg(long, value_name = "USER")]
+        user: String,
+        /// A name for it (unique per user).
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// What it may do: read, export, restore, governance, audit, admin.
+        #[arg(
+            long,
+            value_name = "SCOPE,...",
+            value_delimiter = ',',
+            required = true,
+            value_parser = crate::commands::access::parse_scope
+        )]
+        scope: Vec<archiver_service::ApiScope>,
+        /// When it ends (YYYY-MM-DD, UTC, or RFC 3339; default: until revoked).
+        #[arg(long, value_name = "DATE", value_parser = crate::commands::hold::parse_date)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Lists tokens (never the tokens themselves).
+    List,
+    /// Revokes a token by its id.
+    Revoke {
+        /// The token's id (`m365a_` and eight characters).
+        id: String,
+    },
 }
 
 /// The date a retention period counts from.
@@ -290,6 +369,10 @@ pub enum UsersCommand {
         /// Email addresses.
         #[arg(long, value_name = "ADDR", num_args = 1.., required = true)]
         email: Vec<String>,
+        /// A local sign-in for the web pages: the password is this file's content
+        /// (one trailing newline dropped; at least 12 characters).
+        #[arg(long, value_name = "F")]
+        password_file: Option<PathBuf>,
     },
     /// Removes a user who has no archive.
     Remove {

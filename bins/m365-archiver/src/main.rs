@@ -84,6 +84,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Command::Audit(cmd) => commands::audit::run(&ctx, cmd),
             Command::Retention(cmd) => commands::retention::run(&ctx, cmd),
             Command::Hold(cmd) => commands::hold::run(&ctx, cmd),
+            Command::Access(cmd) => commands::access::run(&ctx, cmd),
         }
     })
 }

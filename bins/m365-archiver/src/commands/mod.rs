@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod access;
 pub mod archive;
 pub mod audit;
 pub mod credentials;

@@ -3,7 +3,10 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
 use directory_sync::{LocalUser, MailboxKind, Role, SyncOptions, UserOrigin};
 use serde::Serialize;
 
@@ -20,7 +23,11 @@ pub async fn run(ctx: &Ctx, cmd: UsersCommand) -> Result<ExitCode> {
             include_guests,
         } => sync(ctx, &credentials, include_disabled, include_guests).await,
         UsersCommand::List => list(ctx),
-        UsersCommand::Add { name, email } => add(ctx, &name, &email),
+        UsersCommand::Add {
+            name,
+            email,
+            password_file,
+        } => add(ctx, &name, &email, password_file.as_deref()),
         UsersCommand::Remove { name } => remove(ctx, &name),
     }
 }
@@ -141,8 +148,36 @@ fn list(ctx: &Ctx) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn add(ctx: &Ctx, name: &str, emails: &[String]) -> Result<ExitCode> {
+/// The password kept in `path`: its content less one trailing newline. Warns when
+/// others may read the file.
+fn read_password_file(path: &Path) -> Result<String> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read --password-file {}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        eprintln!(
+            "warning: --password-file {} may be read by other users (mode {:03o}): run `chmod 600` on it, and change the password if they could",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --password-file {}", path.display()))?;
+    let password = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text);
+    archiver_service::check_password(password)
+        .with_context(|| format!("--password-file {}", path.display()))?;
+    Ok(password.to_string())
+}
+
+fn add(ctx: &Ctx, name: &str, emails: &[String], password_file: Option<&Path>) -> Result<ExitCode> {
+    // The password is checked before the user exists, so a bad one adds nobody.
+    let password = password_file.map(read_password_file).transpose()?;
     let user = ctx.service.add_user(CALLER, name, emails)?;
+    if let Some(password) = password {
+        ctx.service.set_local_password(CALLER, name, &password)?;
+    }
     let addresses: Vec<String> = user.email.iter().chain(&user.aliases).cloned().collect();
     ctx.out.emit(&listed(&user), || {
         format!("user `{name}` added ({})", addresses.join(", "))

@@ -130,6 +130,17 @@ pub fn with_mail(root: &Path, subjects: &[&str]) -> Archiver {
     cli
 }
 
+/// The action of every event `audit list` shows, in order.
+pub fn audit_actions(cli: &Archiver) -> Vec<String> {
+    let events = cli.json(&["audit", "list"]);
+    events
+        .as_array()
+        .expect("audit list prints an array")
+        .iter()
+        .map(|e| e["action"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// The `error: ...` lines of stderr (the log lines before it are not the message).
 pub fn error_line(stderr: &str) -> String {
     let lines: Vec<&str> = stderr.lines().collect();
