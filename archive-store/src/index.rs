@@ -387,9 +387,14 @@ impl Index {
         user: &str,
         source: &SourceRef,
     ) -> Result<Option<[u8; 32]>, ArchiveError> {
+        self.address_at(Table::Sources, &source_key(user, source))
+    }
+
+    /// The address a row of `table` holds.
+    fn address_at(&self, table: Table, key: &[u8]) -> Result<Option<[u8; 32]>, ArchiveError> {
         self.with(|db| {
             Ok(db
-                .get(Table::Sources, &source_key(user, source))?
+                .get(table, key)?
                 .and_then(|v| v.as_slice().try_into().ok()))
         })
     }
@@ -401,11 +406,7 @@ impl Index {
         user: &str,
         source: &SourceRef,
     ) -> Result<Option<[u8; 32]>, ArchiveError> {
-        self.with(|db| {
-            Ok(db
-                .get(Table::ForgottenSources, &source_key(user, source))?
-                .and_then(|v| v.as_slice().try_into().ok()))
-        })
+        self.address_at(Table::ForgottenSources, &source_key(user, source))
     }
 
     /// Whether `address` was expunged from `user`'s archive (and not archived

@@ -9,43 +9,13 @@ mod common;
 use std::sync::Arc;
 
 use archive_store::{EntryRef, MemoryArchiveStore, MessageId};
-use chrono::{DateTime, Duration, Utc};
-use common::{Archived, Users, mime};
+use chrono::{Duration, Utc};
+use common::{Archived, Users, all_mailboxes, mime, run_at};
 use directory_sync::MemoryUserStore;
 use m365_mailbox::MemoryMailboxSource;
-use profile_engine::{
-    CancellationToken, CheckpointStore, DeletionMode, Engine, EngineOptions, NoProgress, Profile,
-    RunReport, Select, Source,
-};
+use profile_engine::DeletionMode;
 
 const A: &str = "adele@contoso.com";
-
-/// A run with checkpoints of its own (`round` names a fresh set: a full resync).
-async fn run(
-    mail: &Arc<MemoryMailboxSource>,
-    users: &Arc<MemoryUserStore>,
-    archive: &Arc<MemoryArchiveStore>,
-    dir: &std::path::Path,
-    round: &str,
-    profile: &Profile,
-    now: DateTime<Utc>,
-) -> RunReport {
-    Engine::builder()
-        .mailbox_source(mail.clone())
-        .user_store(users.clone())
-        .archive_store(archive.clone())
-        .checkpoints(CheckpointStore::new(dir.join(round)))
-        .options(EngineOptions {
-            now: Some(now),
-            lock_dir: Some(dir.join("locks")),
-            ..EngineOptions::default()
-        })
-        .build()
-        .unwrap()
-        .run(profile, &CancellationToken::new(), &NoProgress)
-        .await
-        .unwrap()
-}
 
 #[tokio::test]
 async fn a_full_resync_neither_archives_nor_deletes_expunged_mail() {
@@ -70,17 +40,16 @@ async fn a_full_resync_neither_archives_nor_deletes_expunged_mail() {
             id
         })
         .collect();
-    let mut profile = Profile::new(
-        "staff",
-        "contoso",
-        Source::Multiple {
-            select: Select::All,
-            users: vec![],
-            sync_directory_first: false,
-            mailbox_kinds: profile_engine::MailboxKinds::default(),
-        },
-    );
-    let first = run(&mail, &users, &archive, dir.path(), "first", &profile, now).await;
+    let mut profile = all_mailboxes("staff");
+    let first = run_at(
+        mail.clone(),
+        users.clone(),
+        archive.clone(),
+        &dir.path().join("first"),
+        &profile,
+        Some(now),
+    )
+    .await;
     assert_eq!(first.totals.messages_archived, 4);
 
     // Retention (or an erasure) expunges two of them; a copy of one turns up in
@@ -103,7 +72,15 @@ async fn a_full_resync_neither_archives_nor_deletes_expunged_mail() {
     // A full resync with a deletion rule now on.
     profile.deletion.mode = DeletionMode::MoveToDeletedItems;
     profile.deletion.after_days = 30;
-    let resync = run(&mail, &users, &archive, dir.path(), "resync", &profile, now).await;
+    let resync = run_at(
+        mail.clone(),
+        users.clone(),
+        archive.clone(),
+        &dir.path().join("resync"),
+        &profile,
+        Some(now),
+    )
+    .await;
     let t = &resync.totals;
     assert_eq!(
         (

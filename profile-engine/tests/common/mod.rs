@@ -7,10 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use archive_store::MemoryArchiveStore;
+use chrono::{DateTime, Utc};
 use directory_sync::{LocalUser, MemoryUserStore, Role, UserOrigin, UserStore};
 use m365_mailbox::MailboxSource;
 use profile_engine::{
     CancellationToken, CheckpointStore, Engine, EngineOptions, NoProgress, Profile, RunReport,
+    Select, Source,
 };
 
 /// One run of `profile` by an engine over these seams, checkpoints under `dir`.
@@ -21,17 +23,55 @@ pub async fn run_once(
     dir: &Path,
     profile: &Profile,
 ) -> RunReport {
+    run_at(
+        mail,
+        users,
+        archive,
+        &dir.join("checkpoints"),
+        profile,
+        None,
+    )
+    .await
+}
+
+/// One run of `profile` at `now` (`None`: the clock), checkpoints in `checkpoints`
+/// (a fresh directory: a full resync).
+pub async fn run_at(
+    mail: Arc<dyn MailboxSource>,
+    users: Arc<MemoryUserStore>,
+    archive: Arc<MemoryArchiveStore>,
+    checkpoints: &Path,
+    profile: &Profile,
+    now: Option<DateTime<Utc>>,
+) -> RunReport {
     Engine::builder()
         .mailbox_source(mail)
         .user_store(users)
         .archive_store(archive)
-        .checkpoints(CheckpointStore::new(dir.join("checkpoints")))
-        .options(EngineOptions::default())
+        .checkpoints(CheckpointStore::new(checkpoints.to_path_buf()))
+        .options(EngineOptions {
+            now,
+            ..EngineOptions::default()
+        })
         .build()
         .unwrap()
         .run(profile, &CancellationToken::new(), &NoProgress)
         .await
         .unwrap()
+}
+
+/// A profile archiving every mailbox of the tenant.
+pub fn all_mailboxes(name: &str) -> Profile {
+    Profile::new(
+        name,
+        "contoso",
+        Source::Multiple {
+            select: Select::All,
+            users: vec![],
+            sync_directory_first: false,
+            mailbox_kinds: profile_engine::MailboxKinds::default(),
+        },
+    )
 }
 
 /// Archive entries of `user` per archive folder.
