@@ -255,12 +255,28 @@ impl Service {
     /// cannot see every archive, a message of no visible archive and an unknown id
     /// are the same `Forbidden`.
     pub fn show_message(&self, principal: &Principal, id: &str) -> Result<ShownMessage> {
+        let (archive, info) = self.visible_message(principal, id, Action::ContentShow)?;
+        let text = message_text(&archive.read_message(&info.id)?);
+        self.audit_content_read(principal, Action::ContentShow, &info, &[])?;
+        Ok(ShownMessage { info, text })
+    }
+
+    /// The archive and the metadata of message `id`, its locations cut to those
+    /// `principal` may see; refused (and the refusal recorded under `action`) when
+    /// none is left. For a caller who cannot see every archive, an unknown id is
+    /// refused the same way, so nothing tells them the id exists.
+    pub(crate) fn visible_message(
+        &self,
+        principal: &Principal,
+        id: &str,
+        action: Action,
+    ) -> Result<(std::sync::Arc<archive_store::DiskArchiveStore>, MessageInfo)> {
         let visible = principal.visible(Self::now());
         let id = MessageId(id.trim().to_ascii_lowercase());
         let refused = || {
             self.denial(
                 principal,
-                Action::ContentShow,
+                action,
                 Target::messages([id.0.clone()]),
                 ServiceError::forbidden(format!(
                     "{} may not read message {}",
@@ -289,7 +305,18 @@ impl Service {
         if info.locations.is_empty() {
             return Err(refused());
         }
-        let text = message_text(&archive.read_message(&id)?);
+        Ok((archive, info))
+    }
+
+    /// Records that `principal` read (part of) message `info` under `action`,
+    /// naming the visible places it is archived in and `details`.
+    pub(crate) fn audit_content_read(
+        &self,
+        principal: &Principal,
+        action: Action,
+        info: &MessageInfo,
+        details: &[(&str, String)],
+    ) -> Result<()> {
         let places: Vec<String> = info
             .locations
             .iter()
@@ -297,15 +324,11 @@ impl Service {
             .collect();
         let target = Target {
             user: info.locations.first().map(|(user, _)| user.clone()),
-            ..Target::messages([id.0.clone()])
+            ..Target::messages([info.id.0.clone()])
         };
-        self.audit(
-            principal,
-            Action::ContentShow,
-            target,
-            &[("archived_in", places.join("; "))],
-        )?;
-        Ok(ShownMessage { info, text })
+        let mut all = vec![("archived_in", places.join("; "))];
+        all.extend(details.iter().cloned());
+        self.audit(principal, action, target, &all)
     }
 
     /// Writes `request.user`'s archive (or part of it) as `.eml` files or mbox

@@ -23,6 +23,7 @@ mod access;
 mod access_store;
 mod archive;
 mod audit;
+mod content;
 mod credentials;
 pub mod datadir;
 mod error;
@@ -45,6 +46,9 @@ pub use access_store::ApiScope;
 pub use archive::{ArchiveOverview, ExportRequest, ImportRequest, SearchRequest, ShownMessage};
 pub use archive_restore::{RestoreEvent, RestoreFailure, RestoreReport, Selection};
 pub use audit_log;
+pub use content::{
+    AttachmentContent, AttachmentInfo, FolderCount, MessageView, ZIP_MANIFEST, ZipExport,
+};
 pub use credentials::{AddedCredential, CredentialTest, MailboxProbe, NewCredential, SecretInput};
 pub use datadir::{DATA_DIR_ENV, resolve_data_dir};
 pub use error::{ErrorCategory, ResultExt, ServiceError, chain};
