@@ -642,11 +642,12 @@ mod tests {
 
     #[test]
     fn folders_form_a_tree_with_counts() {
-        let tree = folder_tree(&[
+        let folders = [
             FolderCount { path: "Inbox/Sub".into(), count: 2 },
             FolderCount { path: "Inbox".into(), count: 5 },
             FolderCount { path: "Archive/2020/Q1".into(), count: 1 },
-        ]);
+        ];
+        let tree = folder_tree(&folders);
         let names: Vec<&str> = tree.children.iter().map(|c| c.name).collect();
         assert_eq!(names, ["Archive", "Inbox"]);
         assert_eq!(tree.children[1].count, Some(5));

@@ -273,6 +273,11 @@ impl AttributeFilter {
                 if let Some(url) = self.policy.resolve_cid(value) {
                     return Some(Cow::Owned(url.to_string()));
                 }
+                // An URL the policy itself rewrites to (sanitising twice
+                // changes nothing).
+                if self.policy.cid.values().any(|url| url == value) {
+                    return Some(Cow::Borrowed(value));
+                }
                 if is_remote(value) {
                     self.block(1);
                 }
@@ -360,14 +365,22 @@ fn filter_style(style: &str) -> (String, usize) {
     (kept.join(";"), remote)
 }
 
+/// The remote images one declaration references: each `url()` of another
+/// host, or one for any other spelling of a remote URL (`image-set("…")`,
+/// an escaped `u\72l(…)`).
 fn count_remote_css_urls(lower: &str) -> usize {
-    lower
+    let urls = lower
         .match_indices("url(")
         .filter(|(i, _)| {
             let rest = lower[i + 4..].trim_start().trim_start_matches(['"', '\'']);
             is_remote(rest)
         })
-        .count()
+        .count();
+    if urls == 0 && (lower.contains("http:") || lower.contains("https:")) {
+        1
+    } else {
+        urls
+    }
 }
 
 /// A CSS value with no way to fetch, import or evaluate anything.
