@@ -2,6 +2,8 @@
 //! hostile mail (`tests/hostile/*.html`): every file must come out inert,
 //! with the expectations named per file.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "hostile/support.rs"]
 mod support;
 
@@ -61,34 +63,251 @@ const fn expect_blocked(
 }
 
 const CORPUS: &[Expect] = &[
-    expect("01-script-tags.html", &["alert(1)", "alert(3)", "<script", "evil.example", "cookie"], &["<p>Hello</p>", "after"]),
-    expect("02-event-handlers.html", &["alert", "autofocus", "tabindex", "src="], &["<p>p</p>", "<img>", "<span>s</span>"]),
-    expect("03-javascript-href.html", &["javascript", "href"], &["one", "two", "three"]),
-    expect("04-javascript-src.html", &["javascript", "src="], &["alt=\"x\""]),
-    expect("05-formaction.html", &["javascript", "formaction", "evil.example"], &["Click", "outside"]),
-    expect("06-xlink-href.html", &["javascript", "xlink:", "data:", "evil.example", "track.png", "<svg", "<use", "<image"], &["html a with xlink"]),
-    expect("07-svg-script.html", &["alert", "javascript", "animate", "evil.example"], &[]),
-    expect("08-mathml.html", &["alert", "javascript", "onerror"], &["click"]),
-    expect_blocked("09-css-url.html", &["url(", "tracker.example", "evil.example"], &["style=\"color:green\"", "style=\"color:red\"", "bg3"], 4),
-    expect("10-css-import.html", &["@import", "evil.example", "background"], &["<div style=\"color:blue\">import in attr</div>", "after styles"]),
-    expect("11-css-expression.html", &["expression", "EXPRESSION", "behavior", "binding", "alert", "var(", "calc("], &["<div style=\"color:red\">escaped</div>", "ie-expr", "beh", "bind"]),
-    expect("12-base.html", &["<base", "evil.example", "/relative/path", "relative.png", "_top"], &["relative"]),
-    expect("13-meta-refresh.html", &["refresh", "evil.example", "Set-Cookie", "script-src"], &["text after meta"]),
-    expect("14-link.html", &["<link", "evil.example", "tracker.example", "prefetch"], &["linked"]),
-    expect("15-form.html", &["<form", "<input", "password\"", "evil.example", "<textarea", "alert", "<select", "<button", "isindex"], &["Your session expired", "Sign in"]),
-    expect_blocked("16-srcset.html", &["srcset", "tracker.example", "<source", "<picture"], &["alt=\"set\"", "src=\"/messages/m1/inline/3\""], 4),
-    expect_blocked("17-background.html", &["background", "tracker.example"], &["cell", "div"], 3),
-    expect("18-entity-javascript.html", &["javascript", "alert(", "href"], &["dec", "hex", "padded", "tab", "newline", "colon entity", "leading tab"]),
-    expect("19-case-mixed-schemes.html", &["javascript", "JaVaScRiPt", "vbscript", "VBScript", "livescript", "data:", "file:"], &["href=\"mailto:anna@example.com\""]),
-    expect("20-comment-cdata-tricks.html", &["<!--", "<script", "alert(1)", "alert(2)", "alert(4)", "onerror", "tracker.example", "xsl", "src="], &["<p>visible</p>"]),
-    expect("21-unclosed-tags.html", &["onerror", "javascript", "alert(2)", "<script", "<div"], &["<b>bold <i>both"]),
-    expect("22-nested-iframe.html", &["iframe", "srcdoc", "alert", "evil.example", "<frame"], &["after frames"]),
-    expect("23-object-embed.html", &["<object", "<embed", "<param", "<applet", "<portal", "swf", "evil.example", "fallback"], &[]),
-    expect("24-cid-images.html", &["cid:", "onerror", "alert"], &["<img src=\"/messages/m1/inline/1\" alt=\"Company logo\" width=\"120\">", "<img src=\"/messages/m1/inline/2\" alt=\"chart\">", "<img alt=\"missing part\">"]),
-    expect_blocked("25-data-urls.html", &["data:", "base64", "alert"], &["alt=\"png\"", "data link"], 0),
-    expect_blocked("26-remote-images.html", &["tracker.example", "TRACKER.EXAMPLE", "src="], &["width=\"1\""], 5),
-    expect("27-noscript-mutation.html", &["onerror", "src=", "alert(4)", "<noscript", "<xmp", "<template"], &["<p>survives</p>"]),
-    expect_blocked("28-css-exfiltration.html", &["image-set", "url(", "\\72", "tracker.example", "evil.example", "position", "z-index"], &["style=\"color:red\"", "style=\"font-family:'Segoe UI'\"", "overlay"], 4),
+    expect(
+        "01-script-tags.html",
+        &["alert(1)", "alert(3)", "<script", "evil.example", "cookie"],
+        &["<p>Hello</p>", "after"],
+    ),
+    expect(
+        "02-event-handlers.html",
+        &["alert", "autofocus", "tabindex", "src="],
+        &["<p>p</p>", "<img>", "<span>s</span>"],
+    ),
+    expect(
+        "03-javascript-href.html",
+        &["javascript", "href"],
+        &["one", "two", "three"],
+    ),
+    expect(
+        "04-javascript-src.html",
+        &["javascript", "src="],
+        &["alt=\"x\""],
+    ),
+    expect(
+        "05-formaction.html",
+        &["javascript", "formaction", "evil.example"],
+        &["Click", "outside"],
+    ),
+    expect(
+        "06-xlink-href.html",
+        &[
+            "javascript",
+            "xlink:",
+            "data:",
+            "evil.example",
+            "track.png",
+            "<svg",
+            "<use",
+            "<image",
+        ],
+        &["html a with xlink"],
+    ),
+    expect(
+        "07-svg-script.html",
+        &["alert", "javascript", "animate", "evil.example"],
+        &[],
+    ),
+    expect(
+        "08-mathml.html",
+        &["alert", "javascript", "onerror"],
+        &["click"],
+    ),
+    expect_blocked(
+        "09-css-url.html",
+        &["url(", "tracker.example", "evil.example"],
+        &["style=\"color:green\"", "style=\"color:red\"", "bg3"],
+        4,
+    ),
+    expect(
+        "10-css-import.html",
+        &["@import", "evil.example", "background"],
+        &[
+            "<div style=\"color:blue\">import in attr</div>",
+            "after styles",
+        ],
+    ),
+    expect(
+        "11-css-expression.html",
+        &[
+            "expression",
+            "EXPRESSION",
+            "behavior",
+            "binding",
+            "alert",
+            "var(",
+            "calc(",
+        ],
+        &[
+            "<div style=\"color:red\">escaped</div>",
+            "ie-expr",
+            "beh",
+            "bind",
+        ],
+    ),
+    expect(
+        "12-base.html",
+        &[
+            "<base",
+            "evil.example",
+            "/relative/path",
+            "relative.png",
+            "_top",
+        ],
+        &["relative"],
+    ),
+    expect(
+        "13-meta-refresh.html",
+        &["refresh", "evil.example", "Set-Cookie", "script-src"],
+        &["text after meta"],
+    ),
+    expect(
+        "14-link.html",
+        &["<link", "evil.example", "tracker.example", "prefetch"],
+        &["linked"],
+    ),
+    expect(
+        "15-form.html",
+        &[
+            "<form",
+            "<input",
+            "password\"",
+            "evil.example",
+            "<textarea",
+            "alert",
+            "<select",
+            "<button",
+            "isindex",
+        ],
+        &["Your session expired", "Sign in"],
+    ),
+    expect_blocked(
+        "16-srcset.html",
+        &["srcset", "tracker.example", "<source", "<picture"],
+        &["alt=\"set\"", "src=\"/messages/m1/inline/3\""],
+        4,
+    ),
+    expect_blocked(
+        "17-background.html",
+        &["background", "tracker.example"],
+        &["cell", "div"],
+        3,
+    ),
+    expect(
+        "18-entity-javascript.html",
+        &["javascript", "alert(", "href"],
+        &[
+            "dec",
+            "hex",
+            "padded",
+            "tab",
+            "newline",
+            "colon entity",
+            "leading tab",
+        ],
+    ),
+    expect(
+        "19-case-mixed-schemes.html",
+        &[
+            "javascript",
+            "JaVaScRiPt",
+            "vbscript",
+            "VBScript",
+            "livescript",
+            "data:",
+            "file:",
+        ],
+        &["href=\"mailto:anna@example.com\""],
+    ),
+    expect(
+        "20-comment-cdata-tricks.html",
+        &[
+            "<!--",
+            "<script",
+            "alert(1)",
+            "alert(2)",
+            "alert(4)",
+            "onerror",
+            "tracker.example",
+            "xsl",
+            "src=",
+        ],
+        &["<p>visible</p>"],
+    ),
+    expect(
+        "21-unclosed-tags.html",
+        &["onerror", "javascript", "alert(2)", "<script", "<div"],
+        &["<b>bold <i>both"],
+    ),
+    expect(
+        "22-nested-iframe.html",
+        &["iframe", "srcdoc", "alert", "evil.example", "<frame"],
+        &["after frames"],
+    ),
+    expect(
+        "23-object-embed.html",
+        &[
+            "<object",
+            "<embed",
+            "<param",
+            "<applet",
+            "<portal",
+            "swf",
+            "evil.example",
+            "fallback",
+        ],
+        &[],
+    ),
+    expect(
+        "24-cid-images.html",
+        &["cid:", "onerror", "alert"],
+        &[
+            "<img src=\"/messages/m1/inline/1\" alt=\"Company logo\" width=\"120\">",
+            "<img src=\"/messages/m1/inline/2\" alt=\"chart\">",
+            "<img alt=\"missing part\">",
+        ],
+    ),
+    expect_blocked(
+        "25-data-urls.html",
+        &["data:", "base64", "alert"],
+        &["alt=\"png\"", "data link"],
+        0,
+    ),
+    expect_blocked(
+        "26-remote-images.html",
+        &["tracker.example", "TRACKER.EXAMPLE", "src="],
+        &["width=\"1\""],
+        5,
+    ),
+    expect(
+        "27-noscript-mutation.html",
+        &[
+            "onerror",
+            "src=",
+            "alert(4)",
+            "<noscript",
+            "<xmp",
+            "<template",
+        ],
+        &["<p>survives</p>"],
+    ),
+    expect_blocked(
+        "28-css-exfiltration.html",
+        &[
+            "image-set",
+            "url(",
+            "\\72",
+            "tracker.example",
+            "evil.example",
+            "position",
+            "z-index",
+        ],
+        &[
+            "style=\"color:red\"",
+            "style=\"font-family:'Segoe UI'\"",
+            "overlay",
+        ],
+        4,
+    ),
     expect(
         "29-safe-formatting.html",
         &[],
@@ -103,17 +322,43 @@ const CORPUS: &[Expect] = &[
             "style=\"font-family:Calibri, sans-serif;color:#333\"",
         ],
     ),
-    expect("30-attribute-breakout.html", &["<script", "<img src=x", "onmouseover=\"alert", "contenteditable", "accesskey", "data-x", "class=", "id="], &["&lt;script&gt;", "title breakout", "attrs"]),
-    expect("31-polyglot.html", &["onload=", "_top", "opener\"", "<svg", "<style", "onerror="], &["target=\"_blank\""]),
+    expect(
+        "30-attribute-breakout.html",
+        &[
+            "<script",
+            "<img src=x",
+            "onmouseover=\"alert",
+            "contenteditable",
+            "accesskey",
+            "data-x",
+            "class=",
+            "id=",
+        ],
+        &["&lt;script&gt;", "title breakout", "attrs"],
+    ),
+    expect(
+        "31-polyglot.html",
+        &["onload=", "_top", "opener\"", "<svg", "<style", "onerror="],
+        &["target=\"_blank\""],
+    ),
 ];
 
 /// Sanitises `input` and checks the invariants, what must not appear and
 /// what must.
-fn check(name: &str, input: &str, must_not_contain: &[&str], must_contain: &[&str]) -> SanitizedHtml {
+fn check(
+    name: &str,
+    input: &str,
+    must_not_contain: &[&str],
+    must_contain: &[&str],
+) -> SanitizedHtml {
     let out = sanitize_html(input, &policy());
     assert_inert(&out.html);
     for bad in must_not_contain {
-        assert!(!out.html.contains(bad), "{name}: {bad:?} survived in {}", out.html);
+        assert!(
+            !out.html.contains(bad),
+            "{name}: {bad:?} survived in {}",
+            out.html
+        );
     }
     let tags = start_tags(&out.html);
     for good in must_contain {
@@ -129,7 +374,11 @@ fn check(name: &str, input: &str, must_not_contain: &[&str], must_contain: &[&st
                 });
                 assert!(found, "{name}: no tag like {good:?} in {}", out.html);
             }
-            _ => assert!(out.html.contains(good), "{name}: {good:?} missing from {}", out.html),
+            _ => assert!(
+                out.html.contains(good),
+                "{name}: {good:?} missing from {}",
+                out.html
+            ),
         }
     }
     out
@@ -164,10 +413,18 @@ fn every_corpus_file_comes_out_inert() {
         // Sanitising again keeps every element and attribute (the order of
         // a link's attributes may change).
         let again = sanitize_html(&out.html, &policy());
-        assert_eq!(sorted_tags(&again.html), sorted_tags(&out.html), "{}", e.file);
+        assert_eq!(
+            sorted_tags(&again.html),
+            sorted_tags(&out.html),
+            "{}",
+            e.file
+        );
         on_disk.remove(e.file);
     }
-    assert!(on_disk.is_empty(), "corpus files without expectations: {on_disk:?}");
+    assert!(
+        on_disk.is_empty(),
+        "corpus files without expectations: {on_disk:?}"
+    );
 }
 
 #[test]
@@ -177,10 +434,18 @@ fn links_are_hardened_and_only_web_and_mail_links_survive() {
         "<a href=\"https://a.example/\" rel=\"opener\" target=\"_self\">a</a><a href=\"#frag\">f</a>\
          <a href=\"ftp://x.example/\">ftp</a><a href=\"tel:123\">tel</a><a href=\"cid:logo@example.com\">cid</a>",
         &["opener\"", "_self", "#frag", "ftp:", "tel:", "cid:"],
-        &["<a href=\"https://a.example/\" rel=\"noopener noreferrer nofollow\" target=\"_blank\">a</a>"],
+        &[
+            "<a href=\"https://a.example/\" rel=\"noopener noreferrer nofollow\" target=\"_blank\">a</a>",
+        ],
     );
-    let anchors = start_tags(&out.html).into_iter().filter(|t| t.name == "a").count();
-    assert_eq!(anchors, 5, "every anchor is kept, stripped of what is unsafe");
+    let anchors = start_tags(&out.html)
+        .into_iter()
+        .filter(|t| t.name == "a")
+        .count();
+    assert_eq!(
+        anchors, 5,
+        "every anchor is kept, stripped of what is unsafe"
+    );
 }
 
 #[test]
@@ -199,7 +464,9 @@ fn plain_text_is_escaped_in_a_wrapping_block() {
     let html = text_to_html("<script>alert(1)</script>\n> quoted & \"more\"");
     assert!(html.starts_with("<pre ") && html.ends_with("</pre>"));
     assert!(html.contains("white-space:pre-wrap"));
-    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;\n&gt; quoted &amp; &quot;more&quot;"));
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;\n&gt; quoted &amp; &quot;more&quot;")
+    );
     assert!(!html.contains("<script"));
 }
 
@@ -208,7 +475,9 @@ fn the_message_document_carries_its_policy_and_the_body() {
     let body = sanitize_html("<p onclick=x>Hi</p><script>alert(1)</script>", &policy());
     let doc = message_document(&body.html);
     assert!(doc.starts_with("<!DOCTYPE html>"));
-    assert!(doc.contains("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none';"));
+    assert!(
+        doc.contains("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none';")
+    );
     assert!(doc.contains("script-src 'none'"));
     assert!(doc.contains("<body><p>Hi</p></body>"));
     assert_eq!(doc.matches("<script").count(), 0);
@@ -276,6 +545,9 @@ fn downloads_are_never_sniffed_rendered_or_cached() {
             .map(|(_, v)| *v)
     };
     assert_eq!(get("X-Content-Type-Options"), Some("nosniff"));
-    assert_eq!(get("Content-Security-Policy"), Some("sandbox; default-src 'none'"));
+    assert_eq!(
+        get("Content-Security-Policy"),
+        Some("sandbox; default-src 'none'")
+    );
     assert!(get("Cache-Control").is_some_and(|v| v.contains("no-store") && v.contains("private")));
 }

@@ -2,15 +2,17 @@
 //! whatever it was, download names and headers are always safe, and every
 //! page escapes every value of its view model.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "hostile/support.rs"]
 mod support;
 
 use archive_web::render::{
-    ArchiveOption, AttachmentView, AuditFilter, AuditRow, AuditView, BodyPolicy,
-    ConversationItem, Facet, FacetKind, FacetValue, FolderCount, FoldersView, HoldRow, HoldsView,
-    MessageView, PolicyRow, Role, SearchHit, SearchQuery, SearchView, Viewer, audit_page,
-    content_disposition, error_page, folders_page, holds_page, message_page, safe_file_name,
-    sanitize_html, search_page, signin_page,
+    ArchiveOption, AttachmentView, AuditFilter, AuditRow, AuditView, BodyPolicy, ConversationItem,
+    Facet, FacetKind, FacetValue, FolderCount, FoldersView, HoldRow, HoldsView, MessageView,
+    PolicyRow, Role, SearchHit, SearchQuery, SearchView, Viewer, audit_page, content_disposition,
+    error_page, folders_page, holds_page, message_page, safe_file_name, sanitize_html, search_page,
+    signin_page,
 };
 use proptest::prelude::*;
 use support::{assert_inert, start_tags};
@@ -190,9 +192,15 @@ fn assert_escaped(page: &str) {
     assert!(!page.contains("<x-evil"), "{page}");
     for tag in start_tags(page) {
         for (name, value) in &tag.attrs {
-            assert!(!name.starts_with("on") && !name.starts_with("x-evil"), "{name} in {page}");
+            assert!(
+                !name.starts_with("on") && !name.starts_with("x-evil"),
+                "{name} in {page}"
+            );
             if matches!(name.as_str(), "href" | "src" | "action") {
-                assert!(value.starts_with('/') && !value.starts_with("//"), "{name}={value:?}");
+                assert!(
+                    value.starts_with('/') && !value.starts_with("//"),
+                    "{name}={value:?}"
+                );
                 assert!(!value.contains(['"', '<', '>', ' ']), "{name}={value:?}");
             }
         }

@@ -57,7 +57,10 @@ fn is_windows_reserved_stem(stem: &str) -> bool {
         return true;
     }
     // COM0-COM9 and LPT0-LPT9, also with a superscript digit.
-    match upper.strip_prefix("COM").or_else(|| upper.strip_prefix("LPT")) {
+    match upper
+        .strip_prefix("COM")
+        .or_else(|| upper.strip_prefix("LPT"))
+    {
         Some(rest) => {
             let mut chars = rest.chars();
             matches!(

@@ -19,7 +19,12 @@ pub use crate::render::style::APP_CSS;
 /// the viewer's roles allow with `active` marked, the signed-in name and
 /// the sign-out form (with the CSRF field `csrf`), and `content`.
 /// Without a viewer (sign-in, errors) the page has no navigation.
-pub fn layout(viewer: Option<&Viewer>, active: Option<NavItem>, title: &str, content: Markup) -> String {
+pub fn layout(
+    viewer: Option<&Viewer>,
+    active: Option<NavItem>,
+    title: &str,
+    content: Markup,
+) -> String {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -94,7 +99,12 @@ pub fn safe_return_to(return_to: &str) -> &str {
 /// `username`, `password`, `csrf`, `return_to`) and, when `entra_enabled`,
 /// the link to `/auth/signin?return_to=…`. `return_to` goes through
 /// [`safe_return_to`].
-pub fn signin_page(csrf: &str, error: Option<&str>, entra_enabled: bool, return_to: &str) -> String {
+pub fn signin_page(
+    csrf: &str,
+    error: Option<&str>,
+    entra_enabled: bool,
+    return_to: &str,
+) -> String {
     let return_to = safe_return_to(return_to);
     let entra_href = format!("/auth/signin?return_to={}", encode_component(return_to));
     let content = html! {
@@ -119,7 +129,12 @@ pub fn signin_page(csrf: &str, error: Option<&str>, entra_enabled: bool, return_
     layout(None, None, "Sign in", content)
 }
 
-fn archive_select(name: &str, archives: &[ArchiveOption], selected: &str, all_label: Option<&str>) -> Markup {
+fn archive_select(
+    name: &str,
+    archives: &[ArchiveOption],
+    selected: &str,
+    all_label: Option<&str>,
+) -> Markup {
     html! {
         select name=(name) {
             @if let Some(all) = all_label {
@@ -274,7 +289,10 @@ pub fn message_page(view: &MessageView) -> String {
     } else {
         view.subject.as_str()
     };
-    let frame = iframe_tag(&format!("/messages/{id}/body"), &format!("Message: {subject}"));
+    let frame = iframe_tag(
+        &format!("/messages/{id}/body"),
+        &format!("Message: {subject}"),
+    );
     let content = html! {
         article.message {
             h1 { (subject) }
@@ -418,7 +436,12 @@ pub fn folders_page(view: &FoldersView) -> String {
             }
         }
     };
-    layout(Some(&view.viewer), Some(NavItem::Folders), "Folders", content)
+    layout(
+        Some(&view.viewer),
+        Some(NavItem::Folders),
+        "Folders",
+        content,
+    )
 }
 
 fn days(value: Option<u32>) -> String {
@@ -521,7 +544,12 @@ pub fn holds_page(view: &HoldsView) -> String {
             }
         }
     };
-    layout(Some(&view.viewer), Some(NavItem::Holds), "Holds & retention", content)
+    layout(
+        Some(&view.viewer),
+        Some(NavItem::Holds),
+        "Holds & retention",
+        content,
+    )
 }
 
 /// The audit page: the filter form (`GET /audit` with `since`, `actor`,
@@ -566,7 +594,12 @@ pub fn audit_page(view: &AuditView) -> String {
             }
         }
     };
-    layout(Some(&view.viewer), Some(NavItem::Audit), "Audit log", content)
+    layout(
+        Some(&view.viewer),
+        Some(NavItem::Audit),
+        "Audit log",
+        content,
+    )
 }
 
 fn reason_phrase(status: u16) -> &'static str {
@@ -617,7 +650,11 @@ mod tests {
     fn navigation_follows_roles() {
         let page = layout(Some(&viewer(vec![Role::User])), None, "t", html! {});
         assert!(page.contains("href=\"/folders\""));
-        assert!(!page.contains("href=\"/holds\"") && !page.contains("href=\"/audit\"") && !page.contains("href=\"/admin\""));
+        assert!(
+            !page.contains("href=\"/holds\"")
+                && !page.contains("href=\"/audit\"")
+                && !page.contains("href=\"/admin\"")
+        );
         let page = layout(
             Some(&viewer(vec![Role::Compliance, Role::Auditor, Role::Admin])),
             Some(NavItem::Audit),
@@ -625,7 +662,9 @@ mod tests {
             html! {},
         );
         assert!(page.contains("href=\"/holds\"") && page.contains("href=\"/admin\""));
-        assert!(page.contains("<a class=\"active\" href=\"/audit\" aria-current=\"page\">Audit</a>"));
+        assert!(
+            page.contains("<a class=\"active\" href=\"/audit\" aria-current=\"page\">Audit</a>")
+        );
         assert!(page.contains("name=\"csrf\" value=\"tok\""));
     }
 
@@ -643,9 +682,18 @@ mod tests {
     #[test]
     fn folders_form_a_tree_with_counts() {
         let folders = [
-            FolderCount { path: "Inbox/Sub".into(), count: 2 },
-            FolderCount { path: "Inbox".into(), count: 5 },
-            FolderCount { path: "Archive/2020/Q1".into(), count: 1 },
+            FolderCount {
+                path: "Inbox/Sub".into(),
+                count: 2,
+            },
+            FolderCount {
+                path: "Inbox".into(),
+                count: 5,
+            },
+            FolderCount {
+                path: "Archive/2020/Q1".into(),
+                count: 1,
+            },
         ];
         let tree = folder_tree(&folders);
         let names: Vec<&str> = tree.children.iter().map(|c| c.name).collect();

@@ -191,8 +191,24 @@ const TAGS: &[&str] = &[
 
 /// Elements removed together with everything inside them.
 const DROP_WITH_CONTENT: &[&str] = &[
-    "script", "style", "title", "template", "noscript", "textarea", "select", "iframe", "object",
-    "embed", "noembed", "noframes", "xmp", "plaintext", "applet", "frameset", "frame", "head",
+    "script",
+    "style",
+    "title",
+    "template",
+    "noscript",
+    "textarea",
+    "select",
+    "iframe",
+    "object",
+    "embed",
+    "noembed",
+    "noframes",
+    "xmp",
+    "plaintext",
+    "applet",
+    "frameset",
+    "frame",
+    "head",
 ];
 
 const GENERIC_ATTRIBUTES: &[&str] = &["title", "lang", "dir", "align", "style"];
@@ -201,19 +217,46 @@ const TAG_ATTRIBUTES: &[(&str, &[&str])] = &[
     ("a", &["href"]),
     (
         "img",
-        &["src", "srcset", "alt", "width", "height", "border", "hspace", "vspace"],
+        &[
+            "src", "srcset", "alt", "width", "height", "border", "hspace", "vspace",
+        ],
     ),
     (
         "table",
-        &["width", "border", "cellpadding", "cellspacing", "bgcolor", "background"],
+        &[
+            "width",
+            "border",
+            "cellpadding",
+            "cellspacing",
+            "bgcolor",
+            "background",
+        ],
     ),
     (
         "td",
-        &["colspan", "rowspan", "width", "height", "valign", "bgcolor", "background", "nowrap"],
+        &[
+            "colspan",
+            "rowspan",
+            "width",
+            "height",
+            "valign",
+            "bgcolor",
+            "background",
+            "nowrap",
+        ],
     ),
     (
         "th",
-        &["colspan", "rowspan", "width", "height", "valign", "bgcolor", "background", "nowrap"],
+        &[
+            "colspan",
+            "rowspan",
+            "width",
+            "height",
+            "valign",
+            "bgcolor",
+            "background",
+            "nowrap",
+        ],
     ),
     ("tr", &["valign", "bgcolor", "background", "height"]),
     ("thead", &["valign"]),
@@ -351,7 +394,9 @@ fn filter_style(style: &str) -> (String, usize) {
         };
         let property = property.trim();
         let value = value.trim();
-        if value.is_empty() || !SAFE_CSS_PROPERTIES.contains(&property) || !is_inert_css_value(value)
+        if value.is_empty()
+            || !SAFE_CSS_PROPERTIES.contains(&property)
+            || !is_inert_css_value(value)
         {
             continue;
         }
@@ -386,8 +431,23 @@ fn count_remote_css_urls(lower: &str) -> usize {
 /// A CSS value with no way to fetch, import or evaluate anything.
 fn is_inert_css_value(value: &str) -> bool {
     const FORBIDDEN: &[&str] = &[
-        "url", "expression", "@", "\\", "/*", "*/", "<", ">", "{", "}", "javascript", "vbscript",
-        "behavior", "binding", "image", "&", "!ie",
+        "url",
+        "expression",
+        "@",
+        "\\",
+        "/*",
+        "*/",
+        "<",
+        ">",
+        "{",
+        "}",
+        "javascript",
+        "vbscript",
+        "behavior",
+        "binding",
+        "image",
+        "&",
+        "!ie",
     ];
     if FORBIDDEN.iter().any(|f| value.contains(f)) || value.chars().any(char::is_control) {
         return false;
@@ -421,7 +481,8 @@ fn is_same_origin_path(url: &str) -> bool {
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 /// Escapes text for an HTML text node or a double- or single-quoted
@@ -457,8 +518,14 @@ mod tests {
     #[test]
     fn cid_references_resolve_with_or_without_brackets_and_encoding() {
         let policy = BodyPolicy::new().with_cid("<Logo@Example>", "/messages/m1/inline/2");
-        assert_eq!(policy.resolve_cid("cid:logo@example"), Some("/messages/m1/inline/2"));
-        assert_eq!(policy.resolve_cid("CID:Logo%40Example"), Some("/messages/m1/inline/2"));
+        assert_eq!(
+            policy.resolve_cid("cid:logo@example"),
+            Some("/messages/m1/inline/2")
+        );
+        assert_eq!(
+            policy.resolve_cid("CID:Logo%40Example"),
+            Some("/messages/m1/inline/2")
+        );
         assert_eq!(policy.resolve_cid("cid:other"), None);
     }
 
@@ -485,6 +552,9 @@ mod tests {
 
     #[test]
     fn escaping_covers_the_five_characters() {
-        assert_eq!(escape_html("<a href='x'>&\""), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;");
+        assert_eq!(
+            escape_html("<a href='x'>&\""),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! output (html5ever's serialisation: every attribute double-quoted, every
 //! `<` outside markup escaped) and the invariants every sanitised body holds.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 /// One start tag of the output.
 #[derive(Debug, Clone)]
@@ -78,7 +78,11 @@ pub fn start_tags(html: &str) -> Vec<Tag> {
                             i += len;
                             let mut value = String::new();
                             if bytes.get(i) == Some(&b'=') {
-                                assert_eq!(bytes.get(i + 1), Some(&b'"'), "unquoted attribute in {html}");
+                                assert_eq!(
+                                    bytes.get(i + 1),
+                                    Some(&b'"'),
+                                    "unquoted attribute in {html}"
+                                );
                                 let end = html[i + 2..].find('"').expect("attribute value ends");
                                 value = decode(&html[i + 2..i + 2 + end]);
                                 i += 2 + end + 1;
@@ -98,19 +102,101 @@ pub fn start_tags(html: &str) -> Vec<Tag> {
 
 /// Elements the sanitiser may emit.
 pub const ALLOWED_TAGS: &[&str] = &[
-    "a", "abbr", "address", "b", "bdi", "bdo", "big", "blockquote", "br", "caption", "center",
-    "cite", "code", "col", "colgroup", "dd", "del", "dfn", "div", "dl", "dt", "em", "font", "h1",
-    "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd", "li", "mark", "ol", "p", "pre",
-    "q", "s", "samp", "small", "span", "strike", "strong", "sub", "sup", "table", "tbody", "td",
-    "tfoot", "th", "thead", "tr", "tt", "u", "ul", "var", "wbr",
+    "a",
+    "abbr",
+    "address",
+    "b",
+    "bdi",
+    "bdo",
+    "big",
+    "blockquote",
+    "br",
+    "caption",
+    "center",
+    "cite",
+    "code",
+    "col",
+    "colgroup",
+    "dd",
+    "del",
+    "dfn",
+    "div",
+    "dl",
+    "dt",
+    "em",
+    "font",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "i",
+    "img",
+    "ins",
+    "kbd",
+    "li",
+    "mark",
+    "ol",
+    "p",
+    "pre",
+    "q",
+    "s",
+    "samp",
+    "small",
+    "span",
+    "strike",
+    "strong",
+    "sub",
+    "sup",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "tr",
+    "tt",
+    "u",
+    "ul",
+    "var",
+    "wbr",
 ];
 
 /// Attributes the sanitiser may emit.
 pub const ALLOWED_ATTRS: &[&str] = &[
-    "title", "lang", "dir", "align", "style", "href", "rel", "target", "src", "alt", "width",
-    "height", "border", "hspace", "vspace", "cellpadding", "cellspacing", "bgcolor", "colspan",
-    "rowspan", "valign", "nowrap", "span", "start", "type", "reversed", "value", "color", "face",
-    "size", "noshade",
+    "title",
+    "lang",
+    "dir",
+    "align",
+    "style",
+    "href",
+    "rel",
+    "target",
+    "src",
+    "alt",
+    "width",
+    "height",
+    "border",
+    "hspace",
+    "vspace",
+    "cellpadding",
+    "cellspacing",
+    "bgcolor",
+    "colspan",
+    "rowspan",
+    "valign",
+    "nowrap",
+    "span",
+    "start",
+    "type",
+    "reversed",
+    "value",
+    "color",
+    "face",
+    "size",
+    "noshade",
 ];
 
 /// A value as a browser's URL parser sees it: without ASCII whitespace and
@@ -131,17 +217,41 @@ pub fn squeeze(value: &str) -> String {
 pub fn assert_inert(html: &str) {
     let lower = html.to_ascii_lowercase();
     for raw in [
-        "<script", "<style", "<iframe", "<object", "<embed", "<base", "<meta", "<link", "<form",
-        "<input", "<button", "<textarea", "<select", "<svg", "<math", "<frame", "<template",
-        "<noscript", "<applet", "<!--",
+        "<script",
+        "<style",
+        "<iframe",
+        "<object",
+        "<embed",
+        "<base",
+        "<meta",
+        "<link",
+        "<form",
+        "<input",
+        "<button",
+        "<textarea",
+        "<select",
+        "<svg",
+        "<math",
+        "<frame",
+        "<template",
+        "<noscript",
+        "<applet",
+        "<!--",
     ] {
         assert!(!lower.contains(raw), "{raw} in {html}");
     }
     for tag in start_tags(html) {
-        assert!(ALLOWED_TAGS.contains(&tag.name.as_str()), "element {} in {html}", tag.name);
+        assert!(
+            ALLOWED_TAGS.contains(&tag.name.as_str()),
+            "element {} in {html}",
+            tag.name
+        );
         for (name, value) in &tag.attrs {
             assert!(!name.starts_with("on"), "handler {name} in {html}");
-            assert!(ALLOWED_ATTRS.contains(&name.as_str()), "attribute {name} in {html}");
+            assert!(
+                ALLOWED_ATTRS.contains(&name.as_str()),
+                "attribute {name} in {html}"
+            );
             // `title` and `alt` are text the browser never resolves as a URL.
             if name == "title" || name == "alt" {
                 continue;
@@ -159,7 +269,15 @@ pub fn assert_inert(html: &str) {
                 );
             }
             if name == "style" {
-                for bad in ["url(", "expression", "@", "\\", "image-set", "binding", "behavior"] {
+                for bad in [
+                    "url(",
+                    "expression",
+                    "@",
+                    "\\",
+                    "image-set",
+                    "binding",
+                    "behavior",
+                ] {
                     assert!(!v.contains(bad), "{bad} in style {value:?}");
                 }
             }
@@ -168,17 +286,26 @@ pub fn assert_inert(html: &str) {
             if let Some(href) = tag.attr("href") {
                 let h = squeeze(href);
                 assert!(
-                    h.starts_with("http://") || h.starts_with("https://") || h.starts_with("mailto:"),
+                    h.starts_with("http://")
+                        || h.starts_with("https://")
+                        || h.starts_with("mailto:"),
                     "link {href:?}"
                 );
             }
-            assert_eq!(tag.attr("rel"), Some("noopener noreferrer nofollow"), "rel in {html}");
+            assert_eq!(
+                tag.attr("rel"),
+                Some("noopener noreferrer nofollow"),
+                "rel in {html}"
+            );
             assert_eq!(tag.attr("target"), Some("_blank"), "target in {html}");
         }
-        if tag.name == "img" {
-            if let Some(src) = tag.attr("src") {
-                assert!(src.starts_with('/') && !src.starts_with("//"), "img src {src:?}");
-            }
+        if tag.name == "img"
+            && let Some(src) = tag.attr("src")
+        {
+            assert!(
+                src.starts_with('/') && !src.starts_with("//"),
+                "img src {src:?}"
+            );
         }
     }
 }
