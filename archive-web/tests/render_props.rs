@@ -105,6 +105,12 @@ proptest! {
     }
 
     #[test]
+    fn sanitized_styles_are_inert(style in "([ -~]|é|\\u{2028}){0,120}") {
+        let html = format!("<p style=\"{}\">x</p><img src=\"cid:logo@example.com\" style='{}'>", style.replace('"', "&quot;"), style.replace('\'', "&#39;"));
+        assert_inert(&sanitize_html(&html, &policy()).html);
+    }
+
+    #[test]
     fn safe_file_names_are_safe(name in any::<String>()) {
         let safe = safe_file_name(&name);
         prop_assert!(!safe.is_empty());

@@ -455,10 +455,8 @@ fn is_inert_css_value(value: &str) -> bool {
     // The only functions allowed are colour ones: `rgb(`, `rgba(`, `hsl(`, `hsla(`.
     value.match_indices('(').all(|(i, _)| {
         let head = &value[..i];
-        let name_start = head
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
-            .map_or(0, |p| p + 1);
-        let name = &head[name_start..];
+        let before = head.trim_end_matches(|c: char| c.is_ascii_alphanumeric() || c == '-');
+        let name = &head[before.len()..];
         matches!(name, "rgb" | "rgba" | "hsl" | "hsla")
     })
 }
@@ -548,6 +546,8 @@ mod tests {
         );
         assert_eq!(kept, "color:Red;font-family:'Segoe UI';color:rgb(1,2,3)");
         assert_eq!(remote, 1);
+        let (kept, _) = filter_style("color: é(1); color: rgbé(1); color: Ärgb(1,2,3)");
+        assert_eq!(kept, "color:Ärgb(1,2,3)");
     }
 
     #[test]
