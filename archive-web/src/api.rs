@@ -436,10 +436,15 @@ pub(crate) async fn run_restore(
             to_folder: non_empty(&body.to_folder),
             exact_mime: false,
         };
-        let report: RestoreReport = state
-            .service()
-            .restore(&principal, &request, &credentials, &|_| {})
-            .await?;
+        // The restore job's future is not `Send` (a borrow held across an await
+        // in its folder walk), so it runs to completion on a blocking thread.
+        let (service, who, creds) = (state.service().clone(), principal.clone(), credentials.clone());
+        let handle = tokio::runtime::Handle::current();
+        let report: RestoreReport = tokio::task::spawn_blocking(move || {
+            handle.block_on(service.restore(&who, &request, &creds, &|_| {}))
+        })
+        .await
+        .map_err(|e| WebError::Internal(format!("the restore task failed: {e}")))??;
         answer.restored += report.restored;
         answer.skipped_existing += report.skipped_existing;
         answer.failed += report.failed;

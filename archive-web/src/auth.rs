@@ -264,14 +264,26 @@ pub struct LocalSignIn {
     pub return_to: Option<String>,
 }
 
-fn client_address(connect: Option<&ConnectInfo<SocketAddr>>) -> Option<IpAddr> {
-    connect.map(|c| c.0.ip())
+/// The client's address, when the server recorded it (`ConnectInfo`).
+pub struct ClientAddress(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
 }
 
 /// `POST /auth/local`: signs a local account in.
 pub async fn local_sign_in(
     State(state): State<WebState>,
-    connect: Option<ConnectInfo<SocketAddr>>,
+    ClientAddress(address): ClientAddress,
     headers: HeaderMap,
     Form(form): Form<LocalSignIn>,
 ) -> Result<Response, PageError> {
@@ -283,7 +295,6 @@ pub async fn local_sign_in(
         return Err(WebError::Csrf.into());
     };
     csrf_matches(&session.csrf, form.csrf.as_deref())?;
-    let address = client_address(connect.as_ref());
     if let Err(retry_after_secs) = state.inner.limiter.check(&form.username, address, now) {
         return Err(WebError::RateLimited { retry_after_secs }.into());
     }

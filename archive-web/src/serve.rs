@@ -127,7 +127,7 @@ async fn serve_tls(
                     return;
                 }
             };
-            let service = app.map_request(move |mut request: axum::extract::Request| {
+            let service = app.map_request(move |mut request: hyper::Request<hyper::body::Incoming>| {
                 request
                     .extensions_mut()
                     .insert(axum::extract::ConnectInfo(peer));
