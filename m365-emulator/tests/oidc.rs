@@ -449,7 +449,7 @@ async fn an_unregistered_redirect_uri_is_shown_never_followed() {
     for uri in [
         "https://evil.example/auth/callback",
         "https://archive.example/auth/callback/",
-        "https://ARCHIVE.example/auth/callback",
+        "https://archive.example/Auth/callback",
     ] {
         let mut request = Authorize::new(&challenge);
         request.redirect_uri = uri.to_owned();
@@ -629,4 +629,97 @@ async fn a_sign_in_may_start_under_organizations() {
     assert_eq!(status, 200, "{body}");
     let (_, claims) = verify_with_jwks(&emu, body["id_token"].as_str().unwrap()).await;
     assert_eq!(claims["iss"], emu.oidc_issuer().as_str());
+}
+
+fn authorize_field() -> impl proptest::strategy::Strategy<Value = (String, String)> {
+    use proptest::prelude::*;
+    let key = prop_oneof![
+        Just("client_id".to_owned()),
+        Just("response_type".to_owned()),
+        Just("redirect_uri".to_owned()),
+        Just("response_mode".to_owned()),
+        Just("scope".to_owned()),
+        Just("code_challenge".to_owned()),
+        Just("code_challenge_method".to_owned()),
+        Just("prompt".to_owned()),
+        "[a-z_]{1,12}",
+    ];
+    let value = prop_oneof![
+        Just(REDIRECT.to_owned()),
+        Just("https://evil.example/cb".to_owned()),
+        Just("code".to_owned()),
+        Just("form_post".to_owned()),
+        Just("openid".to_owned()),
+        "\\PC{0,50}",
+    ];
+    (key, value)
+}
+
+#[test]
+fn arbitrary_authorize_requests_never_redirect_elsewhere() {
+    use proptest::prelude::*;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let emu = runtime.block_on(emulator());
+    let id = emu.client_id();
+    let base = format!("{}{}/oauth2/v2.0/authorize", emu.login_url(), emu.tenant_id());
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 96,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(
+            &(proptest::collection::vec(authorize_field(), 0..8), any::<bool>()),
+            |(fields, with_client)| {
+                let mut url = url::Url::parse(&base).unwrap();
+                if with_client {
+                    url.query_pairs_mut().append_pair("client_id", &id);
+                }
+                url.query_pairs_mut().extend_pairs(&fields);
+                let response = runtime.block_on(browser().get(url).send()).unwrap();
+                let status = response.status().as_u16();
+                prop_assert!(status == 200 || status == 302 || status == 400, "{}", status);
+                if let Some(location) = response.headers().get("location") {
+                    let location = location.to_str().unwrap();
+                    prop_assert!(location.starts_with(REDIRECT), "{}", location);
+                    prop_assert!(
+                        !location.contains("?code=") && !location.contains("&code="),
+                        "{}",
+                        location
+                    );
+                }
+                // A page with a sign-in form exists only for a registered redirect URI.
+                let html = runtime.block_on(response.text()).unwrap();
+                if html.contains("name=\"ctx\"") {
+                    prop_assert!(fields.iter().any(|(k, v)| k == "redirect_uri" && v == REDIRECT));
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+#[test]
+fn arbitrary_sign_in_forms_never_give_a_code() {
+    use proptest::prelude::*;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let emu = runtime.block_on(emulator());
+    let (_, challenge) = pkce();
+    let (action, ctx) = runtime.block_on(sign_in_page(&Authorize::new(&challenge).url(&emu)));
+    let password = emu.user_password();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 64,
+        ..ProptestConfig::default()
+    });
+    let text = || prop_oneof![Just(String::new()), "\\PC{0,40}"];
+    runner
+        .run(&(text(), text(), any::<bool>()), |(user, guess, real_ctx)| {
+            prop_assume!(guess != password);
+            let ctx = if real_ctx { ctx.clone() } else { user.clone() };
+            let response = runtime.block_on(post_credentials(&action, &ctx, &user, &guess));
+            prop_assert!(response.headers().get("location").is_none());
+            let status = response.status().as_u16();
+            prop_assert!(status == 200 || status == 400, "{}", status);
+            Ok(())
+        })
+        .unwrap();
 }

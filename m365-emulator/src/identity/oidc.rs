@@ -78,6 +78,8 @@ pub(super) struct PendingSignIn {
     pub(super) state: Option<String>,
     pub(super) nonce: Option<String>,
     pub(super) challenge: Option<Challenge>,
+    /// `client_info=1`: the answers carry the user's `client_info`.
+    pub(super) client_info: bool,
     pub(super) created: Instant,
 }
 
@@ -165,7 +167,12 @@ fn loopback_prefix(uri: &str) -> Option<usize> {
 /// too. Scheme and host compare case-insensitively, path and query exactly.
 fn comparable(uri: &str) -> String {
     let Some(host_end) = loopback_prefix(uri) else {
-        return uri.to_owned();
+        let authority_end = uri.find("://").map_or(0, |at| {
+            let from = at + 3;
+            from + uri[from..].find(['/', '?', '#']).unwrap_or(uri.len() - from)
+        });
+        let (authority, rest) = uri.split_at(authority_end);
+        return format!("{}{rest}", authority.to_ascii_lowercase());
     };
     let (host, rest) = uri.split_at(host_end);
     let rest = rest.strip_prefix(':').map_or(rest, |after| {
@@ -525,10 +532,15 @@ pub(super) fn redeem(
         answer["id_token"] = serde_json::Value::String(state.oidc.sign(&claims).map_err(server_error)?);
     }
     if form_field(form, "client_info") == Some("1") {
-        let info = serde_json::json!({ "uid": user.id, "utid": identity.tenant_id });
-        answer["client_info"] = serde_json::Value::String(URL_SAFE_NO_PAD.encode(info.to_string()));
+        answer["client_info"] = serde_json::Value::String(client_info(state, &user.id));
     }
     Ok(axum::Json(answer).into_response())
+}
+
+/// MSAL's `client_info`: base64url JSON of the user's object id and tenant id.
+pub(super) fn client_info(state: &AppState, user_id: &str) -> String {
+    let info = serde_json::json!({ "uid": user_id, "utid": state.identity.tenant_id });
+    URL_SAFE_NO_PAD.encode(info.to_string())
 }
 
 /// The `scope` of the token answer: the resource scopes granted (Graph's `User.Read` when the
@@ -684,6 +696,8 @@ mod tests {
         assert_eq!(comparable("https://localhost:8400/cb"), "https://localhost:8400/cb");
         assert_ne!(comparable("http://localhost:1/cb"), comparable("http://localhost:1/cb/"));
         assert_ne!(comparable("http://localhostile.example/cb"), "http://localhost/cb");
+        assert_eq!(comparable("HTTPS://App.Example/Cb"), "https://app.example/Cb");
+        assert_ne!(comparable("https://app.example/cb"), comparable("https://app.example/Cb"));
     }
 
     #[test]

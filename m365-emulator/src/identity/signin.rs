@@ -14,7 +14,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
-use super::oidc::{Challenge, OIDC_SCOPES, PendingSignIn, ResponseMode};
+use super::oidc::{Challenge, PendingSignIn, ResponseMode};
 use super::{form_of, is_multi_tenant_alias};
 use crate::state::AppState;
 
@@ -323,6 +323,7 @@ fn authorize(state: &AppState, tenant: &str, params: &HashMap<String, String>) -
         state: request_state.map(str::to_owned),
         nonce: field("nonce").map(str::to_owned),
         challenge,
+        client_info: field("client_info") == Some("1"),
         created: Instant::now(),
     };
     let login_hint = field("login_hint").unwrap_or_default().to_owned();
@@ -424,7 +425,11 @@ pub(super) async fn sign_in(
         );
     }
     let code = state.oidc.issue_code(ctx, &pending, &user.id);
+    let client_info = super::oidc::client_info(&state, &user.id);
     let mut params = vec![("code", code.as_str())];
+    if pending.client_info {
+        params.push(("client_info", client_info.as_str()));
+    }
     if let Some(request_state) = &pending.state {
         params.push(("state", request_state.as_str()));
     }
@@ -441,10 +446,5 @@ mod tests {
             escape("<a href=\"x\">&'</a>"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
         );
-    }
-
-    #[test]
-    fn oidc_scopes_are_known() {
-        assert!(OIDC_SCOPES.contains(&"openid"));
     }
 }
