@@ -137,7 +137,7 @@ pub(crate) fn parse(token: &str) -> Result<Parsed<'_>, AuthError> {
     // tenant's `jwks_uri`.
     let kid = match header_map.get("kid") {
         Some(Value::String(kid)) if !kid.is_empty() && kid.len() <= MAX_KID_LEN => kid.clone(),
-        Some(Value::String(kid)) => {
+        Some(Value::String(kid)) if !kid.is_empty() => {
             return Err(AuthError::IdTokenUnknownKey {
                 kid: Some(clip(kid)),
             });
