@@ -335,7 +335,7 @@ async fn state_and_age_are_checked_before_any_request() {
 async fn refusals_keep_their_aadsts_codes() {
     let auth = authority().await;
     let client = auth.client();
-    let refusal = |status: u16, error: &str, code: u32, text: &str| {
+    let refusal = |error: &str, code: u32, text: &str| {
         json!({
             "error": error,
             "error_description": format!("AADSTS{code}: {text}\r\nTrace ID: t\r\nCorrelation ID: c"),
@@ -345,25 +345,25 @@ async fn refusals_keep_their_aadsts_codes() {
     let cases: Vec<(u16, Value, fn(&AuthError) -> bool, Option<&str>)> = vec![
         (
             400,
-            refusal(400, "invalid_grant", 54005, "OAuth2 Authorization code was already redeemed."),
+            refusal("invalid_grant", 54005, "OAuth2 Authorization code was already redeemed."),
             |e| matches!(e, AuthError::SignInCodeRejected { .. }),
             Some("AADSTS54005"),
         ),
         (
             400,
-            refusal(400, "invalid_grant", 501481, "The Code_Verifier does not match."),
+            refusal("invalid_grant", 501481, "The Code_Verifier does not match."),
             |e| matches!(e, AuthError::SignInCodeRejected { .. }),
             Some("AADSTS501481"),
         ),
         (
             401,
-            refusal(401, "invalid_client", 7000215, &format!("Invalid client secret provided: {SECRET}")),
+            refusal("invalid_client", 7000215, &format!("Invalid client secret provided: {SECRET}")),
             |e| matches!(e, AuthError::InvalidClientSecret { .. }),
             Some("AADSTS7000215"),
         ),
         (
             400,
-            refusal(400, "invalid_request", 65001, "consent"),
+            refusal("invalid_request", 65001, "consent"),
             |e| matches!(e, AuthError::Rejected { .. }),
             Some("AADSTS65001"),
         ),
@@ -390,7 +390,7 @@ async fn refusals_keep_their_aadsts_codes() {
     }
     // Sign-in refusals are not credential refusals; a bad secret is.
     let (_, pending) = client.begin(SystemTime::now()).await.unwrap();
-    auth.answer(400, refusal(400, "invalid_grant", 70008, "expired"));
+    auth.answer(400, refusal("invalid_grant", 70008, "expired"));
     let err = client
         .finish(&pending, pending.state(), "code", SystemTime::now())
         .await
@@ -422,9 +422,9 @@ async fn an_unknown_kid_refetches_keys_at_most_once_per_interval() {
     let mut settings = auth.settings();
     settings.key_refresh_interval = Duration::ZERO;
     let eager = auth.client_with(settings);
+    auth.script.lock().unwrap().jwks = json!({"keys": [jwk("k1", &keys()[0])]});
     eager.verify_id_token(&good, "n", now).await.unwrap();
     let keys_before = auth.counts().1;
-    auth.script.lock().unwrap().jwks = json!({"keys": [jwk("k1", &keys()[0])]});
     assert!(eager.verify_id_token(&rotated, "n", now).await.is_err());
     auth.script.lock().unwrap().jwks = json!({"keys": [jwk("k2", &keys()[1])]});
     eager.verify_id_token(&rotated, "n", now).await.unwrap();
