@@ -341,7 +341,9 @@ pub enum AuthError {
     IdTokenNonce,
 
     /// The `state` returned to the redirect URI is not the one of the pending sign-in.
-    #[error("the sign-in answer's state does not match the pending sign-in; start the sign-in again")]
+    #[error(
+        "the sign-in answer's state does not match the pending sign-in; start the sign-in again"
+    )]
     SignInStateMismatch,
 
     /// The pending sign-in is too old (or dated in the future) to be finished.
@@ -365,7 +367,11 @@ pub enum AuthError {
 
     /// The identity platform refused the sign-in itself (an `error` sent to the redirect
     /// URI, e.g. AADSTS65001 consent missing, AADSTS50011 redirect URI mismatch).
-    #[error("the sign-in was refused ({code}): {}{}", hint_for(code), detail_suffix(detail))]
+    #[error(
+        "the sign-in was refused ({code}): {}{}",
+        hint_for(code),
+        detail_suffix(detail)
+    )]
     SignInRefused {
         /// The AADSTS code, or the OAuth `error` when there is none.
         code: String,

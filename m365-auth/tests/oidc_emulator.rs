@@ -13,6 +13,9 @@ use m365_auth::{AuthError, ClientCredential, Cloud};
 use m365_emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
 
+/// A predicate on the error a case must produce.
+type Check = fn(&AuthError) -> bool;
+
 const REDIRECT: &str = "https://archive.example/auth/callback";
 
 async fn emulator() -> Emulator {
@@ -79,7 +82,11 @@ async fn sign_in(authorize: &url::Url, upn: &str, password: &str) -> HashMap<Str
     let ctx = attribute(&html, "name=\"ctx\"", "value").expect("a ctx field");
     let answer = browser()
         .post(action)
-        .form(&[("ctx", ctx.as_str()), ("username", upn), ("password", password)])
+        .form(&[
+            ("ctx", ctx.as_str()),
+            ("username", upn),
+            ("password", password),
+        ])
         .send()
         .await
         .unwrap();
@@ -112,22 +119,38 @@ async fn a_user_signs_in_by_form_post_and_is_known_by_object_id() {
     let (url, pending) = client.begin(SystemTime::now()).await.unwrap();
     let answer = sign_in(&url, &user.upn, &emu.user_password()).await;
     let claims = client
-        .finish(&pending, &answer["state"], &answer["code"], SystemTime::now())
+        .finish(
+            &pending,
+            &answer["state"],
+            &answer["code"],
+            SystemTime::now(),
+        )
         .await
         .unwrap();
     assert_eq!(claims.object_id.to_string(), user.id.to_ascii_lowercase());
     assert_eq!(claims.tenant_id.to_string(), emu.tenant_id());
     assert_eq!(
-        claims.preferred_username.as_deref().map(str::to_ascii_lowercase),
+        claims
+            .preferred_username
+            .as_deref()
+            .map(str::to_ascii_lowercase),
         Some(user.upn.to_ascii_lowercase())
     );
 
     // The code is single use: the emulator refuses it again, with its AADSTS code.
     let err = client
-        .finish(&pending, &answer["state"], &answer["code"], SystemTime::now())
+        .finish(
+            &pending,
+            &answer["state"],
+            &answer["code"],
+            SystemTime::now(),
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err, AuthError::SignInCodeRejected { .. }), "{err:?}");
+    assert!(
+        matches!(err, AuthError::SignInCodeRejected { .. }),
+        "{err:?}"
+    );
     assert_eq!(err.aadsts_code(), Some("AADSTS54005"));
 }
 
@@ -155,7 +178,10 @@ async fn query_mode_and_a_wrong_verifier() {
         .finish(&other, other.state(), &answer["code"], SystemTime::now())
         .await
         .unwrap_err();
-    assert!(matches!(err, AuthError::SignInCodeRejected { .. }), "{err:?}");
+    assert!(
+        matches!(err, AuthError::SignInCodeRejected { .. }),
+        "{err:?}"
+    );
     assert_eq!(err.aadsts_code(), Some("AADSTS501481"));
 }
 
@@ -169,10 +195,18 @@ async fn a_wrong_client_secret_is_named() {
     let (url, pending) = client.begin(SystemTime::now()).await.unwrap();
     let answer = sign_in(&url, &user.upn, &emu.user_password()).await;
     let err = client
-        .finish(&pending, &answer["state"], &answer["code"], SystemTime::now())
+        .finish(
+            &pending,
+            &answer["state"],
+            &answer["code"],
+            SystemTime::now(),
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err, AuthError::InvalidClientSecret { .. }), "{err:?}");
+    assert!(
+        matches!(err, AuthError::InvalidClientSecret { .. }),
+        "{err:?}"
+    );
     assert!(!err.to_string().contains("not-the-secret"));
 }
 
@@ -192,7 +226,10 @@ async fn signed_tokens_with_wrong_claims_are_refused() {
         "iat": unix(now), "nbf": unix(now), "exp": unix(now) + 3600,
     });
     let token = emu.sign_id_token(good.clone()).unwrap();
-    let claims = client.verify_id_token(&token, "the-nonce", now).await.unwrap();
+    let claims = client
+        .verify_id_token(&token, "the-nonce", now)
+        .await
+        .unwrap();
     assert_eq!(claims.object_id.to_string(), user.id.to_ascii_lowercase());
 
     let changed = |name: &str, value: Value| {
@@ -200,7 +237,7 @@ async fn signed_tokens_with_wrong_claims_are_refused() {
         c[name] = value;
         emu.sign_id_token(c).unwrap()
     };
-    let cases: Vec<(String, fn(&AuthError) -> bool)> = vec![
+    let cases: Vec<(String, Check)> = vec![
         (
             changed("aud", json!("44444444-3333-4444-5555-666666666666")),
             |e| matches!(e, AuthError::IdTokenAudience { .. }),

@@ -22,6 +22,9 @@ use rsa::traits::PublicKeyParts as _;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
+/// A predicate on the error a case must produce.
+type Check = fn(&AuthError) -> bool;
+
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const CLIENT: &str = "22222222-3333-4444-5555-666666666666";
 const OID: &str = "33333333-4444-4555-8666-777777777777";
@@ -83,7 +86,10 @@ async fn jwks(State(script): State<Shared>) -> Response {
     axum::Json(s.jwks.clone()).into_response()
 }
 
-async fn token(State(script): State<Shared>, Form(form): Form<HashMap<String, String>>) -> Response {
+async fn token(
+    State(script): State<Shared>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
     let mut s = script.lock().unwrap();
     s.forms.push(form);
     let (status, body) = s.token_answer.clone().unwrap_or((500, json!({})));
@@ -209,7 +215,11 @@ async fn the_authorize_url_carries_pkce_state_and_nonce() {
 
     let mut settings = auth.settings();
     settings.response_mode = ResponseMode::Query;
-    let (url, other) = auth.client_with(settings).begin(SystemTime::now()).await.unwrap();
+    let (url, other) = auth
+        .client_with(settings)
+        .begin(SystemTime::now())
+        .await
+        .unwrap();
     assert_eq!(query(&url)["response_mode"], "query");
     assert!(!query(&url).contains_key("prompt"));
     assert_ne!(other.state(), pending.state());
@@ -272,7 +282,10 @@ async fn a_certificate_credential_sends_an_assertion() {
     settings.credential = ClientCredential::certificate(cert);
     let client = auth.client_with(settings);
     let (_, pending) = client.begin(SystemTime::now()).await.unwrap();
-    auth.answer(200, json!({"id_token": sign("k1", &keys()[0], &auth.claims(pending.nonce()))}));
+    auth.answer(
+        200,
+        json!({"id_token": sign("k1", &keys()[0], &auth.claims(pending.nonce()))}),
+    );
     client
         .finish(&pending, pending.state(), "code", SystemTime::now())
         .await
@@ -314,11 +327,16 @@ async fn state_and_age_are_checked_before_any_request() {
     let late = start + Duration::from_secs(601);
     assert!(matches!(
         client.finish(&pending, pending.state(), "code", late).await,
-        Err(AuthError::SignInExpired { age_secs: 601, limit_secs: 600 })
+        Err(AuthError::SignInExpired {
+            age_secs: 601,
+            limit_secs: 600
+        })
     ));
     let early = start - Duration::from_secs(400);
     assert!(matches!(
-        client.finish(&pending, pending.state(), "code", early).await,
+        client
+            .finish(&pending, pending.state(), "code", early)
+            .await,
         Err(AuthError::SignInExpired { .. })
     ));
     let long = "c".repeat(9000);
@@ -342,10 +360,14 @@ async fn refusals_keep_their_aadsts_codes() {
             "error_codes": [code], "trace_id": "t", "correlation_id": "c",
         })
     };
-    let cases: Vec<(u16, Value, fn(&AuthError) -> bool, Option<&str>)> = vec![
+    let cases: Vec<(u16, Value, Check, Option<&str>)> = vec![
         (
             400,
-            refusal("invalid_grant", 54005, "OAuth2 Authorization code was already redeemed."),
+            refusal(
+                "invalid_grant",
+                54005,
+                "OAuth2 Authorization code was already redeemed.",
+            ),
             |e| matches!(e, AuthError::SignInCodeRejected { .. }),
             Some("AADSTS54005"),
         ),
@@ -357,7 +379,11 @@ async fn refusals_keep_their_aadsts_codes() {
         ),
         (
             401,
-            refusal("invalid_client", 7000215, &format!("Invalid client secret provided: {SECRET}")),
+            refusal(
+                "invalid_client",
+                7000215,
+                &format!("Invalid client secret provided: {SECRET}"),
+            ),
             |e| matches!(e, AuthError::InvalidClientSecret { .. }),
             Some("AADSTS7000215"),
         ),
@@ -367,14 +393,24 @@ async fn refusals_keep_their_aadsts_codes() {
             |e| matches!(e, AuthError::Rejected { .. }),
             Some("AADSTS65001"),
         ),
-        (503, json!({}), |e| matches!(e, AuthError::ServiceUnavailable { status: 503, .. }), None),
+        (
+            503,
+            json!({}),
+            |e| matches!(e, AuthError::ServiceUnavailable { status: 503, .. }),
+            None,
+        ),
         (
             200,
             json!({"access_token": "at", "expires_in": 5}),
             |e| matches!(e, AuthError::MalformedResponse { .. }),
             None,
         ),
-        (404, json!("not here"), |e| matches!(e, AuthError::MalformedResponse { status: 404, .. }), None),
+        (
+            404,
+            json!("not here"),
+            |e| matches!(e, AuthError::MalformedResponse { status: 404, .. }),
+            None,
+        ),
     ];
     for (status, body, expected, code) in cases {
         let (_, pending) = client.begin(SystemTime::now()).await.unwrap();
@@ -407,7 +443,8 @@ async fn an_unknown_kid_refetches_keys_at_most_once_per_interval() {
     client.verify_id_token(&good, "n", now).await.unwrap();
     assert_eq!(auth.counts().1, 1);
     // The authority rotates to k2; a token of k2 arrives right after the first fetch.
-    auth.script.lock().unwrap().jwks = json!({"keys": [jwk("k1", &keys()[0]), jwk("k2", &keys()[1])]});
+    auth.script.lock().unwrap().jwks =
+        json!({"keys": [jwk("k1", &keys()[0]), jwk("k2", &keys()[1])]});
     let rotated = sign("k2", &keys()[1], &auth.claims("n"));
     for _ in 0..5 {
         assert!(matches!(
@@ -450,7 +487,12 @@ async fn garbage_is_refused_before_any_request() {
         URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
         URL_SAFE_NO_PAD.encode(auth.claims("n").to_string())
     );
-    assert!(client.verify_id_token(&none, "n", SystemTime::now()).await.is_err());
+    assert!(
+        client
+            .verify_id_token(&none, "n", SystemTime::now())
+            .await
+            .is_err()
+    );
     assert_eq!(auth.counts(), (0, 0, 0));
 }
 
@@ -470,7 +512,10 @@ async fn endpoints_must_be_https_or_loopback() {
     let http = m365_auth::oidc::http_client(&Default::default()).unwrap();
     assert!(matches!(
         OidcClient::new(settings, http),
-        Err(AuthError::InvalidRegistration { field: "login_url", .. })
+        Err(AuthError::InvalidRegistration {
+            field: "login_url",
+            ..
+        })
     ));
 }
 

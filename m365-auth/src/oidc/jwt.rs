@@ -166,7 +166,8 @@ pub(crate) fn check_signature(parsed: &Parsed<'_>, keys: &KeySet) -> Result<(), 
     if parsed.signature.len() != key.size() {
         return Err(bad());
     }
-    let signature = rsa::pkcs1v15::Signature::try_from(parsed.signature.as_slice()).map_err(|_| bad())?;
+    let signature =
+        rsa::pkcs1v15::Signature::try_from(parsed.signature.as_slice()).map_err(|_| bad())?;
     rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key.clone())
         .verify(parsed.signing_input.as_bytes(), &signature)
         .map_err(|_| bad())
@@ -207,10 +208,12 @@ fn string_claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Result<&'a st
 }
 
 fn optional_text(claims: &Map<String, Value>, name: &str) -> Option<String> {
-    claims
-        .get(name)
-        .and_then(Value::as_str)
-        .map(|s| s.chars().filter(|c| !c.is_control()).take(MAX_NAME_CHARS).collect())
+    claims.get(name).and_then(Value::as_str).map(|s| {
+        s.chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_NAME_CHARS)
+            .collect()
+    })
 }
 
 fn guid_claim(claims: &Map<String, Value>, name: &str) -> Result<Uuid, AuthError> {

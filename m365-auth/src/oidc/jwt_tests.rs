@@ -11,6 +11,9 @@ use url::Url;
 
 use super::*;
 
+/// A predicate on the error a case must produce.
+type Check = fn(&AuthError) -> bool;
+
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const OTHER_TENANT: &str = "11111111-1111-4111-8111-111111111111";
 const CLIENT: &str = "22222222-3333-4444-5555-666666666666";
@@ -153,7 +156,9 @@ fn a_templated_issuer_takes_the_tokens_tenant() {
         ("tid", json!(OTHER_TENANT)),
         (
             "iss",
-            json!(format!("https://login.microsoftonline.com/{OTHER_TENANT}/v2.0")),
+            json!(format!(
+                "https://login.microsoftonline.com/{OTHER_TENANT}/v2.0"
+            )),
         ),
     ]);
     assert!(matches!(
@@ -165,11 +170,10 @@ fn a_templated_issuer_takes_the_tokens_tenant() {
 /// Each claim problem gets its own error.
 #[test]
 fn every_claim_refusal_is_distinct() {
-    let cases: Vec<(Vec<(&str, Value)>, fn(&AuthError) -> bool)> = vec![
-        (
-            vec![("iss", json!("https://sts.windows.net/x/"))],
-            |e| matches!(e, AuthError::IdTokenIssuer { .. }),
-        ),
+    let cases: Vec<(Vec<(&str, Value)>, Check)> = vec![
+        (vec![("iss", json!("https://sts.windows.net/x/"))], |e| {
+            matches!(e, AuthError::IdTokenIssuer { .. })
+        }),
         (
             vec![("aud", json!("44444444-3333-4444-5555-666666666666"))],
             |e| matches!(e, AuthError::IdTokenAudience { .. }),
@@ -177,10 +181,9 @@ fn every_claim_refusal_is_distinct() {
         (vec![("aud", json!(5))], |e| {
             matches!(e, AuthError::IdTokenAudience { .. })
         }),
-        (
-            vec![("aud", json!([CLIENT, "other"]))],
-            |e| matches!(e, AuthError::IdTokenAudience { .. }),
-        ),
+        (vec![("aud", json!([CLIENT, "other"]))], |e| {
+            matches!(e, AuthError::IdTokenAudience { .. })
+        }),
         (vec![("aud", Value::Null)], |e| {
             matches!(e, AuthError::IdTokenMalformed { .. })
         }),
@@ -214,18 +217,22 @@ fn every_claim_refusal_is_distinct() {
         (vec![("nonce", json!(NONCE.to_uppercase()))], |e| {
             matches!(e, AuthError::IdTokenNonce)
         }),
-        (vec![("oid", Value::Null)], |e| {
-            matches!(e, AuthError::IdTokenMalformed { reason } if reason.contains("oid"))
-        }),
-        (vec![("oid", json!("not-a-guid"))], |e| {
-            matches!(e, AuthError::IdTokenMalformed { reason } if reason.contains("oid"))
-        }),
-        (vec![("oid", json!(OID.replace('-', "")))], |e| {
-            matches!(e, AuthError::IdTokenMalformed { reason } if reason.contains("oid"))
-        }),
-        (vec![("sub", Value::Null)], |e| {
-            matches!(e, AuthError::IdTokenMalformed { reason } if reason.contains("sub"))
-        }),
+        (
+            vec![("oid", Value::Null)],
+            |e| matches!(e, AuthError::IdTokenMalformed { reason } if reason.contains("oid")),
+        ),
+        (
+            vec![("oid", json!("not-a-guid"))],
+            |e| matches!(e, AuthError::IdTokenMalformed { reason } if reason.contains("oid")),
+        ),
+        (
+            vec![("oid", json!(OID.replace('-', "")))],
+            |e| matches!(e, AuthError::IdTokenMalformed { reason } if reason.contains("oid")),
+        ),
+        (
+            vec![("sub", Value::Null)],
+            |e| matches!(e, AuthError::IdTokenMalformed { reason } if reason.contains("sub")),
+        ),
     ];
     for (changes, expected) in cases {
         let err = verify(&with(&changes)).unwrap_err();
@@ -236,7 +243,11 @@ fn every_claim_refusal_is_distinct() {
 #[test]
 fn clock_skew_is_five_minutes_each_way() {
     verify(&with(&[("exp", json!(NOW - 299))])).unwrap();
-    verify(&with(&[("nbf", json!(NOW + 299)), ("iat", json!(NOW + 299))])).unwrap();
+    verify(&with(&[
+        ("nbf", json!(NOW + 299)),
+        ("iat", json!(NOW + 299)),
+    ]))
+    .unwrap();
     // Fractional NumericDates are accepted.
     verify(&with(&[("exp", json!(NOW as f64 + 0.5))])).unwrap();
 }
@@ -244,9 +255,16 @@ fn clock_skew_is_five_minutes_each_way() {
 #[test]
 fn several_audiences_need_azp() {
     verify(&with(&[("aud", json!([CLIENT]))])).unwrap();
-    verify(&with(&[("aud", json!(["other", CLIENT])), ("azp", json!(CLIENT))])).unwrap();
+    verify(&with(&[
+        ("aud", json!(["other", CLIENT])),
+        ("azp", json!(CLIENT)),
+    ]))
+    .unwrap();
     assert!(matches!(
-        verify(&with(&[("aud", json!(["other", CLIENT])), ("azp", json!("other"))])),
+        verify(&with(&[
+            ("aud", json!(["other", CLIENT])),
+            ("azp", json!("other"))
+        ])),
         Err(AuthError::IdTokenAudience { .. })
     ));
 }
@@ -265,7 +283,10 @@ fn header_tricks_are_refused() {
     ] {
         let err = verify(&token).unwrap_err();
         assert!(
-            matches!(err, AuthError::IdTokenAlgorithm { .. } | AuthError::IdTokenMalformed { .. }),
+            matches!(
+                err,
+                AuthError::IdTokenAlgorithm { .. } | AuthError::IdTokenMalformed { .. }
+            ),
             "{err:?}"
         );
     }
@@ -290,7 +311,13 @@ fn header_tricks_are_refused() {
     ));
 
     // Lower-case, PS256, ES256 and a non-string alg.
-    for alg in [json!("rs256"), json!("PS256"), json!("ES256"), json!(["RS256"]), Value::Null] {
+    for alg in [
+        json!("rs256"),
+        json!("PS256"),
+        json!("ES256"),
+        json!(["RS256"]),
+        Value::Null,
+    ] {
         let mut header = json!({"kid": "k1"});
         if !alg.is_null() {
             header["alg"] = alg.clone();
@@ -363,7 +390,12 @@ fn tampering_and_shape_tricks_are_refused() {
         Err(AuthError::IdTokenSignature { .. })
     ));
     // A signature truncated or of the wrong length.
-    let short = format!("{}.{}.{}", parts[0], parts[1], &parts[2][..parts[2].len() - 4]);
+    let short = format!(
+        "{}.{}.{}",
+        parts[0],
+        parts[1],
+        &parts[2][..parts[2].len() - 4]
+    );
     assert!(verify(&short).is_err());
 
     let malformed = |t: &str| matches!(verify(t), Err(AuthError::IdTokenMalformed { .. }));
@@ -371,10 +403,22 @@ fn tampering_and_shape_tricks_are_refused() {
     assert!(malformed(&format!("{token}.{}", parts[2])));
     assert!(malformed(&format!("{}.{}", parts[0], parts[1])));
     assert!(malformed(&format!("{}..{}", parts[0], parts[2])));
-    assert!(malformed(&format!("{}.{}=.{}", parts[0], parts[1], parts[2])));
-    assert!(malformed(&format!("{}.{}+.{}", parts[0], parts[1], parts[2])));
-    assert!(malformed(&format!("{}. {}.{}", parts[0], parts[1], parts[2])));
-    assert!(malformed(&format!("{}.{}.{}/", parts[0], parts[1], parts[2])));
+    assert!(malformed(&format!(
+        "{}.{}=.{}",
+        parts[0], parts[1], parts[2]
+    )));
+    assert!(malformed(&format!(
+        "{}.{}+.{}",
+        parts[0], parts[1], parts[2]
+    )));
+    assert!(malformed(&format!(
+        "{}. {}.{}",
+        parts[0], parts[1], parts[2]
+    )));
+    assert!(malformed(&format!(
+        "{}.{}.{}/",
+        parts[0], parts[1], parts[2]
+    )));
     assert!(malformed(""));
     assert!(malformed("..."));
     assert!(malformed(&format!(
@@ -389,7 +433,12 @@ fn tampering_and_shape_tricks_are_refused() {
     assert!(decode_part("A", "part").is_err());
 
     // A huge token is refused before anything is decoded.
-    let huge = format!("{}.{}.{}", parts[0], "A".repeat(MAX_ID_TOKEN_BYTES), parts[2]);
+    let huge = format!(
+        "{}.{}.{}",
+        parts[0],
+        "A".repeat(MAX_ID_TOKEN_BYTES),
+        parts[2]
+    );
     assert!(matches!(
         parse(&huge),
         Err(AuthError::IdTokenMalformed { ref reason }) if reason.contains("16 KiB")

@@ -229,11 +229,19 @@ mod tests {
         assert_eq!(https, Some(EndpointPolicy::HttpsOnly));
         let local = EndpointPolicy::for_authority(&url("http://127.0.0.1:8080/"));
         assert_eq!(local, Some(EndpointPolicy::AllowLoopbackHttp));
-        assert_eq!(EndpointPolicy::for_authority(&url("http://login.example/")), None);
-        assert_eq!(EndpointPolicy::for_authority(&url("ftp://127.0.0.1/")), None);
+        assert_eq!(
+            EndpointPolicy::for_authority(&url("http://login.example/")),
+            None
+        );
+        assert_eq!(
+            EndpointPolicy::for_authority(&url("ftp://127.0.0.1/")),
+            None
+        );
 
         let strict = EndpointPolicy::HttpsOnly;
-        assert!(strict.allows(&url("https://login.microsoftonline.com/t/oauth2/v2.0/token")));
+        assert!(strict.allows(&url(
+            "https://login.microsoftonline.com/t/oauth2/v2.0/token"
+        )));
         assert!(!strict.allows(&url("http://127.0.0.1/t/token")));
         assert!(!strict.allows(&url("https://user:pw@login.example/")));
         assert!(!strict.allows(&url("https://login.example/#x")));

@@ -242,7 +242,10 @@ impl OidcClient {
     }
 
     fn caches(&self) -> std::sync::MutexGuard<'_, Caches> {
-        self.inner.caches.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .caches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Starts a sign-in at `now`: the authorize URL to redirect the browser to, and the

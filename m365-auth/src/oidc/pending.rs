@@ -169,7 +169,7 @@ mod tests {
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         );
         assert_eq!(a.code_challenge().len(), 43);
-        assert!(a.state_matches(&a.state().to_owned()));
+        assert!(a.state_matches(a.state()));
         assert!(!a.state_matches(b.state()));
         assert!(!a.state_matches(""));
         assert!(!a.state_matches(&a.state()[..42]));

@@ -210,7 +210,11 @@ pub(crate) fn authorize_error(error: &str, description: Option<&str>) -> AuthErr
         Err(TokenFailure::Refused(refusal)) => refusal,
         _ => Refusal {
             status: 400,
-            error: error.chars().filter(|c| c.is_ascii_graphic()).take(64).collect(),
+            error: error
+                .chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(64)
+                .collect(),
             ..Refusal::default()
         },
     };
