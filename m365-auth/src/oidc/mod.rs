@@ -35,7 +35,8 @@ pub const SIGN_IN_SCOPE: &str = "openid profile";
 const METADATA_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// After a failed metadata fetch, the error is answered for this long before trying again.
 const FAILED_FETCH_BACKOFF: Duration = Duration::from_secs(10);
-/// Longest code accepted from the redirect (Entra's are about 1–2 KiB).
+/// Longest code accepted from the redirect. Microsoft's docs give no maximum length for
+/// authorization codes (observed ones are about 1–2 KiB); 8 KiB leaves room.
 const MAX_CODE_BYTES: usize = 8 * 1024;
 
 /// How the authorize endpoint hands the answer to the redirect URI.

@@ -151,6 +151,8 @@ fn refusal_error(refusal: Refusal, request: &Redemption<'_>, secret: Option<&str
             code,
             detail,
         },
+        // The docs do not say which code a PKCE mismatch gets: both 50148 and 501481 are
+        // seen in public reports.
         Some(70000 | 70008 | 54005 | 50148 | 501481 | 50011 | 9002313) => {
             AuthError::SignInCodeRejected { code, detail }
         }
