@@ -252,6 +252,146 @@ pub enum AuthError {
         /// The name.
         name: String,
     },
+
+    /// An id_token is not a well-formed JWS compact token with the claims sign-in needs
+    /// (too long, not three base64url parts, not JSON, a required claim missing or mistyped).
+    #[error("the id_token is malformed: {reason}")]
+    IdTokenMalformed {
+        /// What is wrong, never quoting the token.
+        reason: String,
+    },
+
+    /// An id_token's header names a signature algorithm other than RS256.
+    #[error("the id_token is signed with `{alg}`; only RS256 is accepted")]
+    IdTokenAlgorithm {
+        /// The header's `alg` (clipped, printable characters only).
+        alg: String,
+    },
+
+    /// An id_token's `kid` names no key of the tenant's key set (or the header has no `kid`).
+    #[error(
+        "the id_token's signing key {} is not one of the tenant's published keys",
+        kid.as_deref().map_or_else(|| "(no kid)".to_owned(), |k| format!("`{k}`"))
+    )]
+    IdTokenUnknownKey {
+        /// The header's `kid` (clipped, printable characters only), if it had one.
+        kid: Option<String>,
+    },
+
+    /// An id_token's signature does not verify with the key its `kid` names.
+    #[error("the id_token's signature does not verify with the tenant's key `{kid}`")]
+    IdTokenSignature {
+        /// The key it was checked with.
+        kid: String,
+    },
+
+    /// An id_token was issued by someone other than the tenant's issuer.
+    #[error("the id_token's issuer `{found}` is not the expected `{expected}`")]
+    IdTokenIssuer {
+        /// The issuer of the discovery document (with the tenant substituted).
+        expected: String,
+        /// The token's `iss` (clipped).
+        found: String,
+    },
+
+    /// An id_token was not issued to this application.
+    #[error("the id_token was issued for another application (expected audience `{expected}`)")]
+    IdTokenAudience {
+        /// This application's client id.
+        expected: String,
+    },
+
+    /// An id_token names a user of another tenant.
+    #[error("the id_token is from tenant `{found}`, not the configured tenant `{expected}`")]
+    IdTokenTenant {
+        /// The configured tenant (directory id).
+        expected: String,
+        /// The token's `tid` (clipped).
+        found: String,
+    },
+
+    /// An id_token has expired (beyond the allowed clock skew).
+    #[error(
+        "the id_token expired at Unix time {expired_at} (now {now}); sign in again, and check this \
+         machine's clock if it keeps happening"
+    )]
+    IdTokenExpired {
+        /// Its `exp`.
+        expired_at: i64,
+        /// The time it was checked at.
+        now: i64,
+    },
+
+    /// An id_token is not valid yet (its `nbf` or `iat` lies beyond the allowed clock skew).
+    #[error(
+        "the id_token is not valid before Unix time {valid_from} (`{claim}`; now {now}): check \
+         this machine's clock"
+    )]
+    IdTokenNotYetValid {
+        /// `nbf` or `iat`.
+        claim: &'static str,
+        /// The claim's value.
+        valid_from: i64,
+        /// The time it was checked at.
+        now: i64,
+    },
+
+    /// An id_token's `nonce` is not the one of this sign-in (a replayed or injected token).
+    #[error("the id_token's nonce does not match the sign-in it answers")]
+    IdTokenNonce,
+
+    /// The `state` returned to the redirect URI is not the one of the pending sign-in.
+    #[error(
+        "the sign-in answer's state does not match the pending sign-in; start the sign-in again"
+    )]
+    SignInStateMismatch,
+
+    /// The pending sign-in is too old (or dated in the future) to be finished.
+    #[error(
+        "the sign-in was started {age_secs} s ago, longer than the {limit_secs} s allowed; start \
+         the sign-in again"
+    )]
+    SignInExpired {
+        /// Seconds since the sign-in began (0 when it is dated in the future).
+        age_secs: u64,
+        /// The limit.
+        limit_secs: u64,
+    },
+
+    /// The answer delivered to the redirect URI is unusable (no code, an implausible code).
+    #[error("the sign-in answer is unusable: {reason}")]
+    SignInResponseInvalid {
+        /// What is wrong, never quoting the code.
+        reason: String,
+    },
+
+    /// The identity platform refused the sign-in itself (an `error` sent to the redirect
+    /// URI, e.g. AADSTS65001 consent missing, AADSTS50011 redirect URI mismatch).
+    #[error(
+        "the sign-in was refused ({code}): {}{}",
+        hint_for(code),
+        detail_suffix(detail)
+    )]
+    SignInRefused {
+        /// The AADSTS code, or the OAuth `error` when there is none.
+        code: String,
+        /// The authority's own description (first line).
+        detail: String,
+    },
+
+    /// The token endpoint refused to redeem the authorization code (expired, already
+    /// redeemed, PKCE verifier or redirect URI mismatch).
+    #[error(
+        "the authorization code was refused ({code}): {}{}",
+        hint_for(code),
+        detail_suffix(detail)
+    )]
+    SignInCodeRejected {
+        /// The AADSTS code (or OAuth `error`).
+        code: String,
+        /// The authority's own description.
+        detail: String,
+    },
 }
 
 impl AuthError {
@@ -265,7 +405,9 @@ impl AuthError {
             | AuthError::UnknownApplication { code, .. }
             | AuthError::ApplicationDisabled { code, .. }
             | AuthError::CertificateRejected { code, .. }
-            | AuthError::InvalidScope { code, .. } => Some(code),
+            | AuthError::InvalidScope { code, .. }
+            | AuthError::SignInRefused { code, .. }
+            | AuthError::SignInCodeRejected { code, .. } => Some(code),
             _ => None,
         }
     }
@@ -293,6 +435,10 @@ impl AuthError {
     /// (retrying with the same configuration cannot succeed).
     pub fn is_credential_refused(&self) -> bool {
         self.aadsts_code().is_some()
+            && !matches!(
+                self,
+                AuthError::SignInRefused { .. } | AuthError::SignInCodeRejected { .. }
+            )
     }
 }
 
@@ -357,6 +503,23 @@ pub fn hint_for(code: &str) -> &'static str {
              or allow this network location"
         }
         "50053" | "50057" => "the account is locked or disabled in the tenant",
+        "50011" => {
+            "the redirect URI is not registered for the application: add it (exactly, scheme \
+             and path included) under Authentication > Web in the app registration"
+        }
+        "65001" => {
+            "the user or an administrator has not consented to the application's sign-in \
+             permissions: grant admin consent in the app registration"
+        }
+        "700054" => {
+            "the authorization code flow is not enabled for the application: register a Web \
+             platform with the redirect URI"
+        }
+        "70008" | "54005" | "70000" | "50148" | "501481" => {
+            "the authorization code is expired, already used or does not match this sign-in: \
+             start the sign-in again"
+        }
+        "50058" | "50126" => "the user did not sign in: start the sign-in again",
         _ => {
             "see the AADSTS code in Microsoft's error reference and the app registration's \
              settings"

@@ -15,6 +15,7 @@
 //! - [`provider`]: [`ClientCredentialsProvider`] (cache, single flight, retries);
 //! - [`mod@graph_client`]: graph-rs-sdk's `ClientApplication` and a ready `GraphClient`;
 //! - [`store`]: [`CredentialStore`], named credentials on disk;
+//! - [`oidc`]: [`OidcClient`], signing users in (authorization code + PKCE, id_token checks);
 //! - [`transport`]: what every Graph client shares: retry loop and policy, `Retry-After`,
 //!   per-resource gates, request counts, Graph error bodies.
 //!
@@ -39,6 +40,7 @@ pub mod cloud;
 pub mod credential;
 mod error;
 pub mod graph_client;
+pub mod oidc;
 pub mod provider;
 pub mod registration;
 pub mod store;
@@ -54,6 +56,7 @@ pub use error::{AuthError, hint_for};
 pub use graph_client::{
     GraphClientOptions, GraphTokenSource, graph_client, graph_client_at, with_request_token,
 };
+pub use oidc::{IdentityClaims, OidcClient, OidcSettings, PendingSignIn};
 pub use provider::{ClientCredentialsProvider, ProviderOptions};
 pub use registration::{AppRegistration, ClientId, TenantId};
 pub use store::{CredentialStore, CredentialSummary, StoredCredential};

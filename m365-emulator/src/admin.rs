@@ -1,5 +1,5 @@
 //! The control API on loopback (`admin_url`): counters, mailbox and directory changes, fault
-//! rates, token revocation. Tests, the demo and benchmarks drive the tenant through it while an
+//! rates, token revocation, the app's redirect URIs. Tests, the demo and benchmarks drive the tenant through it while an
 //! archiver runs against Graph.
 //!
 //! ```text
@@ -20,6 +20,9 @@
 //! GET    /app/withdrawn-roles                → ["MailboxSettings.Read", ...]
 //! PUT    /app/withdrawn-roles                ["MailboxSettings.Read"] → 204 (Graph answers 403
 //!                                            where a route needs only withdrawn roles; [] restores)
+//! GET    /redirect-uris                      → ["https://…", ...] (the app's web redirect URIs)
+//! POST   /redirect-uris                      {"uri": "https://…"} → 201 ["https://…", ...]
+//!                                            (400 for a URI app registration refuses)
 //! ```
 //!
 //! `POST /users` takes an optional `"purpose"`: `user` (default), `shared`, `room`, `equipment`,
@@ -59,6 +62,31 @@ pub(crate) fn router() -> axum::Router<Arc<AppState>> {
             "/app/withdrawn-roles",
             get(get_withdrawn_roles).put(set_withdrawn_roles),
         )
+        .route(
+            "/redirect-uris",
+            get(get_redirect_uris).post(add_redirect_uri),
+        )
+}
+
+async fn get_redirect_uris(State(state): State<Arc<AppState>>) -> Response {
+    Json(state.oidc.redirect_uris()).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedirectUri {
+    uri: String,
+}
+
+async fn add_redirect_uri(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let request: RedirectUri = match parse_json(&body, "redirect URI") {
+        Ok(request) => request,
+        Err(response) => return *response,
+    };
+    match state.oidc.add_redirect_uri(&request.uri) {
+        Ok(()) => (StatusCode::CREATED, Json(state.oidc.redirect_uris())).into_response(),
+        Err(error) => problem(StatusCode::BAD_REQUEST, error.to_string()),
+    }
 }
 
 async fn get_withdrawn_roles(State(state): State<Arc<AppState>>) -> Response {

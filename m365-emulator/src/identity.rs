@@ -18,8 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use rand::{RngCore as _, SeedableRng as _};
-use rsa::pkcs8::{EncodePrivateKey as _, LineEnding};
+use rand::RngCore as _;
 use rsa::signature::Verifier as _;
 use sha1::Digest as _;
 
@@ -28,6 +27,12 @@ use crate::state::AppState;
 use crate::wire::{AadErrorBody, AccessTokenClaims, AccessTokenHeader, TokenResponse};
 
 mod assertion;
+mod credential;
+pub(crate) mod oidc;
+mod signin;
+
+use credential::{AppCredential, app_credential};
+pub(crate) use oidc::Oidc;
 
 /// The assertion type of certificate credentials.
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -37,81 +42,6 @@ const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 const ASSERTION_SKEW_SECS: i64 = 300;
 /// Application permissions granted to the app (reported in the token's `roles`).
 const ROLES: [&str; 3] = ["Mail.ReadWrite", "User.Read.All", "MailboxSettings.Read"];
-
-/// The app's key material, costly to generate, shared by every emulator of a seed in a process.
-struct AppCredential {
-    certificate_pem: String,
-    private_key_pem: String,
-    public_key: rsa::RsaPublicKey,
-    /// The certificate's DER (what an `x5c` leaf must be).
-    der: Vec<u8>,
-    /// SHA-1 of the certificate DER (what `x5t` names).
-    sha1: Vec<u8>,
-    /// SHA-256 of the certificate DER (what `x5t#S256` names).
-    sha256: Vec<u8>,
-}
-
-fn credential_cache() -> &'static Mutex<HashMap<u64, Arc<AppCredential>>> {
-    static CACHE: OnceLock<Mutex<HashMap<u64, Arc<AppCredential>>>> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-fn app_credential(seed: u64, client_id: &str) -> Result<Arc<AppCredential>, EmulatorError> {
-    let mut cache = credential_cache()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(found) = cache.get(&seed) {
-        return Ok(Arc::clone(found));
-    }
-    let credential = Arc::new(generate_app_credential(seed, client_id)?);
-    cache.insert(seed, Arc::clone(&credential));
-    Ok(credential)
-}
-
-fn generate_app_credential(seed: u64, client_id: &str) -> Result<AppCredential, EmulatorError> {
-    let fail =
-        |what: &str, e: &dyn std::fmt::Display| EmulatorError::Credentials(format!("{what}: {e}"));
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ 0x6170_702d_6365_7274);
-    let private_key =
-        rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| fail("RSA key generation", &e))?;
-    let public_key = rsa::RsaPublicKey::from(&private_key);
-    let pkcs8 = private_key
-        .to_pkcs8_der()
-        .map_err(|e| fail("PKCS#8 encoding", &e))?;
-    let private_key_pem = private_key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| fail("PKCS#8 PEM encoding", &e))?
-        .to_string();
-    let key_pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
-        &rustls::pki_types::PrivatePkcs8KeyDer::from(pkcs8.as_bytes()),
-        &rcgen::PKCS_RSA_SHA256,
-    )
-    .map_err(|e| fail("certificate key", &e))?;
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(
-        rcgen::DnType::CommonName,
-        format!("m365-archiver app {client_id}"),
-    );
-    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2049, 12, 31);
-    let mut serial = seed.to_be_bytes().to_vec();
-    serial.insert(0, 0x01);
-    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
-    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-    let certificate = params
-        .self_signed(&key_pair)
-        .map_err(|e| fail("certificate", &e))?;
-    let der: &[u8] = certificate.der();
-    Ok(AppCredential {
-        certificate_pem: certificate.pem(),
-        private_key_pem,
-        public_key,
-        der: der.to_vec(),
-        sha1: sha1::Sha1::digest(der).to_vec(),
-        sha256: sha2::Sha256::digest(der).to_vec(),
-    })
-}
 
 /// A GUID derived from the seed and a label: stable across runs.
 fn seeded_guid(seed: u64, label: &str) -> String {
@@ -421,16 +351,37 @@ impl IdentityRegistry {
             };
             resources.push(resource.trim_end_matches('/').to_ascii_lowercase());
         }
+        !resources.is_empty() && resources.iter().all(|r| self.is_graph_resource(r))
+    }
+
+    /// Whether a lower-cased resource (no trailing `/`) names Graph: globally, by app id or by
+    /// the emulator's own Graph URL.
+    fn is_graph_resource(&self, resource: &str) -> bool {
         let graph_local = self
             .graph_url
             .get()
             .map(|u| u.as_str().trim_end_matches('/').to_ascii_lowercase());
-        let known = |r: &str| {
-            r == "https://graph.microsoft.com"
-                || r == GRAPH_APP_ID
-                || graph_local.as_deref() == Some(r)
+        resource == "https://graph.microsoft.com"
+            || resource == GRAPH_APP_ID
+            || graph_local.as_deref() == Some(resource)
+    }
+
+    /// Whether a scope of a user sign-in names something the tenant knows: an OpenID Connect
+    /// scope or a delegated Graph permission, bare (`User.Read`) or after a Graph resource.
+    fn is_delegated_scope(&self, scope: &str) -> bool {
+        if oidc::OIDC_SCOPES.contains(&scope) {
+            return true;
+        }
+        let is_permission = |p: &str| {
+            !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
         };
-        !resources.is_empty() && resources.iter().all(|r| known(r))
+        match scope.rsplit_once('/') {
+            None => is_permission(scope),
+            Some((resource, permission)) => {
+                self.is_graph_resource(&resource.to_ascii_lowercase())
+                    && (is_permission(permission) || permission == ".default")
+            }
+        }
     }
 
     /// The token endpoint URLs an assertion's `aud` may name.
@@ -680,10 +631,15 @@ pub(crate) fn router() -> axum::Router<Arc<AppState>> {
     axum::Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token).get(token_by_get))
         .route(
-            "/{tenant}/v2.0/.well-known/openid-configuration",
-            get(openid_configuration),
+            "/{tenant}/oauth2/v2.0/authorize",
+            get(signin::authorize_by_get).post(signin::authorize_by_post),
         )
-        .route("/{tenant}/discovery/v2.0/keys", get(keys))
+        .route("/{tenant}/login", post(signin::sign_in))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(oidc::openid_configuration),
+        )
+        .route("/{tenant}/discovery/v2.0/keys", get(oidc::keys))
 }
 
 /// Decoded `Authorization: Basic` credentials (RFC 6749 §2.3.1: form-encoded id and secret).
@@ -731,23 +687,29 @@ async fn token_by_get(State(state): State<Arc<AppState>>) -> Response {
     .into_response()
 }
 
-fn issue_token(
-    state: &AppState,
-    tenant: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, AadError> {
-    let identity = &state.identity;
-    if !identity.is_our_tenant(tenant) {
-        return Err(AadError::new(
-            400,
-            "invalid_request",
-            90002,
-            format!(
-                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."
-            ),
-        ));
-    }
+/// Whether `tenant` is one of the multi-tenant aliases a sign-in may start under.
+fn is_multi_tenant_alias(tenant: &str) -> bool {
+    tenant.eq_ignore_ascii_case("organizations") || tenant.eq_ignore_ascii_case("common")
+}
+
+fn tenant_not_found(tenant: &str) -> AadError {
+    AadError::new(
+        400,
+        "invalid_request",
+        90002,
+        format!(
+            "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."
+        ),
+    )
+}
+
+/// A non-empty form field.
+fn form_field<'a>(form: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    form.get(name).map(String::as_str).filter(|v| !v.is_empty())
+}
+
+/// The body's fields when it is form-urlencoded (anything else counts as no fields).
+fn form_of(headers: &HeaderMap, body: &[u8]) -> HashMap<String, String> {
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -756,28 +718,44 @@ fn issue_token(
                 .to_ascii_lowercase()
                 .starts_with("application/x-www-form-urlencoded")
         });
-    let form: HashMap<String, String> = if is_form {
+    if is_form {
         url::form_urlencoded::parse(body).into_owned().collect()
     } else {
         HashMap::new()
-    };
-    let field = |name: &str| form.get(name).map(String::as_str).filter(|v| !v.is_empty());
-    let grant_type = field("grant_type").ok_or_else(|| AadError::missing("grant_type"))?;
-    if grant_type != "client_credentials" {
-        return Err(AadError::new(
-            400,
-            "unsupported_grant_type",
-            70003,
-            format!("The app requested an unsupported grant type '{grant_type}'."),
-        ));
     }
-    let basic = basic_credentials(headers);
-    let client_id = field("client_id")
+}
+
+/// The AADSTS700016 error for a client id that names no app of the tenant.
+fn unknown_client(identity: &IdentityRegistry, client_id: &str) -> AadError {
+    let shown = if uuid::Uuid::parse_str(client_id).is_ok() {
+        client_id
+    } else {
+        "(not a GUID)"
+    };
+    AadError::new(
+        400,
+        "unauthorized_client",
+        700016,
+        format!(
+            "Application with identifier '{shown}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.",
+            identity.tenant_domain
+        ),
+    )
+}
+
+/// The client id of a token request (body or Basic header, which must agree), checked to name
+/// the registered app.
+fn requesting_client(
+    identity: &IdentityRegistry,
+    form: &HashMap<String, String>,
+    basic: Option<&(String, String)>,
+) -> Result<String, AadError> {
+    let client_id = form_field(form, "client_id")
         .map(str::to_owned)
-        .or_else(|| basic.as_ref().map(|(id, _)| id.clone()))
+        .or_else(|| basic.map(|(id, _)| id.clone()))
         .ok_or_else(|| AadError::missing("client_id"))?;
-    if let Some((basic_id, _)) = &basic
-        && field("client_id").is_some_and(|id| id != basic_id)
+    if let Some((basic_id, _)) = basic
+        && form_field(form, "client_id").is_some_and(|id| id != basic_id)
     {
         return Err(AadError::new(
             401,
@@ -787,46 +765,29 @@ fn issue_token(
         ));
     }
     if !client_id.eq_ignore_ascii_case(&identity.client_id) {
-        let shown = if uuid::Uuid::parse_str(&client_id).is_ok() {
-            client_id.as_str()
-        } else {
-            "(not a GUID)"
-        };
-        return Err(AadError::new(
-            400,
-            "unauthorized_client",
-            700016,
-            format!(
-                "Application with identifier '{shown}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.",
-                identity.tenant_domain
-            ),
-        ));
+        return Err(unknown_client(identity, &client_id));
     }
-    let client_id = identity.client_id.clone();
-    let scope = field("scope").ok_or_else(|| AadError::missing("scope"))?;
-    if !identity.scope_is_valid(scope) {
-        return Err(AadError::new(
-            400,
-            "invalid_scope",
-            70011,
-            format!(
-                "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
-            ),
-        ));
-    }
-    let secret = field("client_secret")
+    Ok(identity.client_id.clone())
+}
+
+/// Checks the app's credential: a client secret (body or Basic) or a certificate assertion.
+fn authenticate_client(
+    identity: &IdentityRegistry,
+    form: &HashMap<String, String>,
+    basic: Option<(String, String)>,
+    client_id: &str,
+) -> Result<(), AadError> {
+    let secret = form_field(form, "client_secret")
         .map(str::to_owned)
         .or_else(|| basic.map(|(_, secret)| secret));
-    let assertion = field("client_assertion");
+    let assertion = form_field(form, "client_assertion");
     match (secret, assertion) {
-        (Some(_), Some(_)) => {
-            return Err(AadError::new(
-                400,
-                "invalid_request",
-                7000219,
-                "Send either 'client_assertion' or 'client_secret', not both.".to_owned(),
-            ));
-        }
+        (Some(_), Some(_)) => Err(AadError::new(
+            400,
+            "invalid_request",
+            7000219,
+            "Send either 'client_assertion' or 'client_secret', not both.".to_owned(),
+        )),
         (Some(secret), None) => {
             if same_secret(&secret, &identity.expired_client_secret) {
                 return Err(AadError::new(
@@ -848,9 +809,10 @@ fn issue_token(
                     ),
                 ));
             }
+            Ok(())
         }
         (None, Some(assertion)) => {
-            match field("client_assertion_type") {
+            match form_field(form, "client_assertion_type") {
                 Some(JWT_BEARER) => {}
                 Some(other) => {
                     return Err(AadError::new(
@@ -864,17 +826,60 @@ fn issue_token(
                 }
                 None => return Err(AadError::missing("client_assertion_type")),
             }
-            identity.verify_assertion(assertion, &client_id)?;
+            identity.verify_assertion(assertion, client_id)
         }
-        (None, None) => {
-            return Err(AadError::new(
-                400,
-                "invalid_client",
-                7000218,
-                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.".to_owned(),
-            ));
-        }
+        (None, None) => Err(AadError::new(
+            400,
+            "invalid_client",
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.".to_owned(),
+        )),
     }
+}
+
+fn issue_token(
+    state: &AppState,
+    tenant: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, AadError> {
+    let identity = &state.identity;
+    let form = form_of(headers, body);
+    let grant_type = form_field(&form, "grant_type");
+    let our_tenant = identity.is_our_tenant(tenant);
+    // A sign-in may start under `organizations` or `common` (the code then belongs to this
+    // tenant); the app-only grant needs the tenant itself.
+    let code_grant = grant_type == Some("authorization_code");
+    if !our_tenant && !(code_grant && is_multi_tenant_alias(tenant)) {
+        return Err(tenant_not_found(tenant));
+    }
+    let grant_type = grant_type.ok_or_else(|| AadError::missing("grant_type"))?;
+    if grant_type != "client_credentials" && !code_grant {
+        return Err(AadError::new(
+            400,
+            "unsupported_grant_type",
+            70003,
+            format!("The app requested an unsupported grant type '{grant_type}'."),
+        ));
+    }
+    let basic = basic_credentials(headers);
+    let client_id = requesting_client(identity, &form, basic.as_ref())?;
+    if code_grant {
+        authenticate_client(identity, &form, basic, &client_id)?;
+        return oidc::redeem(state, &form, &client_id).map(no_store);
+    }
+    let scope = form_field(&form, "scope").ok_or_else(|| AadError::missing("scope"))?;
+    if !identity.scope_is_valid(scope) {
+        return Err(AadError::new(
+            400,
+            "invalid_scope",
+            70011,
+            format!(
+                "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+            ),
+        ));
+    }
+    authenticate_client(identity, &form, basic, &client_id)?;
     let (access_token, expires_in) = identity.issue().map_err(|e| {
         AadError::new(
             500,
@@ -883,67 +888,24 @@ fn issue_token(
             format!("Token could not be issued: {e}"),
         )
     })?;
-    let mut response = axum::Json(TokenResponse {
-        token_type: "Bearer",
-        expires_in,
-        ext_expires_in: expires_in,
-        access_token,
-    })
-    .into_response();
+    Ok(no_store(
+        axum::Json(TokenResponse {
+            token_type: "Bearer",
+            expires_in,
+            ext_expires_in: expires_in,
+            access_token,
+        })
+        .into_response(),
+    ))
+}
+
+/// Marks a token answer as not cacheable, as Entra does.
+fn no_store(mut response: Response) -> Response {
     response.headers_mut().insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store, no-cache"),
     );
-    Ok(response)
-}
-
-async fn openid_configuration(
-    State(state): State<Arc<AppState>>,
-    Path(tenant): Path<String>,
-) -> Response {
-    let identity = &state.identity;
-    if !identity.is_our_tenant(&tenant) {
-        return AadError::new(
-            400,
-            "invalid_tenant",
-            90002,
-            format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."),
-        )
-        .into_response();
-    }
-    let base = identity
-        .login_url
-        .get()
-        .map_or_else(String::new, |u| u.as_str().trim_end_matches('/').to_owned());
-    let tid = &identity.tenant_id;
-    axum::Json(serde_json::json!({
-        "token_endpoint": format!("{base}/{tid}/oauth2/v2.0/token"),
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-        "jwks_uri": format!("{base}/{tid}/discovery/v2.0/keys"),
-        "response_modes_supported": ["query", "fragment", "form_post"],
-        "subject_types_supported": ["pairwise"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-        "scopes_supported": ["openid", "profile", "email", "offline_access"],
-        "issuer": format!("{base}/{tid}/v2.0"),
-        "request_uri_parameter_supported": false,
-        "authorization_endpoint": format!("{base}/{tid}/oauth2/v2.0/authorize"),
-        "device_authorization_endpoint": format!("{base}/{tid}/oauth2/v2.0/devicecode"),
-        "http_logout_supported": true,
-        "frontchannel_logout_supported": true,
-        "end_session_endpoint": format!("{base}/{tid}/oauth2/v2.0/logout"),
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "tid", "ver"],
-        "tenant_region_scope": "EU",
-        "cloud_instance_name": "microsoftonline.com",
-        "cloud_graph_host_name": "graph.windows.net",
-        "msgraph_host": identity.graph_url.get().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default(),
-    }))
-    .into_response()
-}
-
-async fn keys() -> Response {
-    // Access tokens are signed with a per-instance symmetric key: there is no public key to publish.
-    axum::Json(serde_json::json!({ "keys": [] })).into_response()
+    response
 }
 
 #[cfg(test)]

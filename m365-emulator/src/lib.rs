@@ -89,6 +89,10 @@ pub struct EmulatorConfig {
     /// mailboxes on beta (`settings/exchange`, `MBX:` ids, an auto-expanded archive answering
     /// 308) and a few items per mailbox whose `$value` always fails.
     pub hidden_mail: bool,
+    /// Redirect URIs registered for the app's web sign-in (more with
+    /// [`Emulator::add_redirect_uri`]). Matched as exact strings, except that the port of an
+    /// `http://localhost` (or `127.0.0.1`, `[::1]`) URI is ignored, as Entra ignores it.
+    pub redirect_uris: Vec<String>,
 }
 
 impl Default for EmulatorConfig {
@@ -109,6 +113,7 @@ impl Default for EmulatorConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             mailbox_kinds: false,
             hidden_mail: false,
+            redirect_uris: Vec::new(),
         }
     }
 }
@@ -571,6 +576,48 @@ impl Emulator {
     pub fn set_withdrawn_app_roles(&self, roles: &[&str]) {
         self.state
             .set_withdrawn_roles(roles.iter().map(|r| (*r).to_owned()).collect());
+    }
+
+    /// The password every user of the tenant signs in with on the authorize endpoint's page
+    /// (derived from the seed).
+    pub fn user_password(&self) -> String {
+        self.state.oidc.user_password().to_owned()
+    }
+
+    /// Registers a redirect URI for the app's web sign-in (registering it again changes nothing).
+    ///
+    /// # Errors
+    /// [`EmulatorError::InvalidConfig`]: not an absolute URL, http other than for localhost, a
+    /// fragment, a wildcard, longer than 256 characters (what app registration refuses).
+    pub fn add_redirect_uri(&self, uri: &str) -> Result<(), EmulatorError> {
+        self.state.oidc.add_redirect_uri(uri)
+    }
+
+    /// The registered redirect URIs, in registration order.
+    pub fn redirect_uris(&self) -> Vec<String> {
+        self.state.oidc.redirect_uris()
+    }
+
+    /// The issuer of the tenant's id tokens: `{login_url}{tenant id}/v2.0`.
+    pub fn oidc_issuer(&self) -> String {
+        identity::oidc::issuer(&self.state)
+    }
+
+    /// Signs arbitrary claims as an RS256 JWT with the tenant's signing key and `kid`, the key
+    /// `jwks_uri` publishes: for tests that need a validly signed token with a wrong `aud`,
+    /// `nonce` or `exp`.
+    ///
+    /// # Errors
+    /// [`EmulatorError::InvalidConfig`] when `claims` is not a JSON object,
+    /// [`EmulatorError::Credentials`] when the key cannot be made or sign.
+    pub fn sign_id_token(&self, claims: serde_json::Value) -> Result<String, EmulatorError> {
+        self.state.oidc.sign(&claims)
+    }
+
+    /// Makes every authorization code issued so far expired: redeeming one answers
+    /// `invalid_grant` AADSTS70008, as after Entra's ten minutes.
+    pub fn expire_authorization_codes(&self) {
+        self.state.oidc.expire_codes();
     }
 
     /// Stops the listeners and waits until they have closed.

@@ -1,5 +1,6 @@
 //! `m365-emulator serve`: runs the emulated tenant until SIGINT/SIGTERM and prints, once it
-//! listens, one JSON line with everything a client needs (URLs, ids, secret, PEM file paths).
+//! listens, one JSON line with everything a client needs (URLs, ids, secret, PEM file paths,
+//! the users' password).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::Write as _;
@@ -71,6 +72,9 @@ struct ServeArgs {
     /// Leave out Recoverable Items content, online archives and unconvertible items.
     #[arg(long)]
     no_hidden_mail: bool,
+    /// Register a redirect URI for the app's web sign-in (repeatable).
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    redirect_uris: Vec<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -183,6 +187,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listen: args.listen,
         mailbox_kinds: !args.no_mailbox_kinds,
         hidden_mail: !args.no_hidden_mail,
+        redirect_uris: args.redirect_uris,
     };
     // Watch the signals before the JSON line announces us: whoever reads the line may
     // send SIGTERM at once, and an unwatched SIGTERM kills without cleaning up.
@@ -203,6 +208,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "client_secret": emulator.client_secret(),
         "certificate_pem": PrivateDir::path_string(&certificate),
         "private_key_pem": PrivateDir::path_string(&private_key),
+        "user_password": emulator.user_password(),
     });
     if let Some(ca) = emulator.ca_pem() {
         let ca_path = dir.write("ca.pem", &ca)?;

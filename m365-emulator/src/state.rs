@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use tower::ServiceExt as _;
 
 use crate::faults::FaultInjector;
-use crate::identity::IdentityRegistry;
+use crate::identity::{IdentityRegistry, Oidc};
 use crate::stats::StatsRecorder;
 use crate::tenant::{TenantSpec, TenantStore};
 use crate::throttle::Throttle;
@@ -41,6 +41,8 @@ pub(crate) struct AppState {
     pub(crate) tenant: TenantStore,
     /// Tenant identity, app registration, credentials, issued tokens.
     pub(crate) identity: IdentityRegistry,
+    /// User sign-in: redirect URIs, pending sign-ins, authorization codes, the signing key.
+    pub(crate) oidc: Oidc,
     /// Outlook limits per app and mailbox.
     pub(crate) throttle: Throttle,
     /// Seeded fault injection.
@@ -84,9 +86,11 @@ impl AppState {
         let tenant = TenantStore::generate(&spec)?;
         let throttle = Throttle::new(config.throttling, config.time_scale);
         let faults = FaultInjector::new(config.seed, config.faults);
+        let oidc = Oidc::new(config.seed, &config.redirect_uris, config.time_scale)?;
         Ok(AppState {
             tenant,
             identity,
+            oidc,
             throttle,
             faults,
             stats: StatsRecorder::default(),

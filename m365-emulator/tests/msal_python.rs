@@ -3,7 +3,9 @@
 //! a client secret and with a certificate (SHA-1 `thumbprint` + `private_key`, with and without
 //! `public_certificate`, and `public_certificate` alone), tokens Graph then accepts; and must be
 //! refused with AADSTS7000215 for a wrong secret and AADSTS700027 for a forged signature or an
-//! unregistered certificate.
+//! unregistered certificate. `tests/msal/auth_code.py` signs a user in through the authorization
+//! code flow with PKCE (the emulator's sign-in form filled in) and must get an id_token whose
+//! nonce, audience and issuer MSAL validated.
 //!
 //! The Python environment lives at `target/msal-venv` (what `.ci/run` prepares); when it is
 //! missing or stale the test builds it with `tests/msal/make-venv.sh`, which needs `python3` and
@@ -19,6 +21,8 @@ use serde_json::{Value, json};
 use sha1::Digest as _;
 
 const SEED: u64 = 33;
+/// The web app's redirect URI (never reached: the script reads the code from the redirect).
+const REDIRECT_URI: &str = "http://localhost:8765/auth/callback";
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -58,6 +62,7 @@ impl Tenant {
             messages_per_user: 2,
             seed: SEED,
             tls: true,
+            redirect_uris: vec![REDIRECT_URI.to_owned()],
             ..Default::default()
         })
         .await
@@ -78,9 +83,30 @@ impl Tenant {
             "client_credential": client_credential,
             "ca_bundle": self.ca_bundle,
         });
+        self.run_script("acquire.py", &request).await
+    }
+
+    /// Runs `auth_code.py` signing `username` in with `password`; answers its JSON result.
+    async fn sign_in(&self, username: &str, password: &str) -> Value {
+        let emu = &self.emu;
+        let request = json!({
+            "client_id": emu.client_id(),
+            "client_secret": emu.client_secret(),
+            "authority": format!("{}{}", emu.login_url(), emu.tenant_id()),
+            "scopes": ["User.Read"],
+            "redirect_uri": REDIRECT_URI,
+            "ca_bundle": self.ca_bundle,
+            "username": username,
+            "password": password,
+        });
+        self.run_script("auth_code.py", &request).await
+    }
+
+    /// Runs a script of `tests/msal` with `request` on its standard input; answers its JSON.
+    async fn run_script(&self, script: &str, request: &Value) -> Value {
         let python = venv_python();
         let mut child = tokio::process::Command::new(python)
-            .arg(manifest_dir().join("tests/msal/acquire.py"))
+            .arg(manifest_dir().join("tests/msal").join(script))
             .env("REQUESTS_CA_BUNDLE", &self.ca_bundle)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -97,12 +123,12 @@ impl Tenant {
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success(),
-            "acquire.py failed ({}): {stdout}\n{}",
+            "{script} failed ({}): {stdout}\n{}",
             output.status,
             String::from_utf8_lossy(&output.stderr)
         );
         serde_json::from_str(stdout.trim())
-            .unwrap_or_else(|e| panic!("acquire.py printed no JSON ({e}): {stdout}"))
+            .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}"))
     }
 
     /// The registered certificate's hex SHA-1 thumbprint, as the portal shows it.
@@ -257,4 +283,44 @@ async fn an_unregistered_certificate_is_refused() {
     credential["public_certificate"] = json!(certificate);
     let result = tenant.acquire(credential).await;
     assert_refused(&result, "invalid_client", 700_027);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_auth_code_flow_signs_a_user_in_with_an_id_token_msal_validated() {
+    let tenant = Tenant::start().await;
+    let user = tenant
+        .emu
+        .users()
+        .into_iter()
+        .find(|u| u.enabled && u.mail.is_some() && !u.guest)
+        .unwrap();
+    let result = tenant
+        .sign_in(&user.upn, &tenant.emu.user_password())
+        .await;
+    assert_eq!(result["token_type"], "Bearer", "{result}");
+    // MSAL checked nonce, audience and issuer before handing the claims over.
+    let claims = &result["id_token_claims"];
+    assert_eq!(claims["oid"], user.id.as_str(), "{result}");
+    assert_eq!(claims["aud"], tenant.emu.client_id().as_str(), "{result}");
+    assert_eq!(claims["iss"], tenant.emu.oidc_issuer().as_str(), "{result}");
+    assert_eq!(claims["preferred_username"], user.upn.as_str(), "{result}");
+    // MSAL sends the SHA-256 (hex) of the flow's nonce; the id_token carries it back.
+    let flow_nonce = result["flow_nonce"].as_str().expect("the flow's nonce");
+    let hashed: String = sha2::Sha256::digest(flow_nonce.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(claims["nonce"], hashed.as_str(), "{result}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_auth_code_flow_with_a_wrong_password_never_reaches_the_app() {
+    let tenant = Tenant::start().await;
+    let user = tenant.emu.users().into_iter().find(|u| u.enabled).unwrap();
+    let result = tenant.sign_in(&user.upn, "not the password").await;
+    let exception = result["exception"].as_str().unwrap_or_default();
+    assert!(
+        exception.contains("did not redirect") && exception.contains("AADSTS50126"),
+        "{result}"
+    );
 }
