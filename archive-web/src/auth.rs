@@ -444,7 +444,11 @@ async fn finish_entra(
         .await
         .map_err(WebError::SignIn)?;
     let service = state.service().clone();
-    let tenant = entra.tenant_id();
+    // A tenant configured by domain name: the sign-in already checked the token's
+    // `tid` against the tenant that domain resolves to (its discovery issuer).
+    let configured = entra.tenant_id();
+    let is_guid = configured.len() == 36 && configured.chars().filter(|c| *c == '-').count() == 4;
+    let tenant = if is_guid { configured } else { identity.tenant_id.clone() };
     let principal = tokio::task::spawn_blocking(move || {
         service.sign_in_entra(&tenant, &identity.tenant_id, &identity.object_id, now)
     })

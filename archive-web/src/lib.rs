@@ -21,7 +21,7 @@ use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::routing::{get, post};
 
-pub use entra::{EntraIdentity, EntraSignIn, PendingEntra};
+pub use entra::{EntraIdentity, EntraSignIn, OidcSignIn, PendingEntra};
 pub use error::{PageError, WebError};
 pub use serve::{ServeError, TlsFiles, serve};
 pub use state::{Clock, WebConfig, WebState};

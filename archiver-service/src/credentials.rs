@@ -203,6 +203,36 @@ impl Service {
         })
     }
 
+    /// The app registration of credential `name` and the provider options its CA
+    /// bundle needs, for signing people in to the web pages with the same app
+    /// (administrators only: it holds the secret or key).
+    pub fn sign_in_registration(
+        &self,
+        principal: &Principal,
+        name: &str,
+    ) -> Result<(m365_auth::AppRegistration, m365_auth::ProviderOptions)> {
+        self.admin_only(
+            principal,
+            "use credentials for web sign-in",
+            Action::ConfigurationRead,
+            Target::object(name),
+        )?;
+        let dir = self.open(Access::Read)?;
+        let stored = wiring::load_credential(&dir, name)?;
+        let lookup = self.secrets();
+        let registration = stored
+            .registration(&|n: &str| lookup(n))
+            .context_with(|| format!("credential `{name}`"))?;
+        let mut options = m365_auth::ProviderOptions::default();
+        if let Some(path) = &stored.ca_file {
+            options.extra_ca_pem = Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| ServiceError::io("cannot read the CA bundle", path, e))?,
+            );
+        }
+        Ok((registration, options))
+    }
+
     /// The stored credentials, never their secrets (`credentials list`).
     pub fn list_credentials(&self, principal: &Principal) -> Result<Vec<CredentialSummary>> {
         self.admin_only(
