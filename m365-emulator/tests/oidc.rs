@@ -417,11 +417,11 @@ async fn the_code_is_bound_to_its_redirect_uri_and_the_app_credential() {
         &emu,
         &[
             ("grant_type", "authorization_code"),
-            ("client_id", &id),
-            ("client_secret", &wrong),
-            ("code", &code),
+            ("client_id", id.as_str()),
+            ("client_secret", wrong.as_str()),
+            ("code", code.as_str()),
             ("redirect_uri", REDIRECT),
-            ("code_verifier", &verifier),
+            ("code_verifier", verifier.as_str()),
         ],
     )
     .await;

@@ -156,7 +156,13 @@ fn loopback_prefix(uri: &str) -> Option<usize> {
     let lower = uri.get(..uri.len().min(20))?.to_ascii_lowercase();
     ["http://localhost", "http://127.0.0.1", "http://[::1]"]
         .iter()
-        .find(|prefix| lower.starts_with(**prefix))
+        .find(|prefix| {
+            lower.starts_with(**prefix)
+                && uri[prefix.len()..]
+                    .chars()
+                    .next()
+                    .is_none_or(|c| matches!(c, ':' | '/' | '?' | '#'))
+        })
         .map(|prefix| prefix.len())
 }
 
@@ -704,6 +710,7 @@ mod tests {
     fn registration_refuses_what_entra_refuses() {
         assert!(validate_redirect_uri("https://app.example/auth/callback").is_ok());
         assert!(validate_redirect_uri("http://127.0.0.1:9000/auth/callback").is_ok());
+        assert!(validate_redirect_uri("http://localhost.evil.example/cb").is_err());
         for bad in [
             "http://app.example/cb",
             "https://app.example/cb#x",
