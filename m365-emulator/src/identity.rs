@@ -373,7 +373,9 @@ impl IdentityRegistry {
             return true;
         }
         let is_permission = |p: &str| {
-            !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
         };
         match scope.rsplit_once('/') {
             None => is_permission(scope),
