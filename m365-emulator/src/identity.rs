@@ -1,7 +1,9 @@
 //! The Microsoft identity platform of the emulated tenant: the app registration (two secrets,
 //! one expired; one certificate), the client-credentials token endpoint with real verification of
 //! certificate assertions, AADSTS errors as Entra ID sends them, and the issued-token registry
-//! Graph's gate checks (binding to tenant and app, expiry, revocation).
+//! Graph's gate checks (binding to tenant and app, expiry, revocation). User sign-in (authorize,
+//! the sign-in page, `grant_type=authorization_code`, discovery and the signing key) lives in
+//! `signin` and `oidc`; both grants share the client authentication here.
 //!
 //! The app's RSA key and certificate are derived from the seed (ChaCha20 seeded RNG), so the same
 //! seed gives the same credentials. Access tokens are JWTs signed with a per-instance random key:
