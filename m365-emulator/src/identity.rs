@@ -854,7 +854,8 @@ fn issue_token(
     // A sign-in may start under `organizations` or `common` (the code then belongs to this
     // tenant); the app-only grant needs the tenant itself.
     let code_grant = grant_type == Some("authorization_code");
-    if !our_tenant && !(code_grant && is_multi_tenant_alias(tenant)) {
+    let alias_allowed = code_grant && is_multi_tenant_alias(tenant);
+    if !(our_tenant || alias_allowed) {
         return Err(tenant_not_found(tenant));
     }
     let grant_type = grant_type.ok_or_else(|| AadError::missing("grant_type"))?;
