@@ -1,7 +1,9 @@
 //! The Microsoft identity platform of the emulated tenant: the app registration (two secrets,
 //! one expired; one certificate), the client-credentials token endpoint with real verification of
 //! certificate assertions, AADSTS errors as Entra ID sends them, and the issued-token registry
-//! Graph's gate checks (binding to tenant and app, expiry, revocation).
+//! Graph's gate checks (binding to tenant and app, expiry, revocation). User sign-in (authorize,
+//! the sign-in page, `grant_type=authorization_code`, discovery and the signing key) lives in
+//! `signin` and `oidc`; both grants share the client authentication here.
 //!
 //! The app's RSA key and certificate are derived from the seed (ChaCha20 seeded RNG), so the same
 //! seed gives the same credentials. Access tokens are JWTs signed with a per-instance random key:
@@ -373,7 +375,9 @@ impl IdentityRegistry {
             return true;
         }
         let is_permission = |p: &str| {
-            !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
         };
         match scope.rsplit_once('/') {
             None => is_permission(scope),
@@ -850,7 +854,8 @@ fn issue_token(
     // A sign-in may start under `organizations` or `common` (the code then belongs to this
     // tenant); the app-only grant needs the tenant itself.
     let code_grant = grant_type == Some("authorization_code");
-    if !our_tenant && !(code_grant && is_multi_tenant_alias(tenant)) {
+    let alias_allowed = code_grant && is_multi_tenant_alias(tenant);
+    if !(our_tenant || alias_allowed) {
         return Err(tenant_not_found(tenant));
     }
     let grant_type = grant_type.ok_or_else(|| AadError::missing("grant_type"))?;

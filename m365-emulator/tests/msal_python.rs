@@ -294,9 +294,7 @@ async fn the_auth_code_flow_signs_a_user_in_with_an_id_token_msal_validated() {
         .into_iter()
         .find(|u| u.enabled && u.mail.is_some() && !u.guest)
         .unwrap();
-    let result = tenant
-        .sign_in(&user.upn, &tenant.emu.user_password())
-        .await;
+    let result = tenant.sign_in(&user.upn, &tenant.emu.user_password()).await;
     assert_eq!(result["token_type"], "Bearer", "{result}");
     // MSAL checked nonce, audience and issuer before handing the claims over.
     let claims = &result["id_token_claims"];

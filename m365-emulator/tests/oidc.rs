@@ -128,7 +128,12 @@ async fn sign_in_page(url: &str) -> (String, String) {
     (action, ctx)
 }
 
-async fn post_credentials(action: &str, ctx: &str, user: &str, password: &str) -> reqwest::Response {
+async fn post_credentials(
+    action: &str,
+    ctx: &str,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
     browser()
         .post(action)
         .form(&[("ctx", ctx), ("username", user), ("password", password)])
@@ -165,13 +170,19 @@ fn first_user(emu: &Emulator) -> m365_emulator::UserInfo {
 /// Signs the first user in (query mode); answers the code.
 async fn code_for(emu: &Emulator, request: &Authorize) -> String {
     let (action, ctx) = sign_in_page(&request.url(emu)).await;
-    let response = post_credentials(&action, &ctx, &first_user(emu).upn, &emu.user_password()).await;
+    let response =
+        post_credentials(&action, &ctx, &first_user(emu).upn, &emu.user_password()).await;
     let (_, params) = location_params(&response);
     assert_eq!(param(&params, "state"), Some("st-123"));
     param(&params, "code").expect("a code").to_owned()
 }
 
-async fn redeem(emu: &Emulator, code: &str, redirect_uri: &str, verifier: Option<&str>) -> (u16, Value) {
+async fn redeem(
+    emu: &Emulator,
+    code: &str,
+    redirect_uri: &str,
+    verifier: Option<&str>,
+) -> (u16, Value) {
     let (id, secret) = (emu.client_id(), emu.client_secret());
     let mut form = vec![
         ("grant_type", "authorization_code"),
@@ -242,7 +253,9 @@ async fn discovery_names_the_tenant_and_its_keys() {
     let tid = emu.tenant_id();
     for tenant in [tid.clone(), emu.tenant_domain()] {
         let doc: Value = client()
-            .get(format!("{base}/{tenant}/v2.0/.well-known/openid-configuration"))
+            .get(format!(
+                "{base}/{tenant}/v2.0/.well-known/openid-configuration"
+            ))
             .send()
             .await
             .unwrap()
@@ -251,18 +264,39 @@ async fn discovery_names_the_tenant_and_its_keys() {
             .unwrap();
         assert_eq!(doc["issuer"], format!("{base}/{tid}/v2.0"));
         assert_eq!(doc["issuer"], emu.oidc_issuer());
-        assert_eq!(doc["authorization_endpoint"], format!("{base}/{tid}/oauth2/v2.0/authorize"));
-        assert_eq!(doc["token_endpoint"], format!("{base}/{tid}/oauth2/v2.0/token"));
+        assert_eq!(
+            doc["authorization_endpoint"],
+            format!("{base}/{tid}/oauth2/v2.0/authorize")
+        );
+        assert_eq!(
+            doc["token_endpoint"],
+            format!("{base}/{tid}/oauth2/v2.0/token")
+        );
         assert_eq!(doc["jwks_uri"], format!("{base}/{tid}/discovery/v2.0/keys"));
-        assert_eq!(doc["id_token_signing_alg_values_supported"], json!(["RS256"]));
-        assert!(doc["response_types_supported"].as_array().unwrap().contains(&json!("code")));
+        assert_eq!(
+            doc["id_token_signing_alg_values_supported"],
+            json!(["RS256"])
+        );
+        assert!(
+            doc["response_types_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("code"))
+        );
         for mode in ["query", "form_post"] {
-            assert!(doc["response_modes_supported"].as_array().unwrap().contains(&json!(mode)));
+            assert!(
+                doc["response_modes_supported"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!(mode))
+            );
         }
     }
     for alias in ["organizations", "common"] {
         let doc: Value = client()
-            .get(format!("{base}/{alias}/v2.0/.well-known/openid-configuration"))
+            .get(format!(
+                "{base}/{alias}/v2.0/.well-known/openid-configuration"
+            ))
             .send()
             .await
             .unwrap()
@@ -270,10 +304,15 @@ async fn discovery_names_the_tenant_and_its_keys() {
             .await
             .unwrap();
         assert_eq!(doc["issuer"], format!("{base}/{{tenantid}}/v2.0"));
-        assert_eq!(doc["authorization_endpoint"], format!("{base}/{alias}/oauth2/v2.0/authorize"));
+        assert_eq!(
+            doc["authorization_endpoint"],
+            format!("{base}/{alias}/oauth2/v2.0/authorize")
+        );
     }
     let unknown = client()
-        .get(format!("{base}/fabrikam.example/v2.0/.well-known/openid-configuration"))
+        .get(format!(
+            "{base}/fabrikam.example/v2.0/.well-known/openid-configuration"
+        ))
         .send()
         .await
         .unwrap();
@@ -314,7 +353,11 @@ async fn query_sign_in_gives_an_id_token_signed_with_the_published_key() {
     let user = first_user(&emu);
     // The oid is the id Graph's /users answers.
     let token = token(&emu).await;
-    let users: Value = graph_get(&emu, &token, "v1.0/users").await.json().await.unwrap();
+    let users: Value = graph_get(&emu, &token, "v1.0/users")
+        .await
+        .json()
+        .await
+        .unwrap();
     let graph_id = users["value"]
         .as_array()
         .unwrap()
@@ -359,14 +402,21 @@ async fn form_post_delivers_code_and_state_in_an_auto_submitting_form() {
     let mut request = Authorize::new(&challenge);
     request.response_mode = "form_post";
     let (action, ctx) = sign_in_page(&request.url(&emu)).await;
-    let response = post_credentials(&action, &ctx, &first_user(&emu).upn, &emu.user_password()).await;
+    let response =
+        post_credentials(&action, &ctx, &first_user(&emu).upn, &emu.user_password()).await;
     assert_eq!(response.status(), 200);
     assert!(response.headers().get("location").is_none());
     let html = response.text().await.unwrap();
     assert!(html.contains("method=\"post\""), "{html}");
-    assert_eq!(attribute(&html, "method=\"post\"", "action").as_deref(), Some(REDIRECT));
+    assert_eq!(
+        attribute(&html, "method=\"post\"", "action").as_deref(),
+        Some(REDIRECT)
+    );
     assert!(html.contains("submit()"), "{html}");
-    assert_eq!(attribute(&html, "name=\"state\"", "value").as_deref(), Some("st-123"));
+    assert_eq!(
+        attribute(&html, "name=\"state\"", "value").as_deref(),
+        Some("st-123")
+    );
     let code = attribute(&html, "name=\"code\"", "value").expect("a code field");
     let (status, body) = redeem(&emu, &code, REDIRECT, Some(&verifier)).await;
     assert_eq!(status, 200, "{body}");
@@ -410,18 +460,24 @@ async fn the_code_is_bound_to_its_redirect_uri_and_the_app_credential() {
     let emu = emulator().await;
     let (verifier, challenge) = pkce();
     let code = code_for(&emu, &Authorize::new(&challenge)).await;
-    let (status, body) = redeem(&emu, &code, "https://archive.example/other", Some(&verifier)).await;
+    let (status, body) = redeem(
+        &emu,
+        &code,
+        "https://archive.example/other",
+        Some(&verifier),
+    )
+    .await;
     assert_aadsts(status, &body, 400, "invalid_grant", 50011);
     let (id, wrong) = (emu.client_id(), format!("{}x", emu.client_secret()));
     let (status, body) = post_token(
         &emu,
         &[
             ("grant_type", "authorization_code"),
-            ("client_id", &id),
-            ("client_secret", &wrong),
-            ("code", &code),
+            ("client_id", id.as_str()),
+            ("client_secret", wrong.as_str()),
+            ("code", code.as_str()),
             ("redirect_uri", REDIRECT),
-            ("code_verifier", &verifier),
+            ("code_verifier", verifier.as_str()),
         ],
     )
     .await;
@@ -531,7 +587,10 @@ async fn a_bad_password_or_unknown_user_shows_the_page_again() {
     let wrong = format!("{}x", emu.user_password());
     for (name, password) in [
         (user.upn.as_str(), wrong.as_str()),
-        ("nobody@contoso.onmicrosoft.com", emu.user_password().as_str()),
+        (
+            "nobody@contoso.onmicrosoft.com",
+            emu.user_password().as_str(),
+        ),
         ("", ""),
     ] {
         let response = post_credentials(&action, &ctx, name, password).await;
@@ -539,7 +598,10 @@ async fn a_bad_password_or_unknown_user_shows_the_page_again() {
         assert!(response.headers().get("location").is_none());
         let html = response.text().await.unwrap();
         assert!(html.contains("AADSTS50126"), "{html}");
-        assert_eq!(attribute(&html, "name=\"ctx\"", "value").as_deref(), Some(ctx.as_str()));
+        assert_eq!(
+            attribute(&html, "name=\"ctx\"", "value").as_deref(),
+            Some(ctx.as_str())
+        );
     }
     // The same page then signs in, by mail address in another case.
     let mail = user.mail.clone().unwrap().to_uppercase();
@@ -587,7 +649,14 @@ async fn redirect_uris_are_registered_through_the_api_and_control() {
         .await
         .unwrap();
     assert_eq!(added.status(), 201);
-    let listed: Value = client().get(&admin).send().await.unwrap().json().await.unwrap();
+    let listed: Value = client()
+        .get(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed, json!([REDIRECT]));
     sign_in_page(&request.url(&emu)).await;
     emu.add_redirect_uri("http://127.0.0.1:7000/cb").unwrap();
@@ -622,7 +691,8 @@ async fn a_sign_in_may_start_under_organizations() {
         .replacen(&emu.tenant_id(), "organizations", 1);
     let (action, ctx) = sign_in_page(&url).await;
     assert!(action.contains("/organizations/"), "{action}");
-    let response = post_credentials(&action, &ctx, &first_user(&emu).upn, &emu.user_password()).await;
+    let response =
+        post_credentials(&action, &ctx, &first_user(&emu).upn, &emu.user_password()).await;
     let (_, params) = location_params(&response);
     let code = param(&params, "code").unwrap().to_owned();
     let (status, body) = redeem(&emu, &code, REDIRECT, Some(&verifier)).await;
@@ -661,14 +731,21 @@ fn arbitrary_authorize_requests_never_redirect_elsewhere() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let emu = runtime.block_on(emulator());
     let id = emu.client_id();
-    let base = format!("{}{}/oauth2/v2.0/authorize", emu.login_url(), emu.tenant_id());
+    let base = format!(
+        "{}{}/oauth2/v2.0/authorize",
+        emu.login_url(),
+        emu.tenant_id()
+    );
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 96,
         ..ProptestConfig::default()
     });
     runner
         .run(
-            &(proptest::collection::vec(authorize_field(), 0..8), any::<bool>()),
+            &(
+                proptest::collection::vec(authorize_field(), 0..8),
+                any::<bool>(),
+            ),
             |(fields, with_client)| {
                 let mut url = url::Url::parse(&base).unwrap();
                 if with_client {
@@ -677,7 +754,11 @@ fn arbitrary_authorize_requests_never_redirect_elsewhere() {
                 url.query_pairs_mut().extend_pairs(&fields);
                 let response = runtime.block_on(browser().get(url).send()).unwrap();
                 let status = response.status().as_u16();
-                prop_assert!(status == 200 || status == 302 || status == 400, "{}", status);
+                prop_assert!(
+                    status == 200 || status == 302 || status == 400,
+                    "{}",
+                    status
+                );
                 if let Some(location) = response.headers().get("location") {
                     let location = location.to_str().unwrap();
                     prop_assert!(location.starts_with(REDIRECT), "{}", location);
@@ -690,7 +771,11 @@ fn arbitrary_authorize_requests_never_redirect_elsewhere() {
                 // A page with a sign-in form exists only for a registered redirect URI.
                 let html = runtime.block_on(response.text()).unwrap();
                 if html.contains("name=\"ctx\"") {
-                    prop_assert!(fields.iter().any(|(k, v)| k == "redirect_uri" && v == REDIRECT));
+                    prop_assert!(
+                        fields
+                            .iter()
+                            .any(|(k, v)| k == "redirect_uri" && v == REDIRECT)
+                    );
                 }
                 Ok(())
             },
@@ -712,14 +797,17 @@ fn arbitrary_sign_in_forms_never_give_a_code() {
     });
     let text = || prop_oneof![Just(String::new()), "\\PC{0,40}"];
     runner
-        .run(&(text(), text(), any::<bool>()), |(user, guess, real_ctx)| {
-            prop_assume!(guess != password);
-            let ctx = if real_ctx { ctx.clone() } else { user.clone() };
-            let response = runtime.block_on(post_credentials(&action, &ctx, &user, &guess));
-            prop_assert!(response.headers().get("location").is_none());
-            let status = response.status().as_u16();
-            prop_assert!(status == 200 || status == 400, "{}", status);
-            Ok(())
-        })
+        .run(
+            &(text(), text(), any::<bool>()),
+            |(user, guess, real_ctx)| {
+                prop_assume!(guess != password);
+                let ctx = if real_ctx { ctx.clone() } else { user.clone() };
+                let response = runtime.block_on(post_credentials(&action, &ctx, &user, &guess));
+                prop_assert!(response.headers().get("location").is_none());
+                let status = response.status().as_u16();
+                prop_assert!(status == 200 || status == 400, "{}", status);
+                Ok(())
+            },
+        )
         .unwrap();
 }

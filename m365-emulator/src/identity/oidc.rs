@@ -156,7 +156,13 @@ fn loopback_prefix(uri: &str) -> Option<usize> {
     let lower = uri.get(..uri.len().min(20))?.to_ascii_lowercase();
     ["http://localhost", "http://127.0.0.1", "http://[::1]"]
         .iter()
-        .find(|prefix| lower.starts_with(**prefix))
+        .find(|prefix| {
+            lower.starts_with(**prefix)
+                && uri[prefix.len()..]
+                    .chars()
+                    .next()
+                    .is_none_or(|c| matches!(c, ':' | '/' | '?' | '#'))
+        })
         .map(|prefix| prefix.len())
 }
 
@@ -169,7 +175,9 @@ fn comparable(uri: &str) -> String {
     let Some(host_end) = loopback_prefix(uri) else {
         let authority_end = uri.find("://").map_or(0, |at| {
             let from = at + 3;
-            from + uri[from..].find(['/', '?', '#']).unwrap_or(uri.len() - from)
+            from + uri[from..]
+                .find(['/', '?', '#'])
+                .unwrap_or(uri.len() - from)
         });
         let (authority, rest) = uri.split_at(authority_end);
         return format!("{}{rest}", authority.to_ascii_lowercase());
@@ -337,9 +345,8 @@ impl Oidc {
         redirect_uri: &str,
         verifier: Option<&str>,
     ) -> Result<Grant, AadError> {
-        let invalid_grant = |code: u32, text: &str| {
-            AadError::new(400, "invalid_grant", code, text.to_owned())
-        };
+        let invalid_grant =
+            |code: u32, text: &str| AadError::new(400, "invalid_grant", code, text.to_owned());
         let mut flows = self.flows();
         let Some(issued) = flows.codes.get_mut(code) else {
             return Err(invalid_grant(
@@ -529,7 +536,8 @@ pub(super) fn redeem(
         if let Some(nonce) = &grant.nonce {
             claims["nonce"] = serde_json::Value::String(nonce.clone());
         }
-        answer["id_token"] = serde_json::Value::String(state.oidc.sign(&claims).map_err(server_error)?);
+        answer["id_token"] =
+            serde_json::Value::String(state.oidc.sign(&claims).map_err(server_error)?);
     }
     if form_field(form, "client_info") == Some("1") {
         answer["client_info"] = serde_json::Value::String(client_info(state, &user.id));
@@ -596,7 +604,8 @@ fn delegated_access_token(
     });
     let encode = |value: &serde_json::Value| URL_SAFE_NO_PAD.encode(value.to_string());
     let signing_input = format!("{}.{}", encode(&header), encode(&claims));
-    let signature = URL_SAFE_NO_PAD.encode(hmac_sha256(&identity.token_key, signing_input.as_bytes()));
+    let signature =
+        URL_SAFE_NO_PAD.encode(hmac_sha256(&identity.token_key, signing_input.as_bytes()));
     format!("{signing_input}.{signature}")
 }
 
@@ -653,7 +662,10 @@ pub(super) async fn openid_configuration(
 }
 
 /// `GET /{tenant}/discovery/v2.0/keys`: the signing key as a JWK with its certificate.
-pub(super) async fn keys(State(state): State<Arc<AppState>>, Path(tenant): Path<String>) -> Response {
+pub(super) async fn keys(
+    State(state): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+) -> Response {
     let multi = is_multi_tenant_alias(&tenant);
     if !state.identity.is_our_tenant(&tenant) && !multi {
         return super::tenant_not_found(&tenant).into_response();
@@ -690,20 +702,39 @@ mod tests {
 
     #[test]
     fn loopback_redirect_uris_match_whatever_the_port() {
-        assert_eq!(comparable("http://localhost:8400/cb"), "http://localhost/cb");
+        assert_eq!(
+            comparable("http://localhost:8400/cb"),
+            "http://localhost/cb"
+        );
         assert_eq!(comparable("HTTP://LOCALHOST/cb"), "http://localhost/cb");
         assert_eq!(comparable("http://127.0.0.1:1/a?b"), "http://127.0.0.1/a?b");
-        assert_eq!(comparable("https://localhost:8400/cb"), "https://localhost:8400/cb");
-        assert_ne!(comparable("http://localhost:1/cb"), comparable("http://localhost:1/cb/"));
-        assert_ne!(comparable("http://localhostile.example/cb"), "http://localhost/cb");
-        assert_eq!(comparable("HTTPS://App.Example/Cb"), "https://app.example/Cb");
-        assert_ne!(comparable("https://app.example/cb"), comparable("https://app.example/Cb"));
+        assert_eq!(
+            comparable("https://localhost:8400/cb"),
+            "https://localhost:8400/cb"
+        );
+        assert_ne!(
+            comparable("http://localhost:1/cb"),
+            comparable("http://localhost:1/cb/")
+        );
+        assert_ne!(
+            comparable("http://localhostile.example/cb"),
+            "http://localhost/cb"
+        );
+        assert_eq!(
+            comparable("HTTPS://App.Example/Cb"),
+            "https://app.example/Cb"
+        );
+        assert_ne!(
+            comparable("https://app.example/cb"),
+            comparable("https://app.example/Cb")
+        );
     }
 
     #[test]
     fn registration_refuses_what_entra_refuses() {
         assert!(validate_redirect_uri("https://app.example/auth/callback").is_ok());
         assert!(validate_redirect_uri("http://127.0.0.1:9000/auth/callback").is_ok());
+        assert!(validate_redirect_uri("http://localhost.evil.example/cb").is_err());
         for bad in [
             "http://app.example/cb",
             "https://app.example/cb#x",

@@ -178,11 +178,18 @@ pub(super) async fn authorize_by_post(
 
 fn authorize(state: &AppState, tenant: &str, params: &HashMap<String, String>) -> Response {
     let identity = &state.identity;
-    let field = |name: &str| params.get(name).map(String::as_str).filter(|v| !v.is_empty());
+    let field = |name: &str| {
+        params
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    };
     if !identity.is_our_tenant(tenant) && !is_multi_tenant_alias(tenant) {
         return error_page(
             90002,
-            &format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."),
+            &format!(
+                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+            ),
         );
     }
     let Some(client_id) = field("client_id") else {
@@ -222,7 +229,9 @@ fn authorize(state: &AppState, tenant: &str, params: &HashMap<String, String>) -
             Some(Redirected::new(
                 "invalid_request",
                 900144,
-                format!("The response_mode '{other}' is not supported; use query, fragment or form_post."),
+                format!(
+                    "The response_mode '{other}' is not supported; use query, fragment or form_post."
+                ),
             )),
         ),
     };
@@ -266,7 +275,9 @@ fn authorize(state: &AppState, tenant: &str, params: &HashMap<String, String>) -
         return fail(Redirected::new(
             "invalid_scope",
             70011,
-            format!("The provided value for the input parameter 'scope' is not valid. The scope '{bad}' does not exist."),
+            format!(
+                "The provided value for the input parameter 'scope' is not valid. The scope '{bad}' does not exist."
+            ),
         ));
     }
     let challenge = match (field("code_challenge"), field("code_challenge_method")) {
@@ -303,7 +314,9 @@ fn authorize(state: &AppState, tenant: &str, params: &HashMap<String, String>) -
             return fail(Redirected::new(
                 "invalid_request",
                 9002313,
-                format!("Invalid request. The code_challenge_method '{other}' is not supported; use S256 or plain."),
+                format!(
+                    "Invalid request. The code_challenge_method '{other}' is not supported; use S256 or plain."
+                ),
             ));
         }
     };
