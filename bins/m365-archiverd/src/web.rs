@@ -12,7 +12,12 @@ use tracing::info;
 use crate::{Args, CALLER};
 
 /// Binds `addr` and serves the web app in the background; refuses plain HTTP off loopback.
-pub async fn start(service: &Service, args: &Args, addr: SocketAddr, stop: CancellationToken) -> Result<()> {
+pub async fn start(
+    service: &Service,
+    args: &Args,
+    addr: SocketAddr,
+    stop: CancellationToken,
+) -> Result<()> {
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(archive_web::serve::tls_config(&TlsFiles {
             cert: cert.clone(),
@@ -54,7 +59,9 @@ pub async fn start(service: &Service, args: &Args, addr: SocketAddr, stop: Cance
     info!(%bound, %redirect_uri, "web pages and API listening (register the redirect URI in Entra)");
     tokio::spawn(async move {
         let shutdown = async move { stop.cancelled().await };
-        if let Err(e) = archive_web::serve(listener, archive_web::router(state), tls, shutdown).await {
+        if let Err(e) =
+            archive_web::serve(listener, archive_web::router(state), tls, shutdown).await
+        {
             tracing::error!("the web server stopped: {e}");
         }
     });

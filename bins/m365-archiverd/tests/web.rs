@@ -22,9 +22,18 @@ async fn the_service_serves_the_archive_s_pages_on_loopback() {
     let root = tempfile::tempdir().unwrap();
     let data = prepare(&emu, root.path(), 1);
     // A free port, released for the service to bind.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = daemon(&data)
-        .args(["--web", &format!("127.0.0.1:{port}"), "--credentials", "contoso"])
+        .args([
+            "--web",
+            &format!("127.0.0.1:{port}"),
+            "--credentials",
+            "contoso",
+        ])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -47,19 +56,51 @@ async fn the_service_serves_the_archive_s_pages_on_loopback() {
             break;
         }
     }
-    assert!(seen.iter().any(|l| l.contains(&format!("http://127.0.0.1:{port}/auth/callback"))), "{seen:?}");
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    assert!(
+        seen.iter()
+            .any(|l| l.contains(&format!("http://127.0.0.1:{port}/auth/callback"))),
+        "{seen:?}"
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let signin = http.get(format!("{base}/signin")).send().await.unwrap();
     assert_eq!(signin.status(), 200);
-    assert!(signin.text().await.unwrap().contains("/auth/signin"), "Entra sign-in is offered");
-    let start = http.get(format!("{base}/auth/signin")).send().await.unwrap();
+    assert!(
+        signin.text().await.unwrap().contains("/auth/signin"),
+        "Entra sign-in is offered"
+    );
+    let start = http
+        .get(format!("{base}/auth/signin"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(start.status(), 303);
-    assert!(start.headers()["location"].to_str().unwrap().starts_with(emu.login_url().as_str()));
-    assert_eq!(http.get(format!("{base}/api/v1/search")).send().await.unwrap().status(), 401);
-    let status = std::process::Command::new("kill").arg(child.id().to_string()).status().unwrap();
+    assert!(
+        start.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with(emu.login_url().as_str())
+    );
+    assert_eq!(
+        http.get(format!("{base}/api/v1/search"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let status = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(status.success());
-    assert!(child.wait().unwrap().success(), "SIGTERM stops the service cleanly");
+    assert!(
+        child.wait().unwrap().success(),
+        "SIGTERM stops the service cleanly"
+    );
 }
 
 #[test]
@@ -72,5 +113,8 @@ fn plain_http_off_loopback_is_refused() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("refusing plain HTTP on 0.0.0.0:0"), "{stderr}");
+    assert!(
+        stderr.contains("refusing plain HTTP on 0.0.0.0:0"),
+        "{stderr}"
+    );
 }
