@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod entra;
 mod error;
+pub mod inline;
 pub mod limiter;
 pub mod openapi;
 pub mod pages;

@@ -454,6 +454,7 @@ async fn message_body(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     caller.require_scope(ApiScope::Read)?;
+    let name = caller.name.clone();
     let principal = caller.principal;
     let message = blocking(&state, move |s| Ok(s.message_view(&principal, &id)?)).await?;
     let body = match message.html.as_deref() {
@@ -461,10 +462,14 @@ async fn message_body(
             let mut policy = render::BodyPolicy::new();
             for a in &message.attachments {
                 if let Some(cid) = &a.content_id {
-                    policy = policy.with_cid(
-                        cid,
-                        &format!("/messages/{}/inline/{}", message.info.id.0, a.index),
+                    let link = crate::inline::link(
+                        &state.inner.inline_key,
+                        &name,
+                        &message.info.id.0,
+                        a.index,
+                        state.now(),
                     );
+                    policy = policy.with_cid(cid, &link);
                 }
             }
             render::sanitize_html(html, &policy).html
@@ -494,13 +499,41 @@ const INLINE_IMAGE_TYPES: &[&str] = &[
 ];
 
 /// `GET /messages/{id}/inline/{n}`: an inline image of the body (`cid:`).
+/// The signature of an inline image link (see [`crate::inline`]).
+#[derive(Deserialize, Default)]
+struct InlineLink {
+    #[serde(default)]
+    u: Option<String>,
+    #[serde(default)]
+    e: Option<i64>,
+    #[serde(default)]
+    t: Option<String>,
+}
+
 async fn inline_part(
     State(state): State<WebState>,
-    caller: Caller,
+    caller: MaybeCaller,
     Path((id, n)): Path<(String, usize)>,
+    Query(link): Query<InlineLink>,
 ) -> Result<Response, PageError> {
-    caller.require_scope(ApiScope::Read)?;
-    let principal = caller.principal;
+    let principal = match (caller.0, link.u, link.e, link.t) {
+        (Some(caller), _, _, _) => {
+            caller.require_scope(ApiScope::Read)?;
+            caller.principal
+        }
+        (None, Some(user), Some(expires), Some(token)) => {
+            let now = state.now();
+            let key = &state.inner.inline_key;
+            if !crate::inline::verify(key, &user, &id, n, expires, &token, now) {
+                return Err(WebError::Unauthenticated.into());
+            }
+            state
+                .service()
+                .principal_for(&user, now)
+                .map_err(|_| WebError::Unauthenticated)?
+        }
+        _ => return Err(WebError::Unauthenticated.into()),
+    };
     let part = blocking(&state, move |s| {
         Ok(s.message_attachment(&principal, &id, n)?)
     })

@@ -633,3 +633,48 @@ async fn pages_carry_their_security_headers_and_the_api_describes_itself() {
     }
     assert_eq!(status(&mut browser, &site.url("/api/v1/search")).await, 401);
 }
+
+#[tokio::test]
+async fn inline_images_load_from_the_sandboxed_frame_through_signed_links_only() {
+    let site = support::site().await;
+    let user = site.users[0].0.clone();
+    let raw = b"From: a@example.org\r\nSubject: Logo inside\r\nMIME-Version: 1.0\r\nContent-Type: multipart/related; boundary=R\r\n\r\n--R\r\nContent-Type: text/html\r\n\r\n<p>logo <img src=\"cid:logo@x\"></p>\r\n--R\r\nContent-Type: image/png\r\nContent-ID: <logo@x>\r\nContent-Disposition: inline; filename=\"logo.png\"\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--R--\r\n";
+    let id = site.archive_eml(&user, raw);
+    let mut browser = Browser::new();
+    browser.sign_in_local(&site, &user).await;
+    let body = browser
+        .get(&site.url(&format!("/messages/{id}/body")))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let at = body
+        .find(&format!("/messages/{id}/inline/0?"))
+        .expect("a signed image link");
+    let link = body[at..at + body[at..].find('"').unwrap()].replace("&amp;", "&");
+    // The frame's requests carry no cookie: the signature alone lets the image through.
+    let anonymous = reqwest::Client::new();
+    let response = anonymous.get(site.url(&link)).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{link}");
+    assert_eq!(response.headers()["content-type"], "image/png");
+    assert_eq!(
+        response.bytes().await.unwrap().as_ref(),
+        b"\x89PNG\r\n\x1a\n"
+    );
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for forged in [
+        link.replace("/inline/0?", "/inline/1?"),
+        link.replace(&format!("u={user}"), &format!("u={}", site.users[1].0)),
+        {
+            let last = if link.ends_with('0') { '1' } else { '0' };
+            format!("{}{last}", &link[..link.len() - 1])
+        },
+        format!("/messages/{id}/inline/0"),
+    ] {
+        let response = no_redirects.get(site.url(&forged)).send().await.unwrap();
+        assert_ne!(response.status(), 200, "{forged}");
+    }
+}
