@@ -25,6 +25,21 @@ fn user(name: &str, email: &str, object: Option<&str>) -> LocalUser {
 
 /// An old store with directory and manual users, aliases, an archive, an admin, a
 /// deactivated user, a collision name and a token; returns what it holds.
+/// Opens the sled directory once the store dropped just before has let go of its
+/// file lock (sled's flusher thread releases it shortly after the last handle).
+fn open_when_released(dir: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("cannot open {}: {e}", dir.display()),
+        }
+    }
+}
+
 fn old_store(dir: &Path) -> (Vec<LocalUser>, DirectoryToken) {
     let store = SledUserStore::open(dir).unwrap();
     let mut ann = user("john.smith", "john.smith@x.com", Some("o1"));
@@ -153,7 +168,7 @@ fn a_record_that_does_not_decode_is_reported_and_the_rest_migrated() {
     let l = layout();
     let (users, _) = old_store(&l.legacy);
     {
-        let db = sled::open(&l.legacy).unwrap();
+        let db = open_when_released(&l.legacy);
         let tree = db.open_tree("users").unwrap();
         tree.insert("desk", &b"{not json"[..]).unwrap();
         db.flush().unwrap();
