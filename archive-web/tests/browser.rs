@@ -319,7 +319,12 @@ async fn a_user_signs_in_with_microsoft_searches_reads_downloads_exports_restore
         !at.as_str().starts_with(&site.base),
         "the sign-in left the archive for the identity provider: {at}"
     );
-    assert!(client.find(Locator::Css("input[type=hidden][name=ctx]")).await.is_ok());
+    assert!(
+        client
+            .find(Locator::Css("input[type=hidden][name=ctx]"))
+            .await
+            .is_ok()
+    );
     username.send_keys(&upn).await.unwrap();
     client
         .find(Locator::Css("input[name=password]"))
@@ -329,11 +334,24 @@ async fn a_user_signs_in_with_microsoft_searches_reads_downloads_exports_restore
         .await
         .unwrap();
     shots.take(&client, "entra-signin").await;
-    client.find(Locator::Id("idSIButton9")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Id("idSIButton9"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 
     // Back on the archive, signed in: the search page with a sign-out form.
     let query = wait_for(&client, Locator::Css("form.search-form input[name=q]")).await;
-    assert!(client.current_url().await.unwrap().as_str().starts_with(&site.base));
+    assert!(
+        client
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .starts_with(&site.base)
+    );
     assert_eq!(path_of(&client).await, "/");
     assert!(client.find(Locator::Css("form.signout")).await.is_ok());
     shots.take(&client, "signed-in").await;
@@ -357,17 +375,29 @@ async fn a_user_signs_in_with_microsoft_searches_reads_downloads_exports_restore
     let link = wait_for(&client, Locator::Css("section.attachments a")).await;
     let message_url = client.current_url().await.unwrap();
     assert_eq!(message_url.path(), format!("/messages/{id}"));
-    let heading = client.find(Locator::Css("article.message h1")).await.unwrap();
+    let heading = client
+        .find(Locator::Css("article.message h1"))
+        .await
+        .unwrap();
     assert!(heading.text().await.unwrap().contains(word));
     shots.take(&client, "message").await;
 
     // Download the attachment: the file holds the attachment's bytes, as the API gives them.
-    let href = link.attr("href").await.unwrap().expect("the link has a target");
+    let href = link
+        .attr("href")
+        .await
+        .unwrap()
+        .expect("the link has a target");
     assert_eq!(href, format!("/api/v1/messages/{id}/attachments/0"));
     link.click().await.unwrap();
     let downloaded = wait_for_download(downloads.path(), &[]).await;
     let bytes = std::fs::read(&downloaded).unwrap();
-    assert_eq!(bytes, attachment, "{} is the attachment", downloaded.display());
+    assert_eq!(
+        bytes,
+        attachment,
+        "{} is the attachment",
+        downloaded.display()
+    );
     let through_api = reqwest::Client::new()
         .get(site.url(&href))
         .header("cookie", cookie_header(&client).await)
@@ -375,7 +405,10 @@ async fn a_user_signs_in_with_microsoft_searches_reads_downloads_exports_restore
         .await
         .unwrap();
     assert_eq!(through_api.status(), 200);
-    assert_eq!(through_api.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    assert_eq!(
+        through_api.bytes().await.unwrap().as_ref(),
+        bytes.as_slice()
+    );
     shots.take(&client, "downloaded").await;
 
     // Export the search as mbox.
@@ -392,7 +425,11 @@ async fn a_user_signs_in_with_microsoft_searches_reads_downloads_exports_restore
         .unwrap();
     let mbox_path = wait_for_download(downloads.path(), std::slice::from_ref(&downloaded)).await;
     let mbox = std::fs::read(&mbox_path).unwrap();
-    assert!(mbox.starts_with(b"From "), "{} is an mbox", mbox_path.display());
+    assert!(
+        mbox.starts_with(b"From "),
+        "{} is an mbox",
+        mbox_path.display()
+    );
     assert!(
         mbox.windows(word.len()).any(|w| w == word.as_bytes()),
         "the mbox holds the found message"
@@ -470,13 +507,19 @@ Content-Type: text/html; charset=utf-8\r\n\r\n\
         .unwrap();
     wait_for(&client, Locator::Css("form.signout")).await;
 
-    client.goto(&site.url(&format!("/messages/{id}"))).await.unwrap();
+    client
+        .goto(&site.url(&format!("/messages/{id}")))
+        .await
+        .unwrap();
     let frame = wait_for(&client, Locator::Css("iframe.message-body")).await;
     // The frame's document is loaded once its body text is there.
     frame.enter_frame().await.unwrap();
     let body = wait_for(&client, Locator::Css("body")).await;
     assert!(
-        body.text().await.unwrap().contains("Please pay hostilepayload"),
+        body.text()
+            .await
+            .unwrap()
+            .contains("Please pay hostilepayload"),
         "the message body rendered"
     );
     // A click on the link must run nothing either.
@@ -487,7 +530,11 @@ Content-Type: text/html; charset=utf-8\r\n\r\n\
         .execute("return typeof window.__pwned", vec![])
         .await
         .unwrap();
-    assert_eq!(in_frame, json!("undefined"), "no script ran in the message frame");
+    assert_eq!(
+        in_frame,
+        json!("undefined"),
+        "no script ran in the message frame"
+    );
     client.enter_parent_frame().await.unwrap();
     shots.take(&client, "message").await;
 
