@@ -14,11 +14,11 @@ use archiver_service::{
     ApiScope, ExportRequest, HoldSpec, Principal, RestoreReport, RestoreRequest, SearchRequest,
     Selection, Service,
 };
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -138,9 +138,15 @@ pub fn decode_cursor(cursor: Option<&str>) -> Result<usize, WebError> {
         return Ok(0);
     };
     let bad = || WebError::BadRequest("`cursor` is not a cursor this API gave".into());
-    let bytes = URL_SAFE_NO_PAD.decode(cursor.as_bytes()).map_err(|_| bad())?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor.as_bytes())
+        .map_err(|_| bad())?;
     let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
-    let offset: usize = text.strip_prefix('o').ok_or_else(bad)?.parse().map_err(|_| bad())?;
+    let offset: usize = text
+        .strip_prefix('o')
+        .ok_or_else(bad)?
+        .parse()
+        .map_err(|_| bad())?;
     if offset > MAX_DEPTH {
         return Err(bad());
     }
@@ -155,7 +161,9 @@ pub(crate) fn run_search(
 ) -> Result<SearchPage, WebError> {
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(WebError::BadRequest(format!("`limit` must be 1 to {MAX_LIMIT}")));
+        return Err(WebError::BadRequest(format!(
+            "`limit` must be 1 to {MAX_LIMIT}"
+        )));
     }
     let offset = decode_cursor(params.cursor.as_deref())?;
     if offset + limit > MAX_DEPTH {
@@ -166,8 +174,12 @@ pub(crate) fn run_search(
     let request = SearchRequest {
         text: non_empty(&params.q).unwrap_or_default(),
         user: non_empty(&params.user),
-        from_date: non_empty(&params.from).map(|v| parse_date("from", &v)).transpose()?,
-        to_date: non_empty(&params.to).map(|v| parse_date("to", &v)).transpose()?,
+        from_date: non_empty(&params.from)
+            .map(|v| parse_date("from", &v))
+            .transpose()?,
+        to_date: non_empty(&params.to)
+            .map(|v| parse_date("to", &v))
+            .transpose()?,
         limit: offset + limit + 1,
     };
     let found = service.search(principal, &request)?;
@@ -200,7 +212,9 @@ pub async fn search(
 ) -> Result<Json<SearchPage>, WebError> {
     caller.require_scope(ApiScope::Read)?;
     let principal = caller.principal;
-    Ok(Json(blocking(&state, move |s| run_search(s, &principal, &params)).await?))
+    Ok(Json(
+        blocking(&state, move |s| run_search(s, &principal, &params)).await?,
+    ))
 }
 
 /// `GET /api/v1/messages/{id}`: metadata, text, recipients, attachments.
@@ -245,7 +259,11 @@ pub async fn raw(
     caller.require_scope(ApiScope::Read)?;
     let principal = caller.principal;
     let (info, bytes) = blocking(&state, move |s| Ok(s.message_raw(&principal, &id)?)).await?;
-    Ok(download(bytes, "message/rfc822", &format!("{}.eml", info.id.0)))
+    Ok(download(
+        bytes,
+        "message/rfc822",
+        &format!("{}.eml", info.id.0),
+    ))
 }
 
 /// `GET /api/v1/messages/{id}/attachments/{n}`: always a download, never rendered.
@@ -256,8 +274,15 @@ pub async fn attachment(
 ) -> Result<Response, WebError> {
     caller.require_scope(ApiScope::Read)?;
     let principal = caller.principal;
-    let content = blocking(&state, move |s| Ok(s.message_attachment(&principal, &id, n)?)).await?;
-    Ok(download(content.bytes, "application/octet-stream", &content.info.name))
+    let content = blocking(&state, move |s| {
+        Ok(s.message_attachment(&principal, &id, n)?)
+    })
+    .await?;
+    Ok(download(
+        content.bytes,
+        "application/octet-stream",
+        &content.info.name,
+    ))
 }
 
 /// The query of `GET /api/v1/folders`.
@@ -325,7 +350,9 @@ pub(crate) async fn export_download(
         let staged = tempfile::Builder::new()
             .prefix(".web-export-")
             .tempfile_in(&dir)
-            .map_err(|e| WebError::Internal(format!("cannot stage an export in {}: {e}", dir.display())))?;
+            .map_err(|e| {
+                WebError::Internal(format!("cannot stage an export in {}: {e}", dir.display()))
+            })?;
         let request = ExportRequest {
             user: body.user,
             folder: non_empty(&body.folder),
@@ -403,12 +430,16 @@ pub(crate) async fn run_restore(
     body: RestoreBody,
 ) -> Result<RestoreAnswer, WebError> {
     let Some(credentials) = state.config().restore_credentials.clone() else {
-        return Err(WebError::Service(archiver_service::ServiceError::unavailable(
-            "restore is not set up on this server (start it with --credentials)",
-        )));
+        return Err(WebError::Service(
+            archiver_service::ServiceError::unavailable(
+                "restore is not set up on this server (start it with --credentials)",
+            ),
+        ));
     };
     if body.ids.is_empty() || body.ids.len() > 10_000 {
-        return Err(WebError::BadRequest("`ids` must name 1 to 10000 messages".into()));
+        return Err(WebError::BadRequest(
+            "`ids` must name 1 to 10000 messages".into(),
+        ));
     }
     let owners = {
         let principal = principal.clone();
@@ -438,7 +469,11 @@ pub(crate) async fn run_restore(
         };
         // The restore job's future is not `Send` (a borrow held across an await
         // in its folder walk), so it runs to completion on a blocking thread.
-        let (service, who, creds) = (state.service().clone(), principal.clone(), credentials.clone());
+        let (service, who, creds) = (
+            state.service().clone(),
+            principal.clone(),
+            credentials.clone(),
+        );
         let handle = tokio::runtime::Handle::current();
         let report: RestoreReport = tokio::task::spawn_blocking(move || {
             handle.block_on(service.restore(&who, &request, &creds, &|_| {}))
@@ -492,10 +527,18 @@ pub async fn audit(
     if limit == 0 || limit > 10_000 {
         return Err(WebError::BadRequest("`limit` must be 1 to 10000".into()));
     }
-    let since = non_empty(&params.since).map(|v| parse_date("since", &v)).transpose()?;
+    let since = non_empty(&params.since)
+        .map(|v| parse_date("since", &v))
+        .transpose()?;
     let principal = caller.principal;
     let events = blocking(&state, move |s| {
-        Ok(s.audit_events(&principal, &ListQuery { since, limit: Some(limit) })?)
+        Ok(s.audit_events(
+            &principal,
+            &ListQuery {
+                since,
+                limit: Some(limit),
+            },
+        )?)
     })
     .await?;
     Ok(Json(events).into_response())
@@ -544,8 +587,12 @@ pub async fn create_hold(
         reason: body.reason,
         users: body.users,
         query: non_empty(&body.query),
-        from: non_empty(&body.from).map(|v| parse_date("from", &v)).transpose()?,
-        to: non_empty(&body.to).map(|v| parse_date("to", &v)).transpose()?,
+        from: non_empty(&body.from)
+            .map(|v| parse_date("from", &v))
+            .transpose()?,
+        to: non_empty(&body.to)
+            .map(|v| parse_date("to", &v))
+            .transpose()?,
     };
     let principal = caller.principal;
     let hold = blocking(&state, move |s| Ok(s.create_hold(&principal, &spec)?)).await?;
@@ -570,7 +617,10 @@ mod tests {
         assert!(parse_date("from", "2024-02-29").is_ok());
         assert!(parse_date("from", "2024-02-30").is_err());
         assert!(parse_date("from", "2024-01-01T10:00:00+02:00").is_ok());
-        let err = parse_date("to", "yesterday").err().map(|e| e.to_string()).unwrap_or_default();
+        let err = parse_date("to", "yesterday")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("`to`"), "{err}");
     }
 }

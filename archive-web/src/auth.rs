@@ -13,11 +13,11 @@ use std::time::SystemTime;
 
 use archiver_service::secrecy::SecretString;
 use archiver_service::{ApiScope, Principal};
+use axum::Form;
 use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
@@ -236,7 +236,10 @@ fn signin_response(
 ) -> Response {
     let (_, csrf, cookie) = ensure_session(state, headers);
     let html = pages::signin_document(&csrf, error, state.inner.entra.is_some(), return_to);
-    with_cookie((status, pages::html_headers(), html).into_response(), cookie)
+    with_cookie(
+        (status, pages::html_headers(), html).into_response(),
+        cookie,
+    )
 }
 
 /// `GET /signin`: the sign-in page.
@@ -246,7 +249,13 @@ pub async fn signin_page(
     Query(query): Query<ReturnTo>,
 ) -> Response {
     let return_to = safe_return_to(query.return_to.as_deref().unwrap_or("/"));
-    signin_response(&state, &headers, StatusCode::OK, query.error.as_deref(), &return_to)
+    signin_response(
+        &state,
+        &headers,
+        StatusCode::OK,
+        query.error.as_deref(),
+        &return_to,
+    )
 }
 
 /// The form of `POST /auth/local`.
@@ -300,13 +309,20 @@ pub async fn local_sign_in(
     }
     let service = state.service().clone();
     let (username, password) = (form.username.clone(), form.password);
-    let outcome = tokio::task::spawn_blocking(move || service.sign_in_local(&username, &password, now))
-        .await
-        .map_err(|e| WebError::Internal(format!("the sign-in task failed: {e}")))?;
+    let outcome =
+        tokio::task::spawn_blocking(move || service.sign_in_local(&username, &password, now))
+            .await
+            .map_err(|e| WebError::Internal(format!("the sign-in task failed: {e}")))?;
     match outcome {
         Ok(_) => {
             state.inner.limiter.succeeded(&form.username);
-            Ok(signed_in(&state, old.as_deref(), &form.username, "local", &return_to))
+            Ok(signed_in(
+                &state,
+                old.as_deref(),
+                &form.username,
+                "local",
+                &return_to,
+            ))
         }
         Err(_) => {
             state.inner.limiter.failed(&form.username, address, now);
@@ -321,7 +337,13 @@ pub async fn local_sign_in(
     }
 }
 
-fn signed_in(state: &WebState, old: Option<&str>, user: &str, method: &'static str, return_to: &str) -> Response {
+fn signed_in(
+    state: &WebState,
+    old: Option<&str>,
+    user: &str,
+    method: &'static str,
+    return_to: &str,
+) -> Response {
     let (id, _) = state.sessions().sign_in(old, user, method, state.now());
     let mut response = Redirect::to(return_to).into_response();
     if let Ok(cookie) = HeaderValue::from_str(&state.sessions().set_cookie(&id)) {
@@ -341,13 +363,23 @@ pub async fn entra_begin(
     };
     let return_to = safe_return_to(query.return_to.as_deref().unwrap_or("/"));
     let (id, _, cookie) = ensure_session(&state, &headers);
-    let (url, pending) = entra.begin(SystemTime::now()).await.map_err(WebError::SignIn)?;
+    let (url, pending) = entra
+        .begin(SystemTime::now())
+        .await
+        .map_err(WebError::SignIn)?;
     let now = state.now();
     {
-        let mut table = state.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = state
+            .inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         table.retain(|_, p| now - p.created < chrono::Duration::minutes(10));
         if table.len() >= MAX_PENDING {
-            return Err(WebError::Internal("too many sign-ins are under way; try again shortly".into()).into());
+            return Err(WebError::Internal(
+                "too many sign-ins are under way; try again shortly".into(),
+            )
+            .into());
         }
         table.insert(
             pending.state.clone(),
@@ -359,7 +391,10 @@ pub async fn entra_begin(
             },
         );
     }
-    Ok(with_cookie(Redirect::to(url.as_str()).into_response(), cookie))
+    Ok(with_cookie(
+        Redirect::to(url.as_str()).into_response(),
+        cookie,
+    ))
 }
 
 /// The parameters of `/auth/callback` (query or form).
@@ -416,23 +451,37 @@ async fn finish_entra(
         .unwrap_or_else(|p| p.into_inner())
         .remove(&key);
     let Some(entry) = entry else {
-        return Err(WebError::SignIn("this sign-in is unknown or was already used; start again".into()).into());
+        return Err(WebError::SignIn(
+            "this sign-in is unknown or was already used; start again".into(),
+        )
+        .into());
     };
     if now - entry.created >= chrono::Duration::minutes(10) {
         return Err(WebError::SignIn("this sign-in took too long; start again".into()).into());
     }
     let old = session_id(&state, &headers);
     if bound && old.as_deref().map(SessionKey::of) != entry.session {
-        return Err(WebError::SignIn("this sign-in was begun in another browser; start again".into()).into());
+        return Err(WebError::SignIn(
+            "this sign-in was begun in another browser; start again".into(),
+        )
+        .into());
     }
     if let Some(error) = callback.error {
         let description = callback.error_description.unwrap_or_default();
-        let first_line = description.lines().next().unwrap_or("").chars().take(300).collect::<String>();
+        let first_line = description
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(300)
+            .collect::<String>();
         return Ok(signin_response(
             &state,
             &headers,
             StatusCode::FORBIDDEN,
-            Some(&format!("Microsoft refused the sign-in ({error}): {first_line}")),
+            Some(&format!(
+                "Microsoft refused the sign-in ({error}): {first_line}"
+            )),
             &entry.return_to,
         ));
     }
@@ -448,7 +497,11 @@ async fn finish_entra(
     // `tid` against the tenant that domain resolves to (its discovery issuer).
     let configured = entra.tenant_id();
     let is_guid = configured.len() == 36 && configured.chars().filter(|c| *c == '-').count() == 4;
-    let tenant = if is_guid { configured } else { identity.tenant_id.clone() };
+    let tenant = if is_guid {
+        configured
+    } else {
+        identity.tenant_id.clone()
+    };
     let principal = tokio::task::spawn_blocking(move || {
         service.sign_in_entra(&tenant, &identity.tenant_id, &identity.object_id, now)
     })
@@ -457,7 +510,13 @@ async fn finish_entra(
     .map_err(|e| WebError::SignIn(archiver_service::chain(&e)))?;
     let name = account_name(&principal);
     let old = if bound { old } else { None };
-    Ok(signed_in(&state, old.as_deref(), &name, "entra", &entry.return_to))
+    Ok(signed_in(
+        &state,
+        old.as_deref(),
+        &name,
+        "entra",
+        &entry.return_to,
+    ))
 }
 
 /// The form of `POST /auth/signout`.

@@ -110,7 +110,10 @@ impl EntraSignIn for OidcSignIn {
         code: &str,
         now: SystemTime,
     ) -> Result<EntraIdentity, String> {
-        let Some(inner) = pending.data.downcast_ref::<m365_auth::oidc::PendingSignIn>() else {
+        let Some(inner) = pending
+            .data
+            .downcast_ref::<m365_auth::oidc::PendingSignIn>()
+        else {
             return Err("this sign-in was begun by another sign-in method".to_string());
         };
         let claims = self

@@ -2,9 +2,9 @@
 //! answer `{"error": {"code", "message"}}`; pages answer an error page. A refusal
 //! never says more than the caller may know (the service words its messages so).
 
+use archiver_service::{ErrorCategory, ServiceError};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use archiver_service::{ErrorCategory, ServiceError};
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod entra;
 mod error;
+pub mod inline;
 pub mod limiter;
 pub mod openapi;
 pub mod pages;
@@ -32,7 +33,10 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// The application: pages, sign-in, the API.
 pub fn router(state: WebState) -> Router {
     let api = Router::new()
-        .route("/openapi.json", get(|| async { axum::Json(openapi::document()) }))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(openapi::document()) }),
+        )
         .route("/search", get(api::search))
         .route("/messages/{id}", get(api::message))
         .route("/messages/{id}/raw", get(api::raw))
@@ -47,7 +51,10 @@ pub fn router(state: WebState) -> Router {
         .route("/signin", get(auth::signin_page))
         .route("/auth/local", post(auth::local_sign_in))
         .route("/auth/signin", get(auth::entra_begin))
-        .route("/auth/callback", get(auth::entra_callback_get).post(auth::entra_callback_post))
+        .route(
+            "/auth/callback",
+            get(auth::entra_callback_get).post(auth::entra_callback_post),
+        )
         .route("/auth/signout", post(auth::sign_out))
         .merge(pages::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -62,11 +69,17 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
     headers
         .entry(header::CONTENT_SECURITY_POLICY)
         .or_insert(HeaderValue::from_static(render::csp::PAGE_CSP));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     headers
         .entry(header::X_FRAME_OPTIONS)
         .or_insert(HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));

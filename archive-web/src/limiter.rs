@@ -56,7 +56,12 @@ impl SignInLimiter {
     }
 
     /// `Err(seconds)` when `user` or `address` has failed too often lately.
-    pub fn check(&self, user: &str, address: Option<IpAddr>, now: DateTime<Utc>) -> Result<(), u64> {
+    pub fn check(
+        &self,
+        user: &str,
+        address: Option<IpAddr>,
+        now: DateTime<Utc>,
+    ) -> Result<(), u64> {
         let (user_key, address_key) = Self::keys(user, address);
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let mut retry = 0i64;
@@ -116,7 +121,11 @@ mod tests {
             limiter.failed("alice", ip, at(i));
         }
         let retry = limiter.check("ALICE", "10.0.0.2".parse().ok(), at(10));
-        assert_eq!(retry, Err(15 * 60 - 10), "the name is limited from any address");
+        assert_eq!(
+            retry,
+            Err(15 * 60 - 10),
+            "the name is limited from any address"
+        );
         assert_eq!(limiter.check("bob", ip, at(10)), Ok(()));
         assert_eq!(limiter.check("alice", ip, at(15 * 60 + 5)), Ok(()));
     }

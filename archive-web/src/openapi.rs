@@ -28,10 +28,16 @@ fn op(summary: &str, params: Vec<Value>, ok: Value) -> Value {
 }
 
 fn with_body(mut operation: Value, schema: Value) -> Value {
-    operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema}}});
-    operation["parameters"]
-        .as_array_mut()
-        .map(|p| p.push(param("X-CSRF-Token", "header", "the session's CSRF token (cookie sessions only)", json!({"type": "string"}))));
+    operation["requestBody"] =
+        json!({"required": true, "content": {"application/json": {"schema": schema}}});
+    if let Some(params) = operation["parameters"].as_array_mut() {
+        params.push(param(
+            "X-CSRF-Token",
+            "header",
+            "the session's CSRF token (cookie sessions only)",
+            json!({"type": "string"}),
+        ));
+    }
     operation
 }
 

@@ -62,13 +62,15 @@ fn page(html: String) -> Response {
 }
 
 /// The signed-in caller of a page, or the way to the sign-in page.
-fn signed_in(caller: MaybeCaller, return_to: &str) -> Result<Caller, Response> {
+fn signed_in(caller: MaybeCaller, return_to: &str) -> Result<Caller, Box<Response>> {
     caller.0.ok_or_else(|| {
-        Redirect::to(&format!(
-            "/signin?return_to={}",
-            models::encode_component(return_to)
-        ))
-        .into_response()
+        Box::new(
+            Redirect::to(&format!(
+                "/signin?return_to={}",
+                models::encode_component(return_to)
+            ))
+            .into_response(),
+        )
     })
 }
 
@@ -206,13 +208,17 @@ async fn search(
         from: params.from.clone().unwrap_or_default(),
         to: params.to.clone().unwrap_or_default(),
     };
-    let caller = match signed_in(caller, &query.href_with_cursor(params.cursor.as_deref().unwrap_or(""))) {
+    let caller = match signed_in(
+        caller,
+        &query.href_with_cursor(params.cursor.as_deref().unwrap_or("")),
+    ) {
         Ok(c) => c,
-        Err(redirect) => return Ok(redirect),
+        Err(redirect) => return Ok(*redirect),
     };
     caller.require_scope(ApiScope::Read)?;
     let viewer = viewer(&caller);
-    let can_export = caller.principal.visible(Utc::now()) != archiver_service::Visible::Only(Default::default());
+    let can_export =
+        caller.principal.visible(Utc::now()) != archiver_service::Visible::Only(Default::default());
     let searched = [&query.q, &query.user, &query.from, &query.to]
         .iter()
         .any(|v| !v.trim().is_empty());
@@ -223,7 +229,10 @@ async fn search(
             return Ok((archives, None));
         }
         let offset = api::decode_cursor(params.cursor.as_deref())?;
-        let limit = params.limit.unwrap_or(api::DEFAULT_LIMIT).clamp(1, api::MAX_LIMIT);
+        let limit = params
+            .limit
+            .unwrap_or(api::DEFAULT_LIMIT)
+            .clamp(1, api::MAX_LIMIT);
         let request = SearchRequest {
             text: params.q.clone().unwrap_or_default(),
             user: params.user.clone().filter(|u| !u.trim().is_empty()),
@@ -239,7 +248,7 @@ async fn search(
                 .filter(|v| !v.trim().is_empty())
                 .map(|v| api::parse_date("to", v))
                 .transpose()?,
-            limit: (offset + limit + 1).max(FACET_HITS).min(api::MAX_DEPTH),
+            limit: (offset + limit + 1).clamp(FACET_HITS, api::MAX_DEPTH),
         };
         let found = match s.search(&principal, &request) {
             Ok(found) => found,
@@ -278,10 +287,15 @@ async fn search(
             if found.len() < FACET_HITS.max(offset + limit + 1) {
                 view.total = Some(found.len() as u64);
             }
-            view.next_cursor = (found.len() > offset + limit).then(|| api::encode_cursor(offset + limit));
+            view.next_cursor =
+                (found.len() > offset + limit).then(|| api::encode_cursor(offset + limit));
             view.prev_cursor = (offset > 0).then(|| {
                 let prev = offset.saturating_sub(limit);
-                if prev == 0 { String::new() } else { api::encode_cursor(prev) }
+                if prev == 0 {
+                    String::new()
+                } else {
+                    api::encode_cursor(prev)
+                }
             });
             view.hits = found
                 .into_iter()
@@ -336,13 +350,17 @@ async fn message(
     caller: MaybeCaller,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let caller = match signed_in(caller, &format!("/messages/{}", models::encode_component(&id))) {
+    let caller = match signed_in(
+        caller,
+        &format!("/messages/{}", models::encode_component(&id)),
+    ) {
         Ok(c) => c,
-        Err(redirect) => return Ok(redirect),
+        Err(redirect) => return Ok(*redirect),
     };
     caller.require_scope(ApiScope::Read)?;
     let viewer = viewer(&caller);
-    let can_restore = may_restore(&caller.principal) && state.config().restore_credentials.is_some();
+    let can_restore =
+        may_restore(&caller.principal) && state.config().restore_credentials.is_some();
     let principal = caller.principal.clone();
     let (message, conversation) = blocking(&state, move |s| {
         let message = s.message_view(&principal, &id)?;
@@ -375,21 +393,29 @@ async fn message(
         let mut policy = render::BodyPolicy::new();
         for a in &message.attachments {
             if let Some(cid) = &a.content_id {
-                policy = policy.with_cid(cid, &format!("/messages/{}/inline/{}", message.info.id.0, a.index));
+                policy = policy.with_cid(
+                    cid,
+                    &format!("/messages/{}/inline/{}", message.info.id.0, a.index),
+                );
             }
         }
         render::sanitize_html(html, &policy)
     });
     let mut conversation: Vec<_> = conversation
         .into_iter()
-        .map(|h| (h.date, models::ConversationItem {
-            id: h.id.0,
-            date: day(h.date),
-            from: h.from.unwrap_or_default(),
-            subject: h.subject.unwrap_or_default(),
-        }))
+        .map(|h| {
+            (
+                h.date,
+                models::ConversationItem {
+                    id: h.id.0,
+                    date: day(h.date),
+                    from: h.from.unwrap_or_default(),
+                    subject: h.subject.unwrap_or_default(),
+                },
+            )
+        })
         .collect();
-    conversation.sort_by(|a, b| a.0.cmp(&b.0));
+    conversation.sort_by_key(|c| c.0);
     conversation.dedup_by(|a, b| a.1.id == b.1.id);
     let (user, folder) = message.info.locations.first().cloned().unwrap_or_default();
     let meta = &message.info.metadata;
@@ -428,6 +454,7 @@ async fn message_body(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     caller.require_scope(ApiScope::Read)?;
+    let name = caller.name.clone();
     let principal = caller.principal;
     let message = blocking(&state, move |s| Ok(s.message_view(&principal, &id)?)).await?;
     let body = match message.html.as_deref() {
@@ -435,7 +462,14 @@ async fn message_body(
             let mut policy = render::BodyPolicy::new();
             for a in &message.attachments {
                 if let Some(cid) = &a.content_id {
-                    policy = policy.with_cid(cid, &format!("/messages/{}/inline/{}", message.info.id.0, a.index));
+                    let link = crate::inline::link(
+                        &state.inner.inline_key,
+                        &name,
+                        &message.info.id.0,
+                        a.index,
+                        state.now(),
+                    );
+                    policy = policy.with_cid(cid, &link);
                 }
             }
             render::sanitize_html(html, &policy).html
@@ -444,23 +478,66 @@ async fn message_body(
     };
     let mut response = page(render::message_document(&body));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(render::MESSAGE_BODY_CSP));
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(render::MESSAGE_BODY_CSP),
+    );
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("SAMEORIGIN"),
+    );
     Ok(response)
 }
 
 /// Image types shown inline (never SVG, which can carry script).
-const INLINE_IMAGE_TYPES: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"];
+const INLINE_IMAGE_TYPES: &[&str] = &[
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "image/bmp",
+];
 
 /// `GET /messages/{id}/inline/{n}`: an inline image of the body (`cid:`).
+/// The signature of an inline image link (see [`crate::inline`]).
+#[derive(Deserialize, Default)]
+struct InlineLink {
+    #[serde(default)]
+    u: Option<String>,
+    #[serde(default)]
+    e: Option<i64>,
+    #[serde(default)]
+    t: Option<String>,
+}
+
 async fn inline_part(
     State(state): State<WebState>,
-    caller: Caller,
+    caller: MaybeCaller,
     Path((id, n)): Path<(String, usize)>,
+    Query(link): Query<InlineLink>,
 ) -> Result<Response, PageError> {
-    caller.require_scope(ApiScope::Read)?;
-    let principal = caller.principal;
-    let part = blocking(&state, move |s| Ok(s.message_attachment(&principal, &id, n)?)).await?;
+    let principal = match (caller.0, link.u, link.e, link.t) {
+        (Some(caller), _, _, _) => {
+            caller.require_scope(ApiScope::Read)?;
+            caller.principal
+        }
+        (None, Some(user), Some(expires), Some(token)) => {
+            let now = state.now();
+            let key = &state.inner.inline_key;
+            if !crate::inline::verify(key, &user, &id, n, expires, &token, now) {
+                return Err(WebError::Unauthenticated.into());
+            }
+            state
+                .service()
+                .principal_for(&user, now)
+                .map_err(|_| WebError::Unauthenticated)?
+        }
+        _ => return Err(WebError::Unauthenticated.into()),
+    };
+    let part = blocking(&state, move |s| {
+        Ok(s.message_attachment(&principal, &id, n)?)
+    })
+    .await?;
     let content_type = part.info.content_type.as_str();
     if !INLINE_IMAGE_TYPES.contains(&content_type) {
         return Err(WebError::NotFound("no inline image here".into()).into());
@@ -470,8 +547,14 @@ async fn inline_part(
     if let Ok(v) = HeaderValue::from_str(content_type) {
         headers.insert(header::CONTENT_TYPE, v);
     }
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
     Ok(response)
 }
 
@@ -490,7 +573,7 @@ async fn folders(
 ) -> Result<Response, PageError> {
     let caller = match signed_in(caller, "/folders") {
         Ok(c) => c,
-        Err(redirect) => return Ok(redirect),
+        Err(redirect) => return Ok(*redirect),
     };
     caller.require_scope(ApiScope::Read)?;
     let viewer = viewer(&caller);
@@ -500,7 +583,11 @@ async fn folders(
     let (user, archives, folders) = blocking(&state, move |s| {
         let archives = s.visible_archives(&principal)?;
         let user = asked.unwrap_or_else(|| {
-            if archives.contains(&own) { own.clone() } else { archives.first().cloned().unwrap_or(own) }
+            if archives.contains(&own) {
+                own.clone()
+            } else {
+                archives.first().cloned().unwrap_or(own)
+            }
         });
         // An archive outside the visible ones goes to the service all the same,
         // which refuses it and records the refusal.
@@ -513,11 +600,17 @@ async fn folders(
         user,
         archives: archives
             .into_iter()
-            .map(|user| models::ArchiveOption { label: user.clone(), user })
+            .map(|user| models::ArchiveOption {
+                label: user.clone(),
+                user,
+            })
             .collect(),
         folders: folders
             .into_iter()
-            .map(|f| models::FolderCount { path: f.path, count: f.messages })
+            .map(|f| models::FolderCount {
+                path: f.path,
+                count: f.messages,
+            })
             .collect(),
     };
     Ok(page(render::folders_page(&view)))
@@ -546,7 +639,10 @@ fn with_date_range(q: &str, from: Option<&str>, to: Option<&str>) -> Result<Stri
     let bound = |name: &str, v: Option<&str>| -> Result<Option<String>, WebError> {
         v.map(str::trim)
             .filter(|v| !v.is_empty())
-            .map(|v| api::parse_date(name, v).map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
+            .map(|v| {
+                api::parse_date(name, v)
+                    .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            })
             .transpose()
     };
     let (from, to) = (bound("from", from)?, bound("to", to)?);
@@ -573,7 +669,11 @@ async fn export(
         .user
         .filter(|u| !u.trim().is_empty())
         .unwrap_or_else(|| caller.name.clone());
-    let query = with_date_range(form.q.as_deref().unwrap_or(""), form.from.as_deref(), form.to.as_deref())?;
+    let query = with_date_range(
+        form.q.as_deref().unwrap_or(""),
+        form.from.as_deref(),
+        form.to.as_deref(),
+    )?;
     let body = ExportBody {
         query: Some(query),
         user,
@@ -610,7 +710,11 @@ async fn restore(
     let answer = api::run_restore(&state, caller.principal, body).await?;
     let text = format!(
         "Restored {} message(s) to {} in folder {} ({} already there, {} failed).",
-        answer.restored, answer.to_mailbox, answer.to_folder, answer.skipped_existing, answer.failed
+        answer.restored,
+        answer.to_mailbox,
+        answer.to_folder,
+        answer.skipped_existing,
+        answer.failed
     );
     let content = maud::html! {
         section.notice {
@@ -619,15 +723,28 @@ async fn restore(
             p { a href=(format!("/messages/{}", models::encode_component(&form.id))) { "Back to the message" } }
         }
     };
-    Ok(page(render::layout(Some(&viewer), None, "Restore", content)))
+    Ok(page(render::layout(
+        Some(&viewer),
+        None,
+        "Restore",
+        content,
+    )))
 }
 
-fn holds_view(caller: &Caller, service: &archiver_service::Service, notice: Option<String>) -> Result<models::HoldsView, WebError> {
+fn holds_view(
+    caller: &Caller,
+    service: &archiver_service::Service,
+    notice: Option<String>,
+) -> Result<models::HoldsView, WebError> {
     let holds = service.holds(&caller.principal)?;
     let policies = service.retention_policies(&caller.principal)?;
     let selector_scope = |users: &[String], folders: &[String], query: &Option<String>| {
         let mut parts = Vec::new();
-        parts.push(if users.is_empty() { "all archives".to_string() } else { users.join(", ") });
+        parts.push(if users.is_empty() {
+            "all archives".to_string()
+        } else {
+            users.join(", ")
+        });
         if !folders.is_empty() {
             parts.push(format!("folders {}", folders.join(", ")));
         }
@@ -647,7 +764,9 @@ fn holds_view(caller: &Caller, service: &archiver_service::Service, notice: Opti
                 users: h.scope.users.clone(),
                 created: day(Some(h.created)),
                 created_by: h.created_by,
-                released: h.released.map(|r| format!("{} by {}: {}", day(Some(r.at)), r.by, r.reason)),
+                released: h
+                    .released
+                    .map(|r| format!("{} by {}: {}", day(Some(r.at)), r.by, r.reason)),
             })
             .collect(),
         policies: policies
@@ -669,7 +788,7 @@ fn holds_view(caller: &Caller, service: &archiver_service::Service, notice: Opti
 async fn holds(State(state): State<WebState>, caller: MaybeCaller) -> Result<Response, PageError> {
     let caller = match signed_in(caller, "/holds") {
         Ok(c) => c,
-        Err(redirect) => return Ok(redirect),
+        Err(redirect) => return Ok(*redirect),
     };
     caller.require_scope(ApiScope::Governance)?;
     let view = blocking(&state, move |s| holds_view(&caller, s, None)).await?;
@@ -704,7 +823,9 @@ async fn governance_change(
     state: &WebState,
     caller: Caller,
     csrf: Option<&str>,
-    change: impl FnOnce(&archiver_service::Service, &Principal) -> Result<String, WebError> + Send + 'static,
+    change: impl FnOnce(&archiver_service::Service, &Principal) -> Result<String, WebError>
+    + Send
+    + 'static,
 ) -> Result<Response, PageError> {
     caller.require_scope(ApiScope::Governance)?;
     caller.check_csrf(csrf)?;
@@ -784,10 +905,12 @@ struct PolicyForm {
 fn days(name: &str, value: &Option<String>) -> Result<Option<i64>, WebError> {
     match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(v) => v
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| WebError::BadRequest(format!("`{name}` must be a number of days, not `{}`", v.chars().take(20).collect::<String>()))),
+        Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
+            WebError::BadRequest(format!(
+                "`{name}` must be a number of days, not `{}`",
+                v.chars().take(20).collect::<String>()
+            ))
+        }),
     }
 }
 
@@ -859,11 +982,16 @@ async fn audit(
     let _ = headers;
     let caller = match signed_in(caller, "/audit") {
         Ok(c) => c,
-        Err(redirect) => return Ok(redirect),
+        Err(redirect) => return Ok(*redirect),
     };
     caller.require_scope(ApiScope::Audit)?;
     let viewer = viewer(&caller);
-    let limit = match query.limit.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+    let limit = match query
+        .limit
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    {
         None => 100,
         Some(v) => v
             .parse::<usize>()
@@ -881,7 +1009,13 @@ async fn audit(
     let actor = query.actor.clone().unwrap_or_default();
     let principal = caller.principal.clone();
     let events = blocking(&state, move |s| {
-        Ok(s.audit_events(&principal, &archiver_service::audit_log::ListQuery { since, limit: Some(limit) })?)
+        Ok(s.audit_events(
+            &principal,
+            &archiver_service::audit_log::ListQuery {
+                since,
+                limit: Some(limit),
+            },
+        )?)
     })
     .await?;
     let rows: Vec<models::AuditRow> = events
@@ -896,7 +1030,8 @@ async fn audit(
                 e.target.user.clone().map(|u| format!("archive {u}")),
                 e.target.object.clone(),
                 e.target.query.clone().map(|q| format!("query {q}")),
-                (!e.target.messages.is_empty()).then(|| format!("{} message(s)", e.target.messages.len())),
+                (!e.target.messages.is_empty())
+                    .then(|| format!("{} message(s)", e.target.messages.len())),
             ]
             .into_iter()
             .flatten()
@@ -940,7 +1075,10 @@ mod tests {
 
     #[test]
     fn sender_domains_come_from_the_address() {
-        assert_eq!(sender_domain("Ann <ann@Example.org>").as_deref(), Some("example.org"));
+        assert_eq!(
+            sender_domain("Ann <ann@Example.org>").as_deref(),
+            Some("example.org")
+        );
         assert_eq!(sender_domain("bob@x.y").as_deref(), Some("x.y"));
         assert_eq!(sender_domain("nobody"), None);
     }
@@ -949,7 +1087,9 @@ mod tests {
     fn export_dates_become_a_range_term() {
         assert_eq!(with_date_range("a", None, None).ok().as_deref(), Some("a"));
         assert_eq!(
-            with_date_range("a", Some("2024-01-01"), None).ok().as_deref(),
+            with_date_range("a", Some("2024-01-01"), None)
+                .ok()
+                .as_deref(),
             Some("a date:[2024-01-01T00:00:00Z TO 9999-12-31T00:00:00Z}")
         );
         assert!(with_date_range("a", Some("soon"), None).is_err());

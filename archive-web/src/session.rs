@@ -109,7 +109,9 @@ impl Sessions {
         let id = random_token();
         let mut table = self.lock();
         if table.len() >= self.config.max_sessions {
-            table.retain(|_, s| now - s.last_seen < self.config.idle && now - s.created < self.config.absolute);
+            table.retain(|_, s| {
+                now - s.last_seen < self.config.idle && now - s.created < self.config.absolute
+            });
         }
         if table.len() >= self.config.max_sessions {
             let oldest = table
@@ -122,7 +124,11 @@ impl Sessions {
                     table.remove(&key);
                 }
                 None => {
-                    if let Some(key) = table.iter().min_by_key(|(_, s)| s.last_seen).map(|(k, _)| *k) {
+                    if let Some(key) = table
+                        .iter()
+                        .min_by_key(|(_, s)| s.last_seen)
+                        .map(|(k, _)| *k)
+                    {
                         table.remove(&key);
                     }
                 }
@@ -212,7 +218,11 @@ impl Sessions {
 
     /// The `Set-Cookie` value carrying session id `id`.
     pub fn set_cookie(&self, id: &str) -> String {
-        let secure = if self.config.secure_cookies { "; Secure" } else { "" };
+        let secure = if self.config.secure_cookies {
+            "; Secure"
+        } else {
+            ""
+        };
         format!(
             "{}={id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
             self.cookie_name(),
@@ -222,7 +232,11 @@ impl Sessions {
 
     /// The `Set-Cookie` value that deletes the session cookie.
     pub fn clear_cookie(&self) -> String {
-        let secure = if self.config.secure_cookies { "; Secure" } else { "" };
+        let secure = if self.config.secure_cookies {
+            "; Secure"
+        } else {
+            ""
+        };
         format!(
             "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}",
             self.cookie_name()
@@ -254,7 +268,10 @@ mod tests {
         let sessions = Sessions::new(SessionConfig::default());
         let (id, _) = sessions.sign_in(None, "alice", "local", at(0));
         assert!(sessions.get(&id, at(29)).is_some());
-        assert!(sessions.get(&id, at(58)).is_some(), "used at 29: still alive");
+        assert!(
+            sessions.get(&id, at(58)).is_some(),
+            "used at 29: still alive"
+        );
         assert!(sessions.get(&id, at(89)).is_none(), "idle 31 minutes");
         let (id, _) = sessions.sign_in(None, "alice", "local", at(0));
         let mut t = 0;
@@ -262,7 +279,10 @@ mod tests {
             t += 20;
             assert!(sessions.get(&id, at(t)).is_some(), "minute {t}");
         }
-        assert!(sessions.get(&id, at(12 * 60)).is_none(), "absolute lifetime");
+        assert!(
+            sessions.get(&id, at(12 * 60)).is_none(),
+            "absolute lifetime"
+        );
     }
 
     #[test]
@@ -273,7 +293,10 @@ mod tests {
         assert_ne!(anon, id);
         assert_ne!(before.csrf, after.csrf);
         assert!(sessions.get(&anon, at(1)).is_none(), "the old id is dead");
-        assert_eq!(sessions.get(&id, at(1)).and_then(|s| s.user).as_deref(), Some("alice"));
+        assert_eq!(
+            sessions.get(&id, at(1)).and_then(|s| s.user).as_deref(),
+            Some("alice")
+        );
     }
 
     #[test]
@@ -287,25 +310,39 @@ mod tests {
             sessions.create_anonymous(at(1));
         }
         assert!(sessions.len() <= 10);
-        assert!(sessions.get(&signed, at(1)).is_some(), "signed-in sessions survive a flood");
+        assert!(
+            sessions.get(&signed, at(1)).is_some(),
+            "signed-in sessions survive a flood"
+        );
     }
 
     #[test]
     fn cookies_are_http_only_lax_and_secure_under_tls() {
         let plain = Sessions::new(SessionConfig::default());
         let c = plain.set_cookie("abc");
-        assert!(c.starts_with("archive_session=abc;") && c.contains("HttpOnly") && c.contains("SameSite=Lax"));
+        assert!(
+            c.starts_with("archive_session=abc;")
+                && c.contains("HttpOnly")
+                && c.contains("SameSite=Lax")
+        );
         assert!(!c.contains("Secure"));
         let tls = Sessions::new(SessionConfig {
             secure_cookies: true,
             ..SessionConfig::default()
         });
-        assert!(tls.set_cookie("abc").starts_with("__Host-archive_session=abc;"));
+        assert!(
+            tls.set_cookie("abc")
+                .starts_with("__Host-archive_session=abc;")
+        );
         assert!(tls.set_cookie("abc").contains("; Secure"));
         assert_eq!(
-            tls.id_from_cookies(["a=1; __Host-archive_session=xyz"].into_iter()).as_deref(),
+            tls.id_from_cookies(["a=1; __Host-archive_session=xyz"].into_iter())
+                .as_deref(),
             Some("xyz")
         );
-        assert_eq!(tls.id_from_cookies(["archive_session=xyz"].into_iter()), None);
+        assert_eq!(
+            tls.id_from_cookies(["archive_session=xyz"].into_iter()),
+            None
+        );
     }
 }

@@ -89,6 +89,8 @@ pub(crate) struct Inner {
     pub entra: Option<Arc<dyn EntraSignIn>>,
     pub pending: Mutex<HashMap<String, PendingEntry>>,
     pub clock: Clock,
+    /// Signs the links of a message body's inline images (see [`crate::inline`]).
+    pub inline_key: [u8; 32],
 }
 
 impl WebState {
@@ -112,6 +114,7 @@ impl WebState {
                 entra,
                 pending: Mutex::new(HashMap::new()),
                 clock,
+                inline_key: crate::inline::new_key(),
             }),
         }
     }

@@ -247,7 +247,9 @@ impl Service {
         info.locations
             .first()
             .map(|(user, _)| user.clone())
-            .ok_or_else(|| ServiceError::not_found(format!("message {} is in no archive", info.id.0)))
+            .ok_or_else(|| {
+                ServiceError::not_found(format!("message {} is in no archive", info.id.0))
+            })
     }
 
     /// The archives `principal` may open (names of users with an archive), sorted.
@@ -266,9 +268,9 @@ impl Service {
     /// /api/v1/folders?user=`), for a caller who may read that archive. Folder
     /// names are not mail content; a refusal is recorded all the same.
     pub fn archive_folders(&self, principal: &Principal, user: &str) -> Result<Vec<FolderCount>> {
-        principal.require_archive(user, Self::now()).map_err(|e| {
-            self.denial(principal, Action::ContentSearch, Target::user(user), e)
-        })?;
+        principal
+            .require_archive(user, Self::now())
+            .map_err(|e| self.denial(principal, Action::ContentSearch, Target::user(user), e))?;
         let archive = self.read_archive_for_content()?;
         let visibility = if crate::governance::sees_restricted(principal) {
             archive_store::Visibility::Privileged
@@ -311,9 +313,7 @@ impl Service {
         Ok(ZipExport { report, files })
     }
 
-    fn read_archive_for_content(
-        &self,
-    ) -> Result<std::sync::Arc<archive_store::DiskArchiveStore>> {
+    fn read_archive_for_content(&self) -> Result<std::sync::Arc<archive_store::DiskArchiveStore>> {
         crate::wiring::open_archive_read_only(&self.open(crate::datadir::Access::Read)?)
     }
 }
@@ -329,7 +329,8 @@ fn files_under(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
         let entries = std::fs::read_dir(&current)
             .map_err(|e| ServiceError::io("cannot read the directory", &current, e))?;
         for entry in entries {
-            let entry = entry.map_err(|e| ServiceError::io("cannot read the directory", &current, e))?;
+            let entry =
+                entry.map_err(|e| ServiceError::io("cannot read the directory", &current, e))?;
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
@@ -352,7 +353,11 @@ fn write_zip(dir: &Path, out: &Path) -> Result<usize> {
     let files = files_under(dir)?;
     let io = |e: std::io::Error| ServiceError::io("cannot write the zip", out, e);
     let zip_err = |e: zip::result::ZipError| {
-        ServiceError::io("cannot write the zip", out, std::io::Error::other(e.to_string()))
+        ServiceError::io(
+            "cannot write the zip",
+            out,
+            std::io::Error::other(e.to_string()),
+        )
     };
     let file = std::fs::File::create(out).map_err(io)?;
     let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
@@ -429,7 +434,12 @@ mod tests {
         assert_eq!(parts.attachments[0].1, b"hello");
         assert!(parts.attachments[1].1.is_empty());
         assert_eq!(parts.to, vec!["Bob <bob@b.c>", "carol@b.c"]);
-        assert!(parts.html.as_deref().is_some_and(|h| h.contains("cid:img1@x")));
+        assert!(
+            parts
+                .html
+                .as_deref()
+                .is_some_and(|h| h.contains("cid:img1@x"))
+        );
     }
 
     #[test]
@@ -447,10 +457,19 @@ mod tests {
             .expect("manifest")
             .read_to_string(&mut manifest)
             .expect("read");
-        let digest_a: String = Sha256::digest(b"A").iter().map(|b| format!("{b:02x}")).collect();
-        assert!(manifest.contains(&format!("{digest_a}  Inbox/a.eml\n")), "{manifest}");
+        let digest_a: String = Sha256::digest(b"A")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(
+            manifest.contains(&format!("{digest_a}  Inbox/a.eml\n")),
+            "{manifest}"
+        );
         let mut a = Vec::new();
-        zip.by_name("Inbox/a.eml").expect("a").read_to_end(&mut a).expect("read");
+        zip.by_name("Inbox/a.eml")
+            .expect("a")
+            .read_to_end(&mut a)
+            .expect("read");
         assert_eq!(a, b"A");
     }
 }

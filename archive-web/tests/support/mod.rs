@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use archive_web::{OidcSignIn, WebConfig, WebState};
-use archiver_service::{MailboxSelection, NewCredential, Principal, ProfileSpec, SecretInput, Service, ServiceOptions};
+use archiver_service::{
+    MailboxSelection, NewCredential, Principal, ProfileSpec, SecretInput, Service, ServiceOptions,
+};
 use m365_emulator::{Emulator, EmulatorConfig};
 
 /// The running site.
@@ -79,7 +81,11 @@ impl Site {
                 },
             )
             .unwrap();
-        hits.first().expect("the imported message is found").id.0.clone()
+        hits.first()
+            .expect("the imported message is found")
+            .id
+            .0
+            .clone()
     }
 }
 
@@ -92,7 +98,10 @@ fn rand_name() -> String {
 pub async fn site_with(users: usize, messages: usize) -> Site {
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://127.0.0.1:{}/", listener.local_addr().unwrap().port());
+    let base = format!(
+        "http://127.0.0.1:{}/",
+        listener.local_addr().unwrap().port()
+    );
     let emulator = Emulator::start(EmulatorConfig {
         users,
         messages_per_user: messages,
@@ -159,19 +168,30 @@ pub async fn site_with(users: usize, messages: usize) -> Site {
             continue;
         }
         let Some(user) = local.iter().find(|u| {
-            u.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(&info.upn))
+            u.email
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(&info.upn))
                 || u.aliases.iter().any(|a| a.eq_ignore_ascii_case(&info.upn))
-                || info.mail.as_deref().is_some_and(|m| u.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(m)))
+                || info.mail.as_deref().is_some_and(|m| {
+                    u.email
+                        .as_deref()
+                        .is_some_and(|e| e.eq_ignore_ascii_case(m))
+                })
         }) else {
             continue;
         };
         if !user.has_archive {
             continue;
         }
-        service.set_local_password(&admin, &user.name, LOCAL_PASSWORD).unwrap();
+        service
+            .set_local_password(&admin, &user.name, LOCAL_PASSWORD)
+            .unwrap();
         site_users.push((user.name.clone(), info.upn.clone(), info.id.clone()));
     }
-    assert!(site_users.len() >= 2, "two synced users with mail: {site_users:?}");
+    assert!(
+        site_users.len() >= 2,
+        "two synced users with mail: {site_users:?}"
+    );
     let mut config = WebConfig::new(base.parse().unwrap(), dir.path().join("exports"));
     config.restore_credentials = Some("tenant".into());
     let (registration, options) = service.sign_in_registration(&admin, "tenant").unwrap();
@@ -273,9 +293,19 @@ impl Browser {
         let response = self
             .post_form(
                 &site.url("/auth/local"),
-                &[("username", user), ("password", LOCAL_PASSWORD), ("csrf", &csrf), ("return_to", "/")],
+                &[
+                    ("username", user),
+                    ("password", LOCAL_PASSWORD),
+                    ("csrf", &csrf),
+                    ("return_to", "/"),
+                ],
             )
             .await;
-        assert_eq!(response.status(), 303, "{}", response.text().await.unwrap_or_default());
+        assert_eq!(
+            response.status(),
+            303,
+            "{}",
+            response.text().await.unwrap_or_default()
+        );
     }
 }

@@ -5,12 +5,17 @@
 //! once (a run lock held across processes), and logs each run's report. SIGTERM or
 //! SIGINT cancels the running profiles: each finishes the message in hand, saves its
 //! checkpoints and stops; the service then exits 0. `--once` runs what is due and exits.
+//!
+//! With `--web ADDR --credentials C` it also serves the archive's pages and API
+//! (archive-web): Entra sign-in with credential `C`'s app registration, restore
+//! through it; over TLS with `--tls-cert/--tls-key`, plain HTTP only on loopback.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod scheduler;
+mod web;
 
 use anyhow::{Context as _, Result};
 use archiver_service::Principal;
@@ -28,6 +33,22 @@ struct Args {
     /// Run the profiles that are due now, wait for them, and exit.
     #[arg(long)]
     once: bool,
+    /// Also serve the archive's web pages and API on this address (`127.0.0.1:8080`).
+    #[arg(long, value_name = "ADDR", requires = "credentials")]
+    web: Option<std::net::SocketAddr>,
+    /// The credential whose app registration signs people in (and restores).
+    #[arg(long, value_name = "NAME")]
+    credentials: Option<String>,
+    /// The address people open (default `http(s)://ADDR/`); the redirect URI to
+    /// register in Entra is `<public-url>auth/callback`.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// TLS certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -55,7 +76,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<ExitCode> {
-    let service = m365_archiver::service(m365_archiver::data_dir(args.data_dir)?);
+    let service = m365_archiver::service(m365_archiver::data_dir(args.data_dir.clone())?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("m365-archiverd")
@@ -68,6 +89,9 @@ fn run(args: Args) -> Result<ExitCode> {
         // Watched before the scheduler announces anything, so that a SIGTERM sent the
         // moment the service is seen running always stops it cleanly.
         tokio::spawn(stop_on_signal(watch_signals(), stop.clone()));
+        if let Some(addr) = args.web {
+            web::start(&service, &args, addr, stop.clone()).await?;
+        }
         let outcome = scheduler::serve(service, args.once, stop).await?;
         Ok(if outcome.failed == 0 {
             ExitCode::SUCCESS
