@@ -181,19 +181,11 @@ fn account_name(principal: &Principal) -> String {
     }
 }
 
-/// `return_to` if it is a path of this site, else `/`: no scheme, no host, no
-/// `//` or `/\` (which browsers read as another host), no control characters.
+/// `return_to` if it is a path of this site, else `/` (the renderer's rule, which
+/// the sign-in form applies too: no scheme, no host, no `//` or backslash, no
+/// control characters).
 pub fn safe_return_to(candidate: &str) -> String {
-    let ok = candidate.starts_with('/')
-        && !candidate.starts_with("//")
-        && !candidate.starts_with("/\\")
-        && candidate.len() <= 2048
-        && !candidate.chars().any(|c| c.is_control() || c == '\\');
-    if ok {
-        candidate.to_string()
-    } else {
-        "/".to_string()
-    }
+    crate::render::safe_return_to(candidate).to_string()
 }
 
 /// The query of `GET /signin` and `GET /auth/signin`.

@@ -109,9 +109,7 @@ impl Sessions {
         let id = random_token();
         let mut table = self.lock();
         if table.len() >= self.config.max_sessions {
-            table.retain(|_, s| {
-                now - s.last_seen < self.config.idle && now - s.created < self.config.absolute
-            });
+            table.retain(|_, s| self.alive(s, now));
         }
         if table.len() >= self.config.max_sessions {
             let oldest = table

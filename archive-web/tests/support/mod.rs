@@ -55,11 +55,6 @@ impl Site {
             )
             .unwrap();
         assert_eq!(report.imported + report.duplicates, 1, "{report:?}");
-        let hits = self
-            .service
-            .archive_folders(&Principal::LocalAdministrator, user)
-            .unwrap();
-        assert!(!hits.is_empty());
         self.find_id(user, raw)
     }
 
